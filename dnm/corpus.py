@@ -1,0 +1,616 @@
+"""Word corpora for negative-label OOD detection: WordNet presets, user corpora, prompts, encoding.
+
+The package ships the WordNet 3.0 noun and adjective synsets grouped by lexicographer file
+(``dnm/data/wordnet/<lexname>.txt.gz``, built by ``python -m dnm.data.build_wordnet``).  The
+presets of the papers (DESIGN §3)::
+
+    neglabel  all noun files but noun.animal and noun.food; adj.all, adj.pert, adj.ppl
+    dnm, csp  as neglabel minus noun.person, noun.quantity, noun.group and adj.pert
+
+are assembled in a fixed order: files in sorted name order (adjective files sort before noun
+files), phrases in file order, global deduplication keeping the first occurrence.  By default
+each synset contributes its head lemma (its first lemma), which is what the published word lists
+of NegLabel / CSP / DNM contain (see ``dnm/data/wordnet/README.md``); ``lemmas="all"`` takes every
+lemma.  ``source=DIR`` builds the same presets from a directory of reference-style lists
+(``<lexname>.txt``, one phrase a line), e.g. the lists the papers ship.
+
+This module only needs NumPy (and tqdm for progress bars); it does not import the rest of dnm.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "ADJECTIVE_FILES",
+    "ADJECTIVE_TEMPLATE",
+    "Corpus",
+    "ID_TEMPLATE",
+    "LEXNAMES",
+    "NOUN_FILES",
+    "NOUN_TEMPLATE",
+    "PRESETS",
+    "encode",
+    "format_prompts",
+    "from_file",
+    "from_list",
+    "load",
+    "preset_files",
+    "read_lexfile",
+    "synonyms",
+]
+
+WORDNET_DIR = Path(__file__).resolve().parent / "data" / "wordnet"
+
+ADJECTIVE_FILES: tuple[str, ...] = ("adj.all", "adj.pert", "adj.ppl")
+NOUN_FILES: tuple[str, ...] = (
+    "noun.Tops", "noun.act", "noun.animal", "noun.artifact", "noun.attribute", "noun.body",
+    "noun.cognition", "noun.communication", "noun.event", "noun.feeling", "noun.food",
+    "noun.group", "noun.location", "noun.motive", "noun.object", "noun.person",
+    "noun.phenomenon", "noun.plant", "noun.possession", "noun.process", "noun.quantity",
+    "noun.relation", "noun.shape", "noun.state", "noun.substance", "noun.time",
+)
+#: Every lexicographer file the package ships, in the fixed (sorted) order.
+LEXNAMES: tuple[str, ...] = tuple(sorted(ADJECTIVE_FILES + NOUN_FILES))
+
+_NEGLABEL = tuple(f for f in LEXNAMES if f not in ("noun.animal", "noun.food"))
+_DNM = tuple(
+    f for f in _NEGLABEL if f not in ("noun.person", "noun.quantity", "noun.group", "adj.pert")
+)
+#: Preset name -> lexicographer files (DESIGN §3).  ``csp`` is an alias of ``dnm``.
+PRESETS: dict[str, tuple[str, ...]] = {"neglabel": _NEGLABEL, "dnm": _DNM, "csp": _DNM}
+
+#: Default prompt templates of the papers.
+ID_TEMPLATE = "the nice {}"
+NOUN_TEMPLATE = "the nice {}"
+ADJECTIVE_TEMPLATE = "This is a {} photo"
+
+_LEMMA_MODES = ("head", "all")
+_CACHE_FORMAT = 1
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+def _norm(text: str) -> str:
+    """Case-, underscore- and whitespace-insensitive key used to compare phrases with names."""
+    return " ".join(str(text).replace("_", " ").lower().split())
+
+
+def _check_lexnames(files: Iterable[str], argname: str) -> list[str]:
+    if isinstance(files, str):
+        files = [files]
+    files = list(files)
+    bad = [f for f in files if f not in LEXNAMES]
+    if bad:
+        raise ValueError(
+            f"{argname}: unknown lexicographer file(s) {bad}; valid ones are: {', '.join(LEXNAMES)}"
+        )
+    if not files:
+        raise ValueError(f"{argname}: no lexicographer file given")
+    return files
+
+
+def preset_files(preset: str) -> tuple[str, ...]:
+    """The lexicographer files of a preset (``neglabel``, ``dnm``, ``csp``)."""
+    key = str(preset).lower()
+    if key not in PRESETS:
+        raise ValueError(f"preset: unknown preset {preset!r}; valid presets are: {', '.join(sorted(PRESETS))}")
+    return PRESETS[key]
+
+
+def _check_templates(templates: str | Sequence[str] | None, argname: str, default: str | None):
+    """Normalise a template or a list of templates to a non-empty tuple; None -> (default,)."""
+    if templates is None:
+        templates = "{}" if default is None else default
+    if isinstance(templates, str):
+        templates = [templates]
+    templates = tuple(templates)
+    if not templates:
+        raise ValueError(f"{argname}: empty template list")
+    for t in templates:
+        if not isinstance(t, str):
+            raise ValueError(f"{argname}: template {t!r} is not a string")
+        if "{}" not in t:
+            raise ValueError(f"{argname}: template {t!r} has no '{{}}' placeholder for the phrase")
+    return templates
+
+
+def format_prompts(phrases: Iterable[str], template: str = "{}") -> list[str]:
+    """Put every phrase into ``template`` (each ``{}`` is replaced by the phrase)."""
+    (template,) = _check_templates(template, "template", None)
+    return [template.replace("{}", p) for p in phrases]
+
+
+# --------------------------------------------------------------------------------------------
+# shipped WordNet data and reference-style lists
+# --------------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def _synsets(lexname: str) -> tuple[tuple[str, ...], ...]:
+    """Shipped synsets of one lexicographer file: tuples of lemmas (original case), file order."""
+    path = WORDNET_DIR / f"{lexname}.txt.gz"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"shipped WordNet list {path} is missing; regenerate it with `python -m dnm.data.build_wordnet`"
+        )
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return tuple(tuple(line.rstrip("\n").split("\t")) for line in fh if line.strip())
+
+
+def _resolve_source(source: str | os.PathLike | None) -> Path | None:
+    if source is None:
+        return None
+    path = Path(source)
+    if not path.is_dir():
+        raise FileNotFoundError(f"source: directory {str(path)!r} not found")
+    return path
+
+
+def read_lexfile(
+    lexname: str,
+    *,
+    source: str | os.PathLike | None = None,
+    lemmas: str = "head",
+    lowercase: bool = True,
+) -> list[str]:
+    """Phrases of one lexicographer file, in file order, without duplicates (first kept).
+
+    With ``source=None`` the shipped WordNet 3.0 data is read: ``lemmas="head"`` takes the first
+    lemma of every synset (as the papers' lists do), ``lemmas="all"`` every lemma.  With
+    ``source=DIR`` the file ``DIR/<lexname>.txt`` (one phrase a line) is read instead.
+    """
+    (lexname,) = _check_lexnames([lexname], "lexname")
+    if lemmas not in _LEMMA_MODES:
+        raise ValueError(f"lemmas: must be one of {_LEMMA_MODES}, got {lemmas!r}")
+    src = _resolve_source(source)
+    if src is None:
+        syns = _synsets(lexname)
+        raw = [s[0] for s in syns] if lemmas == "head" else [w for s in syns for w in s]
+    else:
+        path = src / f"{lexname}.txt"
+        if not path.is_file():
+            raise FileNotFoundError(f"source: {str(path)!r} not found (expected one file per lexicographer file)")
+        raw = path.read_text(encoding="utf-8").splitlines()
+    out: list[str] = []
+    seen: set[str] = set()
+    for p in raw:
+        p = " ".join(p.replace("_", " ").split())
+        if lowercase:
+            p = p.lower()
+        if p and p not in seen:
+            seen.add(p)
+            out.append(p)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _synonym_index() -> tuple[dict[str, list[int]], list[frozenset[str]]]:
+    groups: list[frozenset[str]] = []
+    index: dict[str, list[int]] = {}
+    for lexname in LEXNAMES:
+        for syn in _synsets(lexname):
+            keys = frozenset(_norm(w) for w in syn)
+            gid = len(groups)
+            groups.append(keys)
+            for k in keys:
+                index.setdefault(k, []).append(gid)
+    return index, groups
+
+
+def synonyms(names: Iterable[str]) -> set[str]:
+    """WordNet synonyms of ``names``: normalised lemmas sharing a shipped synset with any name.
+
+    Comparison is case-, underscore- and whitespace-insensitive; the names themselves are
+    included.  All 29 shipped files (all noun files, adj.all, adj.pert, adj.ppl) are searched.
+    """
+    if isinstance(names, str):
+        names = [names]
+    index, groups = _synonym_index()
+    out: set[str] = set()
+    for name in names:
+        key = _norm(name)
+        out.add(key)
+        for gid in index.get(key, ()):
+            out |= groups[gid]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the Corpus
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class Corpus:
+    """Phrases with, per phrase, whether it is an adjective and its lexicographer file."""
+
+    phrases: list[str]
+    is_adjective: np.ndarray
+    lexname: list[str]
+
+    def __post_init__(self):
+        phrases = list(self.phrases)
+        mask = np.asarray(self.is_adjective, dtype=bool).reshape(-1)
+        lex = list(self.lexname)
+        if not (len(phrases) == mask.shape[0] == len(lex)):
+            raise ValueError(
+                f"phrases ({len(phrases)}), is_adjective ({mask.shape[0]}) and lexname ({len(lex)}) "
+                "must have the same length"
+            )
+        mask.setflags(write=False)
+        object.__setattr__(self, "phrases", phrases)
+        object.__setattr__(self, "is_adjective", mask)
+        object.__setattr__(self, "lexname", lex)
+
+    def __len__(self) -> int:
+        return len(self.phrases)
+
+    def __iter__(self):
+        return iter(self.phrases)
+
+    def __getitem__(self, item):
+        """An int gives a phrase; a slice, an index array or a boolean mask gives a Corpus."""
+        if isinstance(item, (int, np.integer)):
+            return self.phrases[item]
+        idx = np.arange(len(self))[item]
+        idx = np.atleast_1d(idx)
+        return Corpus(
+            [self.phrases[i] for i in idx], self.is_adjective[idx], [self.lexname[i] for i in idx]
+        )
+
+    def __repr__(self) -> str:
+        return f"Corpus({len(self)} phrases: {self.n_nouns} nouns, {self.n_adjectives} adjectives)"
+
+    @property
+    def n_adjectives(self) -> int:
+        return int(self.is_adjective.sum())
+
+    @property
+    def n_nouns(self) -> int:
+        return len(self) - self.n_adjectives
+
+    def nouns(self) -> "Corpus":
+        return self[~self.is_adjective]
+
+    def adjectives(self) -> "Corpus":
+        return self[self.is_adjective]
+
+    def counts(self) -> dict[str, int]:
+        """Number of phrases per lexicographer file, in order of first appearance."""
+        out: dict[str, int] = {}
+        for lx in self.lexname:
+            out[lx] = out.get(lx, 0) + 1
+        return out
+
+    def exclude(self, names: Iterable[str], *, synonyms: bool = False) -> "Corpus":
+        """Drop phrases equal to any of ``names`` (case- and underscore-insensitive).
+
+        With ``synonyms=True`` also drop every WordNet synonym of the names (lemmas sharing a
+        synset with a name in the shipped WordNet data).
+        """
+        if isinstance(names, str):
+            names = [names]
+        drop = _synonyms_fn(names) if synonyms else {_norm(n) for n in names}
+        keep = np.array([_norm(p) not in drop for p in self.phrases], dtype=bool)
+        return self[keep]
+
+    def prompts(self, noun_template: str = NOUN_TEMPLATE, adjective_template: str = ADJECTIVE_TEMPLATE) -> list[str]:
+        """One prompt per phrase: nouns in ``noun_template``, adjectives in ``adjective_template``."""
+        (nt,) = _check_templates(noun_template, "noun_template", None)
+        (at,) = _check_templates(adjective_template, "adjective_template", None)
+        return [(at if a else nt).replace("{}", p) for p, a in zip(self.phrases, self.is_adjective)]
+
+
+_synonyms_fn = synonyms
+
+
+def load(
+    preset: str | None = "dnm",
+    *,
+    files: Iterable[str] | None = None,
+    source: str | os.PathLike | None = None,
+    lemmas: str = "head",
+    exclude: Iterable[str] | None = None,
+    exclude_synonyms: bool = False,
+    lowercase: bool = True,
+) -> Corpus:
+    """Load a WordNet corpus: a preset (``neglabel``, ``dnm``, ``csp``) or explicit ``files``.
+
+    Files are taken in sorted name order (adjective files before noun files), phrases in file
+    order, and duplicates are removed globally keeping the first occurrence.  ``exclude`` drops
+    phrases equal to those names (e.g. the ID class names; case- and underscore-insensitive) and,
+    with ``exclude_synonyms=True``, their WordNet synonyms.  ``source`` reads reference-style
+    lists ``<source>/<lexname>.txt`` instead of the shipped data.
+    """
+    if files is not None:
+        chosen = _check_lexnames(files, "files")
+    elif preset is not None:
+        chosen = list(preset_files(preset))
+    else:
+        raise ValueError("preset: give a preset name or files=[...]")
+    phrases: list[str] = []
+    mask: list[bool] = []
+    lex: list[str] = []
+    seen: set[str] = set()
+    for lexname in sorted(set(chosen)):
+        adjective = lexname.startswith("adj.")
+        for p in read_lexfile(lexname, source=source, lemmas=lemmas, lowercase=lowercase):
+            if p not in seen:
+                seen.add(p)
+                phrases.append(p)
+                mask.append(adjective)
+                lex.append(lexname)
+    corpus = Corpus(phrases, np.array(mask, dtype=bool), lex)
+    if exclude is not None:
+        corpus = corpus.exclude(exclude, synonyms=exclude_synonyms)
+    if len(corpus) == 0:
+        raise ValueError("the corpus is empty (all phrases were excluded or the files are empty)")
+    return corpus
+
+
+def _mask_arg(is_adjective, n: int) -> np.ndarray:
+    if is_adjective is None:
+        return np.zeros(n, dtype=bool)
+    if isinstance(is_adjective, (bool, np.bool_)):
+        return np.full(n, bool(is_adjective))
+    mask = np.asarray(is_adjective)
+    if mask.shape != (n,):
+        raise ValueError(f"is_adjective: expected a bool or {n} values, got shape {mask.shape}")
+    return mask.astype(bool)
+
+
+def from_list(
+    phrases: Iterable[str],
+    is_adjective: bool | Sequence[bool] | np.ndarray | None = None,
+    *,
+    lexname: str | Sequence[str] = "custom",
+    dedup: bool = True,
+) -> Corpus:
+    """A user corpus from a list of phrases (``is_adjective``: one bool for all, or a mask)."""
+    if isinstance(phrases, str):
+        raise ValueError("phrases: expected a list of phrases, got a single string")
+    phrases = list(phrases)
+    if not phrases:
+        raise ValueError("phrases: the corpus is empty")
+    clean = []
+    for i, p in enumerate(phrases):
+        if not isinstance(p, str):
+            raise ValueError(f"phrases: item {i} is not a string: {p!r}")
+        p = p.strip()
+        if not p:
+            raise ValueError(f"phrases: item {i} is empty")
+        clean.append(p)
+    mask = _mask_arg(is_adjective, len(clean))
+    if isinstance(lexname, str):
+        lex = [lexname] * len(clean)
+    else:
+        lex = list(lexname)
+        if len(lex) != len(clean):
+            raise ValueError(f"lexname: expected a string or {len(clean)} values, got {len(lex)}")
+    if dedup:
+        seen: set[str] = set()
+        keep = []
+        for i, p in enumerate(clean):
+            if p not in seen:
+                seen.add(p)
+                keep.append(i)
+        clean = [clean[i] for i in keep]
+        mask = mask[keep]
+        lex = [lex[i] for i in keep]
+    return Corpus(clean, mask, lex)
+
+
+def from_file(
+    path: str | os.PathLike,
+    is_adjective: bool | Sequence[bool] | np.ndarray | None = None,
+    *,
+    lexname: str | None = None,
+    dedup: bool = True,
+) -> Corpus:
+    """A user corpus from a UTF-8 text file, one phrase a line (blank lines are skipped)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"path: corpus file {str(p)!r} not found")
+    lines = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines()]
+    lines = [ln for ln in lines if ln]
+    if not lines:
+        raise ValueError(f"path: corpus file {str(p)!r} is empty")
+    return from_list(lines, is_adjective, lexname=lexname or p.stem, dedup=dedup)
+
+
+# --------------------------------------------------------------------------------------------
+# encoding with an on-disk cache
+# --------------------------------------------------------------------------------------------
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach()
+    if hasattr(x, "cpu"):
+        x = x.cpu()
+    if not isinstance(x, np.ndarray) and hasattr(x, "numpy"):
+        try:
+            x = x.numpy()
+        except TypeError:  # e.g. torch bfloat16
+            x = x.float().numpy()
+    return np.asarray(x)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:60] or "model"
+
+
+def _cache_key(model_name: str, phrases: list[str], mask: np.ndarray, nt: tuple, at: tuple) -> str:
+    payload = {
+        "format": _CACHE_FORMAT,
+        "model_name": model_name,
+        "phrases": phrases,
+        "is_adjective": mask.astype(int).tolist(),
+        "noun_templates": list(nt),
+        "adjective_templates": list(at),
+    }
+    blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _array_sha256(arr: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _read_cache(npy: Path, meta_path: Path, key: str, n: int) -> np.ndarray | None:
+    if not npy.exists() and not meta_path.exists():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("key") != key:
+            raise ValueError("key mismatch")
+        arr = np.load(npy, allow_pickle=False)
+        if arr.dtype != np.float32 or arr.ndim != 2:
+            raise ValueError(f"unexpected array {arr.dtype} {arr.shape}")
+        if arr.shape != (n, meta.get("dim")) or meta.get("rows") != n:
+            raise ValueError(f"shape {arr.shape} does not match the metadata / {n} phrases")
+        if _array_sha256(arr) != meta.get("sha256"):
+            raise ValueError("checksum mismatch")
+        return arr
+    except Exception as exc:  # noqa: BLE001 - any problem means: rebuild
+        warnings.warn(f"encoding cache {npy} is invalid ({exc}); re-encoding", RuntimeWarning, stacklevel=3)
+        return None
+
+
+def encode(
+    phrases: Corpus | Sequence[str],
+    encoder: Callable[[list[str]], Any],
+    *,
+    model_name: str | None = None,
+    templates: str | Sequence[str] | None = None,
+    adjective_templates: str | Sequence[str] | None = None,
+    batch_size: int = 256,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    desc: str | None = None,
+) -> np.ndarray:
+    """Encode phrases with any callable ``encoder`` into one float32 array (n, dim).
+
+    ``encoder`` takes a list of strings (prompts, or e.g. image paths) and returns anything
+    array-like of shape (len(batch), dim): NumPy arrays, lists, torch tensors (on any device).
+
+    Templates: for a :class:`Corpus`, nouns use ``templates`` (default ``"the nice {}"``) and
+    adjectives ``adjective_templates`` (default ``"This is a {} photo"``); for a plain list, all
+    items use ``templates`` (default ``"{}"``: the items as they are).  With several templates
+    the raw encodings of the prompts are averaged (no normalisation: raw norms are kept).
+
+    With ``cache_dir``, the result is cached as ``<model>-<key>.npy`` + ``.json``, keyed by a
+    sha256 of ``model_name`` (required then), the phrases, the adjective mask and the templates;
+    a second call returns the cached array without calling the encoder.  A corrupted or
+    mismatched cache is detected (key and checksum), a warning is issued and it is rebuilt.
+    """
+    if not callable(encoder):
+        raise ValueError("encoder: must be callable (list of strings -> array of shape (n, dim))")
+    if isinstance(phrases, Corpus):
+        items = list(phrases.phrases)
+        mask = phrases.is_adjective.copy()
+        nt = _check_templates(templates, "templates", NOUN_TEMPLATE)
+        at = _check_templates(adjective_templates, "adjective_templates", ADJECTIVE_TEMPLATE)
+    else:
+        if isinstance(phrases, str):
+            raise ValueError("phrases: expected a list of phrases or a Corpus, got a single string")
+        items = list(phrases)
+        for i, p in enumerate(items):
+            if not isinstance(p, str):
+                raise ValueError(f"phrases: item {i} is not a string: {p!r}")
+        mask = np.zeros(len(items), dtype=bool)
+        nt = _check_templates(templates, "templates", None)
+        at = nt if adjective_templates is None else _check_templates(adjective_templates, "adjective_templates", None)
+    if not items:
+        raise ValueError("phrases: nothing to encode (empty corpus)")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+    batch_size = int(batch_size)
+    n = len(items)
+
+    npy = meta_path = None
+    key = None
+    if cache_dir is not None:
+        if not model_name:
+            raise ValueError("model_name: required when cache_dir is given (it is part of the cache key)")
+        cdir = Path(cache_dir)
+        cdir.mkdir(parents=True, exist_ok=True)
+        key = _cache_key(str(model_name), items, mask, nt, at)
+        stem = f"{_slug(str(model_name))}-{key[:20]}"
+        npy, meta_path = cdir / f"{stem}.npy", cdir / f"{stem}.json"
+        cached = _read_cache(npy, meta_path, key, n)
+        if cached is not None:
+            return cached
+
+    groups = [(np.flatnonzero(~mask), nt), (np.flatnonzero(mask), at)]
+    total = sum(len(ts) * -(-len(idx) // batch_size) for idx, ts in groups if len(idx))
+    from tqdm.auto import tqdm  # lazy: only needed when encoding
+
+    out: np.ndarray | None = None
+    with tqdm(total=total, disable=not progress, desc=desc or "encoding", unit="batch") as bar:
+        for idx, ts in groups:
+            if not len(idx):
+                continue
+            for t in ts:
+                for start in range(0, len(idx), batch_size):
+                    rows = idx[start:start + batch_size]
+                    batch = [t.replace("{}", items[i]) for i in rows]
+                    emb = _to_numpy(encoder(batch))
+                    if emb.ndim != 2:
+                        raise ValueError(f"encoder: returned shape {emb.shape}; expected 2-D (batch, dim)")
+                    if emb.shape[0] != len(batch):
+                        raise ValueError(f"encoder: returned {emb.shape[0]} rows for a batch of {len(batch)}")
+                    if not np.issubdtype(emb.dtype, np.number) or np.iscomplexobj(emb):
+                        raise ValueError(f"encoder: returned non-real dtype {emb.dtype}")
+                    emb = emb.astype(np.float64)
+                    if not np.isfinite(emb).all():
+                        raise ValueError("encoder: returned non-finite values (nan or inf)")
+                    if out is None:
+                        out = np.zeros((n, emb.shape[1]), dtype=np.float64)
+                    elif emb.shape[1] != out.shape[1]:
+                        raise ValueError(f"encoder: returned dim {emb.shape[1]}, earlier batches {out.shape[1]}")
+                    out[rows] += emb
+                    bar.update(1)
+            out[idx] /= len(ts)
+    assert out is not None
+    result = out.astype(np.float32)
+
+    if npy is not None:
+        _atomic_write(npy, lambda fh: np.save(fh, result, allow_pickle=False), "wb")
+        meta = {
+            "format": _CACHE_FORMAT,
+            "key": key,
+            "model_name": str(model_name),
+            "rows": n,
+            "dim": int(result.shape[1]),
+            "dtype": "float32",
+            "sha256": _array_sha256(result),
+            "noun_templates": list(nt),
+            "adjective_templates": list(at),
+        }
+        _atomic_write(meta_path, lambda fh: fh.write(json.dumps(meta, indent=1)), "w")
+    return result
