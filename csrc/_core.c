@@ -1,0 +1,241 @@
+/* _core.c - the one binding file: Python objects end here.
+ *
+ * Each entry point takes NumPy arrays that dnm's Python layer has validated
+ * (shape, dtype kind), re-checks what could crash, wraps them as plain
+ * dnm_matrix views (pointer, dtype, byte strides: no copy), releases the GIL,
+ * runs the kernel, and turns kernel error codes into Python exceptions.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
+
+#include <omp.h>
+
+#include "common.h"
+#include "dnm_blas.h"
+#include "score.h"
+
+/* ---- shared helpers ----------------------------------------------------- */
+
+static int to_matrix(PyObject *obj, const char *name, dnm_matrix *m)
+{
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a numpy.ndarray", name);
+        return -1;
+    }
+    PyArrayObject *a = (PyArrayObject *)obj;
+    if (PyArray_NDIM(a) != 2) {
+        PyErr_Format(PyExc_ValueError, "%s: expected a 2-D array, got %d-D", name, PyArray_NDIM(a));
+        return -1;
+    }
+    switch (PyArray_TYPE(a)) {
+    case NPY_FLOAT16: m->dtype = DNM_F16; break;
+    case NPY_FLOAT32: m->dtype = DNM_F32; break;
+    case NPY_FLOAT64: m->dtype = DNM_F64; break;
+    default:
+        PyErr_Format(PyExc_TypeError, "%s: expected float16, float32 or float64 data", name);
+        return -1;
+    }
+    if (PyArray_ISBYTESWAPPED(a)) {
+        PyErr_Format(PyExc_TypeError, "%s: non-native byte order is not supported here", name);
+        return -1;
+    }
+    m->data = PyArray_BYTES(a);
+    m->rows = PyArray_DIM(a, 0);
+    m->cols = PyArray_DIM(a, 1);
+    m->s0 = PyArray_STRIDE(a, 0);
+    m->s1 = PyArray_STRIDE(a, 1);
+    return 0;
+}
+
+typedef struct {
+    PyObject *callback; /* None or callable(done, total) */
+} tick_ctx;
+
+/* Runs on the calling thread (OpenMP thread 0) between tiles, with the GIL
+ * released: take it back briefly to look for signals and report progress. */
+static int py_tick(void *vctx, int64_t done, int64_t total)
+{
+    tick_ctx *ctx = (tick_ctx *)vctx;
+    int stop = 0;
+    PyGILState_STATE gs = PyGILState_Ensure();
+    if (PyErr_Occurred()) {
+        stop = 1;
+    } else if (PyErr_CheckSignals() < 0) {
+        stop = 1;
+    } else if (ctx->callback && ctx->callback != Py_None) {
+        PyObject *r = PyObject_CallFunction(ctx->callback, "LL", (long long)done, (long long)total);
+        if (!r) stop = 1;
+        else Py_DECREF(r);
+    }
+    PyGILState_Release(gs);
+    return stop;
+}
+
+/* Kernel error -> Python exception.  `names` names the matrix arguments. */
+static void raise_error(const dnm_error *e, const char *const *names)
+{
+    const char *who = (e->which >= 0 && names) ? names[e->which] : "input";
+    switch (e->code) {
+    case DNM_ENONFINITE:
+        PyErr_Format(PyExc_ValueError, "%s: row %lld contains NaN or Inf", who, (long long)e->row);
+        break;
+    case DNM_EZERO:
+        PyErr_Format(PyExc_ValueError, "%s: row %lld has zero norm and cannot be normalised",
+                     who, (long long)e->row);
+        break;
+    case DNM_ENOMEM:
+        PyErr_NoMemory();
+        break;
+    case DNM_ECANCEL:
+        if (!PyErr_Occurred()) PyErr_SetNone(PyExc_KeyboardInterrupt);
+        break;
+    case DNM_EDOMAIN:
+        PyErr_Format(PyExc_ValueError, "%s: value %g at (%lld, %lld) is outside the domain",
+                     who, e->value, (long long)e->row, (long long)e->col);
+        break;
+    default:
+        PyErr_Format(PyExc_RuntimeError, "dnm kernel failed with code %d", e->code);
+    }
+}
+
+/* ---- scoring -------------------------------------------------------------- */
+
+static PyObject *py_score(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"kind", "images", "id_labels", "negatives", "index", "temperature",
+                             "tau", "guard", "num_threads", "progress", NULL};
+    int kind, guard, nthreads;
+    PyObject *img_o, *id_o, *neg_o, *idx_o, *progress;
+    double temperature, tau;
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iOOOOddiiO", kwlist, &kind, &img_o, &id_o,
+                                     &neg_o, &idx_o, &temperature, &tau, &guard, &nthreads,
+                                     &progress))
+        return NULL;
+    dnm_matrix img, id, neg;
+    if (to_matrix(img_o, "images", &img) || to_matrix(id_o, "id_labels", &id)) return NULL;
+    if (img.rows < 1 || id.rows < 1 || img.cols < 1 || img.cols != id.cols) {
+        PyErr_SetString(PyExc_ValueError, "images/id_labels: empty or mismatched shapes");
+        return NULL;
+    }
+    if (!(temperature > 0) || kind < 0 || kind > DNM_SCORE_DNM || guard < 0 || guard > 2) {
+        PyErr_SetString(PyExc_ValueError, "invalid temperature, kind or guard");
+        return NULL;
+    }
+    dnm_score_params p = {kind, temperature, tau, guard, 0, 0, NULL};
+    PyArrayObject *idx = NULL;
+    if (kind == DNM_SCORE_NEGLABEL || kind == DNM_SCORE_DNM) {
+        if (to_matrix(neg_o, "negatives", &neg)) return NULL;
+        if (neg.cols != img.cols || neg.rows < 1) {
+            PyErr_SetString(PyExc_ValueError, "negatives: empty or mismatched dimension");
+            return NULL;
+        }
+        if (!(tau > 0 && tau <= 1)) {
+            PyErr_SetString(PyExc_ValueError, "tau: must lie in (0, 1]");
+            return NULL;
+        }
+        idx = (PyArrayObject *)PyArray_FROMANY(idx_o, NPY_INT64, 2, 2, NPY_ARRAY_CARRAY_RO);
+        if (!idx) return NULL;
+        p.groups = PyArray_DIM(idx, 0);
+        p.group_size = PyArray_DIM(idx, 1);
+        p.index = (const int64_t *)PyArray_DATA(idx);
+        if (p.groups < 1 || p.group_size < 1) {
+            Py_DECREF(idx);
+            PyErr_SetString(PyExc_ValueError, "groups: index array must be non-empty");
+            return NULL;
+        }
+        for (npy_intp q = 0; q < p.groups * p.group_size; q++) {
+            if (p.index[q] < 0 || p.index[q] >= neg.rows) {
+                Py_DECREF(idx);
+                PyErr_Format(PyExc_ValueError, "groups: index %lld out of range [0, %lld)",
+                             (long long)p.index[q], (long long)neg.rows);
+                return NULL;
+            }
+        }
+    }
+    npy_intp n = img.rows;
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(1, &n, NPY_FLOAT64);
+    if (!out) { Py_XDECREF(idx); return NULL; }
+    tick_ctx ctx = {progress};
+    dnm_error err;
+    int64_t floored = 0;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = dnm_score(&img, &id, p.groups ? &neg : NULL, &p, (double *)PyArray_DATA(out), &floored,
+                   nthreads, py_tick, &ctx, &err);
+    Py_END_ALLOW_THREADS
+    Py_XDECREF(idx);
+    if (rc == DNM_EGUARD) {
+        /* not an error at this level: the Python layer words the message */
+        rc = DNM_OK;
+    }
+    if (rc != DNM_OK) {
+        static const char *const names[] = {"images", "id_labels", "negatives"};
+        Py_DECREF(out);
+        raise_error(&err, names);
+        return NULL;
+    }
+    if (PyErr_Occurred()) { Py_DECREF(out); return NULL; }
+    return Py_BuildValue("NL", out, (long long)floored);
+}
+
+/* ---- threads / info ------------------------------------------------------- */
+
+static PyObject *py_max_threads(PyObject *self, PyObject *noargs)
+{
+    (void)self; (void)noargs;
+    return PyLong_FromLong(omp_get_max_threads());
+}
+
+static PyObject *py_blas_threads(PyObject *self, PyObject *noargs)
+{
+    (void)self; (void)noargs;
+    return PyLong_FromLong(DNM_BLAS(openblas_get_num_threads)());
+}
+
+static PyObject *py_resolve_threads(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    long req = PyLong_AsLong(arg);
+    if (req == -1 && PyErr_Occurred()) return NULL;
+    int n = dnm_threads_begin((int)req);
+    dnm_threads_end();
+    return PyLong_FromLong(n);
+}
+
+/* MINING_DEFS */
+/* METRICS_DEFS */
+
+static PyMethodDef methods[] = {
+    {"score", (PyCFunction)(void (*)(void))py_score, METH_VARARGS | METH_KEYWORDS,
+     "score(kind, images, id_labels, negatives, index, temperature, tau, guard, num_threads, "
+     "progress) -> (float64 scores, n_floored)"},
+    {"max_threads", py_max_threads, METH_NOARGS, "omp_get_max_threads()"},
+    {"blas_threads", py_blas_threads, METH_NOARGS, "OpenBLAS thread setting"},
+    {"resolve_threads", py_resolve_threads, METH_O, "threads a kernel would use for a request"},
+    /* MINING_METHODS */
+    /* METRICS_METHODS */
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_core",
+    .m_doc = "dnm C core (kernels under a thin binding)",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC PyInit__core(void)
+{
+    import_array();
+    PyObject *m = PyModule_Create(&moduledef);
+    if (!m) return NULL;
+#ifdef DNM_SYSTEM_BLAS
+    PyModule_AddStringConstant(m, "blas", "system");
+#else
+    PyModule_AddStringConstant(m, "blas", "scipy-openblas32");
+#endif
+    return m;
+}

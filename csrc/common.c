@@ -1,0 +1,221 @@
+/* common.c - see common.h. */
+#include "common.h"
+#include "dnm_blas.h"
+
+#include <math.h>
+#include <string.h>
+#include <omp.h>
+
+/* ---- float16 -> float, portable (no F16C needed) ---------------------- */
+static float half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t man = h & 0x3ffu;
+    uint32_t bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: renormalise */
+            int e = -1;
+            do { e++; man <<= 1; } while ((man & 0x400u) == 0);
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ffu) << 13);
+        }
+    } else if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static inline double load(const char *p, int dtype)
+{
+    switch (dtype) {
+    case DNM_F16: { uint16_t h; memcpy(&h, p, 2); return (double)half_to_float(h); }
+    case DNM_F32: { float f; memcpy(&f, p, 4); return (double)f; }
+    default: { double d; memcpy(&d, p, 8); return d; }
+    }
+}
+
+double dnm_get(const dnm_matrix *m, int64_t i, int64_t j)
+{
+    return load(m->data + i * m->s0 + j * m->s1, m->dtype);
+}
+
+/* Load row i into a double scratch row and return its L2 norm computed with
+ * scaling; returns -1 if the row is not finite. */
+static double load_row(const dnm_matrix *m, int64_t i, double *tmp)
+{
+    const char *base = m->data + i * m->s0;
+    double amax = 0.0;
+    int finite = 1;
+    if (m->dtype == DNM_F32 && m->s1 == 4) {
+        const float *x = (const float *)base;
+        for (int64_t j = 0; j < m->cols; j++) tmp[j] = (double)x[j];
+    } else if (m->dtype == DNM_F64 && m->s1 == 8) {
+        memcpy(tmp, base, (size_t)m->cols * sizeof(double));
+    } else {
+        for (int64_t j = 0; j < m->cols; j++) tmp[j] = load(base + j * m->s1, m->dtype);
+    }
+    for (int64_t j = 0; j < m->cols; j++) {
+        double a = fabs(tmp[j]);
+        if (!(a <= 1.7976931348623157e308)) finite = 0; /* NaN or Inf */
+        amax = a > amax ? a : amax;
+    }
+    if (!finite) return -1.0;
+    if (amax == 0.0) return 0.0;
+    double s = 0.0, inv = 1.0 / amax;
+    if (!isfinite(inv)) { /* subnormal amax: scale up in two steps */
+        inv = 0x1p1000;
+        double t = 0.0;
+        for (int64_t j = 0; j < m->cols; j++) { double v = tmp[j] * inv; t += v * v; }
+        return sqrt(t) / inv;
+    }
+    for (int64_t j = 0; j < m->cols; j++) { double v = tmp[j] * inv; s += v * v; }
+    return amax * sqrt(s);
+}
+
+#define DEFINE_PACK(SUF, REAL)                                                              \
+    static int pack_one_##SUF(const dnm_matrix *m, int64_t i, REAL *o, int normalize,       \
+                              double *tmp, double *norm_out)                                 \
+    {                                                                                        \
+        double nrm = load_row(m, i, tmp);                                                    \
+        if (nrm < 0) return DNM_ENONFINITE;                                                  \
+        if (norm_out) *norm_out = nrm;                                                       \
+        if (normalize) {                                                                     \
+            if (nrm == 0.0) return DNM_EZERO;                                                \
+            for (int64_t j = 0; j < m->cols; j++) o[j] = (REAL)(tmp[j] / nrm);               \
+        } else {                                                                             \
+            for (int64_t j = 0; j < m->cols; j++) o[j] = (REAL)tmp[j];                       \
+        }                                                                                    \
+        return DNM_OK;                                                                       \
+    }                                                                                        \
+    int dnm_pack_rows_##SUF(const dnm_matrix *m, int64_t r0, int64_t r1, REAL *out,          \
+                            int64_t ld, int normalize, double *norms, int64_t *bad_row)      \
+    {                                                                                        \
+        double *tmp = (double *)malloc((size_t)(m->cols > 0 ? m->cols : 1) * sizeof(double)); \
+        if (!tmp) return DNM_ENOMEM;                                                         \
+        int rc = DNM_OK;                                                                     \
+        for (int64_t i = r0; i < r1 && rc == DNM_OK; i++) {                                  \
+            rc = pack_one_##SUF(m, i, out + (i - r0) * ld, normalize, tmp,                   \
+                                norms ? norms + (i - r0) : NULL);                            \
+            if (rc != DNM_OK && bad_row) *bad_row = i;                                       \
+        }                                                                                    \
+        free(tmp);                                                                           \
+        return rc;                                                                           \
+    }                                                                                        \
+    int dnm_gather_rows_##SUF(const dnm_matrix *m, const int64_t *idx, int64_t n, REAL *out, \
+                              int64_t ld, int normalize, int64_t *bad_pos)                   \
+    {                                                                                        \
+        double *tmp = (double *)malloc((size_t)(m->cols > 0 ? m->cols : 1) * sizeof(double)); \
+        if (!tmp) return DNM_ENOMEM;                                                         \
+        int rc = DNM_OK;                                                                     \
+        for (int64_t p = 0; p < n && rc == DNM_OK; p++) {                                    \
+            rc = pack_one_##SUF(m, idx[p], out + p * ld, normalize, tmp, NULL);              \
+            if (rc != DNM_OK && bad_pos) *bad_pos = idx[p];                                  \
+        }                                                                                    \
+        free(tmp);                                                                           \
+        return rc;                                                                           \
+    }
+
+#include <stdlib.h>
+DEFINE_PACK(f, float)
+DEFINE_PACK(d, double)
+
+/* ---- threads ------------------------------------------------------------ */
+static int active_kernels = 0;
+static int saved_blas_threads = 1;
+
+int dnm_threads_begin(int requested)
+{
+    int n;
+#pragma omp critical(dnm_blas_threads)
+    {
+        if (active_kernels++ == 0) {
+            saved_blas_threads = DNM_BLAS(openblas_get_num_threads)();
+            if (saved_blas_threads < 1) saved_blas_threads = 1;
+            DNM_BLAS(openblas_set_num_threads)(1);
+        }
+        n = requested > 0 ? requested : omp_get_max_threads();
+        if (n > saved_blas_threads) n = saved_blas_threads;
+    }
+    return n < 1 ? 1 : n;
+}
+
+void dnm_threads_end(void)
+{
+#pragma omp critical(dnm_blas_threads)
+    {
+        if (--active_kernels == 0) DNM_BLAS(openblas_set_num_threads)(saved_blas_threads);
+    }
+}
+
+/* ---- exp and reductions ------------------------------------------------- */
+/* exp(x) for x <= 0 in float: Cody-Waite reduction and a degree-6 polynomial,
+ * |relative error| < 2e-7; returns 0 below -87 (where expf is subnormal).
+ * Branch-free integer/float arithmetic so that loops over it vectorise. */
+typedef union { float f; int32_t i; } dnm_fbits;
+
+static inline float expf_neg(float x)
+{
+    const float log2e = 1.44269504088896341f;
+    const float ln2_hi = 0.693145751953125f, ln2_lo = 1.42860682030941723e-6f;
+    const float magic = 12582912.0f; /* 1.5 * 2^23 */
+    float xc = x < -87.0f ? -87.0f : x;
+    dnm_fbits kn, p;
+    kn.f = xc * log2e + magic;
+    float n = kn.f - magic;
+    float r = xc - n * ln2_hi - n * ln2_lo;
+    p.f = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f
+          + r * (0.00833333377f + r * 0.00138888892f)))));
+    p.i += (kn.i - 0x4B400000) * (1 << 23);
+    return x < -87.0f ? 0.0f : p.f;
+}
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(DNM_NO_CLONES)
+#define DNM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define DNM_CLONES
+#endif
+
+DNM_CLONES float dnm_max_f(const float *x, int64_t n)
+{
+    float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+    for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+DNM_CLONES double dnm_sumexp_f(const float *x, int64_t n, float shift, float scale)
+{
+    /* exps in float in blocks (vectorised), accumulated in double */
+    enum { B = 256 };
+    float e[B];
+    double s = 0.0;
+    for (int64_t i0 = 0; i0 < n; i0 += B) {
+        const int64_t m = n - i0 < B ? n - i0 : B;
+        const float *xi = x + i0;
+        for (int64_t i = 0; i < m; i++) e[i] = expf_neg((xi[i] - shift) * scale);
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = 0; i < m; i++) s += (double)e[i];
+    }
+    return s;
+}
+
+DNM_CLONES double dnm_max_d(const double *x, int64_t n)
+{
+    double m = -INFINITY;
+#pragma omp simd reduction(max : m)
+    for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+double dnm_sumexp_d(const double *x, int64_t n, double shift, double scale)
+{
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) s += exp((x[i] - shift) * scale);
+    return s;
+}

@@ -1,0 +1,82 @@
+/* common.h - shared pieces of the dnm C core: matrix views with dtype and
+ * strides, row packing (conversion + optional L2 normalisation with checks),
+ * thread-count policy, cancellation / progress ticks, fast exp.
+ * No Python objects here.
+ */
+#ifndef DNM_COMMON_H
+#define DNM_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { DNM_F16 = 0, DNM_F32 = 1, DNM_F64 = 2 } dnm_dtype;
+
+/* A read-only 2-D view: element (i, j) lives at data + i*s0 + j*s1 (bytes). */
+typedef struct {
+    const char *data;
+    int dtype;
+    ptrdiff_t s0, s1;
+    int64_t rows, cols;
+} dnm_matrix;
+
+/* Error codes returned by kernels; the binding turns them into exceptions. */
+enum {
+    DNM_OK = 0,
+    DNM_ENONFINITE = 1, /* a row holds NaN or Inf (err_row says which) */
+    DNM_EZERO = 2,      /* a row has zero norm */
+    DNM_ENOMEM = 3,
+    DNM_ECANCEL = 4,    /* the tick callback asked to stop (signal / error) */
+    DNM_EDOMAIN = 5,    /* a value outside its domain (e.g. distance <= 0) */
+    DNM_EGUARD = 6      /* guard="raise" and some Z_j <= S*1e-6 */
+};
+
+typedef struct {
+    int code;
+    int64_t row;   /* first offending row, -1 if none */
+    int64_t col;   /* second index where meaningful, -1 otherwise */
+    int which;     /* which input: 0 = first matrix argument, 1 = second, ... */
+    double value;  /* offending value where meaningful */
+} dnm_error;
+
+/* Progress / cancellation callback: called by the calling thread only, between
+ * tiles, with work done so far and total.  A nonzero return stops the kernel
+ * with DNM_ECANCEL.  May be NULL. */
+typedef int (*dnm_tick_fn)(void *ctx, int64_t done, int64_t total);
+
+/* Element (i, j) as double. */
+double dnm_get(const dnm_matrix *m, int64_t i, int64_t j);
+
+/* Pack rows [r0, r1) of `m` into `out` (row-major, leading dimension `ld`),
+ * converting to float / double.  With `normalize`, every row is divided by
+ * its L2 norm (computed in double with scaling, so huge and tiny magnitudes
+ * are safe).  `norms`, if not NULL, receives each row's L2 norm.
+ * Returns DNM_OK, DNM_ENONFINITE or DNM_EZERO (zero rows are only an error
+ * when normalising) and sets *bad_row. */
+int dnm_pack_rows_f(const dnm_matrix *m, int64_t r0, int64_t r1, float *out, int64_t ld,
+                    int normalize, double *norms, int64_t *bad_row);
+int dnm_pack_rows_d(const dnm_matrix *m, int64_t r0, int64_t r1, double *out, int64_t ld,
+                    int normalize, double *norms, int64_t *bad_row);
+/* As above, but packs the rows listed in idx[0..n) (a gather). */
+int dnm_gather_rows_f(const dnm_matrix *m, const int64_t *idx, int64_t n, float *out,
+                      int64_t ld, int normalize, int64_t *bad_pos);
+int dnm_gather_rows_d(const dnm_matrix *m, const int64_t *idx, int64_t n, double *out,
+                      int64_t ld, int normalize, int64_t *bad_pos);
+
+/* Thread policy.  dnm_threads_begin() returns the number of OpenMP threads a
+ * kernel should use (requested > 0 wins, else omp_get_max_threads(), both
+ * capped by the OpenBLAS thread setting on entry) and switches OpenBLAS to one
+ * thread so that each OpenMP thread's GEMM runs in that thread (no
+ * oversubscription).  dnm_threads_end() restores OpenBLAS when the last
+ * concurrent kernel leaves. */
+int dnm_threads_begin(int requested);
+void dnm_threads_end(void);
+
+/* Sum over i of exp((x[i] - shift) * scale), exp in float, sum in double;
+ * also returns the max of x[0..n) through *xmax when xmax != NULL (computed
+ * before the sum).  Vectorised, runtime-dispatched. */
+float dnm_max_f(const float *x, int64_t n);
+double dnm_sumexp_f(const float *x, int64_t n, float shift, float scale);
+double dnm_max_d(const double *x, int64_t n);
+double dnm_sumexp_d(const double *x, int64_t n, double shift, double scale);
+
+#endif

@@ -1,0 +1,109 @@
+/* score.c - see score.h.  The kernel body is written once in score_impl.h and
+ * expanded for float (SGEMM) and double (DGEMM). */
+#include "score.h"
+#include "dnm_blas.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <omp.h>
+
+#ifndef DNM_IMG_TILE
+#define DNM_IMG_TILE 256
+#endif
+#ifndef DNM_LAB_TILE
+#define DNM_LAB_TILE 1024
+#endif
+#define DNM_FLOOR 1e-6
+
+/* Turn the accumulators of one image into its score.  lnS and lnN[j] are
+ * log-sums of exp(logit / T) over the ID labels and over group j. */
+static double finish_row(const dnm_score_params *p, int64_t C, double mS, double sS,
+                         const double *mg, const double *sg, int64_t *floored)
+{
+    const double T = p->temperature;
+    switch (p->kind) {
+    case DNM_SCORE_MCM:
+        return 1.0 / sS; /* the max logit contributes exp(0) = 1 to sS */
+    case DNM_SCORE_MAXLOGIT:
+        return mS;
+    case DNM_SCORE_ENERGY:
+        return mS + T * log(sS);
+    default:
+        break;
+    }
+    const double lnS = mS / T + log(sS);
+    const int64_t G = p->groups, Q = p->group_size;
+    double acc = 0.0;
+    if (p->kind == DNM_SCORE_NEGLABEL) {
+        for (int64_t j = 0; j < G; j++) {
+            double d = mg[j] / T + log(sg[j]) - lnS; /* ln(N_j / S) */
+            acc += 1.0 / (1.0 + exp(d));             /* S / (S + N_j); exp overflow -> 0 */
+        }
+        return acc / (double)G;
+    }
+    /* DNM: S / Z_j = 1 / (1 - r + rho_j / tau), rho_j = N_j / S. */
+    const double tau = p->tau;
+    const double r = (double)Q * (1.0 - tau) / (tau * (double)C);
+    for (int64_t j = 0; j < G; j++) {
+        double rho = exp(mg[j] / T + log(sg[j]) - lnS);
+        double zr;
+        if (p->guard == DNM_GUARD_DCL) {
+            double deb = (rho / (double)Q - (1.0 - tau) / (double)C) / tau; /* debiased mean / S */
+            double lo = exp(-1.0 / T - lnS);                                /* exp(-1/T) / S */
+            zr = 1.0 + (double)Q * (deb > lo ? deb : lo);
+        } else {
+            zr = (1.0 - r) + rho / tau;
+            if (!(zr > DNM_FLOOR)) {
+                zr = DNM_FLOOR;
+                (*floored)++;
+            }
+        }
+        acc += 1.0 / zr;
+    }
+    return acc / ((double)G * (double)C);
+}
+
+/* ---- float instance ---- */
+#define REAL float
+#define SUF f
+#define GEMM DNM_BLAS(cblas_sgemm)
+#define PACK dnm_pack_rows_f
+#define GATHER dnm_gather_rows_f
+#define VMAX dnm_max_f
+#define SUMEXP dnm_sumexp_f
+#include "score_impl.h"
+#undef REAL
+#undef SUF
+#undef GEMM
+#undef PACK
+#undef GATHER
+#undef VMAX
+#undef SUMEXP
+
+/* ---- double instance ---- */
+#define REAL double
+#define SUF d
+#define GEMM DNM_BLAS(cblas_dgemm)
+#define PACK dnm_pack_rows_d
+#define GATHER dnm_gather_rows_d
+#define VMAX dnm_max_d
+#define SUMEXP dnm_sumexp_d
+#include "score_impl.h"
+
+int dnm_score(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *neg,
+              const dnm_score_params *p, double *out, int64_t *n_floored, int nthreads,
+              dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
+{
+    int use_double = images->dtype == DNM_F64 || id->dtype == DNM_F64 ||
+                     (neg && p->groups > 0 && neg->dtype == DNM_F64);
+    err->code = DNM_OK;
+    err->row = err->col = -1;
+    err->which = -1;
+    *n_floored = 0;
+    int nt = dnm_threads_begin(nthreads);
+    int rc = use_double ? score_d(images, id, neg, p, out, n_floored, nt, tick, tick_ctx, err)
+                        : score_f(images, id, neg, p, out, n_floored, nt, tick, tick_ctx, err);
+    dnm_threads_end();
+    return rc;
+}

@@ -1,0 +1,29 @@
+/* score.h - fused scoring kernel: GEMM of image tiles against label tiles and a
+ * log-domain epilogue (per-accumulator running max, exp, sums in double). */
+#ifndef DNM_SCORE_H
+#define DNM_SCORE_H
+#include "common.h"
+
+enum { DNM_SCORE_MCM = 0, DNM_SCORE_MAXLOGIT = 1, DNM_SCORE_ENERGY = 2,
+       DNM_SCORE_NEGLABEL = 3, DNM_SCORE_DNM = 4 };
+enum { DNM_GUARD_FLOOR = 0, DNM_GUARD_DCL = 1, DNM_GUARD_RAISE = 2 };
+
+typedef struct {
+    int kind;
+    double temperature;
+    double tau;
+    int guard;
+    int64_t groups;         /* G (0 for scores without negatives) */
+    int64_t group_size;     /* Q */
+    const int64_t *index;   /* G*Q row indices into the negatives, group-major */
+} dnm_score_params;
+
+/* images (N, D), id labels (C, D), negatives (M, D) (may be NULL when G == 0).
+ * Writes out[N].  *n_floored receives the number of (image, group) pairs where
+ * the DNM denominator hit the guard.  Computes in double when any input is
+ * float64, else in float. */
+int dnm_score(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *neg,
+              const dnm_score_params *p, double *out, int64_t *n_floored, int nthreads,
+              dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
+
+#endif

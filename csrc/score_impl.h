@@ -1,0 +1,151 @@
+/* score_impl.h - body of the scoring kernel, included by score.c once per
+ * compute type with REAL, SUF, GEMM, PACK, GATHER, VMAX, SUMEXP defined. */
+#define DNM_CAT2(a, b) a##_##b
+#define DNM_CAT(a, b) DNM_CAT2(a, b)
+
+/* Fold one segment of logits into the (running max, shifted sum) pair. */
+static inline void DNM_CAT(fold, SUF)(const REAL *seg, int64_t len, REAL invT, double *m,
+                                      double *s)
+{
+    REAL smax = VMAX(seg, len);
+    if ((double)smax > *m) {
+        if (*s != 0.0) *s *= exp((*m - (double)smax) * (double)invT);
+        *m = (double)smax;
+    }
+    *s += SUMEXP(seg, len, (REAL)*m, invT);
+}
+
+static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
+                               const dnm_matrix *neg, const dnm_score_params *p, double *out,
+                               int64_t *n_floored, int nt, dnm_tick_fn tick, void *tick_ctx,
+                               dnm_error *err)
+{
+    const int64_t N = images->rows, D = images->cols, C = id->rows;
+    const int64_t G = p->groups, Q = p->group_size, L = C + G * Q;
+    const REAL invT = (REAL)(1.0 / p->temperature);
+    int rc = DNM_OK;
+    volatile int stop = 0;
+    int64_t floored = 0, done = 0;
+    const int64_t ntiles = (N + DNM_IMG_TILE - 1) / DNM_IMG_TILE;
+
+    /* [ID; negatives in group order], normalised, once. */
+    REAL *lab = (REAL *)malloc((size_t)(L > 0 ? L : 1) * (size_t)D * sizeof(REAL));
+    if (!lab) { err->code = DNM_ENOMEM; return DNM_ENOMEM; }
+
+#pragma omp parallel num_threads(nt)
+    {
+        int64_t bad = -1;
+        int lrc;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < C; i++) {
+            lrc = PACK(id, i, i + 1, lab + i * D, D, 1, NULL, &bad);
+            if (lrc != DNM_OK) {
+#pragma omp critical(dnm_err)
+                if (err->code == DNM_OK || (err->which == 1 && i < err->row)) {
+                    err->code = lrc; err->which = 1; err->row = i;
+                }
+            }
+        }
+#pragma omp for schedule(static)
+        for (int64_t q = 0; q < G * Q; q++) {
+            lrc = GATHER(neg, p->index + q, 1, lab + (C + q) * D, D, 1, &bad);
+            if (lrc != DNM_OK) {
+#pragma omp critical(dnm_err)
+                if (err->code == DNM_OK || (err->which == 2 && bad < err->row)) {
+                    err->code = lrc; err->which = 2; err->row = bad;
+                }
+            }
+        }
+    }
+    if (err->code != DNM_OK) { free(lab); return err->code; }
+
+#pragma omp parallel num_threads(nt)
+    {
+        const int64_t IT = DNM_IMG_TILE, LT = DNM_LAB_TILE;
+        REAL *xb = (REAL *)malloc((size_t)IT * (size_t)D * sizeof(REAL));
+        REAL *sb = (REAL *)malloc((size_t)IT * (size_t)LT * sizeof(REAL));
+        double *st = (double *)malloc((size_t)IT * (size_t)(2 + 2 * G) * sizeof(double));
+        int64_t my_floored = 0;
+        int ok = xb && sb && st;
+        if (!ok) {
+#pragma omp critical(dnm_err)
+            err->code = DNM_ENOMEM;
+            stop = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < ntiles; t++) {
+            if (stop || !ok) continue;
+            const int64_t r0 = t * IT, r1 = r0 + IT < N ? r0 + IT : N, nr = r1 - r0;
+            int64_t bad = -1;
+            int prc = PACK(images, r0, r1, xb, D, 1, NULL, &bad);
+            if (prc != DNM_OK) {
+#pragma omp critical(dnm_err)
+                if (err->code == DNM_OK || (err->which == 0 && bad < err->row)) {
+                    err->code = prc; err->which = 0; err->row = bad;
+                }
+                stop = 1;
+                continue;
+            }
+            /* state per row: mS, sS, then G maxima, then G sums */
+            for (int64_t r = 0; r < nr; r++) {
+                double *s = st + r * (2 + 2 * G);
+                s[0] = -INFINITY; s[1] = 0.0;
+                for (int64_t j = 0; j < G; j++) { s[2 + j] = -INFINITY; s[2 + G + j] = 0.0; }
+            }
+            for (int64_t j0 = 0; j0 < L; j0 += LT) {
+                const int64_t w = j0 + LT < L ? LT : L - j0;
+                GEMM(DnmRowMajor, DnmNoTrans, DnmTrans, (int)nr, (int)w, (int)D, (REAL)1, xb,
+                     (int)D, lab + j0 * D, (int)D, (REAL)0, sb, (int)w);
+                for (int64_t r = 0; r < nr; r++) {
+                    const REAL *row = sb + r * w;
+                    double *s = st + r * (2 + 2 * G);
+                    int64_t j = j0;
+                    while (j < j0 + w) {
+                        int64_t end;
+                        double *m, *acc;
+                        if (j < C) {
+                            end = C < j0 + w ? C : j0 + w;
+                            m = s; acc = s + 1;
+                        } else {
+                            int64_t g = (j - C) / Q;
+                            end = C + (g + 1) * Q;
+                            if (end > j0 + w) end = j0 + w;
+                            m = s + 2 + g; acc = s + 2 + G + g;
+                        }
+                        DNM_CAT(fold, SUF)(row + (j - j0), end - j, invT, m, acc);
+                        j = end;
+                    }
+                }
+            }
+            for (int64_t r = 0; r < nr; r++) {
+                const double *s = st + r * (2 + 2 * G);
+                out[r0 + r] = finish_row(p, C, s[0], s[1], s + 2, s + 2 + G, &my_floored);
+            }
+            int64_t now;
+#pragma omp atomic capture
+            now = ++done;
+            if (tick && omp_get_thread_num() == 0 && !stop) {
+                if (tick(tick_ctx, now, ntiles)) {
+                    stop = 1;
+#pragma omp critical(dnm_err)
+                    if (err->code == DNM_OK) err->code = DNM_ECANCEL;
+                }
+            }
+        }
+#pragma omp atomic
+        floored += my_floored;
+        free(xb);
+        free(sb);
+        free(st);
+    }
+    free(lab);
+    *n_floored = floored;
+    rc = err->code;
+    if (rc == DNM_OK && p->kind == DNM_SCORE_DNM && p->guard == DNM_GUARD_RAISE && floored > 0) {
+        err->code = rc = DNM_EGUARD;
+    }
+    if (rc == DNM_OK && tick) tick(tick_ctx, ntiles, ntiles);
+    return rc;
+}
+#undef DNM_CAT
+#undef DNM_CAT2

@@ -1,0 +1,38 @@
+"""dnm - zero-shot OOD detection with CLIP-style models and negative labels.
+
+Debiased Negative Mining (KDD 2026), NegLabel, CSP, MCM and energy scores on
+precomputed embeddings, with a C core (OpenBLAS GEMM + fused epilogues, OpenMP).
+"""
+from __future__ import annotations
+
+
+def _preload_openblas():
+    # The extension links libscipy_openblas.so from the scipy-openblas32 package;
+    # loading it first makes that work for editable installs too.
+    try:
+        import ctypes
+        import os
+
+        import scipy_openblas32
+    except ImportError:  # system-BLAS build
+        return
+    path = os.path.join(scipy_openblas32.get_lib_dir(),
+                        scipy_openblas32.get_library(fullname=True))
+    ctypes.CDLL(path)
+
+
+_preload_openblas()
+
+from . import _core  # noqa: E402
+from . import corpus  # noqa: E402
+from .corpus import Corpus  # noqa: E402
+from ._config import get_num_threads, set_num_threads  # noqa: E402
+from .scores import (DNMGuardWarning, dnm_score, energy_score, make_groups,  # noqa: E402
+                     max_logit_score, mcm_score, neglabel_score)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__", "mcm_score", "max_logit_score", "energy_score", "neglabel_score",
+    "dnm_score", "make_groups", "DNMGuardWarning", "set_num_threads", "get_num_threads", "corpus", "Corpus",
+]

@@ -1,0 +1,32 @@
+"""Thread settings.
+
+dnm's kernels run OpenMP threads, each calling single-threaded OpenBLAS for its
+own tiles (so the two pools never multiply).  The thread count of a call is, in
+order: the call's ``num_threads`` argument, ``dnm.set_num_threads(n)``, else
+OpenMP's maximum (``OMP_NUM_THREADS``, ``threadpoolctl.threadpool_limits``);
+it is always capped by the OpenBLAS setting, so ``threadpool_limits(1)``
+limits dnm to one thread.  Results do not depend on the thread count.
+"""
+from __future__ import annotations
+
+from . import _core
+from ._validate import check_int
+
+_num_threads = 0  # 0 = follow OpenMP / threadpoolctl
+
+
+def set_num_threads(n):
+    """Set the number of threads dnm uses (n >= 1), or 0/None to follow OpenMP."""
+    global _num_threads
+    _num_threads = 0 if n is None else check_int(n, "n", low=0)
+
+
+def get_num_threads():
+    """The number of threads the next dnm call will use."""
+    return int(_core.resolve_threads(_num_threads))
+
+
+def resolve(num_threads):
+    if num_threads is None:
+        return _num_threads
+    return check_int(num_threads, "num_threads", low=1)

@@ -1,0 +1,173 @@
+"""OOD scores on precomputed embeddings (DESIGN §5).  Higher = more in-distribution.
+
+Every score runs the same fused C kernel (``dnm._core.score``): SGEMM (DGEMM for
+float64 input) of an image tile against a tile of the label matrix
+[ID labels; negatives in group order], then a log-domain epilogue that keeps, per
+image and per accumulator (the ID sum and each group's sum), a running maximum
+and a shifted sum of ``exp(logit / T)`` in double.  Ratios are formed from the
+log-sums, so nothing overflows or underflows to 0/0 whatever T or the cosines.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from . import _config, _core
+from ._progress import TileProgress
+from ._validate import (as_matrix, check_fraction, check_int, check_positive,
+                        check_same_dim)
+
+__all__ = ["mcm_score", "max_logit_score", "energy_score", "neglabel_score", "dnm_score",
+           "make_groups", "DNMGuardWarning"]
+
+_KIND = {"mcm": 0, "max_logit": 1, "energy": 2, "neglabel": 3, "dnm": 4}
+_GUARD = {"floor": 0, "dcl": 1, "raise": 2}
+GUARD_FLOOR = 1e-6
+
+
+class DNMGuardWarning(UserWarning):
+    """The DNM denominator can be (or was) non-positive; see ``guard=``."""
+
+
+def make_groups(n_negatives, groups, seed=0):
+    """The (G, Q) index array of a grouping.
+
+    ``groups`` an int G: drop the last ``n_negatives mod G`` negatives, permute the
+    rest with ``numpy.random.default_rng(seed)`` and split into G groups of
+    ``Q = n_negatives // G``.  ``groups`` a (G, Q) integer array: checked and
+    returned as int64 (C order).
+    """
+    M = int(n_negatives)
+    if isinstance(groups, (bool, np.bool_)):
+        raise TypeError("groups: expected an int or a (G, Q) integer array, got bool")
+    if isinstance(groups, (int, np.integer)):
+        G = int(groups)
+        if G < 1:
+            raise ValueError(f"groups: must be >= 1, got {G}")
+        if G > M:
+            raise ValueError(f"groups: {G} groups need at least {G} negatives, got {M}")
+        Q = M // G
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+        perm = np.random.default_rng(int(seed)).permutation(G * Q)
+        return np.ascontiguousarray(perm.reshape(G, Q), dtype=np.int64)
+    idx = np.asarray(groups)
+    if idx.ndim != 2:
+        raise ValueError(f"groups: index array must be 2-D (G, Q), got shape {idx.shape}")
+    if idx.size == 0:
+        raise ValueError(f"groups: index array is empty (shape {idx.shape})")
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"groups: index array must hold integers, got dtype {idx.dtype}")
+    if idx.min() < 0 or idx.max() >= M:
+        raise ValueError(
+            f"groups: indices must lie in [0, {M}) (rows of negatives), "
+            f"got range [{idx.min()}, {idx.max()}]"
+        )
+    return np.ascontiguousarray(idx, dtype=np.int64)
+
+
+def _run(kind, images, id_labels, negatives=None, *, temperature, tau=1.0, groups=None,
+         seed=0, guard="floor", num_threads=None, progress=False):
+    X = as_matrix(images, "images")
+    P = as_matrix(id_labels, "id_labels")
+    pairs = [("images", X), ("id_labels", P)]
+    T = check_positive(temperature, "temperature")
+    index = None
+    N = None
+    if kind in ("neglabel", "dnm"):
+        N = as_matrix(negatives, "negatives")
+        pairs.append(("negatives", N))
+        index = make_groups(N.shape[0], groups, seed)
+    check_same_dim(pairs)
+    nt = _config.resolve(num_threads)
+    with TileProgress(progress, f"dnm {kind} score") as cb:
+        out, floored = _core.score(_KIND[kind], X, P, N, index, T, float(tau), _GUARD[guard], nt, cb)
+    return out, int(floored), index
+
+
+def mcm_score(images, id_labels, temperature=1.0, *, num_threads=None, progress=False):
+    """Maximum concept matching: max_c softmax(s / T)_c (T = 1 as in the MCM paper).
+
+    images (N, D), id_labels (C, D): any float dtype and layout; rows are
+    L2-normalised internally (inputs are not modified).  Returns float64 (N,).
+    """
+    return _run("mcm", images, id_labels, temperature=temperature, num_threads=num_threads,
+                progress=progress)[0]
+
+
+def max_logit_score(images, id_labels, *, num_threads=None, progress=False):
+    """max_c <x, p_c> (cosine).  Returns float64 (N,)."""
+    return _run("max_logit", images, id_labels, temperature=1.0, num_threads=num_threads,
+                progress=progress)[0]
+
+
+def energy_score(images, id_labels, temperature=0.01, *, num_threads=None, progress=False):
+    """T * log sum_c exp(s_c / T), evaluated as max + T*log(sum exp((s - max)/T)).
+    Returns float64 (N,)."""
+    return _run("energy", images, id_labels, temperature=temperature, num_threads=num_threads,
+                progress=progress)[0]
+
+
+def neglabel_score(images, id_labels, negatives, temperature=0.01, groups=100, seed=0, *,
+                   num_threads=None, progress=False):
+    """NegLabel's grouped score: mean_j S / (S + N_j).
+
+    S = sum_c exp(s_c/T); N_j = sum over group j of exp(u_k/T).  ``groups``: an int G
+    (drop the last M mod G negatives, permute the rest with the seeded RNG, split
+    into G groups) or a (G, Q) integer index array into ``negatives``.
+    Returns float64 (N,).
+    """
+    return _run("neglabel", images, id_labels, negatives, temperature=temperature,
+                groups=groups, seed=seed, num_threads=num_threads, progress=progress)[0]
+
+
+def dnm_ratio(n_id, group_size, tau):
+    """r = Q (1 - tau) / (tau C): the DNM denominator can be <= 0 when r > 1."""
+    return group_size * (1.0 - tau) / (tau * n_id)
+
+
+def dnm_score(images, id_labels, negatives, temperature=0.01, tau=0.5, groups=100, seed=0,
+              guard="floor", *, num_threads=None, progress=False):
+    """Debiased Negative Mining score (DESIGN §5).
+
+    A = S/C, N̄_j = (1/Q) sum_{k in j} exp(u_k/T),
+    Z_j = S + Q (N̄_j/tau - ((1-tau)/tau) A), score = (S/C) * mean_j 1/Z_j.
+
+    ``tau`` in (0, 1] is the assumed true-negative fraction; tau = 1 gives
+    ``neglabel_score / C``.  Z_j can be <= 0 when r = Q(1-tau)/(tau C) > 1
+    (a ``DNMGuardWarning`` is issued before computing); ``guard`` decides:
+
+    * ``"floor"`` (default): the reference formula wherever Z_j > S*1e-6, else
+      Z_j := S*1e-6 (keeps the order; one warning per call with the count);
+    * ``"dcl"``: clamp the debiased negative mean (N̄_j - (1-tau)A)/tau from below
+      at exp(-1/T) (Chuang et al. 2020) - a different, always-defined estimator;
+    * ``"raise"``: ValueError if any pair fails.
+
+    Returns float64 (N,).
+    """
+    if guard not in _GUARD:
+        raise ValueError(f"guard: expected one of {sorted(_GUARD)}, got {guard!r}")
+    tau = check_fraction(tau, "tau")
+    P = as_matrix(id_labels, "id_labels")
+    Nn = as_matrix(negatives, "negatives")
+    index = make_groups(Nn.shape[0], groups, seed)
+    C, Q = P.shape[0], index.shape[1]
+    r = dnm_ratio(C, Q, tau)
+    if r > 1 and guard != "dcl":
+        warnings.warn(
+            f"dnm_score: r = Q(1-tau)/(tau*C) = {r:.3g} > 1 (Q={Q}, tau={tau}, C={C}); the DNM "
+            f"denominator can be <= 0 for confident ID images; guard={guard!r} handles it",
+            DNMGuardWarning, stacklevel=2)
+    out, floored, _ = _run("dnm", images, P, Nn, temperature=temperature, tau=tau, groups=index,
+                           guard=guard, num_threads=num_threads, progress=progress)
+    if floored:
+        n_pairs = out.shape[0] * index.shape[0]
+        if guard == "raise":
+            raise ValueError(
+                f"dnm_score: {floored} of {n_pairs} (image, group) pairs have Z_j <= S*1e-6 "
+                f"(r = {r:.3g}); use guard='floor' or 'dcl', or a larger tau or more groups")
+        warnings.warn(
+            f"dnm_score: {floored} of {n_pairs} (image, group) pairs had Z_j <= S*1e-6 and were "
+            f"floored to S*1e-6 (guard='floor', r = {r:.3g})", DNMGuardWarning, stacklevel=2)
+    return out

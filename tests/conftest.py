@@ -1,0 +1,50 @@
+"""Shared test fixtures.
+
+Real CLIP data lives in ../shared/data beside the checkout (never copied into the
+package).  Tests that need it skip with a reason when it is absent - except in
+CI, where DNM_REQUIRE_SHARED_DATA=1 turns a missing folder into a failure.
+"""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(os.environ.get("DNM_SHARED_DATA",
+                                  Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def _need(path):
+    if not path.exists():
+        if os.environ.get("DNM_REQUIRE_SHARED_DATA"):
+            pytest.fail(f"required shared data missing: {path}")
+        pytest.skip(f"shared data not available at {path} (only present beside the CI checkout)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def clip_dir():
+    return _need(SHARED_DATA / "clip")
+
+
+@pytest.fixture(scope="session")
+def reference_corpus_dir():
+    return _need(SHARED_DATA / "reference-corpus")
+
+
+@pytest.fixture(scope="session")
+def clip_data(clip_dir):
+    """Raw ViT-B/32 text embeddings in one space, as float32."""
+    load = lambda name: np.load(clip_dir / name).astype(np.float32)  # noqa: E731
+    return {
+        "imagenet": load("imagenet1k_vitb32_a-cname.npy"),
+        "imagenet80": load("imagenet1k_vitb32_openai80.npy"),
+        "lvis": load("lvis_vitb32_a-cname.npy"),
+        "coco": load("coco_vitb32_a-cname.npy"),
+        "objects365": load("objects365_vitb32_a-cname.npy"),
+    }
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)

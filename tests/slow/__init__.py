@@ -1,0 +1,4 @@
+"""Slow, obvious NumPy twins of every C kernel (the bottleneck `slow/` habit).
+
+Written from DESIGN.md in float64, building full matrices; used only as oracles.
+"""
