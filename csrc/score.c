@@ -12,7 +12,7 @@
 #define DNM_IMG_TILE 256
 #endif
 #ifndef DNM_LAB_TILE
-#define DNM_LAB_TILE 1024
+#define DNM_LAB_TILE 2048
 #endif
 #define DNM_FLOOR 1e-6
 
