@@ -1,0 +1,176 @@
+"""Benchmark: dnm's fused scoring kernel against NumPy's matrix product and PyTorch.
+
+Run as a script:  python benchmarks/bench_score.py [--n 20000] [--repeats 5]
+
+Shapes (issue 2): N images, C = 1,000 ID labels, M = 12,000 negatives, D = 512, float32,
+G = 100 groups.  In one run it times, as medians over repeats:
+  (a) dnm.dnm_score / dnm.neglabel_score / dnm.mcm_score,
+  (b) NumPy's images @ labels.T for labels = [ID; negatives] (same shapes, NumPy's own
+      OpenBLAS with its default threads) - the yardstick: the product alone,
+  (c) a vectorised PyTorch CPU implementation of the same DNM score (torch.set_num_threads
+      = the machine's cores), log-domain like dnm's,
+  (d) peak resident memory beyond the inputs during a dnm_score call (VmHWM after
+      resetting it through /proc/self/clear_refs), at N and at 5 N.
+Writes the table to benchmarks/results/score.txt.
+"""
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import dnm
+
+
+def timeit(fn, repeats):
+    fn()  # warm up (page faults, thread pools)
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def _status(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+_CHILD = r"""
+import sys, numpy as np, dnm
+N, C, M, D, G = map(int, sys.argv[1:6])
+rng = np.random.default_rng(0)
+X = rng.standard_normal((N, D), dtype=np.float32)
+P = rng.standard_normal((C, D), dtype=np.float32)
+Ng = rng.standard_normal((M, D), dtype=np.float32)
+idx = dnm.make_groups(M, G, seed=0)
+dnm.mcm_score(X[:10], P[:10])  # load the thread pools
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+open("/proc/self/clear_refs", "w").write("5")  # reset VmHWM to the current RSS
+before = status("VmRSS")
+dnm.dnm_score(X, P, Ng, tau=0.5, groups=idx)
+print(status("VmHWM") - before)
+"""
+
+
+def peak_extra(N, C, M, D, G):
+    """Peak RSS growth (bytes) of a dnm_score call, in a fresh interpreter whose inputs
+    are already resident (VmHWM reset through /proc/self/clear_refs just before)."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", _CHILD, *map(str, (N, C, M, D, G))],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def torch_dnm(torch, x, p, n, perm, G, T=0.01, tau=0.5):
+    x = torch.nn.functional.normalize(x, dim=1)
+    p = torch.nn.functional.normalize(p, dim=1)
+    n = torch.nn.functional.normalize(n[perm], dim=1)
+    C, Q = p.shape[0], perm.numel() // G
+    ls = torch.logsumexp(x @ p.T / T, dim=1)                                  # ln S
+    ln = torch.logsumexp((x @ n.T / T).reshape(x.shape[0], G, Q), dim=2)      # ln N_j
+    rho = torch.exp(ln - ls[:, None])
+    r = Q * (1 - tau) / (tau * C)
+    z = (1 - r) + rho / tau
+    z = torch.clamp(z, min=1e-6)
+    return (1.0 / z).mean(dim=1) / C
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=20000)
+    ap.add_argument("--c", type=int, default=1000)
+    ap.add_argument("--m", type=int, default=12000)
+    ap.add_argument("--d", type=int, default=512)
+    ap.add_argument("--groups", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "score.txt"))
+    args = ap.parse_args(argv)
+
+    rng = np.random.default_rng(0)
+    N, C, M, D, G = args.n, args.c, args.m, args.d, args.groups
+    X = rng.standard_normal((N, D), dtype=np.float32)
+    P = rng.standard_normal((C, D), dtype=np.float32)
+    Ng = rng.standard_normal((M, D), dtype=np.float32)
+    L = np.vstack([P, Ng])
+    idx = dnm.make_groups(M, G, seed=0)
+    kw = dict(tau=0.5, groups=idx)  # guard="floor" (default); here r = Q(1-tau)/(tau C) = 0.12
+
+    rows = []
+    t_np = timeit(lambda: X @ L.T, args.repeats)
+    rows.append(("numpy images @ labels.T", t_np))
+    t_dnm = timeit(lambda: dnm.dnm_score(X, P, Ng, **kw), args.repeats)
+    rows.append(("dnm.dnm_score", t_dnm))
+    t_nl = timeit(lambda: dnm.neglabel_score(X, P, Ng, groups=idx), args.repeats)
+    rows.append(("dnm.neglabel_score", t_nl))
+    t_mcm = timeit(lambda: dnm.mcm_score(X, P), args.repeats)
+    t_np_id = timeit(lambda: X @ P.T, args.repeats)
+    rows.append(("dnm.mcm_score (ID labels only)", t_mcm))
+    rows.append(("numpy images @ id_labels.T", t_np_id))
+    t_torch = None
+    if not args.no_torch:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        tx, tp, tn = (torch.from_numpy(a) for a in (X, P, Ng))
+        tperm = torch.from_numpy(idx.reshape(-1))
+        with torch.inference_mode():
+            ref = torch_dnm(torch, tx, tp, tn, tperm, G).numpy()
+            t_torch = timeit(lambda: torch_dnm(torch, tx, tp, tn, tperm, G), args.repeats)
+        rows.append((f"torch {torch.__version__} (vectorised, full logits)", t_torch))
+
+    mem = peak_extra(N, C, M, D, G)
+    mem5 = peak_extra(5 * N, C, M, D, G)
+    inputs = X.nbytes + P.nbytes + Ng.nbytes
+
+    from threadpoolctl import threadpool_info
+
+    pools = ", ".join(f"{p['internal_api']}:{os.path.basename(p['filepath'])}={p['num_threads']}"
+                      for p in threadpool_info())
+    lines = [
+        f"dnm {dnm.__version__} scoring benchmark - {time.strftime('%Y-%m-%d %H:%M')}",
+        f"machine: {platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}, "
+        f"numpy {np.__version__}",
+        f"thread pools: {pools}; dnm threads: {dnm.get_num_threads()}",
+        f"shapes: N={N}, C={C}, M={M}, D={D}, G={G}, float32; medians of {args.repeats} runs",
+        "",
+        "| what | median s | ratio to numpy product |",
+        "|---|---|---|",
+    ]
+    for name, t in rows:
+        base = t_np_id if "mcm" in name or "id_labels" in name else t_np
+        lines.append(f"| {name} | {t:.3f} | {t / base:.2f} |")
+    lines += [
+        "",
+        f"dnm_score / numpy product: {t_dnm / t_np:.2f} (target <= 1.3)",
+    ]
+    if t_torch:
+        lines.append(f"torch / dnm_score: {t_torch / t_dnm:.2f}x (target >= 2)")
+        err = float(np.max(np.abs(ref - dnm.dnm_score(X, P, Ng, **kw)) / np.abs(ref)))
+        lines.append(f"max relative difference dnm vs torch (float32): {err:.2e}")
+    lines += [
+        f"peak memory beyond inputs during dnm_score: N={N}: {mem / 2**20:.1f} MiB, "
+        f"N={5 * N}: {mem5 / 2**20:.1f} MiB (inputs {inputs / 2**20:.0f} MiB; target <= 64 MiB)",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
