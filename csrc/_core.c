@@ -206,6 +206,56 @@ static PyObject *py_resolve_threads(PyObject *self, PyObject *arg)
 }
 
 /* MINING_DEFS */
+#include "metrics.h"
+
+/* metrics(id_scores, ood_scores, tpr, num_threads, id_name, ood_name)
+ *   -> (auroc, aupr_in, aupr_out, fpr_paper, fpr_openood, fpr_interp, n_thresholds)
+ * Scores: 1-D float64 (the Python layer converts once; anything else is copied here). */
+static PyObject *py_metrics(PyObject *self, PyObject *args)
+{
+    PyObject *id_o, *ood_o;
+    double tpr;
+    int nthreads;
+    const char *id_name, *ood_name;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOdiss", &id_o, &ood_o, &tpr, &nthreads, &id_name, &ood_name))
+        return NULL;
+    PyArrayObject *a1 = (PyArrayObject *)PyArray_FROMANY(id_o, NPY_FLOAT64, 1, 1, NPY_ARRAY_CARRAY_RO);
+    if (!a1) return NULL;
+    PyArrayObject *a0 = (PyArrayObject *)PyArray_FROMANY(ood_o, NPY_FLOAT64, 1, 1, NPY_ARRAY_CARRAY_RO);
+    if (!a0) { Py_DECREF(a1); return NULL; }
+    npy_intp n1 = PyArray_DIM(a1, 0), n0 = PyArray_DIM(a0, 0);
+    if (n1 < 1 || n0 < 1 || !(tpr > 0 && tpr <= 1)) {
+        Py_DECREF(a1); Py_DECREF(a0);
+        PyErr_SetString(PyExc_ValueError, "metrics: empty score set or tpr outside (0, 1]");
+        return NULL;
+    }
+    int nt = dnm_threads_begin(nthreads);
+    dnm_metrics_result r;
+    dnm_error err;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = dnm_metrics((const double *)PyArray_DATA(a1), n1, (const double *)PyArray_DATA(a0), n0,
+                     tpr, nt, &r, &err);
+    Py_END_ALLOW_THREADS
+    dnm_threads_end();
+    Py_DECREF(a1);
+    Py_DECREF(a0);
+    if (rc == DNM_ENONFINITE) {
+        const char *who = err.which == 0 ? id_name : ood_name;
+        const char *what = isnan(err.value) ? "NaN" : (err.value > 0 ? "+inf" : "-inf");
+        PyErr_Format(PyExc_ValueError, "%s: score at index %lld is %s; scores must be finite",
+                     who, (long long)err.row, what);
+        return NULL;
+    }
+    if (rc != DNM_OK) {
+        raise_error(&err, NULL);
+        return NULL;
+    }
+    return Py_BuildValue("ddddddL", r.auroc, r.aupr_in, r.aupr_out, r.fpr_paper, r.fpr_openood,
+                         r.fpr_interp, (long long)r.n_thresholds);
+}
+
 /* METRICS_DEFS */
 
 static PyMethodDef methods[] = {
@@ -216,6 +266,9 @@ static PyMethodDef methods[] = {
     {"blas_threads", py_blas_threads, METH_NOARGS, "OpenBLAS thread setting"},
     {"resolve_threads", py_resolve_threads, METH_O, "threads a kernel would use for a request"},
     /* MINING_METHODS */
+    {"metrics", py_metrics, METH_VARARGS,
+     "metrics(id, ood, tpr, num_threads, id_name, ood_name) -> (auroc, aupr_in, aupr_out, "
+     "fpr_paper, fpr_openood, fpr_interp, n_thresholds)"},
     /* METRICS_METHODS */
     {NULL, NULL, 0, NULL}};
 
