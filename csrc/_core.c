@@ -205,6 +205,117 @@ static PyObject *py_resolve_threads(PyObject *self, PyObject *arg)
     return PyLong_FromLong(n);
 }
 
+/* ---- mining (csrc/mining.c) ------------------------------------------------ */
+#include "mining.h"
+
+static PyObject *py_knn_log_distance(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"raw_candidates", "k", "num_threads", "progress", NULL};
+    PyObject *x_o, *progress;
+    long long k;
+    int nthreads;
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OLiO", kwlist, &x_o, &k, &nthreads, &progress))
+        return NULL;
+    dnm_matrix x;
+    if (to_matrix(x_o, "raw_candidates", &x)) return NULL;
+    if (x.rows < 1 || x.cols < 1) {
+        PyErr_SetString(PyExc_ValueError, "raw_candidates: empty array");
+        return NULL;
+    }
+    if (k < 0 || k >= x.rows) {
+        PyErr_Format(PyExc_ValueError, "k: must satisfy 0 <= k < N = %lld, got %lld",
+                     (long long)x.rows, k);
+        return NULL;
+    }
+    npy_intp n = x.rows;
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(1, &n, NPY_FLOAT64);
+    if (!out) return NULL;
+    tick_ctx ctx = {progress};
+    dnm_error err;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = dnm_knn_log_distance(&x, (int64_t)k, (double *)PyArray_DATA(out), nthreads, py_tick,
+                              &ctx, &err);
+    Py_END_ALLOW_THREADS
+    if (rc != DNM_OK) {
+        Py_DECREF(out);
+        char msg[512];
+        if (rc == DNM_EDOMAIN && err.col == DNM_KNN_UNIT_NORM) {
+            snprintf(msg, sizeof msg,
+                     "raw_candidates: every row norm lies within %g of 1 (max |norm - 1| = "
+                     "%.3g): the rows look L2-normalised, which makes d_ii = 2 - 2 = 0 and "
+                     "log d_ii = -inf in every row. The DNM kNN rule needs raw, "
+                     "unnormalised encoder outputs (text features before the final L2 "
+                     "normalisation)",
+                     DNM_KNN_UNIT_TOL, err.value);
+            PyErr_SetString(PyExc_ValueError, msg);
+        } else if (rc == DNM_EDOMAIN && err.col == DNM_KNN_NORM_LE1) {
+            snprintf(msg, sizeof msg,
+                     "raw_candidates: row %lld has norm %.17g <= 1, so its self-distance "
+                     "d_ii = 2*r_i - 2 is <= 0 and log d_ii is undefined. The DNM kNN rule "
+                     "needs raw, unnormalised encoder outputs (CLIP text features have "
+                     "norms of about 6-15), not normalised or rescaled rows",
+                     (long long)err.row, err.value);
+            PyErr_SetString(PyExc_ValueError, msg);
+        } else if (rc == DNM_EDOMAIN && err.col == DNM_KNN_DIST_LE0) {
+            snprintf(msg, sizeof msg,
+                     "raw_candidates: row %lld has a distance d_ij = r_i + r_j - 2*cos_ij = "
+                     "%.17g <= 0 among its k+1 nearest, and log d is undefined. The DNM kNN "
+                     "rule needs raw, unnormalised encoder outputs with norms well above 1",
+                     (long long)err.row, err.value);
+            PyErr_SetString(PyExc_ValueError, msg);
+        } else {
+            static const char *const names[] = {"raw_candidates"};
+            raise_error(&err, names);
+        }
+        return NULL;
+    }
+    if (PyErr_Occurred()) { Py_DECREF(out); return NULL; }
+    return (PyObject *)out;
+}
+
+static PyObject *py_neglabel_closeness(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"id_labels", "candidates", "percentile", "max_cut", "num_threads",
+                             "progress", NULL};
+    PyObject *id_o, *c_o, *progress;
+    double percentile, max_cut;
+    int nthreads;
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOddiO", kwlist, &id_o, &c_o, &percentile,
+                                     &max_cut, &nthreads, &progress))
+        return NULL;
+    dnm_matrix id, cand;
+    if (to_matrix(id_o, "id_labels", &id) || to_matrix(c_o, "candidates", &cand)) return NULL;
+    if (id.rows < 1 || cand.rows < 1 || id.cols < 1 || id.cols != cand.cols) {
+        PyErr_SetString(PyExc_ValueError, "id_labels/candidates: empty or mismatched shapes");
+        return NULL;
+    }
+    if (!(percentile >= 0.0 && percentile <= 1.0)) {
+        PyErr_SetString(PyExc_ValueError, "percentile: must lie in [0, 1]");
+        return NULL;
+    }
+    npy_intp n = cand.rows;
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(1, &n, NPY_FLOAT64);
+    if (!out) return NULL;
+    tick_ctx ctx = {progress};
+    dnm_error err;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = dnm_neglabel_closeness(&id, &cand, percentile, max_cut, (double *)PyArray_DATA(out),
+                                nthreads, py_tick, &ctx, &err);
+    Py_END_ALLOW_THREADS
+    if (rc != DNM_OK) {
+        static const char *const names[] = {"id_labels", "candidates"};
+        Py_DECREF(out);
+        raise_error(&err, names);
+        return NULL;
+    }
+    if (PyErr_Occurred()) { Py_DECREF(out); return NULL; }
+    return (PyObject *)out;
+}
+
 /* MINING_DEFS */
 #include "metrics.h"
 
@@ -265,6 +376,13 @@ static PyMethodDef methods[] = {
     {"max_threads", py_max_threads, METH_NOARGS, "omp_get_max_threads()"},
     {"blas_threads", py_blas_threads, METH_NOARGS, "OpenBLAS thread setting"},
     {"resolve_threads", py_resolve_threads, METH_O, "threads a kernel would use for a request"},
+    {"knn_log_distance", (PyCFunction)(void (*)(void))py_knn_log_distance,
+     METH_VARARGS | METH_KEYWORDS,
+     "knn_log_distance(raw_candidates, k, num_threads, progress) -> float64 rho"},
+    {"neglabel_closeness", (PyCFunction)(void (*)(void))py_neglabel_closeness,
+     METH_VARARGS | METH_KEYWORDS,
+     "neglabel_closeness(id_labels, candidates, percentile, max_cut (nan: none), num_threads, "
+     "progress) -> float64 q"},
     /* MINING_METHODS */
     {"metrics", py_metrics, METH_VARARGS,
      "metrics(id, ood, tpr, num_threads, id_name, ood_name) -> (auroc, aupr_in, aupr_out, "

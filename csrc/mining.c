@@ -1,0 +1,588 @@
+/* mining.c - see mining.h.
+ *
+ * The kernels are written once below (the part under DNM_MINING_TEMPLATE) and
+ * expanded for float (SGEMM) and double (DGEMM) by including this file into
+ * itself with REAL / SUF / GEMM / PACK defined.
+ */
+#ifndef DNM_MINING_TEMPLATE
+
+#include "mining.h"
+#include "dnm_blas.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <omp.h>
+
+/* Square tile of the kNN product (rows x columns).  Independent of the thread
+ * count by design: the tile grid fixes every GEMM call, hence every value. */
+#ifndef DNM_KNN_TILE
+#define DNM_KNN_TILE 512
+#endif
+/* Candidate rows per tile of the quantile kernel (halved while the tile of
+ * cosines would exceed DNM_QNT_MAXELEMS). */
+#ifndef DNM_QNT_ROWS
+#define DNM_QNT_ROWS 256
+#endif
+#define DNM_QNT_MAXELEMS (1 << 22)
+/* Raw float rows are multiplied as they are (no normalised copy) unless some
+ * norm exceeds this, where float products could overflow. */
+#define DNM_RAW_FLOAT_MAXNORM 1e15
+/* Columns per chunk of the vectorised threshold scan of the kNN epilogue. */
+enum { DNM_KNN_CH = 32 };
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(DNM_NO_CLONES)
+#define DNM_MCLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define DNM_MCLONES
+#endif
+
+/* ---- bounded max-heap of doubles (the k+1 smallest distances of a row) ---- */
+
+/* Insert v into the heap h (size *n, capacity cap).  Called only when the heap
+ * is not full or v < h[0] (= *thr).  *thr is +inf until the heap is full, then
+ * its maximum. */
+static inline void heap_offer(double *h, int32_t *n, int64_t cap, double v, double *thr)
+{
+    int64_t sz = *n;
+    if (sz < cap) {
+        int64_t i = sz++;
+        while (i > 0) {
+            int64_t p = (i - 1) / 2;
+            if (h[p] >= v) break;
+            h[i] = h[p];
+            i = p;
+        }
+        h[i] = v;
+        *n = (int32_t)sz;
+        if (sz == cap) *thr = h[0];
+        return;
+    }
+    int64_t i = 0;
+    for (;;) {
+        int64_t c = 2 * i + 1;
+        if (c >= sz) break;
+        if (c + 1 < sz && h[c + 1] > h[c]) c++;
+        if (h[c] <= v) break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = v;
+    *thr = h[0];
+}
+
+static inline void sift_down(double *h, int64_t i, int64_t n)
+{
+    double v = h[i];
+    for (;;) {
+        int64_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && h[c + 1] > h[c]) c++;
+        if (h[c] <= v) break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = v;
+}
+
+/* In-place heapsort of a max-heap of n values: ascending order. */
+static void heap_to_sorted(double *h, int64_t n)
+{
+    for (int64_t end = n - 1; end > 0; end--) {
+        double t = h[0];
+        h[0] = h[end];
+        h[end] = t;
+        sift_down(h, 0, end);
+    }
+}
+
+/* ---- selection: a[kth] becomes the kth smallest, a[0..kth) <= a[kth] ---- */
+static void nth_element(double *a, int64_t n, int64_t kth)
+{
+    int64_t lo = 0, hi = n - 1;
+    while (hi > lo) {
+        int64_t mid = lo + (hi - lo) / 2;
+        double t;
+        if (a[mid] < a[lo]) { t = a[mid]; a[mid] = a[lo]; a[lo] = t; }
+        if (a[hi] < a[lo]) { t = a[hi]; a[hi] = a[lo]; a[lo] = t; }
+        if (a[hi] < a[mid]) { t = a[hi]; a[hi] = a[mid]; a[mid] = t; }
+        const double pv = a[mid];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pv) i++;
+            while (a[j] > pv) j--;
+            if (i <= j) {
+                t = a[i]; a[i] = a[j]; a[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (kth <= j) hi = j;
+        else if (kth >= i) lo = i;
+        else return;
+    }
+}
+
+/* NumPy's linear interpolation (_lerp), bit for bit. */
+static inline double np_lerp(double a, double b, double t)
+{
+    double diff = b - a;
+    return t >= 0.5 ? b - diff * (1.0 - t) : a + diff * t;
+}
+
+static void set_err(dnm_error *err, int code, int which, int64_t row, int64_t col, double value)
+{
+    err->code = code;
+    err->which = which;
+    err->row = row;
+    err->col = col;
+    err->value = value;
+}
+
+/* ---- float instance ---- */
+#define DNM_MINING_TEMPLATE
+#define REAL float
+#define SUF f
+#define GEMM DNM_BLAS(cblas_sgemm)
+#define PACK dnm_pack_rows_f
+#define IS_FLOAT 1
+#include "mining.c"
+#undef REAL
+#undef SUF
+#undef GEMM
+#undef PACK
+#undef IS_FLOAT
+
+/* ---- double instance ---- */
+#define REAL double
+#define SUF d
+#define GEMM DNM_BLAS(cblas_dgemm)
+#define PACK dnm_pack_rows_d
+#define IS_FLOAT 0
+#include "mining.c"
+#undef REAL
+#undef SUF
+#undef GEMM
+#undef PACK
+#undef IS_FLOAT
+#undef DNM_MINING_TEMPLATE
+
+static void clear_err(dnm_error *err)
+{
+    set_err(err, DNM_OK, -1, -1, -1, 0.0);
+}
+
+int dnm_knn_log_distance(const dnm_matrix *x, int64_t k, double *rho, int nthreads,
+                         dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
+{
+    clear_err(err);
+    if (x->rows < 1 || x->cols < 1 || k < 0 || k >= x->rows) {
+        set_err(err, DNM_EDOMAIN, 0, -1, -1, (double)k);
+        return DNM_EDOMAIN;
+    }
+    int nt = dnm_threads_begin(nthreads);
+    int rc = x->dtype == DNM_F64 ? knn_d(x, k, rho, nt, tick, tick_ctx, err)
+                                 : knn_f(x, k, rho, nt, tick, tick_ctx, err);
+    dnm_threads_end();
+    return rc;
+}
+
+int dnm_neglabel_closeness(const dnm_matrix *id, const dnm_matrix *cand, double percentile,
+                           double max_cut, double *out, int nthreads, dnm_tick_fn tick,
+                           void *tick_ctx, dnm_error *err)
+{
+    clear_err(err);
+    if (id->rows < 1 || cand->rows < 1 || id->cols < 1 || id->cols != cand->cols ||
+        !(percentile >= 0.0 && percentile <= 1.0)) {
+        set_err(err, DNM_EDOMAIN, -1, -1, -1, percentile);
+        return DNM_EDOMAIN;
+    }
+    int use_double = id->dtype == DNM_F64 || cand->dtype == DNM_F64;
+    int nt = dnm_threads_begin(nthreads);
+    int rc = use_double
+                 ? closeness_d(id, cand, percentile, max_cut, out, nt, tick, tick_ctx, err)
+                 : closeness_f(id, cand, percentile, max_cut, out, nt, tick, tick_ctx, err);
+    dnm_threads_end();
+    return rc;
+}
+
+#else /* ======================= template body ======================= */
+
+#define DNM_MCAT2(a, b) a##_##b
+#define DNM_MCAT(a, b) DNM_MCAT2(a, b)
+
+/* First chunk at or after b (chunks of DNM_KNN_CH columns, aligned on b) in
+ * which some d = (ri + r_j) - 2 s_j (inv_i inv_j) falls below the row
+ * threshold ti or (when `both`) below that column's own threshold tj.
+ * Vectorised scan; returns nc if none. */
+
+DNM_MCLONES static int64_t DNM_MCAT(next_hit, SUF)(const REAL *s, const double *rj,
+                                                   const double *ij, const double *tj,
+                                                   double ri, double ii, double ti, int64_t b,
+                                                   int64_t nc, int both)
+{
+    for (; b < nc; b += DNM_KNN_CH) {
+        const int64_t m = nc - b < DNM_KNN_CH ? nc - b : DNM_KNN_CH;
+        const REAL *sb = s + b;
+        const double *rb = rj + b, *ib = ij + b, *tb = tj + b;
+        int hit = 0;
+        if (both) {
+#pragma omp simd reduction(| : hit)
+            for (int64_t t = 0; t < m; t++) {
+                double d = (ri + rb[t]) - 2.0 * ((double)sb[t] * (ii * ib[t]));
+                hit |= (d < ti) | (d < tb[t]);
+            }
+        } else {
+#pragma omp simd reduction(| : hit)
+            for (int64_t t = 0; t < m; t++) {
+                double d = (ri + rb[t]) - 2.0 * ((double)sb[t] * (ii * ib[t]));
+                hit |= d < ti;
+            }
+        }
+        if (hit) return b;
+    }
+    return nc;
+}
+
+/* Epilogue of one tile S (nr x nc, leading dimension nc) of raw products
+ * s_ij for rows i0.. and columns j0..: cos_ij = s_ij (inv_i inv_j) and
+ * d_ij = (r_i + r_j) - 2 cos_ij, offered to row i's heap and, when `both`,
+ * to row j's heap.  The expression is symmetric in i and j bit for bit, so
+ * d_ij is the same whichever side of a tile a row sits on. */
+static void DNM_MCAT(knn_tile, SUF)(const REAL *S, int64_t nr, int64_t nc, int64_t i0,
+                                    int64_t j0, const double *r, const double *inv,
+                                    double *heap, int32_t *hsize, double *thr, int64_t K1,
+                                    int both)
+{
+    const double *rj = r + j0, *ij = inv + j0;
+    double *tj = thr + j0;
+    for (int64_t a = 0; a < nr; a++) {
+        const int64_t i = i0 + a;
+        const REAL *s = S + a * nc;
+        const double ri = r[i], ii = inv[i];
+        double *hi = heap + i * K1;
+        int64_t b = 0;
+        for (;;) {
+            b = DNM_MCAT(next_hit, SUF)(s, rj, ij, tj, ri, ii, thr[i], b, nc, both);
+            if (b >= nc) break;
+            const int64_t e = b + DNM_KNN_CH < nc ? b + DNM_KNN_CH : nc;
+            for (; b < e; b++) {
+                double d = (ri + rj[b]) - 2.0 * ((double)s[b] * (ii * ij[b]));
+                if (d < thr[i]) heap_offer(hi, hsize + i, K1, d, thr + i);
+                if (both && d < tj[b])
+                    heap_offer(heap + (j0 + b) * K1, hsize + j0 + b, K1, d, tj + b);
+            }
+        }
+    }
+}
+
+static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, double *rho, int nt,
+                              dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
+{
+    const int64_t N = x->rows, D = x->cols, K1 = k + 1, T = DNM_KNN_TILE;
+    const int64_t NT = (N + T - 1) / T, P = NT * (NT + 1) / 2;
+    double *r = (double *)malloc((size_t)N * sizeof(double));
+    double *inv = (double *)malloc((size_t)N * sizeof(double));
+    double *thr = (double *)malloc((size_t)N * sizeof(double));
+    int32_t *hsize = (int32_t *)calloc((size_t)N, sizeof(int32_t));
+    double *heap = (double *)malloc((size_t)N * (size_t)K1 * sizeof(double));
+    int32_t *pi = (int32_t *)malloc((size_t)P * 2 * sizeof(int32_t));
+    omp_lock_t *locks = (omp_lock_t *)malloc((size_t)NT * sizeof(omp_lock_t));
+    REAL *X = NULL; /* packed copy, only when the input cannot be used as it is */
+    int rc = DNM_OK;
+    volatile int stop = 0;
+    int64_t done = 0;
+    if (!r || !inv || !thr || !hsize || !heap || !pi || !locks) {
+        set_err(err, DNM_ENOMEM, 0, -1, -1, 0.0);
+        goto out;
+    }
+
+    /* 1. norms (double, scaled) and NaN/Inf detection, in parallel */
+    {
+        int64_t bad_row = N;
+        int bad_code = DNM_OK;
+#pragma omp parallel num_threads(nt)
+        {
+            REAL *scratch = (REAL *)malloc((size_t)T * (size_t)D * sizeof(REAL));
+#pragma omp for schedule(static)
+            for (int64_t t = 0; t < NT; t++) {
+                const int64_t r0 = t * T, r1 = r0 + T < N ? r0 + T : N;
+                int64_t bad = -1;
+                int prc = scratch ? PACK(x, r0, r1, scratch, D, 0, r + r0, &bad) : DNM_ENOMEM;
+                if (prc != DNM_OK) {
+#pragma omp critical(dnm_mining_err)
+                    if (prc == DNM_ENOMEM) {
+                        bad_code = DNM_ENOMEM;
+                        bad_row = -1;
+                    } else if (bad_code != DNM_ENOMEM && bad < bad_row) {
+                        bad_row = bad;
+                        bad_code = prc;
+                    }
+                }
+            }
+            free(scratch);
+        }
+        if (bad_code != DNM_OK) {
+            set_err(err, bad_code, 0, bad_row, -1, 0.0);
+            goto out;
+        }
+    }
+
+    /* 2. the guards on the norms (see mining.h) */
+    {
+        double maxdev = 0.0, rmax = 0.0;
+        int64_t le1 = -1, zero = -1;
+        for (int64_t i = 0; i < N; i++) {
+            double dev = fabs(r[i] - 1.0);
+            maxdev = dev > maxdev ? dev : maxdev;
+            rmax = r[i] > rmax ? r[i] : rmax;
+            if (r[i] == 0.0 && zero < 0) zero = i;
+            if (r[i] <= 1.0 && le1 < 0) le1 = i;
+        }
+        if (zero >= 0) {
+            set_err(err, DNM_EZERO, 0, zero, -1, 0.0);
+            goto out;
+        }
+        if (maxdev <= DNM_KNN_UNIT_TOL) {
+            set_err(err, DNM_EDOMAIN, 0, -1, DNM_KNN_UNIT_NORM, maxdev);
+            goto out;
+        }
+        if (le1 >= 0) {
+            set_err(err, DNM_EDOMAIN, 0, le1, DNM_KNN_NORM_LE1, r[le1]);
+            goto out;
+        }
+
+        /* 3. the matrix that goes to GEMM: the input itself when its layout
+         * allows (contiguous rows of the compute type), else a converted copy.
+         * Raw rows with cos = s_ij / (r_i r_j); for float, rows with huge norms
+         * are normalised in the copy instead (inv = 1). */
+        const size_t es = sizeof(REAL);
+        int normalize = IS_FLOAT && rmax > DNM_RAW_FLOAT_MAXNORM;
+        const REAL *A;
+        int64_t lda;
+        int direct = !normalize && x->dtype == (IS_FLOAT ? DNM_F32 : DNM_F64) &&
+                     x->s1 == (ptrdiff_t)es && x->s0 > 0 && x->s0 % (ptrdiff_t)es == 0 &&
+                     x->s0 / (ptrdiff_t)es >= D && x->s0 / (ptrdiff_t)es <= 2147483647;
+        if (direct) {
+            A = (const REAL *)x->data;
+            lda = x->s0 / (ptrdiff_t)es;
+        } else {
+            X = (REAL *)malloc((size_t)N * (size_t)D * es);
+            if (!X) {
+                set_err(err, DNM_ENOMEM, 0, -1, -1, 0.0);
+                goto out;
+            }
+#pragma omp parallel for num_threads(nt) schedule(static)
+            for (int64_t t = 0; t < NT; t++) {
+                const int64_t r0 = t * T, r1 = r0 + T < N ? r0 + T : N;
+                int64_t bad = -1;
+                (void)PACK(x, r0, r1, X + r0 * D, D, normalize, NULL, &bad); /* checked above */
+            }
+            A = X;
+            lda = D;
+        }
+        for (int64_t i = 0; i < N; i++) {
+            inv[i] = normalize ? 1.0 : 1.0 / r[i];
+            thr[i] = INFINITY;
+        }
+        for (int64_t o = 0, p = 0; o < NT; o++) /* pairs by diagonal offset */
+            for (int64_t I = 0; I + o < NT; I++, p++) {
+                pi[2 * p] = (int32_t)I;
+                pi[2 * p + 1] = (int32_t)(I + o);
+            }
+        for (int64_t t = 0; t < NT; t++) omp_init_lock(&locks[t]);
+
+        /* 4. tiles on and above the diagonal; each feeds both row tiles' heaps */
+#pragma omp parallel num_threads(nt)
+        {
+            REAL *S = (REAL *)malloc((size_t)T * (size_t)T * es);
+            if (!S) {
+#pragma omp critical(dnm_mining_err)
+                set_err(err, DNM_ENOMEM, 0, -1, -1, 0.0);
+                stop = 1;
+            }
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t p = 0; p < P; p++) {
+                if (stop || !S) continue;
+                const int64_t I = pi[2 * p], J = pi[2 * p + 1];
+                const int64_t i0 = I * T, nr = i0 + T < N ? T : N - i0;
+                const int64_t j0 = J * T, nc = j0 + T < N ? T : N - j0;
+                GEMM(DnmRowMajor, DnmNoTrans, DnmTrans, (int)nr, (int)nc, (int)D, (REAL)1,
+                     A + i0 * lda, (int)lda, A + j0 * lda, (int)lda, (REAL)0, S, (int)nc);
+                omp_set_lock(&locks[I]);
+                if (J != I) omp_set_lock(&locks[J]);
+                DNM_MCAT(knn_tile, SUF)(S, nr, nc, i0, j0, r, inv, heap, hsize, thr, K1, J != I);
+                if (J != I) omp_unset_lock(&locks[J]);
+                omp_unset_lock(&locks[I]);
+                int64_t now;
+#pragma omp atomic capture
+                now = ++done;
+                if (tick && omp_get_thread_num() == 0 && !stop) {
+                    if (tick(tick_ctx, now, P)) {
+                        stop = 1;
+#pragma omp critical(dnm_mining_err)
+                        if (err->code == DNM_OK) set_err(err, DNM_ECANCEL, -1, -1, -1, 0.0);
+                    }
+                }
+            }
+            free(S);
+        }
+        for (int64_t t = 0; t < NT; t++) omp_destroy_lock(&locks[t]);
+        if (err->code != DNM_OK) goto out;
+    }
+
+    /* 5. rho_i = mean of log over the k+1 smallest, summed in ascending order */
+    {
+        int64_t bad_row = N;
+        double bad_val = 0.0;
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t i = 0; i < N; i++) {
+            double *h = heap + i * K1;
+            heap_to_sorted(h, K1);
+            if (!(h[0] > 0.0)) {
+#pragma omp critical(dnm_mining_err)
+                if (i < bad_row) {
+                    bad_row = i;
+                    bad_val = h[0];
+                }
+                rho[i] = NAN;
+                continue;
+            }
+            double s = 0.0;
+            for (int64_t t = 0; t < K1; t++) s += log(h[t]);
+            rho[i] = s / (double)K1;
+        }
+        if (bad_row < N) {
+            set_err(err, DNM_EDOMAIN, 0, bad_row, DNM_KNN_DIST_LE0, bad_val);
+            goto out;
+        }
+    }
+    if (tick) tick(tick_ctx, P, P);
+
+out:
+    rc = err->code;
+    free(r);
+    free(inv);
+    free(thr);
+    free(hsize);
+    free(heap);
+    free(pi);
+    free(locks);
+    free(X);
+    return rc;
+}
+
+/* NegLabel / CSP closeness: see mining.h. */
+static int DNM_MCAT(closeness, SUF)(const dnm_matrix *id, const dnm_matrix *cand, double eta,
+                                    double cut, double *out, int nt, dnm_tick_fn tick,
+                                    void *tick_ctx, dnm_error *err)
+{
+    const int64_t C = id->rows, N = cand->rows, D = id->cols;
+    int64_t RT = DNM_QNT_ROWS;
+    while (RT > 1 && RT * C > DNM_QNT_MAXELEMS) RT /= 2;
+    const int64_t ntiles = (N + RT - 1) / RT;
+    /* NumPy "linear": virtual index (C-1)*eta, gamma = its fractional part;
+     * at or past the last index the result is the maximum. */
+    const double vi = (double)(C - 1) * eta;
+    const double prevf = floor(vi);
+    const int at_max = vi >= (double)(C - 1);
+    const int64_t next = at_max ? C - 1 : (int64_t)prevf + 1;
+    const double gamma = vi - prevf;
+    const int use_cut = !isnan(cut);
+    volatile int stop = 0;
+    int64_t done = 0;
+
+    REAL *L = (REAL *)malloc((size_t)C * (size_t)D * sizeof(REAL));
+    if (!L) {
+        set_err(err, DNM_ENOMEM, -1, -1, -1, 0.0);
+        return DNM_ENOMEM;
+    }
+    {
+        int64_t bad_row = C;
+        int bad_code = DNM_OK;
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t i = 0; i < C; i++) {
+            int64_t bad = -1;
+            int prc = PACK(id, i, i + 1, L + i * D, D, 1, NULL, &bad);
+            if (prc != DNM_OK) {
+#pragma omp critical(dnm_mining_err)
+                if (prc == DNM_ENOMEM || (bad_code != DNM_ENOMEM && i < bad_row)) {
+                    bad_row = prc == DNM_ENOMEM ? -1 : i;
+                    bad_code = prc;
+                }
+            }
+        }
+        if (bad_code != DNM_OK) {
+            set_err(err, bad_code, 0, bad_row, -1, 0.0);
+            free(L);
+            return bad_code;
+        }
+    }
+
+#pragma omp parallel num_threads(nt)
+    {
+        REAL *xb = (REAL *)malloc((size_t)RT * (size_t)D * sizeof(REAL));
+        REAL *sb = (REAL *)malloc((size_t)RT * (size_t)C * sizeof(REAL));
+        double *w = (double *)malloc((size_t)C * sizeof(double));
+        int ok = xb && sb && w;
+        if (!ok) {
+#pragma omp critical(dnm_mining_err)
+            set_err(err, DNM_ENOMEM, -1, -1, -1, 0.0);
+            stop = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < ntiles; t++) {
+            if (stop || !ok) continue;
+            const int64_t r0 = t * RT, r1 = r0 + RT < N ? r0 + RT : N, nr = r1 - r0;
+            int64_t bad = -1;
+            int prc = PACK(cand, r0, r1, xb, D, 1, NULL, &bad);
+            if (prc != DNM_OK) {
+#pragma omp critical(dnm_mining_err)
+                if (err->code == DNM_OK || (err->which == 1 && bad < err->row))
+                    set_err(err, prc, 1, bad, -1, 0.0);
+                stop = 1;
+                continue;
+            }
+            GEMM(DnmRowMajor, DnmNoTrans, DnmTrans, (int)nr, (int)C, (int)D, (REAL)1, xb, (int)D,
+                 L, (int)D, (REAL)0, sb, (int)C);
+            for (int64_t a = 0; a < nr; a++) {
+                const REAL *s = sb + a * C;
+                double mx = -INFINITY;
+                for (int64_t j = 0; j < C; j++) {
+                    w[j] = (double)s[j];
+                    mx = w[j] > mx ? w[j] : mx;
+                }
+                double q;
+                if (at_max || (use_cut && mx > cut)) {
+                    q = mx;
+                } else {
+                    nth_element(w, C, next);
+                    double lo = -INFINITY;
+                    for (int64_t j = 0; j < next; j++) lo = w[j] > lo ? w[j] : lo;
+                    q = np_lerp(lo, w[next], gamma);
+                }
+                out[r0 + a] = q;
+            }
+            int64_t now;
+#pragma omp atomic capture
+            now = ++done;
+            if (tick && omp_get_thread_num() == 0 && !stop) {
+                if (tick(tick_ctx, now, ntiles)) {
+                    stop = 1;
+#pragma omp critical(dnm_mining_err)
+                    if (err->code == DNM_OK) set_err(err, DNM_ECANCEL, -1, -1, -1, 0.0);
+                }
+            }
+        }
+        free(xb);
+        free(sb);
+        free(w);
+    }
+    free(L);
+    if (err->code == DNM_OK && tick) tick(tick_ctx, ntiles, ntiles);
+    return err->code;
+}
+
+#undef DNM_MCAT
+#undef DNM_MCAT2
+#endif

@@ -1,0 +1,46 @@
+/* mining.h - negative-label mining kernels (DESIGN §4).
+ *
+ * dnm_knn_log_distance: DNM's kNN log-distance density on raw embeddings,
+ *   d_ij = r_i + r_j - 2 cos_ij (all j, j = i included),
+ *   rho_i = mean of log d_ij over the k+1 smallest d_ij of row i.
+ *   Streams the symmetric N x N cosine matrix through GEMM in T x T tiles
+ *   (only tiles on or above the diagonal are computed; each off-diagonal
+ *   tile feeds the heaps of both its row tile and its column tile) and keeps
+ *   a bounded max-heap of k+1 distances per row.  Memory: the packed,
+ *   normalised candidates (N x D), N x (k+1) heap entries, one T x T tile per
+ *   thread; never N x N.
+ *
+ * dnm_neglabel_closeness: NegLabel's eta-quantile (NumPy's "linear" method)
+ *   of each normalised candidate's cosines to the normalised ID labels, with
+ *   the optional CSP rule (use the maximum where it exceeds max_cut).
+ *
+ * Both compute in double (DGEMM) when an input is float64, else in float
+ * (SGEMM) with distances / order statistics evaluated in double.  Tile sizes
+ * do not depend on the thread count and every per-row result depends only on
+ * the (deterministic) tile products, so results are bitwise independent of
+ * the number of threads.
+ */
+#ifndef DNM_MINING_H
+#define DNM_MINING_H
+#include "common.h"
+
+/* DNM_EDOMAIN details from dnm_knn_log_distance, in err->col:
+ *   DNM_KNN_UNIT_NORM: every row norm lies within DNM_KNN_UNIT_TOL of 1
+ *                      (input looks L2-normalised); err->value = max |r - 1|.
+ *   DNM_KNN_NORM_LE1:  row err->row has norm err->value <= 1, so
+ *                      d_ii = 2 r_i - 2 <= 0.
+ *   DNM_KNN_DIST_LE0:  row err->row has a distance err->value <= 0 among its
+ *                      k+1 smallest (i.e. its smallest distance is <= 0). */
+enum { DNM_KNN_UNIT_NORM = -2, DNM_KNN_NORM_LE1 = -3, DNM_KNN_DIST_LE0 = -4 };
+#define DNM_KNN_UNIT_TOL 1e-3
+
+int dnm_knn_log_distance(const dnm_matrix *x, int64_t k, double *rho, int nthreads,
+                         dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
+
+/* id (C, D), cand (N, D); percentile in [0, 1]; max_cut: NaN for none.
+ * Writes out[N]. */
+int dnm_neglabel_closeness(const dnm_matrix *id, const dnm_matrix *cand, double percentile,
+                           double max_cut, double *out, int nthreads, dnm_tick_fn tick,
+                           void *tick_ctx, dnm_error *err);
+
+#endif

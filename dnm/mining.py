@@ -1,0 +1,173 @@
+"""Negative-label mining (DESIGN §4): DNM's kNN log-distance rule, NegLabel's
+η-quantile and CSP's cut, in C, streamed and memory-bounded.
+
+* :func:`knn_log_distance` / :func:`select_dnm` - DNM (§4.3) on **raw,
+  unnormalised** candidate embeddings.  The C kernel multiplies the candidates
+  by themselves in 512 x 512 tiles (SGEMM, or DGEMM for float64 input), only the
+  tiles on and above the diagonal (the matrix is symmetric: each tile feeds the
+  neighbour lists of its rows and of its columns), and keeps a bounded max-heap
+  of the k+1 smallest distances of each row; a vectorised scan skips every chunk
+  of 32 distances that cannot enter any heap.  Memory: N x (k+1) heap entries,
+  one tile per thread, and a converted copy of the candidates only when their
+  dtype / layout is not that of the computation (float16, strided rows); never
+  N x N.
+* :func:`neglabel_closeness` / :func:`select_neglabel` / :func:`select_csp` -
+  NegLabel (§4.1) and the CSP rule (§4.2): tiled GEMM of normalised candidates
+  against normalised ID labels, then per row an O(C) selection of the two
+  order statistics NumPy's ``quantile(..., method="linear")`` interpolates.
+
+All functions accept float16/32/64 arrays of any layout (inputs are never
+modified), release the GIL, run on ``num_threads`` OpenMP threads (results are
+bitwise independent of the thread count: the tile grid does not depend on it),
+show a tqdm bar with ``progress=True`` and stop promptly on Ctrl-C
+(KeyboardInterrupt).  Float16/float32 inputs are multiplied in float32 with
+distances, logs and order statistics in float64; float64 inputs entirely in
+float64.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _config, _core
+from ._progress import TileProgress
+from ._validate import (as_matrix, check_fraction, check_int, check_mask,
+                        check_same_dim)
+
+__all__ = ["knn_log_distance", "select_dnm", "neglabel_closeness", "select_neglabel",
+           "select_csp", "CSP_MAX_CUT"]
+
+#: The CSP rule's cut (DESIGN §4.2): use the maximum cosine where it exceeds this.
+CSP_MAX_CUT = 0.95
+
+
+def knn_log_distance(raw_candidates, k=100, *, num_threads=None, progress=False):
+    """DNM's kNN log-distance density of each candidate (DESIGN §4.3).
+
+    On raw embeddings t_i with norms r_i and cosines cos_ij::
+
+        d_ij  = r_i + r_j - 2 cos_ij          (all j, including j = i)
+        rho_i = mean of log d_ij over the k+1 smallest d_ij of row i
+
+    This "distance" mixes raw norms with cosines exactly as the DNM reference
+    code does.  Smaller rho = tighter neighbourhood.
+
+    Parameters
+    ----------
+    raw_candidates : (N, D) array of float16/32/64
+        **Raw, unnormalised** text-encoder outputs (CLIP's have norms of about
+        6-15).  Not modified.
+    k : int, 0 <= k < N
+        Neighbours beyond the row itself (k+1 distances are averaged, the
+        self-distance d_ii = 2 r_i - 2 included).
+
+    Returns
+    -------
+    rho : (N,) float64
+
+    Raises
+    ------
+    ValueError
+        * every row norm lies within 1e-3 of 1 (the rows look L2-normalised:
+          d_ii would be 0 in every row), or some row has norm r_i <= 1
+          (d_ii = 2 r_i - 2 <= 0) - the message says raw encoder outputs are
+          needed.  Both are checked on the norms, computed in float64, before
+          any product;
+        * some row's smallest distance (computed) is <= 0 - checked on the k+1
+          selected distances of every row, which include the row's minimum,
+          so no d_ij <= 0 can ever enter a mean;
+        * NaN/Inf (row named), zero rows, empty input, k < 0 or k >= N.
+    """
+    X = as_matrix(raw_candidates, "raw_candidates")
+    k = check_int(k, "k", low=0)
+    if k >= X.shape[0]:
+        raise ValueError(f"k: must be < the number of candidates N = {X.shape[0]}, got {k}")
+    nt = _config.resolve(num_threads)
+    with TileProgress(progress, "dnm kNN log-distance") as cb:
+        return _core.knn_log_distance(X, k, nt, cb)
+
+
+def _select_by_pos(values, is_adjective, noun_ratio, adj_ratio):
+    """Nouns then adjectives, each: the floor(ratio * count) lowest values,
+    ties broken by index (stable sort)."""
+    adj = is_adjective
+    out = []
+    for mask, ratio in ((~adj, noun_ratio), (adj, adj_ratio)):
+        idx = np.flatnonzero(mask)
+        n_keep = int(math.floor(ratio * idx.size))
+        order = np.argsort(values[idx], kind="stable")
+        out.append(idx[order[:n_keep]])
+    return np.concatenate(out).astype(np.int64, copy=False)
+
+
+def select_dnm(raw_candidates, is_adjective, noun_ratio=0.23, adj_ratio=0.13, k=100, *,
+               num_threads=None, progress=False):
+    """DNM's selection (DESIGN §4.3): indices into ``raw_candidates``.
+
+    rho = :func:`knn_log_distance` over **all** candidates together (nouns and
+    adjectives are each other's neighbours, as in the reference code); then,
+    separately for nouns (``is_adjective`` False) and adjectives, the
+    ``floor(ratio * count)`` candidates of smallest rho, in rank order (ties by
+    index).  Returns int64: the selected nouns, then the selected adjectives.
+    """
+    X = as_matrix(raw_candidates, "raw_candidates")
+    adj = check_mask(is_adjective, X.shape[0])
+    noun_ratio = check_fraction(noun_ratio, "noun_ratio", open_low=False)
+    adj_ratio = check_fraction(adj_ratio, "adj_ratio", open_low=False)
+    rho = knn_log_distance(X, k, num_threads=num_threads, progress=progress)
+    return _select_by_pos(rho, adj, noun_ratio, adj_ratio)
+
+
+def neglabel_closeness(id_labels, candidates, percentile=0.95, *, max_cut=None,
+                       num_threads=None, progress=False):
+    """NegLabel's closeness of each candidate to the ID labels (DESIGN §4.1).
+
+    q(n) = the ``percentile``-quantile of the cosines of the normalised
+    candidate n to the C normalised ID labels, with NumPy's default linear
+    interpolation (position percentile * (C - 1) of the ascending cosines),
+    equal to ``np.quantile(cos, percentile, axis=1)``.
+
+    ``max_cut``: the CSP rule (DESIGN §4.2): where a candidate's maximum cosine
+    exceeds ``max_cut`` (CSP uses 0.95, :data:`CSP_MAX_CUT`), q is that maximum.
+
+    Returns float64 (N,) - lower means farther from the ID classes.
+    """
+    P = as_matrix(id_labels, "id_labels")
+    X = as_matrix(candidates, "candidates")
+    check_same_dim([("id_labels", P), ("candidates", X)])
+    eta = check_fraction(percentile, "percentile", open_low=False)
+    if max_cut is None:
+        cut = float("nan")
+    else:
+        if isinstance(max_cut, bool) or not isinstance(max_cut, (int, float, np.number)):
+            raise TypeError(f"max_cut: expected a real number or None, got {type(max_cut).__name__}")
+        cut = float(max_cut)
+        if not math.isfinite(cut):
+            raise ValueError(f"max_cut: must be finite (or None), got {max_cut!r}")
+    nt = _config.resolve(num_threads)
+    with TileProgress(progress, "dnm NegLabel closeness") as cb:
+        return _core.neglabel_closeness(P, X, eta, cut, nt, cb)
+
+
+def select_neglabel(id_labels, candidates, is_adjective, ratio=0.15, percentile=0.95, *,
+                    max_cut=None, num_threads=None, progress=False):
+    """NegLabel's selection (DESIGN §4.1; with ``max_cut`` the CSP rule, §4.2).
+
+    Separately for nouns and adjectives, the ``floor(ratio * count)`` candidates
+    of **lowest** :func:`neglabel_closeness`, in rank order (ties by index).
+    Returns int64 indices into ``candidates``: nouns, then adjectives.
+    """
+    X = as_matrix(candidates, "candidates")
+    adj = check_mask(is_adjective, X.shape[0])
+    ratio = check_fraction(ratio, "ratio", open_low=False)
+    q = neglabel_closeness(id_labels, X, percentile, max_cut=max_cut,
+                           num_threads=num_threads, progress=progress)
+    return _select_by_pos(q, adj, ratio, ratio)
+
+
+def select_csp(id_labels, candidates, is_adjective, ratio=0.15, percentile=0.95, *,
+               max_cut=CSP_MAX_CUT, num_threads=None, progress=False):
+    """The CSP rule: :func:`select_neglabel` with ``max_cut=0.95``."""
+    return select_neglabel(id_labels, candidates, is_adjective, ratio, percentile,
+                           max_cut=max_cut, num_threads=num_threads, progress=progress)
