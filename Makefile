@@ -25,3 +25,18 @@ bench: $(VPY)
 
 clean:
 	rm -rf build dnm/*.so *.egg-info
+
+# Build the C core with AddressSanitizer + UndefinedBehaviorSanitizer into build/sanitize
+# and run the test suite against that build (any finding aborts the run).
+SAN_LIB := $(abspath build/sanitize)
+SANITIZE_TESTS ?= $(abspath tests)
+sanitize: $(VPY)
+	$(VPY) -m pip install --quiet -e ".[test]"
+	rm -rf build/sanitize build/sanitize-tmp
+	DNM_SANITIZE=1 $(VPY) setup.py -q build --build-lib build/sanitize --build-temp build/sanitize-tmp
+	cd build/sanitize && \
+	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  DNM_EXPECT_CORE=$(SAN_LIB) \
+	  $(abspath $(VPY)) -m pytest -c $(abspath pyproject.toml) --rootdir $(abspath .) -p no:cacheprovider -q $(SANITIZE_TESTS)

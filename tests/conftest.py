@@ -48,3 +48,15 @@ def clip_data(clip_dir):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+def pytest_report_header(config):
+    import dnm
+
+    return f"dnm {dnm.__version__} from {dnm.__file__}; core {dnm._core.__file__}"
+
+
+if os.environ.get("DNM_EXPECT_CORE"):  # make sanitize: be sure the instrumented build is used
+    import dnm as _dnm
+
+    assert _dnm._core.__file__.startswith(os.environ["DNM_EXPECT_CORE"]), _dnm._core.__file__
