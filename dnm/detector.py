@@ -455,7 +455,9 @@ class NegativeLabelDetector:
 
         Calls :func:`dnm.dnm_score`, :func:`dnm.neglabel_score` (neglabel, csp),
         :func:`dnm.mcm_score`, :func:`dnm.energy_score` or :func:`dnm.max_logit_score` with the
-        fitted labels, negatives, grouping and settings.
+        fitted labels, negatives, grouping and settings.  For "dnm" with r > 1 the score
+        function warns (DNMGuardWarning) on every call, as it does when called directly,
+        unless ``guard="dcl"``.
         """
         X = self._check_X(X)
         m = self.method_

@@ -111,7 +111,8 @@ def test_preset_aliases_and_other_methods():
     assert P.preset_name("ViT-L-14-336") == "ViT-L/14@336px"
     assert P.preset_name(None) == "ViT-B/16"
     nl = P.resolve("neglabel", "ViT-B/32")
-    assert (nl["ratio"], nl["percentile"], nl["temperature"], nl["groups"], nl["max_cut"]) == (0.15, 0.95, 0.01, 100, None)
+    assert (nl["ratio"], nl["percentile"], nl["temperature"], nl["groups"], nl["max_cut"]) == \
+        (0.15, 0.95, 0.01, 100, None)
     assert P.resolve("csp")["max_cut"] == 0.95 and P.resolve("csp")["ratio"] == 0.15
     assert P.resolve("mcm")["temperature"] == 1.0 and P.resolve("mcm")["tau"] is None
     assert P.resolve("energy")["temperature"] == 0.01
@@ -488,6 +489,12 @@ def test_load_other_bad_files(saved, tmp_path):
     m["negatives"] = m["negatives"].astype(np.float64)  # header disagrees with metadata
     _write(bad, m)
     with pytest.raises(DetectorFileError, match="metadata says"):
+        NegativeLabelDetector.load(bad)
+    m = _members(saved)
+    m["negatives"] = np.array([{"x": 1}] * 3, dtype=object)  # a pickle is never loaded
+    with open(bad, "wb") as f:
+        np.savez(f, **m)
+    with pytest.raises(DetectorFileError, match="Python objects"):
         NegativeLabelDetector.load(bad)
     m = _members(saved)
     m["extra"] = np.zeros(3)
