@@ -29,13 +29,13 @@ replace the benchmark by the outputs of your encoders, e.g. with open_clip::
     import open_clip, torch, numpy as np, dnm
     model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-16", pretrained="openai")
     tok = open_clip.get_tokenizer("ViT-B-16")
-    corpus = dnm.corpus.Corpus(...)            # the WordNet corpus (see dnm.corpus)
-    with torch.no_grad():
+    corpus = dnm.corpus.load("dnm")            # the bundled WordNet corpus (see dnm.corpus)
+    with torch.no_grad():                      # (batch these calls for ~56,000 prompts)
         # RAW text features (do not normalise: DNM's kNN rule needs the raw norms)
-        cand = model.encode_text(tok(corpus.prompts)).float().numpy()
+        cand = model.encode_text(tok(corpus.prompts())).float().numpy()
         ids = model.encode_text(tok([f"the nice {c}" for c in class_names])).float().numpy()
         imgs = model.encode_image(batch_of_preprocessed_images).float().numpy()
-    neg = dnm.select_dnm(cand, corpus.is_adjective)
+    neg = dnm.mining.select_dnm(cand, corpus.is_adjective)
     scores = dnm.dnm_score(imgs, ids, cand[neg])
 
 (with Hugging Face ``transformers`` use ``CLIPModel.get_text_features`` /
