@@ -28,11 +28,16 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
     int64_t floored = 0, done = 0;
     const int64_t ntiles = (N + DNM_IMG_TILE - 1) / DNM_IMG_TILE;
 
+    /* Too little work to split: one thread (a parallel region costs more than it saves). */
+    const int nt_lab = (double)L * (double)D < 262144.0 ? 1 : nt;
+    const int nt_img = ntiles < nt ? (int)ntiles
+                       : ((double)N * (double)L * (double)(D + 16) < 33554432.0 ? 1 : nt);
+
     /* [ID; negatives in group order], normalised, once. */
     REAL *lab = (REAL *)malloc((size_t)(L > 0 ? L : 1) * (size_t)D * sizeof(REAL));
     if (!lab) { err->code = DNM_ENOMEM; return DNM_ENOMEM; }
 
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt_lab)
     {
         int64_t bad = -1;
         int lrc;
@@ -59,7 +64,7 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
     }
     if (err->code != DNM_OK) { free(lab); return err->code; }
 
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt_img)
     {
         const int64_t IT = DNM_IMG_TILE, LT = DNM_LAB_TILE;
         REAL *xb = (REAL *)malloc((size_t)IT * (size_t)D * sizeof(REAL));
