@@ -40,28 +40,27 @@ static inline uint64_t key_of(double x)
     return (u >> 63) ? ~u : (u | 0x8000000000000000ULL);
 }
 
-/* Convert and check one set; returns the index of the first non-finite value or -1. */
-static int64_t fill_keys(const double *x, int64_t n, uint64_t *keys)
+/* Convert and check one set, counting the radix digits of every pass on the way
+ * (hist: RADIX_PASSES * RADIX_SIZE zeroed counters).  Returns the index of the
+ * first non-finite value or -1. */
+static int64_t fill_keys(const double *x, int64_t n, uint64_t *keys, size_t *hist)
 {
     for (int64_t i = 0; i < n; i++) {
         double v = x[i];
         if (!isfinite(v)) return i;
-        keys[i] = key_of(v);
+        uint64_t k = key_of(v);
+        keys[i] = k;
+        for (int p = 0; p < RADIX_PASSES; p++)
+            hist[(size_t)p * RADIX_SIZE + ((k >> (p * RADIX_BITS)) & (RADIX_SIZE - 1))]++;
     }
     return -1;
 }
 
-/* Ascending LSD radix sort of a[0..n) using tmp[0..n) as scratch. */
-static int radix_sort(uint64_t *a, uint64_t *tmp, int64_t n)
+/* Ascending LSD radix sort of a[0..n) using tmp[0..n) as scratch, given the
+ * digit counts of every pass (overwritten). */
+static void radix_sort(uint64_t *a, uint64_t *tmp, int64_t n, size_t *hist)
 {
-    if (n < 2) return DNM_OK;
-    size_t *hist = calloc((size_t)RADIX_PASSES * RADIX_SIZE, sizeof *hist);
-    if (!hist) return DNM_ENOMEM;
-    for (int64_t i = 0; i < n; i++) {
-        uint64_t k = a[i];
-        for (int p = 0; p < RADIX_PASSES; p++)
-            hist[(size_t)p * RADIX_SIZE + ((k >> (p * RADIX_BITS)) & (RADIX_SIZE - 1))]++;
-    }
+    if (n < 2) return;
     uint64_t *src = a, *dst = tmp;
     for (int p = 0; p < RADIX_PASSES; p++) {
         size_t *h = hist + (size_t)p * RADIX_SIZE;
@@ -82,8 +81,6 @@ static int radix_sort(uint64_t *a, uint64_t *tmp, int64_t n)
         dst = t;
     }
     if (src != a) memcpy(a, src, (size_t)n * sizeof *a);
-    free(hist);
-    return DNM_OK;
 }
 
 int dnm_metrics(const double *id, int64_t n_id, const double *ood, int64_t n_ood, double tpr,
@@ -103,42 +100,41 @@ int dnm_metrics(const double *id, int64_t n_id, const double *ood, int64_t n_ood
     uint64_t *k1 = malloc((size_t)n1 * sizeof *k1);
     uint64_t *k0 = malloc((size_t)n0 * sizeof *k0);
     uint64_t *tmp = malloc((size_t)(n1 + n0) * sizeof *tmp);
-    if (!k1 || !k0 || !tmp) {
+    size_t *hist = calloc(2 * (size_t)RADIX_PASSES * RADIX_SIZE, sizeof *hist);
+    if (!k1 || !k0 || !tmp || !hist) {
         free(k1);
         free(k0);
         free(tmp);
+        free(hist);
         err->code = DNM_ENOMEM;
         return DNM_ENOMEM;
     }
-    int64_t bad1, bad0;
-    int rc1 = DNM_OK, rc0 = DNM_OK;
+    size_t *hist1 = hist, *hist0 = hist + (size_t)RADIX_PASSES * RADIX_SIZE;
+    int64_t bad1 = -1, bad0 = -1;
     int nt = nthreads >= 2 ? 2 : 1;
     /* The two sets are independent: convert and sort them side by side. */
 #pragma omp parallel sections num_threads(nt)
     {
 #pragma omp section
         {
-            bad1 = fill_keys(id, n1, k1);
-            if (bad1 < 0) rc1 = radix_sort(k1, tmp, n1);
+            bad1 = fill_keys(id, n1, k1, hist1);
+            if (bad1 < 0) radix_sort(k1, tmp, n1, hist1);
         }
 #pragma omp section
         {
-            bad0 = fill_keys(ood, n0, k0);
-            if (bad0 < 0) rc0 = radix_sort(k0, tmp + n1, n0);
+            bad0 = fill_keys(ood, n0, k0, hist0);
+            if (bad0 < 0) radix_sort(k0, tmp + n1, n0, hist0);
         }
     }
     free(tmp);
-    if (bad1 >= 0 || bad0 >= 0 || rc1 != DNM_OK || rc0 != DNM_OK) {
+    free(hist);
+    if (bad1 >= 0 || bad0 >= 0) {
         free(k1);
         free(k0);
-        if (bad1 >= 0 || bad0 >= 0) {
-            err->code = DNM_ENONFINITE;
-            err->which = bad1 >= 0 ? 0 : 1;
-            err->row = bad1 >= 0 ? bad1 : bad0;
-            err->value = bad1 >= 0 ? id[bad1] : ood[bad0];
-        } else {
-            err->code = DNM_ENOMEM;
-        }
+        err->code = DNM_ENONFINITE;
+        err->which = bad1 >= 0 ? 0 : 1;
+        err->row = bad1 >= 0 ? bad1 : bad0;
+        err->value = bad1 >= 0 ? id[bad1] : ood[bad0];
         return err->code;
     }
 
