@@ -125,8 +125,10 @@ def fpr_at_tpr(id_scores, ood_scores, tpr=0.95, convention="paper", *, num_threa
       thresholds at distinct score values (both sets pooled) down to the highest
       one at which every ID score is accepted, take the one whose ID recall
       ``TP / n_id`` is nearest ``tpr`` (distance evaluated in float64,
-      ``abs(TP / n_id - tpr)``, exactly as the reference code does; ties go to the
-      lowest threshold); return the share of OOD scores at or above it.  With
+      ``abs(TP / n_id - tpr)``, exactly as the reference code does, so e.g. with 10
+      ID scores recall 0.9 beats recall 1.0 for ``tpr=0.95``; exact ties - several
+      thresholds with the same ID recall - go to the lowest threshold); return the
+      share of OOD scores at or above it.  With
       50,000 ID scores, ``tpr=0.95`` and no ties this is the share of OOD scores
       strictly above the 47,501-st highest ID score.
     * ``"openood"`` (OpenOOD, AdaNeg, TANL): OOD is the positive class; the share

@@ -115,6 +115,17 @@ def test_paper_tie_goes_to_lowest_threshold():
     assert T.fpr_reference(a, b, 0.5) == 0.5
 
 
+def test_paper_distance_is_float64_like_the_reference_code():
+    # 10 ID scores, tpr 0.95: recalls 0.9 and 1.0 are both 0.05 away in exact
+    # arithmetic, but in float64 |0.9 - 0.95| < |1.0 - 0.95|, so the reference code
+    # (and dnm) takes recall 0.9 (the higher threshold), not the lower one.
+    a = np.arange(10, dtype=float)     # ID 0..9
+    b = np.array([0.0, -1.0])          # one OOD score tied with the lowest ID score
+    assert abs(0.9 - 0.95) < abs(1.0 - 0.95)
+    assert M.fpr_at_tpr(a, b) == 0.0   # threshold 1.0 (recall 0.9): no OOD at or above it
+    assert T.fpr_reference(a, b) == 0.0  # (threshold 0.0, recall 1.0, would give 0.5)
+
+
 def test_openood_drop_intermediate_matters_with_ties():
     # each value holds one ID and one OOD score: the ROC is one straight line and
     # sklearn keeps only its ends, so OpenOOD reports FPR 1, not 0.95.
