@@ -28,48 +28,12 @@
 /* Raw float rows are multiplied as they are (no normalised copy) unless some
  * norm exceeds this, where float products could overflow. */
 #define DNM_RAW_FLOAT_MAXNORM 1e15
-/* Columns per chunk of the vectorised threshold scan of the kNN epilogue. */
-enum { DNM_KNN_CH = 32 };
 
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(DNM_NO_CLONES)
 #define DNM_MCLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define DNM_MCLONES
 #endif
-
-/* ---- bounded max-heap of doubles (the k+1 smallest distances of a row) ---- */
-
-/* Insert v into the heap h (size *n, capacity cap).  Called only when the heap
- * is not full or v < h[0] (= *thr).  *thr is +inf until the heap is full, then
- * its maximum. */
-static inline void heap_offer(double *h, int32_t *n, int64_t cap, double v, double *thr)
-{
-    int64_t sz = *n;
-    if (sz < cap) {
-        int64_t i = sz++;
-        while (i > 0) {
-            int64_t p = (i - 1) / 2;
-            if (h[p] >= v) break;
-            h[i] = h[p];
-            i = p;
-        }
-        h[i] = v;
-        *n = (int32_t)sz;
-        if (sz == cap) *thr = h[0];
-        return;
-    }
-    int64_t i = 0;
-    for (;;) {
-        int64_t c = 2 * i + 1;
-        if (c >= sz) break;
-        if (c + 1 < sz && h[c + 1] > h[c]) c++;
-        if (h[c] <= v) break;
-        h[i] = h[c];
-        i = c;
-    }
-    h[i] = v;
-    *thr = h[0];
-}
 
 static inline void sift_down(double *h, int64_t i, int64_t n)
 {
@@ -121,6 +85,32 @@ static void nth_element(double *a, int64_t n, int64_t kth)
         else if (kth >= i) lo = i;
         else return;
     }
+}
+
+/* ---- the k+1 smallest distances of a row: a threshold and a buffer ----
+ * Each row keeps up to 2 K1 values in h (count *n) and a threshold *thr:
+ * +inf until the buffer first fills, then the K1-th smallest value seen so
+ * far.  Values d < *thr are appended (O(1)); a full buffer is cut back to its
+ * K1 smallest with a quickselect (O(K1) per K1 appends).  Values equal to the
+ * threshold are not needed: they cannot change the multiset of the K1
+ * smallest values, which is all the mean of logs depends on. */
+static inline void buf_offer(double *h, int32_t *n, int64_t K1, double d, double *thr)
+{
+    int64_t c = *n;
+    h[c++] = d;
+    if (c == 2 * K1) {
+        nth_element(h, c, K1 - 1);
+        *thr = h[K1 - 1];
+        c = K1;
+    }
+    *n = (int32_t)c;
+}
+
+/* Ascending in-place heapsort of h[0..n). */
+static void sort_small(double *h, int64_t n)
+{
+    for (int64_t i = n / 2 - 1; i >= 0; i--) sift_down(h, i, n);
+    heap_to_sorted(h, n);
 }
 
 /* NumPy's linear interpolation (_lerp), bit for bit. */
@@ -211,37 +201,36 @@ int dnm_neglabel_closeness(const dnm_matrix *id, const dnm_matrix *cand, double 
 #define DNM_MCAT2(a, b) a##_##b
 #define DNM_MCAT(a, b) DNM_MCAT2(a, b)
 
-/* First chunk at or after b (chunks of DNM_KNN_CH columns, aligned on b) in
- * which some d = (ri + r_j) - 2 s_j (inv_i inv_j) falls below the row
- * threshold ti or (when `both`) below that column's own threshold tj.
- * Vectorised scan; returns nc if none. */
-
-DNM_MCLONES static int64_t DNM_MCAT(next_hit, SUF)(const REAL *s, const double *rj,
-                                                   const double *ij, const double *tj,
-                                                   double ri, double ii, double ti, int64_t b,
-                                                   int64_t nc, int both)
+/* One vectorised pass over a row of the tile: f[t] = 1 where
+ * d = (ri + r_t) - 2 s_t (inv_i inv_t) falls below the row threshold ti or
+ * (when `both`) below column t's own threshold tj[t].  Returns whether any
+ * flag is set.  Thresholds only decrease, so flags computed with the values at
+ * the start of the row are a superset of the elements that can enter a heap;
+ * the caller re-checks each flagged element. */
+DNM_MCLONES static int DNM_MCAT(flag_row, SUF)(const REAL *s, const double *rj,
+                                               const double *ij, const double *tj, double ri,
+                                               double ii, double ti, int64_t nc, int both,
+                                               unsigned char *f)
 {
-    for (; b < nc; b += DNM_KNN_CH) {
-        const int64_t m = nc - b < DNM_KNN_CH ? nc - b : DNM_KNN_CH;
-        const REAL *sb = s + b;
-        const double *rb = rj + b, *ib = ij + b, *tb = tj + b;
-        int hit = 0;
-        if (both) {
-#pragma omp simd reduction(| : hit)
-            for (int64_t t = 0; t < m; t++) {
-                double d = (ri + rb[t]) - 2.0 * ((double)sb[t] * (ii * ib[t]));
-                hit |= (d < ti) | (d < tb[t]);
-            }
-        } else {
-#pragma omp simd reduction(| : hit)
-            for (int64_t t = 0; t < m; t++) {
-                double d = (ri + rb[t]) - 2.0 * ((double)sb[t] * (ii * ib[t]));
-                hit |= d < ti;
-            }
+    int any = 0;
+    if (both) {
+#pragma omp simd reduction(| : any)
+        for (int64_t t = 0; t < nc; t++) {
+            double d = (ri + rj[t]) - 2.0 * ((double)s[t] * (ii * ij[t]));
+            int h = (d < ti) | (d < tj[t]);
+            f[t] = (unsigned char)h;
+            any |= h;
         }
-        if (hit) return b;
+    } else {
+#pragma omp simd reduction(| : any)
+        for (int64_t t = 0; t < nc; t++) {
+            double d = (ri + rj[t]) - 2.0 * ((double)s[t] * (ii * ij[t]));
+            int h = d < ti;
+            f[t] = (unsigned char)h;
+            any |= h;
+        }
     }
-    return nc;
+    return any;
 }
 
 /* Epilogue of one tile S (nr x nc, leading dimension nc) of raw products
@@ -256,21 +245,25 @@ static void DNM_MCAT(knn_tile, SUF)(const REAL *S, int64_t nr, int64_t nc, int64
 {
     const double *rj = r + j0, *ij = inv + j0;
     double *tj = thr + j0;
+    unsigned char f[DNM_KNN_TILE + 8];
+    memset(f, 0, sizeof f); /* the padding after nc stays 0 */
     for (int64_t a = 0; a < nr; a++) {
         const int64_t i = i0 + a;
         const REAL *s = S + a * nc;
         const double ri = r[i], ii = inv[i];
-        double *hi = heap + i * K1;
-        int64_t b = 0;
-        for (;;) {
-            b = DNM_MCAT(next_hit, SUF)(s, rj, ij, tj, ri, ii, thr[i], b, nc, both);
-            if (b >= nc) break;
-            const int64_t e = b + DNM_KNN_CH < nc ? b + DNM_KNN_CH : nc;
-            for (; b < e; b++) {
-                double d = (ri + rj[b]) - 2.0 * ((double)s[b] * (ii * ij[b]));
-                if (d < thr[i]) heap_offer(hi, hsize + i, K1, d, thr + i);
-                if (both && d < tj[b])
-                    heap_offer(heap + (j0 + b) * K1, hsize + j0 + b, K1, d, tj + b);
+        double *hi = heap + i * 2 * K1;
+        if (!DNM_MCAT(flag_row, SUF)(s, rj, ij, tj, ri, ii, thr[i], nc, both, f)) continue;
+        for (int64_t b = 0; b < nc; b += 8) {
+            uint64_t w;
+            memcpy(&w, f + b, sizeof w);
+            if (!w) continue;
+            const int64_t e = b + 8 < nc ? b + 8 : nc;
+            for (int64_t t = b; t < e; t++) {
+                if (!f[t]) continue;
+                double d = (ri + rj[t]) - 2.0 * ((double)s[t] * (ii * ij[t]));
+                if (d < thr[i]) buf_offer(hi, hsize + i, K1, d, thr + i);
+                if (both && d < tj[t])
+                    buf_offer(heap + (j0 + t) * 2 * K1, hsize + j0 + t, K1, d, tj + t);
             }
         }
     }
@@ -285,7 +278,7 @@ static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, double *rho, int n
     double *inv = (double *)malloc((size_t)N * sizeof(double));
     double *thr = (double *)malloc((size_t)N * sizeof(double));
     int32_t *hsize = (int32_t *)calloc((size_t)N, sizeof(int32_t));
-    double *heap = (double *)malloc((size_t)N * (size_t)K1 * sizeof(double));
+    double *heap = (double *)malloc((size_t)N * (size_t)(2 * K1) * sizeof(double));
     int32_t *pi = (int32_t *)malloc((size_t)P * 2 * sizeof(int32_t));
     omp_lock_t *locks = (omp_lock_t *)malloc((size_t)NT * sizeof(omp_lock_t));
     REAL *X = NULL; /* packed copy, only when the input cannot be used as it is */
@@ -437,8 +430,9 @@ static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, double *rho, int n
         double bad_val = 0.0;
 #pragma omp parallel for num_threads(nt) schedule(static)
         for (int64_t i = 0; i < N; i++) {
-            double *h = heap + i * K1;
-            heap_to_sorted(h, K1);
+            double *h = heap + i * 2 * K1;
+            if (hsize[i] > K1) nth_element(h, hsize[i], K1 - 1);
+            sort_small(h, K1);
             if (!(h[0] > 0.0)) {
 #pragma omp critical(dnm_mining_err)
                 if (i < bad_row) {
