@@ -663,7 +663,10 @@ class NegativeLabelDetector:
         def bad(msg):
             return DetectorFileError(f"{path}: inconsistent detector file: {msg}")
 
-        params = dict(meta.get("params") or {})
+        params = meta.get("params")
+        if not isinstance(params, dict):
+            raise bad(f"params must be a JSON object, got {type(params).__name__}")
+        params = dict(params)
         names = set(cls._get_param_names())
         if set(params) != names:
             raise bad(f"parameters {sorted(set(params) ^ names)} missing or unknown")
@@ -671,8 +674,8 @@ class NegativeLabelDetector:
             params["groups"] = arrays["groups_index"].copy() if "groups_index" in arrays else None
             if params["groups"] is None:
                 raise bad("groups refers to a missing groups_index array")
-        fitted = meta.get("fitted") or {}
-        if set(fitted) != set(_FITTED_SCALARS):
+        fitted = meta.get("fitted")
+        if not isinstance(fitted, dict) or set(fitted) != set(_FITTED_SCALARS):
             raise bad("fitted attributes missing or unknown")
         P, Nn = arrays["id_labels"], arrays["negatives"]
         idx, gi = arrays["negative_indices"], arrays.get("groups_index")
@@ -703,6 +706,8 @@ class NegativeLabelDetector:
         if tau is not None and (isinstance(tau, bool) or not isinstance(tau, (int, float))
                                 or not 0 < tau <= 1):
             raise bad(f"tau_ {tau!r}")
+        if method == "dnm" and tau is None:
+            raise bad("tau_ is required for method 'dnm'")
         if fitted["guard_"] not in _GUARDS:
             raise bad(f"guard_ {fitted['guard_']!r}")
         thr = fitted["threshold_"]
