@@ -47,8 +47,9 @@ names this format; ``format_version`` is at most the supported version (a newer 
 a newer dnm); each member's ``.npy`` header (read with ``read_array_header_1_0/2_0``) agrees
 with the metadata's dtype and shape, the dtype is an allowed one, and the claimed size fits in
 the member (so a header claiming 10^12 rows is refused without allocating); the data are read
-in bounded chunks and must have exactly the claimed size; the checksum matches; the shapes
-are mutually consistent.  Any failure raises :class:`DetectorFileError` (a ``ValueError``).
+in bounded chunks and must have exactly the claimed size (members must be stored
+uncompressed, so no size can exceed the file's); the checksum matches; the shapes are mutually
+consistent.  Any failure raises :class:`DetectorFileError` (a ``ValueError``).
 """
 from __future__ import annotations
 
@@ -827,6 +828,11 @@ def _open_checked(zf, name, path):
         info = zf.getinfo(name + ".npy")
     except KeyError:
         raise DetectorFileError(f"{path}: member {name}.npy is missing") from None
+    if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+        # save() writes uncompressed members; a compressed one could claim (and inflate to)
+        # far more bytes than the file holds, so every size check below would be moot
+        raise DetectorFileError(f"{path}: member {name}.npy is compressed; detector files are "
+                                "uncompressed (numpy.savez); refused")
     with zf.open(info) as f:
         shape, fortran, dtype = _read_header(f, info.filename, path)
         hdr = f.tell() if f.seekable() else None
