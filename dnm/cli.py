@@ -1,0 +1,686 @@
+"""The ``dnm`` command line (``dnm ...`` or ``python -m dnm ...``).
+
+Subcommands::
+
+    dnm mine      select negative labels from candidate embeddings (.npy/.npz)
+                  -> indices (.npy / .csv / .json) and/or a detector file (.npz)
+    dnm score     score image embeddings with a detector file, or with ID labels
+                  (+ negatives) given as arrays -> scores (.npy / .csv / .json)
+    dnm evaluate  FPR95 / AUROC / AUPR of ID scores against OOD score files
+                  -> Markdown table on stdout, CSV / JSON files
+    dnm demo      every method on the embedded synthetic benchmark (see dnm.demo)
+    dnm bench     time dnm's scoring against NumPy's matrix product, in process
+
+Arrays are read with ``numpy.load(allow_pickle=False)``.  An array argument is a ``.npy``
+file, or an ``.npz`` archive: ``file.npz`` if it holds one array, else ``file.npz:key``.
+User errors (missing file, wrong shape, bad option, bad key) print one line
+``dnm: error: ...`` on stderr and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import sys
+import time
+
+import numpy as np
+
+__all__ = ["main", "build_parser"]
+
+_SCORE_METHODS = ("dnm", "neglabel", "csp", "mcm", "energy", "max_logit")
+_MINE_METHODS = ("dnm", "neglabel", "csp")
+
+
+class UsageError(Exception):
+    """A user error: reported as one line ``dnm: error: ...``, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's usage errors -> one line, status 2
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# ---------------------------------------------------------------------------------------------
+# input / output helpers
+# ---------------------------------------------------------------------------------------------
+
+_NPZ_KEY = re.compile(r"^(.*\.npz):([^/\\:]+)$", re.IGNORECASE)
+
+
+def load_array(spec, what, key=None):
+    """An array from ``file.npy``, ``file.npz`` (one array, or ``key``) or ``file.npz:key``."""
+    spec = os.fspath(spec)
+    m = _NPZ_KEY.match(spec)
+    path = spec
+    if m and not os.path.exists(spec):
+        path, key2 = m.group(1), m.group(2)
+        if key is not None and key != key2:
+            raise UsageError(f"{what}: two keys given ({key2!r} in the path and --key {key!r})")
+        key = key2
+    if not os.path.exists(path):
+        raise UsageError(f"{what}: file not found: {path}")
+    if os.path.isdir(path):
+        raise UsageError(f"{what}: {path} is a directory, expected a .npy or .npz file")
+    try:
+        obj = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise UsageError(f"{what}: cannot read {path} as .npy/.npz ({_one_line(exc)})") from None
+    if isinstance(obj, np.lib.npyio.NpzFile):
+        with obj:
+            keys = list(obj.files)
+            if key is None:
+                if len(keys) != 1:
+                    raise UsageError(f"{what}: {path} holds {len(keys)} arrays {keys}; choose one "
+                                     f"with {path}:KEY" + (" or --key" if what == "--images" else ""))
+                key = keys[0]
+            if key not in keys:
+                raise UsageError(f"{what}: {path} has no array {key!r}; available: {keys}")
+            try:
+                arr = obj[key]
+            except ValueError as exc:
+                raise UsageError(f"{what}: cannot read {path}:{key} ({_one_line(exc)})") from None
+    else:
+        if key is not None:
+            raise UsageError(f"{what}: a key ({key!r}) was given but {path} is a .npy file")
+        arr = obj
+    return arr
+
+
+def _matrix(spec, what, key=None):
+    a = load_array(spec, what, key)
+    if a.ndim != 2:
+        raise UsageError(f"{what}: expected a 2-D array (rows, features), got shape {a.shape}")
+    if a.dtype.kind != "f":
+        raise UsageError(f"{what}: expected floating-point data, got dtype {a.dtype}")
+    return a
+
+
+def load_scores(spec, what):
+    """1-D scores from .npy/.npz, a CSV written by ``dnm score`` (column ``score``, or the
+    only column) or a JSON written by ``dnm score`` (key ``scores``, or a plain list)."""
+    spec = os.fspath(spec)
+    ext = os.path.splitext(spec)[1].lower()
+    if ext in (".csv", ".json"):
+        if not os.path.isfile(spec):
+            raise UsageError(f"{what}: file not found: {spec}")
+        try:
+            if ext == ".json":
+                with open(spec, encoding="utf-8") as f:
+                    obj = json.load(f)
+                if isinstance(obj, dict):
+                    if "scores" not in obj:
+                        raise UsageError(f"{what}: {spec} has no 'scores' list")
+                    obj = obj["scores"]
+                a = np.asarray(obj, dtype=np.float64)
+            else:
+                with open(spec, newline="", encoding="utf-8") as f:
+                    rows = list(csv.reader(f))
+                if not rows:
+                    raise UsageError(f"{what}: {spec} is empty")
+                head = rows[0]
+                try:
+                    float(head[-1])
+                    col, body = len(head) - 1, rows
+                except ValueError:
+                    col = head.index("score") if "score" in head else len(head) - 1
+                    body = rows[1:]
+                a = np.asarray([float(r[col]) for r in body if r], dtype=np.float64)
+        except (ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{what}: cannot read scores from {spec} ({_one_line(exc)})") from None
+    else:
+        a = load_array(spec, what)
+        if a.ndim == 2 and 1 in a.shape:
+            a = a.reshape(-1)
+        if a.dtype.kind not in "fiu":
+            raise UsageError(f"{what}: expected numeric scores, got dtype {a.dtype}")
+    if a.ndim != 1:
+        raise UsageError(f"{what}: expected a 1-D array of scores, got shape {a.shape}")
+    if a.size == 0:
+        raise UsageError(f"{what}: no scores in {spec}")
+    return a.astype(np.float64, copy=False)
+
+
+def _out_kind(path, allowed, what):
+    ext = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
+    if ext not in allowed:
+        raise UsageError(f"{what}: cannot tell the format of {path!r} from its extension; "
+                         f"use one of {', '.join('.' + a for a in allowed)}")
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise UsageError(f"{what}: directory {d} does not exist")
+    return ext
+
+
+def _write_json(path, obj):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, allow_nan=False)
+        f.write("\n")
+
+
+def _one_line(exc):
+    msg = str(exc)
+    if isinstance(exc, KeyError) and len(exc.args) == 1:
+        msg = str(exc.args[0])
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        msg = f"file not found: {exc.filename}"
+    return " ".join(msg.split()) or type(exc).__name__
+
+
+def _say(args, *msg):
+    if not getattr(args, "quiet", False):
+        print(*msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# dnm mine
+# ---------------------------------------------------------------------------------------------
+
+def _param_overrides(args):
+    out = {}
+    for name in ("temperature", "tau", "groups", "k", "noun_ratio", "adj_ratio", "ratio",
+                 "percentile", "max_cut"):
+        v = getattr(args, name, None)
+        if v is not None:
+            out[name] = v
+    return out
+
+
+def _add_params(p, *, mining=True):
+    g = p.add_argument_group("method parameters (default: from --preset, DESIGN §7)")
+    g.add_argument("--preset", default="ViT-B/16",
+                   help="DNM backbone preset: ViT-B/16 (default), ViT-B/32, ViT-L/14, "
+                        "ViT-L/14@336px, RN50 (open_clip spellings like ViT-B-16 work)")
+    if mining:
+        g.add_argument("--noun-ratio", type=float, help="DNM: kept fraction of nouns (a_noun)")
+        g.add_argument("--adj-ratio", type=float, help="DNM: kept fraction of adjectives (a_adj)")
+        g.add_argument("--k", type=int, help="DNM: kNN size of the log-distance density")
+        g.add_argument("--ratio", type=float, help="NegLabel/CSP: kept fraction (0.15)")
+        g.add_argument("--percentile", type=float, help="NegLabel/CSP: eta quantile (0.95)")
+        g.add_argument("--max-cut", type=float, help="NegLabel/CSP: max-cosine cut (CSP 0.95)")
+    g.add_argument("--temperature", type=float, help="score temperature T")
+    g.add_argument("--tau", type=float, help="DNM: assumed true-negative fraction")
+    g.add_argument("--groups", type=int, help="number of negative groups G (100)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the grouping permutation (0)")
+    g.add_argument("--guard", choices=("floor", "dcl", "raise"), default="floor",
+                   help="DNM: handling of a non-positive denominator (floor)")
+
+
+def _is_adjective(args, n):
+    if args.is_adjective is not None:
+        m = load_array(args.is_adjective, "--is-adjective")
+        if m.ndim != 1 or m.shape[0] != n:
+            raise UsageError(f"--is-adjective: expected a 1-D array of length {n} (one per "
+                             f"candidate), got shape {m.shape}")
+        if m.dtype != np.bool_:
+            if m.dtype.kind in "iu" and np.isin(m, (0, 1)).all():
+                m = m.astype(bool)
+            else:
+                raise UsageError(f"--is-adjective: expected booleans (or 0/1), got dtype {m.dtype}")
+        return m, None
+    if args.adjectives_from is not None:
+        from . import corpus as _corpus
+
+        src = args.adjectives_from
+        if os.path.splitext(src)[1].lower() == ".txt" or os.path.sep in src:
+            raise UsageError("--adjectives-from: expected a corpus preset name (dnm, neglabel, "
+                             f"csp), got {src!r}; for your own corpus pass --is-adjective MASK.npy")
+        c = _corpus.load(src)
+        if len(c) != n:
+            raise UsageError(f"--adjectives-from {src}: the corpus has {len(c)} phrases but "
+                             f"--candidates has {n} rows; encode the corpus in its order "
+                             "(dnm.corpus.load(...).prompts())")
+        return np.asarray(c.is_adjective, dtype=bool), c
+    if args.all_nouns:
+        return np.zeros(n, dtype=bool), None
+    raise UsageError("one of --is-adjective MASK.npy, --adjectives-from PRESET or --all-nouns "
+                     "is required (nouns and adjectives are selected separately)")
+
+
+def _phrases(args, corpus, n):
+    if args.phrases is not None:
+        if not os.path.isfile(args.phrases):
+            raise UsageError(f"--phrases: file not found: {args.phrases}")
+        with open(args.phrases, encoding="utf-8") as f:
+            lines = [ln.rstrip("\n") for ln in f]
+        while lines and not lines[-1].strip():
+            lines.pop()
+        if len(lines) != n:
+            raise UsageError(f"--phrases: {len(lines)} lines for {n} candidates")
+        return lines
+    if corpus is not None:
+        return list(corpus.phrases)
+    return None
+
+
+def cmd_mine(args):
+    from . import mining as _mining
+    from . import presets as _presets
+    from .detector import NegativeLabelDetector
+
+    outs = args.out or []
+    kinds = [_out_kind(p, ("npy", "csv", "json"), "--out") for p in outs]
+    if args.detector:
+        _out_kind(args.detector, ("npz",), "--detector")
+    if not outs and not args.detector:
+        raise UsageError("nothing to write: give --out FILE (.npy/.csv/.json) and/or "
+                         "--detector FILE.npz")
+    X = _matrix(args.candidates, "--candidates")
+    n = X.shape[0]
+    mask, corpus = _is_adjective(args, n)
+    phrases = _phrases(args, corpus, n)
+    P = None
+    if args.id_labels is not None:
+        P = _matrix(args.id_labels, "--id-labels")
+        if P.shape[1] != X.shape[1]:
+            raise UsageError(f"--id-labels has {P.shape[1]} features per row but --candidates "
+                             f"has {X.shape[1]}")
+    if P is None and (args.method != "dnm" or args.detector):
+        need = "a detector file" if args.detector else f"method {args.method!r}"
+        raise UsageError(f"--id-labels is required for {need}")
+    over = _param_overrides(args)
+    t0 = time.perf_counter()
+    det = None
+    if P is not None:
+        det = NegativeLabelDetector(args.method, preset=args.preset, seed=args.seed,
+                                    guard=args.guard, num_threads=args.threads,
+                                    progress=not args.quiet, **over)
+        det.fit(P, X, is_adjective=mask, phrases=phrases)
+        idx = det.negative_indices_
+        params = {k: v for k, v in _presets.resolve(args.method, args.preset, **over).items()
+                  if v is not None}
+    else:  # DNM's rule does not use the ID labels
+        params = {k: v for k, v in _presets.resolve("dnm", args.preset, **over).items()
+                  if v is not None}
+        idx = _mining.select_dnm(X, mask, noun_ratio=params["noun_ratio"],
+                                 adj_ratio=params["adj_ratio"], k=params["k"],
+                                 num_threads=args.threads, progress=not args.quiet)
+        if idx.size == 0:
+            raise UsageError(f"no negative labels selected from {n} candidates; use more "
+                             "candidates or larger ratios")
+    dt = time.perf_counter() - t0
+    idx = np.asarray(idx, dtype=np.int64)
+    for path, kind in zip(outs, kinds):
+        if kind == "npy":
+            np.save(path, idx)
+        elif kind == "csv":
+            with open(path, "w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f)
+                w.writerow(["rank", "index", "is_adjective"] + (["phrase"] if phrases else []))
+                for r, i in enumerate(idx.tolist()):
+                    w.writerow([r, i, int(mask[i])] + ([phrases[i]] if phrases else []))
+        else:
+            _write_json(path, {"method": args.method, "preset": _presets.preset_name(args.preset),
+                               "params": params, "n_candidates": n,
+                               "n_selected": int(idx.size),
+                               "n_selected_adjectives": int(mask[idx].sum()),
+                               "indices": idx.tolist(),
+                               "phrases": [phrases[i] for i in idx] if phrases else None})
+    if args.detector:
+        det.save(args.detector)
+    _say(args, f"dnm mine: {args.method} selected {idx.size} of {n} candidates "
+               f"({int(mask[idx].sum())} adjectives) in {dt:.2f}s; wrote "
+               + ", ".join(outs + ([args.detector] if args.detector else [])))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# dnm score
+# ---------------------------------------------------------------------------------------------
+
+def cmd_score(args):
+    from . import presets as _presets
+    from . import scores as _scores
+    from .detector import NegativeLabelDetector
+
+    outs = args.out
+    kinds = [_out_kind(p, ("npy", "csv", "json"), "--out") for p in outs]
+    X = _matrix(args.images, "--images", key=args.key)
+    t0 = time.perf_counter()
+    if args.detector is not None:
+        if args.id_labels is not None or args.negatives is not None or args.method is not None:
+            raise UsageError("--detector cannot be combined with --id-labels/--negatives/--method")
+        if not os.path.isfile(args.detector):
+            raise UsageError(f"--detector: file not found: {args.detector}")
+        det = NegativeLabelDetector.load(args.detector)
+        if args.threads is not None:
+            det.num_threads = args.threads
+        det.progress = not args.quiet
+        s = det.score_samples(X)
+        method = det.method_
+    else:
+        if args.id_labels is None:
+            raise UsageError("give --detector FILE.npz, or --id-labels (and --negatives)")
+        P = _matrix(args.id_labels, "--id-labels")
+        method = args.method or ("dnm" if args.negatives is not None else "mcm")
+        need_neg = method in _MINE_METHODS
+        if need_neg and args.negatives is None:
+            raise UsageError(f"--negatives is required for method {method!r}")
+        if not need_neg and args.negatives is not None:
+            raise UsageError(f"method {method!r} does not use --negatives")
+        over = {k: v for k, v in _param_overrides(args).items()
+                if k in ("temperature", "tau", "groups")}
+        r = _presets.resolve(method, args.preset, **over)
+        rt = dict(num_threads=args.threads, progress=not args.quiet)
+        if method == "dnm":
+            Nn = _matrix(args.negatives, "--negatives")
+            s = _scores.dnm_score(X, P, Nn, temperature=r["temperature"], tau=r["tau"],
+                                  groups=r["groups"], seed=args.seed, guard=args.guard, **rt)
+        elif method in ("neglabel", "csp"):
+            Nn = _matrix(args.negatives, "--negatives")
+            s = _scores.neglabel_score(X, P, Nn, temperature=r["temperature"],
+                                       groups=r["groups"], seed=args.seed, **rt)
+        elif method == "mcm":
+            s = _scores.mcm_score(X, P, temperature=r["temperature"], **rt)
+        elif method == "energy":
+            s = _scores.energy_score(X, P, temperature=r["temperature"], **rt)
+        else:
+            s = _scores.max_logit_score(X, P, **rt)
+    dt = time.perf_counter() - t0
+    s = np.asarray(s, dtype=np.float64)
+    for path, kind in zip(outs, kinds):
+        if kind == "npy":
+            np.save(path, s)
+        elif kind == "csv":
+            with open(path, "w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f)
+                w.writerow(["index", "score"])
+                w.writerows((i, repr(v)) for i, v in enumerate(s.tolist()))
+        else:
+            finite = np.isfinite(s)
+            _write_json(path, {"method": method, "n": int(s.size),
+                               "scores": [v if ok else None for v, ok in
+                                          zip(s.tolist(), finite.tolist())]})
+    _say(args, f"dnm score: {method}, {s.size} images in {dt:.2f}s; scores min {s.min():.6g}, "
+               f"median {np.median(s):.6g}, max {s.max():.6g}; wrote {', '.join(outs)}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# dnm evaluate
+# ---------------------------------------------------------------------------------------------
+
+def _ood_arg(text):
+    if "=" in text:
+        name, path = text.split("=", 1)
+        if not name:
+            raise argparse.ArgumentTypeError(f"empty name in {text!r} (use NAME=PATH)")
+    else:
+        path = text
+        name = os.path.splitext(os.path.basename(text))[0]
+    if not path:
+        raise argparse.ArgumentTypeError(f"empty path in {text!r} (use NAME=PATH)")
+    return name, path
+
+
+def cmd_evaluate(args):
+    from . import metrics as _metrics
+
+    outs = args.out or []
+    kinds = [_out_kind(p, ("csv", "json", "md"), "--out") for p in outs]
+    a = load_scores(args.id, "--id")
+    sets = {}
+    for name, path in args.ood:
+        if name in sets:
+            raise UsageError(f"--ood: duplicate name {name!r}")
+        sets[name] = load_scores(path, f"--ood {name}")
+    rows = _metrics.evaluate(a, sets, tpr=args.tpr, convention=args.convention, as_frame=False,
+                             num_threads=args.threads)
+    md = _metrics.to_markdown(rows, percent=not args.fraction, digits=args.digits)
+    print(md, end="")
+    for path, kind in zip(outs, kinds):
+        if kind == "md":
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(md)
+        elif kind == "csv":
+            cols = list(rows[0])
+            with open(path, "w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f)
+                w.writerow(cols)
+                for r in rows:
+                    w.writerow([r[c] if c == "dataset" else repr(float(r[c])) for c in cols])
+        else:
+            _write_json(path, {"tpr": args.tpr, "convention": args.convention,
+                               "units": "fraction", "n_id": int(a.size),
+                               "n_ood": {k: int(v.size) for k, v in sets.items()},
+                               "rows": rows})
+    if outs:
+        _say(args, f"dnm evaluate: wrote {', '.join(outs)}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# dnm demo / bench
+# ---------------------------------------------------------------------------------------------
+
+def cmd_demo(args):
+    from .demo import run_demo
+
+    if args.threads is not None:
+        from . import set_num_threads
+
+        set_num_threads(args.threads)
+    run_demo(args.out, size="small" if args.small else args.size, seed=args.seed,
+             methods=args.methods, preset=args.preset, plots=not args.no_plots,
+             quiet=args.quiet)
+    return 0
+
+
+def _best(fn, repeat):
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def cmd_bench(args):
+    from . import get_num_threads, set_num_threads
+    from . import scores as _scores
+
+    for name in ("n_images", "n_labels", "n_negatives", "dim", "repeat"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')}: must be >= 1")
+    if args.threads is not None:
+        set_num_threads(args.threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    rng = np.random.default_rng(0)
+    N, C, M, D = args.n_images, args.n_labels, args.n_negatives, args.dim
+    X = rng.standard_normal((N, D), dtype=np.float32)
+    P = rng.standard_normal((C, D), dtype=np.float32)
+    Nn = rng.standard_normal((M, D), dtype=np.float32)
+    L = np.concatenate([P, Nn])
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    Ln = L / np.linalg.norm(L, axis=1, keepdims=True)
+    nt = get_num_threads()
+
+    def numpy_product():
+        Xn @ Ln.T
+
+    cases = [("numpy images @ labels.T (C+M)", numpy_product, C + M),
+             ("dnm.mcm_score (C)", lambda: _scores.mcm_score(X, P), C),
+             ("dnm.energy_score (C)", lambda: _scores.energy_score(X, P), C),
+             ("dnm.neglabel_score (C+M)", lambda: _scores.neglabel_score(X, P, Nn), C + M),
+             ("dnm.dnm_score (C+M)", lambda: _scores.dnm_score(X, P, Nn, guard="dcl"), C + M)]
+    rows = []
+    if threadpool_limits is not None:
+        ctx = threadpool_limits(limits=nt, user_api="blas")
+    else:
+        import contextlib
+
+        ctx = contextlib.nullcontext()
+    with ctx:
+        for name, fn, labels in cases:
+            fn()  # warm-up
+            t = _best(fn, args.repeat)
+            rows.append({"case": name, "seconds": t,
+                         "gflops": 2.0 * N * D * labels / t / 1e9})
+    base = rows[0]["seconds"]
+    print(f"dnm bench: N={N} images, C={C} ID labels, M={M} negatives, D={D}, "
+          f"{nt} thread(s), best of {args.repeat}; random data")
+    print(f"| {'case':<32} | {'seconds':>9} | {'GFLOP/s':>8} | {'vs NumPy product':>16} |")
+    print(f"|:{'-' * 33}|{'-' * 10}:|{'-' * 9}:|{'-' * 17}:|")
+    for r in rows:
+        r["ratio_to_numpy_product"] = r["seconds"] / base
+        print(f"| {r['case']:<32} | {r['seconds']:>9.4f} | {r['gflops']:>8.1f} | "
+              f"{r['ratio_to_numpy_product']:>15.2f}x |")
+    print("(NumPy's product only multiplies; dnm's scores include normalisation, exp and "
+          "group sums, and never hold the N x (C+M) matrix)")
+    if args.json:
+        _out_kind(args.json, ("json",), "--json")
+        _write_json(args.json, {"n_images": N, "n_labels": C, "n_negatives": M, "dim": D,
+                                "threads": nt, "repeat": args.repeat, "rows": rows})
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# the parser
+# ---------------------------------------------------------------------------------------------
+
+def build_parser():
+    from . import __version__
+
+    top = _Parser(prog="dnm", description="Zero-shot OOD detection with CLIP negative labels "
+                  "(DNM, NegLabel, CSP, MCM, energy) on precomputed embeddings.",
+                  epilog="Run 'dnm COMMAND --help' for the options of a command.")
+    top.add_argument("--version", action="version", version=f"dnm {__version__}")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def common(p):
+        p.add_argument("--threads", type=int, default=None,
+                       help="threads of the C kernels (default: dnm's global setting)")
+        p.add_argument("-q", "--quiet", action="store_true",
+                       help="no progress bars or status messages")
+
+    # mine
+    p = sub.add_parser("mine", help="select negative labels from candidate embeddings",
+                       description="Select negative labels (DNM, NegLabel or CSP rule) from "
+                       "candidate phrase embeddings. Writes the selected row indices "
+                       "(.npy int64 / .csv / .json) and/or a detector file for 'dnm score'.")
+    p.add_argument("--candidates", required=True, metavar="C.npy",
+                   help="(N, D) candidate phrase embeddings; RAW (unnormalised) for DNM")
+    p.add_argument("--id-labels", metavar="X.npy",
+                   help="(C, D) ID label embeddings (needed by neglabel/csp and for --detector)")
+    pos = p.add_mutually_exclusive_group()
+    pos.add_argument("--is-adjective", metavar="MASK.npy",
+                     help="(N,) bool (or 0/1) mask: which candidates are adjectives")
+    pos.add_argument("--adjectives-from", metavar="PRESET",
+                     help="take the mask (and phrases) from the bundled corpus preset "
+                          "(dnm, neglabel, csp); the candidates must be its encodings, in order")
+    pos.add_argument("--all-nouns", action="store_true", help="treat every candidate as a noun")
+    p.add_argument("--phrases", metavar="FILE.txt",
+                   help="candidate phrases, one per line (names the negatives in outputs)")
+    p.add_argument("--method", choices=_MINE_METHODS, default="dnm", help="selection rule (dnm)")
+    p.add_argument("--out", "-o", action="append", metavar="FILE",
+                   help="write the selected indices: .npy, .csv or .json (repeatable)")
+    p.add_argument("--detector", metavar="FILE.npz",
+                   help="also fit and save a NegativeLabelDetector (needs --id-labels)")
+    _add_params(p)
+    common(p)
+    p.set_defaults(func=cmd_mine)
+
+    # score
+    p = sub.add_parser("score", help="score image embeddings (higher = more in-distribution)",
+                       description="Score image embeddings with a saved detector, or with ID "
+                       "label (and negative label) embeddings. Higher = more in-distribution.")
+    p.add_argument("--images", required=True, metavar="X.npy",
+                   help="(N, D) image embeddings: .npy, or .npz with --key / FILE.npz:KEY")
+    p.add_argument("--key", help="array name inside an .npz --images file")
+    p.add_argument("--detector", metavar="FILE.npz", help="a detector from 'dnm mine --detector' "
+                   "or NegativeLabelDetector.save")
+    p.add_argument("--id-labels", metavar="P.npy", help="(C, D) ID label embeddings")
+    p.add_argument("--negatives", metavar="N.npy", help="(M, D) negative label embeddings")
+    p.add_argument("--method", choices=_SCORE_METHODS,
+                   help="score (default: dnm with --negatives, else mcm)")
+    p.add_argument("--out", "-o", action="append", required=True, metavar="FILE",
+                   help="write scores: .npy (float64), .csv or .json (repeatable)")
+    _add_params(p, mining=False)
+    common(p)
+    p.set_defaults(func=cmd_score)
+
+    # evaluate
+    p = sub.add_parser("evaluate", help="FPR95 / AUROC / AUPR of ID vs OOD scores",
+                       description="Evaluate ID scores against one or more OOD score sets "
+                       "(ID = positive, higher score = more in-distribution). Prints a "
+                       "Markdown table (values in % unless --fraction).")
+    p.add_argument("--id", required=True, metavar="SCORES",
+                   help="ID scores: .npy/.npz, or .csv/.json written by 'dnm score'")
+    p.add_argument("--ood", required=True, action="append", type=_ood_arg, metavar="NAME=SCORES",
+                   help="an OOD score set (repeatable); NAME defaults to the file name")
+    p.add_argument("--tpr", type=float, default=0.95, help="TPR of the FPR column (0.95)")
+    p.add_argument("--convention", choices=("paper", "openood", "interp"), default="paper",
+                   help="FPR@TPR convention (paper)")
+    p.add_argument("--digits", type=int, default=2, help="decimals in the printed table (2)")
+    p.add_argument("--fraction", action="store_true", help="print fractions instead of %%")
+    p.add_argument("--out", "-o", action="append", metavar="FILE",
+                   help="write the table: .csv, .json (fractions) or .md (repeatable)")
+    common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    # demo
+    p = sub.add_parser("demo", help="all methods on the embedded SYNTHETIC benchmark",
+                       description="Generate the synthetic CLIP-like benchmark (dnm.synthetic; "
+                       "NOT real CLIP data), fit every method, score, evaluate, print one table "
+                       "with stage timings, and write PNG plots plus report.json and "
+                       "metrics.csv into --out.")
+    p.add_argument("--out", "-o", default="dnm-demo-output", metavar="DIR",
+                   help="output folder (dnm-demo-output)")
+    p.add_argument("--small", action="store_true", help="the small benchmark (runs in seconds)")
+    p.add_argument("--size", choices=("default", "small"), default="default",
+                   help="benchmark size (default)")
+    p.add_argument("--seed", type=int, default=0, help="benchmark seed (0)")
+    p.add_argument("--methods", default=None, metavar="LIST",
+                   help="comma-separated subset of mcm,max_logit,energy,neglabel,csp,dnm")
+    p.add_argument("--preset", default="ViT-B/16", help="DNM backbone preset (ViT-B/16)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    common(p)
+    p.set_defaults(func=cmd_demo)
+
+    # bench
+    p = sub.add_parser("bench", help="time dnm's scoring against NumPy's product",
+                       description="In-process timing on random data: NumPy's normalised "
+                       "images @ labels.T against dnm's MCM / energy / NegLabel / DNM scores "
+                       "(same BLAS, same threads). The repository's benchmarks/ folder has "
+                       "the full benchmarks.")
+    p.add_argument("--n-images", type=int, default=5000, help="N (5000)")
+    p.add_argument("--n-labels", type=int, default=1000, help="C (1000)")
+    p.add_argument("--n-negatives", type=int, default=5000, help="M (5000)")
+    p.add_argument("--dim", type=int, default=512, help="D (512)")
+    p.add_argument("--repeat", type=int, default=3, help="repetitions; the best is kept (3)")
+    p.add_argument("--json", metavar="FILE.json", help="also write the results as JSON")
+    common(p)
+    p.set_defaults(func=cmd_bench)
+    return top
+
+
+def main(argv=None):
+    """Entry point of the ``dnm`` console script; returns the exit status."""
+    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help / --version
+            return exc.code if isinstance(exc.code, int) else 0
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        if getattr(args, "threads", None) is not None and args.threads < 1:
+            raise UsageError("--threads: must be >= 1")
+        return args.func(args)
+    except UsageError as exc:
+        msg = _one_line(exc)
+    except (ValueError, TypeError, FileNotFoundError, KeyError, ImportError) as exc:
+        msg = _one_line(exc)
+    except OSError as exc:
+        msg = f"{exc.strerror or _one_line(exc)}" + (f": {exc.filename}" if exc.filename else "")
+    except KeyboardInterrupt:
+        print("dnm: interrupted", file=sys.stderr)
+        return 130
+    print(f"dnm: error: {msg}", file=sys.stderr)
+    return 2
