@@ -159,6 +159,7 @@ int dnm_metrics(const double *id, int64_t n_id, const double *ood, int64_t n_ood
     int64_t prev_c1 = -1, prev_c0 = -1;
     int64_t chain_top_fp = 0;   /* FP' at the top of the current equal-count run */
     int64_t oo_fp_self = -1, oo_fp_chain = -1, oo_step = -1;
+    int oo_active = 1;
 
     while (i1 >= 0 || i0 >= 0) {
         uint64_t v;
@@ -177,17 +178,19 @@ int dnm_metrics(const double *id, int64_t n_id, const double *ood, int64_t n_ood
         const int64_t tpo = n0 - FPa, fpo = n1 - TPa; /* OOD positive: scores <= v */
         if (c0) ap_out += (long double)((double)c0 * ((double)tpo / (double)(tpo + fpo)));
 
+        const double t = (!paper_done || !ip_has_next) ? (double)TP / dn1 : 0.0;
         if (!paper_done) {
-            double d = fabs((double)TP / dn1 - tpr);
+            double d = fabs(t - tpr);
             if (d <= paper_best) {
                 paper_best = d;
                 paper_fp = FP;
+            } else if (t > tpr) {
+                paper_done = 1; /* t only grows from here, and so does d */
             }
             if (TP == n1) paper_done = 1;
         }
 
         if (!ip_has_next) {
-            double t = (double)TP / dn1;
             if (t <= tpr) {
                 ip_t = t;
                 ip_f = (double)FP / dn0;
@@ -198,13 +201,18 @@ int dnm_metrics(const double *id, int64_t n_id, const double *ood, int64_t n_ood
             }
         }
 
-        if (c1 != prev_c1 || c0 != prev_c0) chain_top_fp = fpo;
-        prev_c1 = c1;
-        prev_c0 = c0;
-        if ((double)tpo / dn0 >= tpr) {
-            oo_fp_self = fpo;
-            oo_fp_chain = chain_top_fp;
-            oo_step = steps;
+        /* tpo only decreases along the walk: once the condition fails it stays failed */
+        if (oo_active) {
+            if (c1 != prev_c1 || c0 != prev_c0) chain_top_fp = fpo;
+            prev_c1 = c1;
+            prev_c0 = c0;
+            if ((double)tpo / dn0 >= tpr) {
+                oo_fp_self = fpo;
+                oo_fp_chain = chain_top_fp;
+                oo_step = steps;
+            } else {
+                oo_active = 0;
+            }
         }
         steps++;
     }
