@@ -52,7 +52,7 @@ static double load_row(const dnm_matrix *m, int64_t i, double *tmp)
     const char *base = m->data + i * m->s0;
     double amax = 0.0;
     int finite = 1;
-    if (m->dtype == DNM_F32 && m->s1 == 4) {
+    if (m->dtype == DNM_F32 && m->s1 == 4 && ((uintptr_t)base & 3u) == 0) { /* NumPy views may be unaligned */
         const float *x = (const float *)base;
         for (int64_t j = 0; j < m->cols; j++) tmp[j] = (double)x[j];
     } else if (m->dtype == DNM_F64 && m->s1 == 8) {

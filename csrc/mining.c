@@ -355,6 +355,7 @@ static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, double *rho, int n
         int64_t lda;
         int direct = !normalize && x->dtype == (IS_FLOAT ? DNM_F32 : DNM_F64) &&
                      x->s1 == (ptrdiff_t)es && x->s0 > 0 && x->s0 % (ptrdiff_t)es == 0 &&
+                     ((uintptr_t)x->data % es) == 0 && /* unaligned NumPy views: copy */
                      x->s0 / (ptrdiff_t)es >= D && x->s0 / (ptrdiff_t)es <= 2147483647;
         if (direct) {
             A = (const REAL *)x->data;
