@@ -341,7 +341,7 @@ def test_bench(tmp_path, capsys):
     status, out, err = run(["bench", "--n-images", 300, "--n-labels", 50, "--n-negatives", 200,
                             "--dim", 64, "--repeat", 1, "--json", tmp_path / "b.json"], capsys)
     assert status == 0, err
-    assert "numpy images @ labels.T" in out and "dnm.dnm_score" in out
+    assert "numpy images @ id_labels.T" in out and "dnm.dnm_score" in out
     js = json.loads((tmp_path / "b.json").read_text())
     assert js["rows"][0]["ratio_to_numpy_product"] == 1.0
     assert all(r["seconds"] > 0 for r in js["rows"])
