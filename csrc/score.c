@@ -3,6 +3,7 @@
 #include "score.h"
 #include "dnm_blas.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,12 +33,13 @@ static double finish_row(const dnm_score_params *p, int64_t C, double mS, double
     default:
         break;
     }
-    const double lnS = mS / T + log(sS);
+    /* differences of maxima are divided by T (not each maximum): no inf - inf for tiny T */
+    const double lsS = log(sS);
     const int64_t G = p->groups, Q = p->group_size;
     double acc = 0.0;
     if (p->kind == DNM_SCORE_NEGLABEL) {
         for (int64_t j = 0; j < G; j++) {
-            double d = mg[j] / T + log(sg[j]) - lnS; /* ln(N_j / S) */
+            double d = (mg[j] - mS) / T + log(sg[j]) - lsS; /* ln(N_j / S) */
             acc += 1.0 / (1.0 + exp(d));             /* S / (S + N_j); exp overflow -> 0 */
         }
         return acc / (double)G;
@@ -46,11 +48,11 @@ static double finish_row(const dnm_score_params *p, int64_t C, double mS, double
     const double tau = p->tau;
     const double r = (double)Q * (1.0 - tau) / (tau * (double)C);
     for (int64_t j = 0; j < G; j++) {
-        double rho = exp(mg[j] / T + log(sg[j]) - lnS);
+        double rho = exp((mg[j] - mS) / T + log(sg[j]) - lsS);
         double zr;
         if (p->guard == DNM_GUARD_DCL) {
             double deb = (rho / (double)Q - (1.0 - tau) / (double)C) / tau; /* debiased mean / S */
-            double lo = exp(-1.0 / T - lnS);                                /* exp(-1/T) / S */
+            double lo = exp((-1.0 - mS) / T - lsS);                         /* exp(-1/T) / S */
             zr = 1.0 + (double)Q * (deb > lo ? deb : lo);
         } else {
             zr = (1.0 - r) + rho / tau;

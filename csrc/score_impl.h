@@ -22,7 +22,10 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
 {
     const int64_t N = images->rows, D = images->cols, C = id->rows;
     const int64_t G = p->groups, Q = p->group_size, L = C + G * Q;
-    const REAL invT = (REAL)(1.0 / p->temperature);
+    /* 1/T overflows float for T < 2.9e-39 (and double for subnormal T): the largest finite
+     * value gives the same exps (0 below the max, 1 at it) without inf * 0 = NaN */
+    REAL invT = (REAL)(1.0 / p->temperature);
+    if (!isfinite(invT)) invT = (REAL)(sizeof(REAL) == sizeof(float) ? FLT_MAX : DBL_MAX);
     int rc = DNM_OK;
     volatile int stop = 0;
     int64_t floored = 0, done = 0;
