@@ -29,4 +29,4 @@ def get_num_threads():
 def resolve(num_threads):
     if num_threads is None:
         return _num_threads
-    return check_int(num_threads, "num_threads", low=1)
+    return check_int(num_threads, "num_threads", low=1, high=2**31 - 1)  # a C int
