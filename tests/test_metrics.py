@@ -366,3 +366,29 @@ def test_roc_curve_matches_sklearn():
     np.testing.assert_array_equal(thr, th2)
     with pytest.raises(ValueError, match="finite"):
         M.roc_curve([1.0, np.nan], [0.0, 1.0])
+
+
+# ---- property test -------------------------------------------------------------
+
+try:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+except ImportError:  # hypothesis is a test extra; the rest of the module still runs
+    given = None
+
+if given is not None:
+    _floats = st.floats(allow_nan=False, allow_infinity=False, width=64)
+    _small = st.sampled_from([-1.0, -0.0, 0.0, 0.5, 1.0, 2.0])  # forces ties
+
+    @settings(max_examples=150, deadline=None)
+    @given(a=st.lists(st.one_of(_floats, _small), min_size=2, max_size=40),
+           b=st.lists(st.one_of(_floats, _small), min_size=2, max_size=40),
+           tpr=st.floats(min_value=1e-3, max_value=1.0))
+    def test_property_against_sklearn(a, b, tpr):
+        r = M.all_metrics(a, b, tpr)
+        assert abs(r["auroc"] - sk_auroc(a, b)) <= TOL
+        assert abs(r["aupr_in"] - sk_aupr_in(a, b)) <= TOL
+        assert abs(r["aupr_out"] - sk_aupr_out(a, b)) <= TOL
+        assert r["fpr_paper"] == T.fpr_reference(a, b, tpr)
+        assert r["fpr_openood"] == sk_fpr_openood(a, b, tpr)
+        assert abs(r["fpr_interp"] - sk_fpr_interp(a, b, tpr)) <= TOL
