@@ -2,6 +2,31 @@
 from __future__ import annotations
 
 
+def tqdm_class():
+    """tqdm's notebook bar where ipywidgets is available, else the text bar.
+
+    (``tqdm.auto`` alone warns "IProgress not found" in Jupyter without ipywidgets.)
+    """
+    try:
+        from IPython import get_ipython
+
+        in_notebook = get_ipython() is not None and "IPKernelApp" in get_ipython().config
+    except Exception:  # noqa: BLE001 - IPython absent or unusual shells
+        in_notebook = False
+    if in_notebook:
+        try:
+            import ipywidgets  # noqa: F401
+
+            from tqdm.notebook import tqdm
+
+            return tqdm
+        except ImportError:
+            pass
+    from tqdm import tqdm
+
+    return tqdm
+
+
 class TileProgress:
     """A callable(done, total) handed to the C core; shows a tqdm bar if asked.
 
@@ -18,9 +43,7 @@ class TileProgress:
         if not self.enabled:
             return
         if self._bar is None:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=int(total), desc=self.desc, unit=self.unit, leave=False)
+            self._bar = tqdm_class()(total=int(total), desc=self.desc, unit=self.unit, leave=False)
         self._bar.n = int(done)
         self._bar.refresh()
 

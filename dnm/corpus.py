@@ -14,7 +14,7 @@ of NegLabel / CSP / DNM contain (see ``dnm/data/wordnet/README.md``); ``lemmas="
 lemma.  ``source=DIR`` builds the same presets from a directory of reference-style lists
 (``<lexname>.txt``, one phrase a line), e.g. the lists the papers ship.
 
-This module only needs NumPy (and tqdm for progress bars); it does not import the rest of dnm.
+This module only needs NumPy (and tqdm for progress bars); it imports nothing else of dnm but the progress-bar helper.
 """
 
 from __future__ import annotations
@@ -568,7 +568,9 @@ def encode(
 
     groups = [(np.flatnonzero(~mask), nt), (np.flatnonzero(mask), at)]
     total = sum(len(ts) * -(-len(idx) // batch_size) for idx, ts in groups if len(idx))
-    from tqdm.auto import tqdm  # lazy: only needed when encoding
+    from ._progress import tqdm_class  # lazy: only needed when encoding
+
+    tqdm = tqdm_class()
 
     out: np.ndarray | None = None
     with tqdm(total=total, disable=not progress, desc=desc or "encoding", unit="batch") as bar:

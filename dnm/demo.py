@@ -62,9 +62,9 @@ class _Timer:
 def _bar(iterable, *, desc, quiet, total=None):
     if quiet:
         return iterable
-    from tqdm.auto import tqdm
+    from ._progress import tqdm_class
 
-    return tqdm(iterable, desc=desc, total=total, leave=False, file=sys.stderr)
+    return tqdm_class()(iterable, desc=desc, total=total, leave=False, file=sys.stderr)
 
 
 def _check_methods(methods):
