@@ -60,6 +60,14 @@ static double load_row(const dnm_matrix *m, int64_t i, double *tmp)
     } else {
         for (int64_t j = 0; j < m->cols; j++) tmp[j] = load(base + j * m->s1, m->dtype);
     }
+    /* Fast path: a plain sum of squares is exact enough and cannot overflow or
+     * underflow when it lands well inside the double range (always the case
+     * for finite float16/float32 data); NaN/Inf make it non-finite. */
+    double ss = 0.0;
+#pragma omp simd reduction(+ : ss)
+    for (int64_t j = 0; j < m->cols; j++) ss += tmp[j] * tmp[j];
+    if (ss >= 0x1p-900 && ss <= 0x1p900) return sqrt(ss);
+    if (ss == 0.0 && m->dtype != DNM_F64) return 0.0;
     for (int64_t j = 0; j < m->cols; j++) {
         double a = fabs(tmp[j]);
         if (!(a <= 1.7976931348623157e308)) finite = 0; /* NaN or Inf */

@@ -28,7 +28,7 @@ from . import corpus  # noqa: E402
 from .corpus import Corpus  # noqa: E402
 from .detector import NegativeLabelDetector, NotFittedError  # noqa: E402
 from . import presets  # noqa: E402
-from . import metrics, synthetic  # noqa: E402
+from . import metrics, plot, synthetic  # noqa: E402
 from .metrics import evaluate  # noqa: E402
 from .mining import (knn_log_distance, neglabel_closeness, select_csp,  # noqa: E402
                      select_dnm, select_neglabel)
@@ -41,6 +41,6 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__", "mcm_score", "max_logit_score", "energy_score", "neglabel_score",
     "dnm_score", "make_groups", "DNMGuardWarning", "set_num_threads", "get_num_threads", "corpus", "Corpus",
-    "NegativeLabelDetector", "NotFittedError", "presets", "metrics", "synthetic", "evaluate",
+    "NegativeLabelDetector", "NotFittedError", "presets", "metrics", "plot", "synthetic", "evaluate",
     "knn_log_distance", "select_dnm", "neglabel_closeness", "select_neglabel", "select_csp",
 ]
