@@ -1,0 +1,125 @@
+"""PyTorch interop: a drop-in OOD head for ``nn.Sequential`` (needs ``pip install dnm[torch]``).
+
+::
+
+    import torch, dnm
+    from dnm.torch import OODHead
+
+    model = torch.nn.Sequential(image_encoder, OODHead(detector))
+    with torch.inference_mode():
+        scores = model(images)          # float64 (N,) CPU tensor, higher = more ID
+
+``OODHead`` wraps anything with a ``score_samples(X)`` method (a fitted
+:class:`dnm.NegativeLabelDetector`, or your own object) or a plain callable
+``f(X) -> (N,)`` such as ``functools.partial(dnm.dnm_score, id_labels=P, negatives=M)``.
+
+Conversions (each input is converted at most once, never on the float32 path):
+
+* CPU float32 / float64 / float16 tensors, any strides: handed to the C core as a
+  NumPy view of the tensor's memory (no copy; float16 is widened per tile inside
+  the C core, never as an N-sized copy);
+* bfloat16 (NumPy has no such dtype): one conversion to float32;
+* tensors that require grad: detached (a view, no copy).  The scores carry no
+  gradient: the head is for inference, not differentiable;
+* CUDA / other devices: copied to host memory once (``features.cpu()``: N x D x
+  itemsize bytes over the bus, synchronous) unless ``allow_device_copy=False``,
+  which raises instead.
+
+The output is a float64 CPU tensor sharing memory with the NumPy result (the C
+core computes every score in double).  Pass ``dtype=torch.float32`` (or any
+float dtype) for one cast, and ``device=`` to move the result.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch  # absolute import: the real PyTorch, not this module
+
+__all__ = ["OODHead", "to_numpy"]
+
+
+def to_numpy(features, *, allow_device_copy=True):
+    """A 2-D-compatible NumPy view of a tensor, converting at most once (see module doc)."""
+    if not isinstance(features, torch.Tensor):
+        return features
+    t = features.detach()  # a view; no-op for tensors without grad
+    if t.device.type != "cpu":
+        if not allow_device_copy:
+            raise TypeError(
+                f"features: tensor is on device {t.device}; dnm scores on the CPU. Move it "
+                "with features.cpu() (one copy of N x D values to host memory) or build "
+                "OODHead(..., allow_device_copy=True)")
+        if t.device.type == "meta":
+            raise TypeError("features: a 'meta' tensor holds no data to score")
+        t = t.cpu()
+    if t.is_complex() or not t.is_floating_point():
+        raise TypeError(f"features: expected a floating-point tensor, got {t.dtype}")
+    if t.dtype == torch.bfloat16:
+        t = t.float()  # the one conversion; NumPy has no bfloat16
+    if t.is_conj() or t.is_neg():  # lazy views: materialise (cannot happen for real floats)
+        t = t.resolve_conj().resolve_neg()
+    return t.numpy()  # shares memory with t (any strides)
+
+
+def _score_fn(detector):
+    fn = getattr(detector, "score_samples", None)
+    if fn is None and callable(detector):
+        fn = detector
+    if fn is None or not callable(fn):
+        raise TypeError(
+            f"detector: expected an object with a score_samples(X) method or a callable, got "
+            f"{type(detector).__name__}")
+    return fn
+
+
+class OODHead(torch.nn.Module):
+    """``forward(features) -> scores``: the detector's ``score_samples`` as a tensor.
+
+    Parameters
+    ----------
+    detector : object with ``score_samples(X)``, or a callable ``f(X) -> (N,)``
+        E.g. a fitted :class:`dnm.NegativeLabelDetector`.  Kept as a plain attribute
+        (not a submodule; the head has no parameters and an empty ``state_dict``:
+        save the detector itself with ``detector.save(path)``).
+    dtype : torch.dtype or None
+        dtype of the returned scores; None (default) returns float64 without a copy.
+    device : torch.device, str or None
+        Device of the returned scores; None (default) keeps them on the CPU.
+    allow_device_copy : bool
+        True (default): non-CPU features are copied to the host once.  False: raise
+        a TypeError for them instead.
+
+    ``features`` may be (N, D) or have extra leading dimensions (..., D): the scores
+    then have shape (...).  A 1-D (D,) input gives a 0-d tensor.
+    """
+
+    def __init__(self, detector, *, dtype=None, device=None, allow_device_copy=True):
+        super().__init__()
+        self._score = _score_fn(detector)
+        self.detector = detector
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype: expected a torch floating-point dtype or None, got {dtype!r}")
+        self.dtype = dtype
+        self.device = None if device is None else torch.device(device)
+        self.allow_device_copy = bool(allow_device_copy)
+
+    def forward(self, features):
+        if not isinstance(features, torch.Tensor):
+            raise TypeError(f"features: expected a torch.Tensor, got {type(features).__name__}")
+        if features.dim() == 0:
+            raise ValueError("features: expected a tensor of shape (N, D) or (..., D), got a scalar")
+        lead = tuple(features.shape[:-1])
+        X = to_numpy(features, allow_device_copy=self.allow_device_copy)
+        X = X.reshape(-1, X.shape[-1])  # a view whenever the strides allow (2-D: always)
+        s = np.asarray(self._score(X))
+        out = torch.from_numpy(np.ascontiguousarray(s)).reshape(lead)
+        if self.dtype is not None or self.device is not None:
+            out = out.to(device=self.device, dtype=self.dtype)
+        return out
+
+    def extra_repr(self):
+        parts = [f"detector={type(self.detector).__name__}"]
+        if self.dtype is not None:
+            parts.append(f"dtype={self.dtype}")
+        if self.device is not None:
+            parts.append(f"device={self.device}")
+        return ", ".join(parts)
