@@ -175,13 +175,13 @@ def main():
             f"{'dnm peak RSS, whole process':58s} {peak_b / GIB:10.3f} GiB",
             f"{'dnm peak RSS growth beyond resident input':58s} {(peak_b - before_b) / 2**20:10.1f} MiB",
             f"{'   (input X itself)':58s} {nb * D * 4 / 2**20:10.1f} MiB",
-            f"{'   (N x (k+1) heap of doubles, the bound)':58s} {nb * (K + 1) * 8 / 2**20:10.1f} MiB",
+            f"{'   (N x 2(k+1) buffer of doubles, the bound)':58s} {nb * 2 * (K + 1) * 8 / 2**20:10.1f} MiB",
             f"{'full N x N float32 matrix':58s} {nb * nb * 4 / GIB:10.1f} GiB",
         ]
     lines += [
         "",
         "Notes: dnm computes only the tiles on and above the diagonal of the symmetric",
-        "N x N product (512 x 512 SGEMM tiles, each feeding the k+1 heaps of its rows and",
+        "N x N product (512 x 512 SGEMM tiles, each feeding the k+1-smallest buffers of its rows and
         "of its columns), so it does about half the product's flops; contiguous float32",
         "input is multiplied in place (no copy).  Medians; the machine is shared.",
     ]

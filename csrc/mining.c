@@ -205,7 +205,7 @@ int dnm_neglabel_closeness(const dnm_matrix *id, const dnm_matrix *cand, double 
  * d = (ri + r_t) - 2 s_t (inv_i inv_t) falls below the row threshold ti or
  * (when `both`) below column t's own threshold tj[t].  Returns whether any
  * flag is set.  Thresholds only decrease, so flags computed with the values at
- * the start of the row are a superset of the elements that can enter a heap;
+ * the start of the row are a superset of the elements that can enter a buffer;
  * the caller re-checks each flagged element. */
 DNM_MCLONES static int DNM_MCAT(flag_row, SUF)(const REAL *s, const double *rj,
                                                const double *ij, const double *tj, double ri,
@@ -235,8 +235,8 @@ DNM_MCLONES static int DNM_MCAT(flag_row, SUF)(const REAL *s, const double *rj,
 
 /* Epilogue of one tile S (nr x nc, leading dimension nc) of raw products
  * s_ij for rows i0.. and columns j0..: cos_ij = s_ij (inv_i inv_j) and
- * d_ij = (r_i + r_j) - 2 cos_ij, offered to row i's heap and, when `both`,
- * to row j's heap.  The expression is symmetric in i and j bit for bit, so
+ * d_ij = (r_i + r_j) - 2 cos_ij, offered to row i's buffer and, when `both`,
+ * to row j's buffer.  The expression is symmetric in i and j bit for bit, so
  * d_ij is the same whichever side of a tile a row sits on. */
 static void DNM_MCAT(knn_tile, SUF)(const REAL *S, int64_t nr, int64_t nc, int64_t i0,
                                     int64_t j0, const double *r, const double *inv,
@@ -386,7 +386,7 @@ static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, double *rho, int n
             }
         for (int64_t t = 0; t < NT; t++) omp_init_lock(&locks[t]);
 
-        /* 4. tiles on and above the diagonal; each feeds both row tiles' heaps */
+        /* 4. tiles on and above the diagonal; each feeds both row tiles' buffers */
 #pragma omp parallel num_threads(nt)
         {
             REAL *S = (REAL *)malloc((size_t)T * (size_t)T * es);

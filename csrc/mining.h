@@ -3,12 +3,16 @@
  * dnm_knn_log_distance: DNM's kNN log-distance density on raw embeddings,
  *   d_ij = r_i + r_j - 2 cos_ij (all j, j = i included),
  *   rho_i = mean of log d_ij over the k+1 smallest d_ij of row i.
- *   Streams the symmetric N x N cosine matrix through GEMM in T x T tiles
- *   (only tiles on or above the diagonal are computed; each off-diagonal
- *   tile feeds the heaps of both its row tile and its column tile) and keeps
- *   a bounded max-heap of k+1 distances per row.  Memory: the packed,
- *   normalised candidates (N x D), N x (k+1) heap entries, one T x T tile per
- *   thread; never N x N.
+ *   Streams the symmetric N x N product through GEMM in T x T tiles (only
+ *   tiles on or above the diagonal are computed; each off-diagonal tile feeds
+ *   the neighbour lists of both its row tile and its column tile, under one
+ *   lock per row tile taken in index order).  Per row: a threshold and a
+ *   buffer of at most 2(k+1) distances, cut back to the k+1 smallest by
+ *   quickselect when full; one vectorised pass per tile row flags the
+ *   distances below a threshold.  The raw rows are multiplied as they are
+ *   when their layout allows (cos_ij = s_ij / (r_i r_j)), else a converted
+ *   copy is made.  Memory: N x 2(k+1) doubles, one T x T tile per thread,
+ *   and the copy (N x D) only when needed; never N x N.
  *
  * dnm_neglabel_closeness: NegLabel's eta-quantile (NumPy's "linear" method)
  *   of each normalised candidate's cosines to the normalised ID labels, with

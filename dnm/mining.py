@@ -5,12 +5,12 @@
   unnormalised** candidate embeddings.  The C kernel multiplies the candidates
   by themselves in 512 x 512 tiles (SGEMM, or DGEMM for float64 input), only the
   tiles on and above the diagonal (the matrix is symmetric: each tile feeds the
-  neighbour lists of its rows and of its columns), and keeps a bounded max-heap
-  of the k+1 smallest distances of each row; a vectorised scan skips every chunk
-  of 32 distances that cannot enter any heap.  Memory: N x (k+1) heap entries,
-  one tile per thread, and a converted copy of the candidates only when their
-  dtype / layout is not that of the computation (float16, strided rows); never
-  N x N.
+  neighbour lists of its rows and of its columns), and keeps per row a threshold
+  and a buffer of at most 2(k+1) distances, cut back to the k+1 smallest by
+  quickselect when full; a vectorised pass over each tile row flags the few
+  distances below a threshold.  Memory: N x 2(k+1) doubles, one tile per
+  thread, and a converted copy of the candidates only when their dtype / layout
+  is not that of the computation (float16, strided columns); never N x N.
 * :func:`neglabel_closeness` / :func:`select_neglabel` / :func:`select_csp` -
   NegLabel (§4.1) and the CSP rule (§4.2): tiled GEMM of normalised candidates
   against normalised ID labels, then per row an O(C) selection of the two
