@@ -120,7 +120,7 @@ static PyObject *py_score(PyObject *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_ValueError, "images/id_labels: empty or mismatched shapes");
         return NULL;
     }
-    if (!(temperature > 0) || kind < 0 || kind > DNM_SCORE_DNM || guard < 0 || guard > 2) {
+    if (!(temperature > 0 && isfinite(temperature)) || kind < 0 || kind > DNM_SCORE_DNM || guard < 0 || guard > 2) {
         PyErr_SetString(PyExc_ValueError, "invalid temperature, kind or guard");
         return NULL;
     }
