@@ -91,10 +91,13 @@ static void raise_error(const dnm_error *e, const char *const *names)
     case DNM_ECANCEL:
         if (!PyErr_Occurred()) PyErr_SetNone(PyExc_KeyboardInterrupt);
         break;
-    case DNM_EDOMAIN:
-        PyErr_Format(PyExc_ValueError, "%s: value %g at (%lld, %lld) is outside the domain",
-                     who, e->value, (long long)e->row, (long long)e->col);
+    case DNM_EDOMAIN: {
+        char msg[256]; /* PyErr_Format has no %g */
+        snprintf(msg, sizeof msg, "%s: value %.17g at (%lld, %lld) is outside the domain", who,
+                 e->value, (long long)e->row, (long long)e->col);
+        PyErr_SetString(PyExc_ValueError, msg);
         break;
+    }
     default:
         PyErr_Format(PyExc_RuntimeError, "dnm kernel failed with code %d", e->code);
     }
