@@ -1,0 +1,163 @@
+"""dnm.dask.score_samples: lazy chunked scoring, the detector shipped once, and on a
+2-process distributed.LocalCluster results bitwise equal to one process."""
+import functools
+import logging
+
+import numpy as np
+import pytest
+
+dask = pytest.importorskip("dask")
+da = pytest.importorskip("dask.array")
+
+import dnm  # noqa: E402
+import dnm.dask as dd  # noqa: E402
+
+D = 48
+
+
+def test_dnm_dask_imports_the_real_dask():
+    import sys
+    assert dd.dask is sys.modules["dask"] and dd.__name__ == "dnm.dask"
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(2000, D))
+    P = rng.normal(size=(40, D)).astype(np.float32)
+    M = rng.normal(size=(600, D)).astype(np.float32)
+    return X, P, M
+
+
+@pytest.fixture(scope="module")
+def score_fn(data):
+    _, P, M = data
+    return functools.partial(dnm.dnm_score, id_labels=P, negatives=M, groups=20, tau=0.9)
+
+
+class Holder:
+    """A stand-in detector (module level so that worker processes can unpickle it)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def score_samples(self, X):
+        return self.fn(X)
+
+
+@pytest.fixture(scope="module")
+def detector(data):
+    Det = getattr(dnm, "NegativeLabelDetector", None)
+    if Det is None:
+        pytest.skip("dnm.NegativeLabelDetector not available yet")
+    _, P, _ = data
+    rng = np.random.default_rng(3)
+    cand = (rng.normal(size=(1500, D)) * 8).astype(np.float32)
+    return Det(method="dnm", groups=20, tau=0.9, k=10).fit(
+        P, cand, is_adjective=rng.random(1500) < 0.2)
+
+
+def _count_in_graph(arr, obj):
+    """How many graph nodes hold `obj` itself (not a reference to another key)."""
+    n = 0
+    for node in dict(arr.__dask_graph__()).values():
+        value = getattr(node, "value", node)  # DataNode wraps literal values
+        n += value is obj
+    return n
+
+
+# ---- local (threaded) scheduler -------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("chunks", [(256, D), (700, D), (333, 16), (2000, D)])
+def test_equals_one_process_bitwise(data, score_fn, dtype, chunks):
+    X = data[0].astype(dtype)
+    ref = score_fn(X)
+    s = dd.score_samples(score_fn, da.from_array(X, chunks=chunks))
+    assert isinstance(s, da.Array) and s.dtype == np.float64 and s.shape == (X.shape[0],)
+    np.testing.assert_array_equal(s.compute(scheduler="threads"), ref)
+
+
+def test_lazy_and_detector_in_graph_once(data, score_fn):
+    calls = []
+    h = Holder(lambda X: (calls.append(len(X)), score_fn(X))[1])
+    Xd = da.from_array(data[0], chunks=(256, D))
+    s = dd.score_samples(h, Xd, client=False)
+    assert calls == []  # nothing computed yet
+    assert s.numblocks == (8,) and _count_in_graph(s, h) == 1
+    np.testing.assert_array_equal(s.compute(scheduler="sync"), score_fn(data[0]))
+    assert sorted(calls) == sorted(Xd.chunks[0])
+
+
+def test_alignment(data, score_fn):
+    assert dd.aligned_row_chunks((700, 700, 600)) == (768, 512, 720)  # 700->768, 1400->1280
+    assert dd.aligned_row_chunks((100,) * 5) == (256, 244)
+    assert dd.aligned_row_chunks((512, 512, 100)) == (512, 512, 100)
+    Xd = da.from_array(data[0], chunks=(700, D))
+    assert dd.score_samples(score_fn, Xd).chunks == ((768, 512, 720),)
+    assert dd.score_samples(score_fn, Xd, align=False).chunks == ((700, 700, 600),)
+    # columns always end up in one chunk
+    s = dd.score_samples(score_fn, da.from_array(data[0], chunks=(512, 10)))
+    np.testing.assert_array_equal(s.compute(), score_fn(data[0]))
+
+
+def test_with_negative_label_detector(data, detector):
+    X = data[0].astype(np.float32)
+    s = dd.score_samples(detector, da.from_array(X, chunks=(512, D)), client=False)
+    np.testing.assert_array_equal(s.compute(), detector.score_samples(X))
+
+
+def test_bad_inputs(data, score_fn):
+    with pytest.raises(TypeError, match="score_samples"):
+        dd.score_samples(object(), da.zeros((4, D)))
+    with pytest.raises(ValueError, match="2-D"):
+        dd.score_samples(score_fn, da.zeros(4))
+    with pytest.raises(TypeError, match="floating-point"):
+        dd.score_samples(score_fn, da.zeros((4, D), dtype=int))
+    bad = dd.score_samples(lambda X: np.zeros(3), da.zeros((10, D), chunks=5), client=False,
+                          align=False)
+    with pytest.raises(ValueError, match="expected \\(5,\\)"):
+        bad.compute(scheduler="sync")
+
+
+# ---- distributed: 2 worker processes x 1 thread ---------------------------------------
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    for name in ("distributed", "distributed.scheduler", "distributed.nanny",
+                 "distributed.worker", "distributed.core", "distributed.http.proxy"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=logging.ERROR)
+    c = distributed.Client(cluster)
+    try:
+        yield c
+    finally:
+        c.close()
+        cluster.close()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_local_cluster_equals_one_process_bitwise(client, data, score_fn, dtype):
+    X = data[0].astype(dtype)
+    s = dd.score_samples(score_fn, da.from_array(X, chunks=(300, D)))
+    np.testing.assert_array_equal(s.compute(), score_fn(X))
+
+
+def test_local_cluster_detector_scattered_to_every_worker_once(client, data, score_fn):
+    h = Holder(score_fn)
+    s = dd.score_samples(h, da.from_array(data[0], chunks=(256, D)))
+    assert _count_in_graph(s, h) == 0  # the graph refers to a scattered future instead
+    who = client.who_has()
+    scattered = [k for k, ws in who.items() if k.startswith("Holder-")]
+    assert len(scattered) == 1 and len(who[scattered[0]]) == 2  # on both workers
+    np.testing.assert_array_equal(s.compute(), score_fn(data[0]))
+    # each worker runs dnm with one thread (the nanny's OMP_NUM_THREADS=1)
+    assert set(client.run(lambda: __import__("dnm").get_num_threads()).values()) == {1}
+
+
+def test_local_cluster_with_negative_label_detector(client, data, detector):
+    X = data[0].astype(np.float32)
+    s = dd.score_samples(detector, da.from_array(X, chunks=(512, D)))
+    np.testing.assert_array_equal(s.compute(), detector.score_samples(X))
