@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 
-.PHONY: demo test sanitize bench clean
+.PHONY: demo test sanitize fuzz bench clean
 
 $(VPY):
 	$(PY) -m venv $(VENV)
@@ -40,3 +40,11 @@ sanitize: $(VPY)
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  DNM_EXPECT_CORE=$(SAN_LIB) \
 	  $(abspath $(VPY)) -m pytest -c $(abspath pyproject.toml) --rootdir $(abspath .) -p no:cacheprovider -q $(SANITIZE_TESTS)
+
+# libFuzzer (ASan+UBSan) on the C kernels + atheris on the detector loader, bounded;
+# crashes are copied to tests/fuzz_corpus/ (replayed by tests/test_fuzz_regressions.py).
+# Needs clang: apt-get install clang libclang-rt-14-dev libomp-14-dev
+FUZZ_SECONDS ?= 60
+fuzz: $(VPY)
+	$(VPY) -m pip install --quiet -e ".[test]" atheris
+	PY=$(abspath $(VPY)) csrc/fuzz/run.sh $(FUZZ_SECONDS)

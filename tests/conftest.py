@@ -60,3 +60,16 @@ if os.environ.get("DNM_EXPECT_CORE"):  # make sanitize: be sure the instrumented
     import dnm as _dnm
 
     assert _dnm._core.__file__.startswith(os.environ["DNM_EXPECT_CORE"]), _dnm._core.__file__
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """In CI (DNM_NO_SKIP=1) a skipped test is a failure: nothing is silently accepted."""
+    if not os.environ.get("DNM_NO_SKIP") or exitstatus != 0:
+        return
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = tr.stats.get("skipped", []) if tr is not None else []
+    if skipped:
+        if tr is not None:
+            tr.write_line(f"DNM_NO_SKIP: {len(skipped)} test(s) skipped - failing the run",
+                          red=True)
+        session.exitstatus = 1
