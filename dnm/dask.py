@@ -64,6 +64,14 @@ def _score_block(block, detector):
     return s
 
 
+def _is_future(obj):
+    try:
+        from distributed import Future
+    except ImportError:
+        return False
+    return isinstance(obj, Future)
+
+
 def _active_client():
     try:
         from distributed import default_client
@@ -97,7 +105,8 @@ def score_samples(detector, X, *, client=None, align=True):
     detector : object with ``score_samples(X)`` or a callable ``f(X) -> (n,)``
         A fitted :class:`dnm.NegativeLabelDetector`, any object with that method, or e.g.
         ``functools.partial(dnm.dnm_score, id_labels=P, negatives=M)``.  Must pickle
-        (for a distributed cluster).
+        (for a distributed cluster).  Or a ``distributed.Future`` of one, e.g.
+        ``client.scatter(detector, broadcast=True)``, to reuse one scatter across calls.
     X : dask array (N, D), or anything ``dask.array.asarray`` accepts
         Chunked along rows; the columns are rechunked into one chunk if needed.
     client : distributed.Client, False or None
@@ -110,7 +119,9 @@ def score_samples(detector, X, *, client=None, align=True):
         whole array in one process.  False keeps the chunks as they are (results may then
         differ in the last bits for float64 input or 1-row chunks).
     """
-    _score_fn(detector)  # fail early, in the client, for a wrong object
+    scattered = _is_future(detector)
+    if not scattered:
+        _score_fn(detector)  # fail early, in the client, for a wrong object
     X = da.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"X: expected a 2-D dask array (n_images, n_features), got {X.ndim}-D "
@@ -127,9 +138,11 @@ def score_samples(detector, X, *, client=None, align=True):
     if row_chunks != X.chunks[0] or X.numblocks[1] != 1:
         X = X.rechunk((row_chunks, -1))
 
-    if client is None:
+    if client is None and not scattered:
         client = _active_client()
-    if client:
+    if scattered:  # already on the workers: reuse it across calls
+        det = detector
+    elif client:
         det = client.scatter(detector, broadcast=True, hash=False)
     else:
         det = dask.delayed(detector, pure=True, traverse=False)

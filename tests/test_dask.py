@@ -161,3 +161,12 @@ def test_local_cluster_with_negative_label_detector(client, data, detector):
     X = data[0].astype(np.float32)
     s = dd.score_samples(detector, da.from_array(X, chunks=(512, D)))
     np.testing.assert_array_equal(s.compute(), detector.score_samples(X))
+
+
+def test_local_cluster_reuses_a_scattered_detector(client, data, score_fn):
+    fut = client.scatter(score_fn, broadcast=True, hash=False)
+    for chunks in ((256, D), (512, D)):
+        s = dd.score_samples(fut, da.from_array(data[0], chunks=chunks))
+        np.testing.assert_array_equal(s.compute(), score_fn(data[0]))
+    scattered = [k for k in client.who_has() if k.startswith("partial-")]
+    assert scattered == [fut.key]  # no new scatter
