@@ -129,3 +129,15 @@ def check_mask(mask, n, name="is_adjective"):
         else:
             raise TypeError(f"{name}: expected a boolean array, got dtype {m.dtype}")
     return m
+
+
+def score_function(detector, *, hint=""):
+    """The ``score_samples`` method of a detector, or the object itself if it is callable."""
+    fn = getattr(detector, "score_samples", None)
+    if fn is None and callable(detector):
+        fn = detector
+    if fn is None or not callable(fn):
+        raise TypeError(
+            f"detector: expected an object with a score_samples(X) method or a callable "
+            f"f(X) -> (n,){hint}, got {type(detector).__name__}")
+    return fn

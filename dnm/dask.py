@@ -36,6 +36,7 @@ import dask  # absolute import: the real Dask, not this module
 import dask.array as da
 
 from . import _core
+from ._validate import score_function
 
 __all__ = ["score_samples", "IMAGE_TILE"]
 
@@ -44,15 +45,7 @@ IMAGE_TILE = int(getattr(_core, "IMG_TILE", 256))
 
 
 def _score_fn(detector):
-    fn = getattr(detector, "score_samples", None)
-    if fn is None and callable(detector):
-        fn = detector
-    if fn is None or not callable(fn):
-        raise TypeError(
-            f"detector: expected an object with a score_samples(X) method or a callable "
-            f"f(X) -> (n,) (e.g. functools.partial(dnm.dnm_score, id_labels=P, negatives=M)), "
-            f"got {type(detector).__name__}")
-    return fn
+    return score_function(detector, hint=' (e.g. functools.partial(dnm.dnm_score, id_labels=P, negatives=M))')
 
 
 def _score_block(block, detector):

@@ -34,6 +34,8 @@ from __future__ import annotations
 import numpy as np
 import torch  # absolute import: the real PyTorch, not this module
 
+from ._validate import score_function
+
 __all__ = ["OODHead", "to_numpy"]
 
 
@@ -61,14 +63,7 @@ def to_numpy(features, *, allow_device_copy=True):
 
 
 def _score_fn(detector):
-    fn = getattr(detector, "score_samples", None)
-    if fn is None and callable(detector):
-        fn = detector
-    if fn is None or not callable(fn):
-        raise TypeError(
-            f"detector: expected an object with a score_samples(X) method or a callable, got "
-            f"{type(detector).__name__}")
-    return fn
+    return score_function(detector, hint='')
 
 
 class OODHead(torch.nn.Module):
