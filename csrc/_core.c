@@ -213,12 +213,14 @@ static PyObject *py_resolve_threads(PyObject *self, PyObject *arg)
 
 static PyObject *py_knn_log_distance(PyObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"raw_candidates", "k", "num_threads", "progress", NULL};
+    static char *kwlist[] = {"raw_candidates", "k", "num_threads", "progress", "row_start",
+                             "row_stop", NULL};
     PyObject *x_o, *progress;
-    long long k;
+    long long k, row_start = 0, row_stop = -1;
     int nthreads;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OLiO", kwlist, &x_o, &k, &nthreads, &progress))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OLiO|LL", kwlist, &x_o, &k, &nthreads, &progress,
+                                     &row_start, &row_stop))
         return NULL;
     dnm_matrix x;
     if (to_matrix(x_o, "raw_candidates", &x)) return NULL;
@@ -231,15 +233,22 @@ static PyObject *py_knn_log_distance(PyObject *self, PyObject *args, PyObject *k
                      (long long)x.rows, k);
         return NULL;
     }
-    npy_intp n = x.rows;
+    if (row_stop < 0) row_stop = (long long)x.rows;
+    if (row_start < 0 || row_start >= row_stop || row_stop > (long long)x.rows) {
+        PyErr_Format(PyExc_ValueError,
+                     "rows: must satisfy 0 <= start < stop <= N = %lld, got (%lld, %lld)",
+                     (long long)x.rows, row_start, row_stop);
+        return NULL;
+    }
+    npy_intp n = (npy_intp)(row_stop - row_start);
     PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(1, &n, NPY_FLOAT64);
     if (!out) return NULL;
     tick_ctx ctx = {progress};
     dnm_error err;
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = dnm_knn_log_distance(&x, (int64_t)k, (double *)PyArray_DATA(out), nthreads, py_tick,
-                              &ctx, &err);
+    rc = dnm_knn_log_distance_rows(&x, (int64_t)k, (int64_t)row_start, (int64_t)row_stop,
+                                   (double *)PyArray_DATA(out), nthreads, py_tick, &ctx, &err);
     Py_END_ALLOW_THREADS
     if (rc != DNM_OK) {
         Py_DECREF(out);
@@ -381,7 +390,8 @@ static PyMethodDef methods[] = {
     {"resolve_threads", py_resolve_threads, METH_O, "threads a kernel would use for a request"},
     {"knn_log_distance", (PyCFunction)(void (*)(void))py_knn_log_distance,
      METH_VARARGS | METH_KEYWORDS,
-     "knn_log_distance(raw_candidates, k, num_threads, progress) -> float64 rho"},
+     "knn_log_distance(raw_candidates, k, num_threads, progress, row_start=0, row_stop=N) "
+     "-> float64 rho of rows [row_start, row_stop)"},
     {"neglabel_closeness", (PyCFunction)(void (*)(void))py_neglabel_closeness,
      METH_VARARGS | METH_KEYWORDS,
      "neglabel_closeness(id_labels, candidates, percentile, max_cut (nan: none), num_threads, "
@@ -411,5 +421,7 @@ PyMODINIT_FUNC PyInit__core(void)
 #else
     PyModule_AddStringConstant(m, "blas", "scipy-openblas32");
 #endif
+    PyModule_AddIntConstant(m, "KNN_TILE", dnm_knn_tile);
+    PyModule_AddIntConstant(m, "IMG_TILE", dnm_img_tile);
     return m;
 }

@@ -29,6 +29,8 @@
  * norm exceeds this, where float products could overflow. */
 #define DNM_RAW_FLOAT_MAXNORM 1e15
 
+const int dnm_knn_tile = DNM_KNN_TILE;
+
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(DNM_NO_CLONES)
 #define DNM_MCLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
@@ -162,19 +164,31 @@ static void clear_err(dnm_error *err)
     set_err(err, DNM_OK, -1, -1, -1, 0.0);
 }
 
-int dnm_knn_log_distance(const dnm_matrix *x, int64_t k, double *rho, int nthreads,
-                         dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
+int dnm_knn_log_distance_rows(const dnm_matrix *x, int64_t k, int64_t row_start,
+                              int64_t row_stop, double *rho, int nthreads, dnm_tick_fn tick,
+                              void *tick_ctx, dnm_error *err)
 {
     clear_err(err);
     if (x->rows < 1 || x->cols < 1 || k < 0 || k >= x->rows) {
         set_err(err, DNM_EDOMAIN, 0, -1, -1, (double)k);
         return DNM_EDOMAIN;
     }
+    if (row_start < 0 || row_start >= row_stop || row_stop > x->rows) {
+        set_err(err, DNM_EDOMAIN, 0, row_start, row_stop, (double)k);
+        return DNM_EDOMAIN;
+    }
     int nt = dnm_threads_begin(nthreads);
-    int rc = x->dtype == DNM_F64 ? knn_d(x, k, rho, nt, tick, tick_ctx, err)
-                                 : knn_f(x, k, rho, nt, tick, tick_ctx, err);
+    int rc = x->dtype == DNM_F64
+                 ? knn_d(x, k, row_start, row_stop, rho, nt, tick, tick_ctx, err)
+                 : knn_f(x, k, row_start, row_stop, rho, nt, tick, tick_ctx, err);
     dnm_threads_end();
     return rc;
+}
+
+int dnm_knn_log_distance(const dnm_matrix *x, int64_t k, double *rho, int nthreads,
+                         dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
+{
+    return dnm_knn_log_distance_rows(x, k, 0, x->rows, rho, nthreads, tick, tick_ctx, err);
 }
 
 int dnm_neglabel_closeness(const dnm_matrix *id, const dnm_matrix *cand, double percentile,
@@ -235,50 +249,78 @@ DNM_MCLONES static int DNM_MCAT(flag_row, SUF)(const REAL *s, const double *rj,
 
 /* Epilogue of one tile S (nr x nc, leading dimension nc) of raw products
  * s_ij for rows i0.. and columns j0..: cos_ij = s_ij (inv_i inv_j) and
- * d_ij = (r_i + r_j) - 2 cos_ij, offered to row i's buffer and, when `both`,
- * to row j's buffer.  The expression is symmetric in i and j bit for bit, so
- * d_ij is the same whichever side of a tile a row sits on. */
+ * d_ij = (r_i + r_j) - 2 cos_ij, offered to row i's buffer (feed_rows) and/or
+ * to row j's buffer (feed_cols).  The expression is symmetric in i and j bit
+ * for bit, so d_ij is the same whichever side of a tile a row sits on.
+ * Buffers exist for the rows [lo, hi) only and row g's live at index g - lo
+ * (the full run: lo = 0, hi = N); only rows (feed_rows) or columns
+ * (feed_cols) inside [lo, hi) are fed, the others are not even scanned. */
 static void DNM_MCAT(knn_tile, SUF)(const REAL *S, int64_t nr, int64_t nc, int64_t i0,
                                     int64_t j0, const double *r, const double *inv,
                                     double *heap, int32_t *hsize, double *thr, int64_t K1,
-                                    int both)
+                                    int64_t lo, int64_t hi, int feed_rows, int feed_cols)
 {
-    const double *rj = r + j0, *ij = inv + j0;
-    double *tj = thr + j0;
+    /* fed rows a0..a1 of the tile; scanned columns b0..b1 */
+    const int64_t a0 = feed_rows && lo > i0 ? lo - i0 : 0;
+    const int64_t a1 = feed_rows && hi < i0 + nr ? hi - i0 : nr;
+    const int64_t b0 = feed_cols && lo > j0 ? lo - j0 : 0;
+    const int64_t b1 = feed_cols && hi < j0 + nc ? hi - j0 : nc;
+    const int64_t w = b1 - b0, jb = j0 + b0;
+    if (a1 <= a0 || w <= 0) return;
+    const double *rj = r + jb, *ij = inv + jb;
+    double *tj = feed_cols ? thr + (jb - lo) : NULL; /* jb >= lo when feeding columns */
     unsigned char f[DNM_KNN_TILE + 8];
-    memset(f, 0, sizeof f); /* the padding after nc stays 0 */
-    for (int64_t a = 0; a < nr; a++) {
+    memset(f, 0, sizeof f); /* the padding after w stays 0 */
+    for (int64_t a = a0; a < a1; a++) {
         const int64_t i = i0 + a;
-        const REAL *s = S + a * nc;
+        const REAL *s = S + a * nc + b0;
         const double ri = r[i], ii = inv[i];
-        double *hi = heap + i * 2 * K1;
-        if (!DNM_MCAT(flag_row, SUF)(s, rj, ij, tj, ri, ii, thr[i], nc, both, f)) continue;
-        for (int64_t b = 0; b < nc; b += 8) {
-            uint64_t w;
-            memcpy(&w, f + b, sizeof w);
-            if (!w) continue;
-            const int64_t e = b + 8 < nc ? b + 8 : nc;
+        /* a row that is not fed flags against -inf: only the column side */
+        double *hi_ = feed_rows ? heap + (i - lo) * 2 * K1 : NULL;
+        int32_t *ni = feed_rows ? hsize + (i - lo) : NULL;
+        double *ti = feed_rows ? thr + (i - lo) : NULL;
+        if (!DNM_MCAT(flag_row, SUF)(s, rj, ij, tj, ri, ii, feed_rows ? *ti : -INFINITY, w,
+                                     feed_cols, f))
+            continue;
+        for (int64_t b = 0; b < w; b += 8) {
+            uint64_t wd;
+            memcpy(&wd, f + b, sizeof wd);
+            if (!wd) continue;
+            const int64_t e = b + 8 < w ? b + 8 : w;
             for (int64_t t = b; t < e; t++) {
                 if (!f[t]) continue;
                 double d = (ri + rj[t]) - 2.0 * ((double)s[t] * (ii * ij[t]));
-                if (d < thr[i]) buf_offer(hi, hsize + i, K1, d, thr + i);
-                if (both && d < tj[t])
-                    buf_offer(heap + (j0 + t) * 2 * K1, hsize + j0 + t, K1, d, tj + t);
+                if (feed_rows && d < *ti) buf_offer(hi_, ni, K1, d, ti);
+                if (feed_cols && d < tj[t]) {
+                    const int64_t c = jb + t - lo;
+                    buf_offer(heap + c * 2 * K1, hsize + c, K1, d, tj + t);
+                }
             }
         }
     }
 }
 
-static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, double *rho, int nt,
-                              dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
+/* rho of the rows [lo, hi) (rho[i - lo]); the full run is lo = 0, hi = N.
+ * Full run: the tiles (I, J), I <= J, each feeding its rows and, off the
+ * diagonal, its columns.  Row range: for every row tile I meeting [lo, hi)
+ * and every column tile J, the very GEMM the full run computes for that pair
+ * - (I, J) when J >= I, fed on the row side; (J, I) when J < I, fed on the
+ * column side - so every d_ij is bitwise the one of the full run, whatever
+ * lo and hi (an unaligned range computes the whole tiles it touches). */
+static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, int64_t lo, int64_t hi,
+                              double *rho, int nt, dnm_tick_fn tick, void *tick_ctx,
+                              dnm_error *err)
 {
-    const int64_t N = x->rows, D = x->cols, K1 = k + 1, T = DNM_KNN_TILE;
-    const int64_t NT = (N + T - 1) / T, P = NT * (NT + 1) / 2;
+    const int64_t N = x->rows, D = x->cols, K1 = k + 1, T = DNM_KNN_TILE, R = hi - lo;
+    const int64_t NT = (N + T - 1) / T;
+    const int ranged = !(lo == 0 && hi == N);
+    const int64_t I0 = lo / T, I1 = (hi + T - 1) / T; /* row tiles of the range */
+    const int64_t P = ranged ? (I1 - I0) * NT : NT * (NT + 1) / 2;
     double *r = (double *)malloc((size_t)N * sizeof(double));
     double *inv = (double *)malloc((size_t)N * sizeof(double));
-    double *thr = (double *)malloc((size_t)N * sizeof(double));
-    int32_t *hsize = (int32_t *)calloc((size_t)N, sizeof(int32_t));
-    double *heap = (double *)malloc((size_t)N * (size_t)(2 * K1) * sizeof(double));
+    double *thr = (double *)malloc((size_t)R * sizeof(double));
+    int32_t *hsize = (int32_t *)calloc((size_t)R, sizeof(int32_t));
+    double *heap = (double *)malloc((size_t)R * (size_t)(2 * K1) * sizeof(double));
     int32_t *pi = (int32_t *)malloc((size_t)P * 2 * sizeof(int32_t));
     omp_lock_t *locks = (omp_lock_t *)malloc((size_t)NT * sizeof(omp_lock_t));
     REAL *X = NULL; /* packed copy, only when the input cannot be used as it is */
@@ -375,18 +417,27 @@ static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, double *rho, int n
             A = X;
             lda = D;
         }
-        for (int64_t i = 0; i < N; i++) {
-            inv[i] = normalize ? 1.0 : 1.0 / r[i];
-            thr[i] = INFINITY;
+        for (int64_t i = 0; i < N; i++) inv[i] = normalize ? 1.0 : 1.0 / r[i];
+        for (int64_t i = 0; i < R; i++) thr[i] = INFINITY;
+        if (!ranged) {
+            for (int64_t o = 0, p = 0; o < NT; o++) /* pairs by diagonal offset */
+                for (int64_t I = 0; I + o < NT; I++, p++) {
+                    pi[2 * p] = (int32_t)I;
+                    pi[2 * p + 1] = (int32_t)(I + o);
+                }
+        } else {
+            /* (row tile I, column tile J), J-major so that neighbouring tasks
+             * lock different row tiles */
+            for (int64_t J = 0, p = 0; J < NT; J++)
+                for (int64_t I = I0; I < I1; I++, p++) {
+                    pi[2 * p] = (int32_t)I;
+                    pi[2 * p + 1] = (int32_t)J;
+                }
         }
-        for (int64_t o = 0, p = 0; o < NT; o++) /* pairs by diagonal offset */
-            for (int64_t I = 0; I + o < NT; I++, p++) {
-                pi[2 * p] = (int32_t)I;
-                pi[2 * p + 1] = (int32_t)(I + o);
-            }
         for (int64_t t = 0; t < NT; t++) omp_init_lock(&locks[t]);
 
-        /* 4. tiles on and above the diagonal; each feeds both row tiles' buffers */
+        /* 4. full run: tiles on and above the diagonal, each feeding both row
+         * tiles' buffers; row range: see above (only row tile I is fed) */
 #pragma omp parallel num_threads(nt)
         {
             REAL *S = (REAL *)malloc((size_t)T * (size_t)T * es);
@@ -399,15 +450,26 @@ static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, double *rho, int n
             for (int64_t p = 0; p < P; p++) {
                 if (stop || !S) continue;
                 const int64_t I = pi[2 * p], J = pi[2 * p + 1];
-                const int64_t i0 = I * T, nr = i0 + T < N ? T : N - i0;
-                const int64_t j0 = J * T, nc = j0 + T < N ? T : N - j0;
+                /* the GEMM is always that of tiles (min, max): the full run's */
+                const int64_t U = ranged && J < I ? J : I, V = ranged && J < I ? I : J;
+                const int64_t i0 = U * T, nr = i0 + T < N ? T : N - i0;
+                const int64_t j0 = V * T, nc = j0 + T < N ? T : N - j0;
                 GEMM(DnmRowMajor, DnmNoTrans, DnmTrans, (int)nr, (int)nc, (int)D, (REAL)1,
                      A + i0 * lda, (int)lda, A + j0 * lda, (int)lda, (REAL)0, S, (int)nc);
-                omp_set_lock(&locks[I]);
-                if (J != I) omp_set_lock(&locks[J]);
-                DNM_MCAT(knn_tile, SUF)(S, nr, nc, i0, j0, r, inv, heap, hsize, thr, K1, J != I);
-                if (J != I) omp_unset_lock(&locks[J]);
-                omp_unset_lock(&locks[I]);
+                if (!ranged) {
+                    omp_set_lock(&locks[I]);
+                    if (J != I) omp_set_lock(&locks[J]);
+                    DNM_MCAT(knn_tile, SUF)(S, nr, nc, i0, j0, r, inv, heap, hsize, thr, K1, 0,
+                                            N, 1, J != I);
+                    if (J != I) omp_unset_lock(&locks[J]);
+                    omp_unset_lock(&locks[I]);
+                } else {
+                    const int rows_side = J >= I; /* else row tile I is the column side */
+                    omp_set_lock(&locks[I]);
+                    DNM_MCAT(knn_tile, SUF)(S, nr, nc, i0, j0, r, inv, heap, hsize, thr, K1, lo,
+                                            hi, rows_side, !rows_side);
+                    omp_unset_lock(&locks[I]);
+                }
                 int64_t now;
 #pragma omp atomic capture
                 now = ++done;
@@ -427,10 +489,10 @@ static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, double *rho, int n
 
     /* 5. rho_i = mean of log over the k+1 smallest, summed in ascending order */
     {
-        int64_t bad_row = N;
+        int64_t bad_row = R;
         double bad_val = 0.0;
 #pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t i = 0; i < N; i++) {
+        for (int64_t i = 0; i < R; i++) {
             double *h = heap + i * 2 * K1;
             if (hsize[i] > K1) nth_element(h, hsize[i], K1 - 1);
             sort_small(h, K1);
@@ -447,8 +509,8 @@ static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, double *rho, int n
             for (int64_t t = 0; t < K1; t++) s += log(h[t]);
             rho[i] = s / (double)K1;
         }
-        if (bad_row < N) {
-            set_err(err, DNM_EDOMAIN, 0, bad_row, DNM_KNN_DIST_LE0, bad_val);
+        if (bad_row < R) {
+            set_err(err, DNM_EDOMAIN, 0, lo + bad_row, DNM_KNN_DIST_LE0, bad_val);
             goto out;
         }
     }

@@ -41,6 +41,26 @@ enum { DNM_KNN_UNIT_NORM = -2, DNM_KNN_NORM_LE1 = -3, DNM_KNN_DIST_LE0 = -4 };
 int dnm_knn_log_distance(const dnm_matrix *x, int64_t k, double *rho, int nthreads,
                          dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
 
+/* The same for the rows [row_start, row_stop) only (0 <= row_start < row_stop
+ * <= N): rho[0 .. row_stop - row_start) against all N rows, bitwise equal to
+ * the corresponding slice of the full run for any range.  The norms, their
+ * guards (unit norm, norm <= 1, NaN/Inf, zero rows) and the float "normalised
+ * copy" decision are still taken over all N rows, so the same inputs are
+ * refused; DNM_KNN_DIST_LE0 is checked on the range's rows.  Each row tile I
+ * meeting the range is multiplied by every column tile J with the full run's
+ * GEMM for that pair ((I, J) for J >= I, (J, I) for J < I) and only the
+ * range's rows are fed: about (row_stop - row_start) N D multiply-adds,
+ * rounded up to whole tiles of DNM_KNN_TILE rows (an unaligned range computes
+ * the whole tiles it touches).  Memory: (row_stop - row_start) x 2(k+1)
+ * doubles, the N norms, one tile per thread (and the converted copy, if the
+ * input needs one, of all N rows). */
+int dnm_knn_log_distance_rows(const dnm_matrix *x, int64_t k, int64_t row_start,
+                              int64_t row_stop, double *rho, int nthreads, dnm_tick_fn tick,
+                              void *tick_ctx, dnm_error *err);
+
+/* DNM_KNN_TILE: rows (and columns) per tile of the kNN product. */
+extern const int dnm_knn_tile;
+
 /* id (C, D), cand (N, D); percentile in [0, 1]; max_cut: NaN for none.
  * Writes out[N]. */
 int dnm_neglabel_closeness(const dnm_matrix *id, const dnm_matrix *cand, double percentile,

@@ -17,6 +17,8 @@
 #endif
 #define DNM_FLOOR 1e-6
 
+const int dnm_img_tile = DNM_IMG_TILE;
+
 /* Turn the accumulators of one image into its score.  lnS and lnN[j] are
  * log-sums of exp(logit / T) over the ID labels and over group j. */
 static double finish_row(const dnm_score_params *p, int64_t C, double mS, double sS,

@@ -26,4 +26,8 @@ int dnm_score(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *
               const dnm_score_params *p, double *out, int64_t *n_floored, int nthreads,
               dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
 
+/* DNM_IMG_TILE: images per tile of the scoring kernel (a chunk boundary on a
+ * multiple of it leaves every GEMM call, hence every score, unchanged). */
+extern const int dnm_img_tile;
+
 #endif

@@ -42,7 +42,11 @@ __all__ = ["knn_log_distance", "select_dnm", "neglabel_closeness", "select_negla
 CSP_MAX_CUT = 0.95
 
 
-def knn_log_distance(raw_candidates, k=100, *, num_threads=None, progress=False):
+#: Rows (and columns) per tile of the kNN product (csrc/mining.c DNM_KNN_TILE).
+KNN_TILE = int(_core.KNN_TILE)
+
+
+def knn_log_distance(raw_candidates, k=100, *, rows=None, num_threads=None, progress=False):
     """DNM's kNN log-distance density of each candidate (DESIGN §4.3).
 
     On raw embeddings t_i with norms r_i and cosines cos_ij::
@@ -61,10 +65,21 @@ def knn_log_distance(raw_candidates, k=100, *, num_threads=None, progress=False)
     k : int, 0 <= k < N
         Neighbours beyond the row itself (k+1 distances are averaged, the
         self-distance d_ii = 2 r_i - 2 included).
+    rows : (start, stop) or None
+        Compute rho for the rows ``start .. stop-1`` only (0 <= start < stop <= N),
+        each against **all** N candidates: the building block of
+        :func:`dnm.dask.knn_log_distance`.  The result is bitwise equal to
+        ``knn_log_distance(raw_candidates, k)[start:stop]`` for any range: each
+        distance comes from the very GEMM call the full run makes for it.  Costs
+        about (stop - start) x N x D multiply-adds, rounded up to whole tiles of
+        :data:`KNN_TILE` rows (so ranges starting and ending on multiples of
+        KNN_TILE waste nothing); memory (stop - start) x 2(k+1) doubles plus the N
+        norms.  The input checks below (norms, unit-norm, NaN/Inf) still cover all N
+        rows; the "distance <= 0" check covers the range's rows.
 
     Returns
     -------
-    rho : (N,) float64
+    rho : (N,) float64, or (stop - start,) with ``rows``
 
     Raises
     ------
@@ -83,9 +98,22 @@ def knn_log_distance(raw_candidates, k=100, *, num_threads=None, progress=False)
     k = check_int(k, "k", low=0)
     if k >= X.shape[0]:
         raise ValueError(f"k: must be < the number of candidates N = {X.shape[0]}, got {k}")
+    n = X.shape[0]
+    if rows is None:
+        start, stop = 0, n
+    else:
+        try:
+            start, stop = rows
+        except (TypeError, ValueError):
+            raise TypeError(f"rows: expected a pair (start, stop) or None, got {rows!r}") from None
+        start = check_int(start, "rows[0]")
+        stop = check_int(stop, "rows[1]")
+        if not 0 <= start < stop <= n:
+            raise ValueError(f"rows: must satisfy 0 <= start < stop <= N = {n}, "
+                             f"got ({start}, {stop})")
     nt = _config.resolve(num_threads)
     with TileProgress(progress, "dnm kNN log-distance") as cb:
-        return _core.knn_log_distance(X, k, nt, cb)
+        return _core.knn_log_distance(X, k, nt, cb, start, stop)
 
 
 def _select_by_pos(values, is_adjective, noun_ratio, adj_ratio):

@@ -256,6 +256,97 @@ def test_layouts_and_dtypes_inputs_unchanged(rng):
                                rtol=1e-9)
 
 
+# ---------------------------------------------------------------- row ranges
+
+# Each range's distances come from the very GEMM calls of the full run (the tile
+# grid stays anchored at row 0), so the result is bitwise the full run's slice for
+# aligned AND unaligned ranges (measured: 0 ulp for both, float32 and float64).
+T = mining.KNN_TILE
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [(0, 1700), (0, T), (T, 2 * T), (2 * T, 1700), (0, 3 * T),
+                                  (T, 1700)])
+def test_knn_rows_aligned_bitwise(rng, dtype, rows):
+    x = raw_rows(rng, 1700, 40, dtype=dtype)
+    full = mining.knn_log_distance(x, 20)
+    out = mining.knn_log_distance(x, 20, rows=rows)
+    assert out.dtype == np.float64 and out.shape == (rows[1] - rows[0],)
+    np.testing.assert_array_equal(out, full[slice(*rows)])
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_knn_rows_unaligned_bitwise(rng, dtype):
+    x = raw_rows(rng, 1300, 33, dtype=dtype)
+    full = mining.knn_log_distance(x, 12)
+    for rows in [(0, 1), (1299, 1300), (100, 900), (511, 513), (T - 1, T), (T, T + 1),
+                 (7, 1300), (333, 334), (1, 1299)]:
+        np.testing.assert_array_equal(mining.knn_log_distance(x, 12, rows=rows),
+                                      full[slice(*rows)], err_msg=str(rows))
+    # blocks of any size tile the full result exactly
+    for block in (T, 300, 1000):
+        parts = [mining.knn_log_distance(x, 12, rows=(i, min(1300, i + block)))
+                 for i in range(0, 1300, block)]
+        np.testing.assert_array_equal(np.concatenate(parts), full)
+
+
+def test_knn_rows_layouts_and_threads(rng):
+    base = raw_rows(rng, 1100, 24)
+    full = mining.knn_log_distance(base, 9)
+    strided = np.asfortranarray(base)  # converted copy path
+    np.testing.assert_array_equal(mining.knn_log_distance(strided, 9, rows=(600, 1100)),
+                                  full[600:])
+    for nt in (1, 2):
+        np.testing.assert_array_equal(
+            mining.knn_log_distance(base, 9, rows=(200, 800), num_threads=nt), full[200:800])
+    np.testing.assert_array_equal(mining.knn_log_distance(base, 9, rows=(0, 1100)), full)
+    assert mining.knn_log_distance(base, 1099, rows=(5, 6)).shape == (1,)  # k = N - 1
+
+
+def test_knn_rows_guards_cover_all_rows(rng):
+    x = raw_rows(rng, 1200, 16)
+    # a bad row outside the range is still found: the norms are checked for all N
+    y = x.copy()
+    y[1100] *= 0.9 / np.linalg.norm(y[1100])
+    with pytest.raises(ValueError, match=r"row 1100 has norm .* <= 1"):
+        mining.knn_log_distance(y, 5, rows=(0, 512))
+    y = x.copy()
+    y[900, 2] = np.nan
+    with pytest.raises(ValueError, match="row 900 contains NaN or Inf"):
+        mining.knn_log_distance(y, 5, rows=(0, 10))
+    y = x.copy()
+    y[3] = 0
+    with pytest.raises(ValueError, match="row 3 has zero norm"):
+        mining.knn_log_distance(y, 5, rows=(1000, 1200))
+    with pytest.raises(ValueError, match="raw, unnormalised"):  # unit norm over all N
+        mining.knn_log_distance(twin.normalize(x), 5, rows=(0, 100))
+    # the float32 "normalised copy" decision (some norm > 1e15) is taken over all N:
+    # a range without the huge row still equals the full run, which normalised all rows
+    f = x.astype(np.float32)
+    f[1150] *= np.float32(1e16)
+    full = mining.knn_log_distance(f, 7)
+    np.testing.assert_array_equal(mining.knn_log_distance(f, 7, rows=(0, 700)), full[:700])
+    np.testing.assert_array_equal(mining.knn_log_distance(f, 7, rows=(1100, 1200)), full[1100:])
+
+
+def test_knn_rows_bad_arguments(rng):
+    x = raw_rows(rng, 50, 8)
+    for rows in [(0, 0), (5, 3), (-1, 10), (0, 51), (50, 51)]:
+        with pytest.raises(ValueError, match=r"rows: must satisfy 0 <= start < stop <= N = 50"):
+            mining.knn_log_distance(x, 3, rows=rows)
+    for rows in [5, (1, 2, 3), "ab", (0.5, 3)]:
+        with pytest.raises(TypeError, match="rows"):
+            mining.knn_log_distance(x, 3, rows=rows)
+    with pytest.raises(ValueError, match="k: must be <"):
+        mining.knn_log_distance(x, 50, rows=(0, 10))
+
+
+def test_knn_rows_against_twin(rng):
+    x = raw_rows(rng, 700, 20)
+    np.testing.assert_allclose(mining.knn_log_distance(x, 10, rows=(650, 700)),
+                               twin.knn_log_distance(x, 10)[650:], rtol=1e-9)
+
+
 # ---------------------------------------------------------------- guards
 
 def test_knn_guards(rng):
