@@ -1,4 +1,4 @@
-"""Scoring on Dask (``pip install dnm[dask]``): lazy, chunked over images, any cluster.
+"""Scoring and DNM mining on Dask (``pip install dnm[dask]``): lazy, chunked, any cluster.
 
 ::
 
@@ -23,6 +23,12 @@ may round a row's products differently depending on how many rows share its
 GEMM call (float64 inputs, and any 1-row tile).  ``align=True`` (default)
 rechunks to such boundaries when needed (each new chunk close to the old size).
 
+:func:`knn_log_distance`: DNM's kNN log-distance (DESIGN §4.3) over row blocks; each
+task computes the rho of its rows against **all** candidates with the same streamed C
+kernel (``dnm.mining.knn_log_distance(raw, k, rows=(i0, i1))``), bitwise equal to the
+single-process result for any block size.  The whole candidate array is shipped to
+every worker once, like the detector above.
+
 Threads: every task runs the C kernel with dnm's thread setting *in the worker*.
 ``distributed`` workers start with ``OMP_NUM_THREADS=1`` (its
 ``distributed.nanny.pre-spawn-environ`` default), so Dask's worker threads are the
@@ -38,10 +44,12 @@ import dask.array as da
 from . import _core
 from ._validate import score_function
 
-__all__ = ["score_samples", "IMAGE_TILE"]
+__all__ = ["score_samples", "knn_log_distance", "IMAGE_TILE", "KNN_TILE"]
 
 #: Rows per image tile of dnm's scoring kernel (csrc/score.c DNM_IMG_TILE).
 IMAGE_TILE = int(getattr(_core, "IMG_TILE", 256))
+#: Rows per tile of dnm's kNN product (csrc/mining.c DNM_KNN_TILE).
+KNN_TILE = int(getattr(_core, "KNN_TILE", 512))
 
 
 def _score_fn(detector):
@@ -142,3 +150,110 @@ def score_samples(detector, X, *, client=None, align=True):
     return X.map_blocks(_score_block, det, drop_axis=1, dtype=np.float64,
                         meta=np.empty((0,), dtype=np.float64),
                         token="dnm-score-samples")
+
+
+# ---- DNM mining: kNN log-distance over row blocks ----------------------------------------
+
+def _knn_block(raw, k, start, stop):
+    """One task: rho of the rows [start, stop) against all candidates."""
+    from .mining import knn_log_distance as _knn
+    return _knn(raw, k, rows=(start, stop))
+
+
+def _n_workers(client):
+    if client:
+        try:
+            return max(1, len(client.scheduler_info()["workers"]))
+        except Exception:  # pragma: no cover - an unusual client
+            return 1
+    return _local_cores()
+
+
+def _local_cores():
+    import os
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_block_rows(n, n_workers, *, cap=4096, tile=KNN_TILE):
+    """Rows per block: a multiple of ``tile``, at most ``cap`` (unless one tile is more),
+    and small enough for at least 2 blocks per worker when ``n`` allows it."""
+    n_blocks = max(2 * n_workers, -(-n // cap))
+    n_blocks = -(-n_blocks // n_workers) * n_workers  # a multiple of the workers
+    rows = -(-n // n_blocks)
+    up = max(tile, -(-rows // tile) * tile)
+    if -(-n // up) >= 2 * n_workers:
+        return up
+    return max(tile, rows // tile * tile)  # small n: more, smaller blocks
+
+
+def knn_log_distance(raw_candidates, k=100, *, block_rows=None, client=None):
+    """DNM's kNN log-distance (DESIGN §4.3) on Dask: lazy float64 (N,) dask array.
+
+    Equal, bit for bit, to ``dnm.knn_log_distance(raw_candidates, k)`` computed in one
+    process, for any ``block_rows``: each task runs the same streamed C kernel on its
+    rows (``dnm.mining.knn_log_distance(raw, k, rows=(i0, i1))``), and every distance
+    comes from the same GEMM call as in the single-process run.
+
+    Parameters
+    ----------
+    raw_candidates : (N, D) NumPy array (float16/32/64), or a dask array
+        **Raw, unnormalised** candidate embeddings.  A dask array is computed once, in
+        the client.  float16 is widened to float32 and a non-contiguous layout made
+        contiguous once, in the client (the same values the kernel would compute with),
+        so that no task converts anything.
+    k : int, 0 <= k < N
+    block_rows : int or None
+        Rows per task.  None: a multiple of :data:`KNN_TILE` (512) giving at least 2
+        blocks per worker (per core without a client), at most 4096 rows.  Any positive
+        value works and stays bitwise exact; a value that is not a multiple of
+        KNN_TILE makes the tasks whose block boundary falls inside a tile redo that
+        tile's products (up to KNN_TILE x N x D extra multiply-adds per boundary).
+    client : distributed.Client, False or None
+        None (default): the active client, if any.  With a client the candidate array
+        is scattered to every worker once (``client.scatter(raw, broadcast=True)``) and
+        all tasks refer to that one future; ``False`` (or no client): it is one
+        ``dask.delayed`` node that all tasks share.
+
+    Memory per task: the candidates (N x D x itemsize, held once per worker, shared by
+    its tasks) + block_rows x 2(k+1) doubles of neighbour buffers + 2 N doubles of norms
+    + one KNN_TILE x KNN_TILE tile per kernel thread (1 MB in float32).  Compute per
+    task: about block_rows x N x D multiply-adds, plus an O(N x D) pass over the norms
+    (every task checks all N norms, so errors - normalised rows, norm <= 1, NaN/Inf -
+    are raised by the tasks exactly as the single-process call raises them).
+
+    Threads: the kernel in each task uses dnm's thread setting in the worker
+    (``distributed`` workers start with ``OMP_NUM_THREADS=1``); the result does not
+    depend on it.
+    """
+    from ._validate import as_matrix, check_int
+
+    if isinstance(raw_candidates, da.Array):
+        raw_candidates = raw_candidates.compute()
+    raw = as_matrix(raw_candidates, "raw_candidates")
+    if raw.dtype == np.float16:
+        raw = raw.astype(np.float32)  # exact; the kernel multiplies float16 in float32
+    raw = np.ascontiguousarray(raw)
+    n = raw.shape[0]
+    k = check_int(k, "k", low=0)
+    if k >= n:
+        raise ValueError(f"k: must be < the number of candidates N = {n}, got {k}")
+    if client is None:
+        client = _active_client()
+    if block_rows is None:
+        block_rows = default_block_rows(n, _n_workers(client))
+    block_rows = check_int(block_rows, "block_rows", low=1)
+
+    if client:
+        cand = client.scatter(raw, broadcast=True, hash=False)
+    else:
+        cand = dask.delayed(raw, pure=True, traverse=False)
+    task = dask.delayed(_knn_block, pure=True)
+    blocks = []
+    for i0 in range(0, n, block_rows):
+        i1 = min(n, i0 + block_rows)
+        blocks.append(da.from_delayed(task(cand, k, i0, i1), shape=(i1 - i0,),
+                                      dtype=np.float64, meta=np.empty((0,), dtype=np.float64)))
+    return da.concatenate(blocks) if len(blocks) > 1 else blocks[0]

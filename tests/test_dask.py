@@ -170,3 +170,90 @@ def test_local_cluster_reuses_a_scattered_detector(client, data, score_fn):
         np.testing.assert_array_equal(s.compute(), score_fn(data[0]))
     scattered = [k for k in client.who_has() if k.startswith("partial-")]
     assert scattered == [fut.key]  # no new scatter
+
+
+# ---- kNN log-distance over row blocks ---------------------------------------------------
+
+def _raw(n, d=32, seed=5, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d))
+    x *= rng.uniform(6.0, 15.0, (n, 1)) / np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(dtype)
+
+
+@pytest.fixture(scope="module")
+def raw():
+    return _raw(2300)
+
+
+def test_knn_default_block_rows():
+    T = dd.KNN_TILE
+    assert T == 512 and dd.IMAGE_TILE == 256
+    assert dd.default_block_rows(20000, 2) == 7 * T  # 6 blocks: 3 per worker
+    assert dd.default_block_rows(10**6, 16) == 4096
+    for n, w in ((100, 2), (3000, 2), (20000, 2), (56600, 4), (10**6, 16)):
+        b = dd.default_block_rows(n, w)
+        assert b % T == 0 and b <= max(T, 4096)
+        assert -(-n // b) >= min(2 * w, -(-n // T))  # >= 2 blocks per worker when n allows
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("block_rows", [None, 512, 700, 1024, 2300, 5000])
+def test_knn_threaded_equals_one_process_bitwise(dtype, block_rows):
+    x = _raw(2300, dtype=dtype)
+    ref = dnm.knn_log_distance(x, 15)
+    rho = dd.knn_log_distance(x, 15, block_rows=block_rows, client=False)
+    assert isinstance(rho, da.Array) and rho.dtype == np.float64 and rho.shape == (2300,)
+    if block_rows:
+        assert rho.chunks[0][0] == min(block_rows, 2300)
+    np.testing.assert_array_equal(rho.compute(scheduler="threads"), ref)
+
+
+def test_knn_lazy_candidates_in_graph_once(raw):
+    rho = dd.knn_log_distance(raw, 10, block_rows=512, client=False)
+    assert rho.numblocks == (5,)
+    assert _count_in_graph(rho, raw) == 1  # one node, shared by the 5 tasks
+    np.testing.assert_array_equal(rho.compute(scheduler="sync"), dnm.knn_log_distance(raw, 10))
+
+
+def test_knn_dask_array_and_layouts(raw):
+    ref = dnm.knn_log_distance(raw, 10)
+    rho = dd.knn_log_distance(da.from_array(raw, chunks=(300, 16)), 10, client=False)
+    np.testing.assert_array_equal(rho.compute(), ref)
+    strided = np.asfortranarray(raw)
+    np.testing.assert_array_equal(
+        dd.knn_log_distance(strided, 10, block_rows=600, client=False).compute(), ref)
+
+
+def test_knn_bad_inputs(raw):
+    with pytest.raises(ValueError, match="k: must be <"):
+        dd.knn_log_distance(raw[:10], 10)
+    with pytest.raises(ValueError, match="block_rows: must be >= 1"):
+        dd.knn_log_distance(raw, 10, block_rows=0)
+    with pytest.raises(TypeError, match="floating"):
+        dd.knn_log_distance(raw.astype(int), 3)
+    # the kernel's guards (over all N rows) are raised by the tasks
+    y = raw.copy()
+    y[2000] *= 0.5 / np.linalg.norm(y[2000])
+    rho = dd.knn_log_distance(y, 5, block_rows=512, client=False)
+    with pytest.raises(ValueError, match="row 2000 has norm"):
+        rho[:512].compute(scheduler="sync")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_local_cluster_knn_equals_one_process_bitwise(client, dtype):
+    x = _raw(2300, dtype=dtype, seed=9)
+    ref = dnm.knn_log_distance(x, 20)
+    for block_rows in (None, 512, 1000, 1536):
+        rho = dd.knn_log_distance(x, 20, block_rows=block_rows)
+        assert _count_in_graph(rho, x) == 0  # scattered, not in the graph
+        np.testing.assert_array_equal(rho.compute(), ref, err_msg=str(block_rows))
+
+
+def test_local_cluster_knn_candidates_on_every_worker_once(client, raw):
+    before = set(client.who_has())
+    rho = dd.knn_log_distance(raw, 10, block_rows=512)
+    new = [k for k in client.who_has() if k not in before and k.startswith("ndarray-")]
+    assert len(new) == 1 and len(client.who_has()[new[0]]) == 2  # one scatter, both workers
+    assert rho.numblocks == (5,)
+    np.testing.assert_array_equal(rho.compute(), dnm.knn_log_distance(raw, 10))
