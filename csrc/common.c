@@ -227,3 +227,168 @@ double dnm_sumexp_d(const double *x, int64_t n, double shift, double scale)
     for (int64_t i = 0; i < n; i++) s += exp((x[i] - shift) * scale);
     return s;
 }
+
+/* ---- fused row epilogue ---------------------------------------------------- */
+
+/* (m, s) <- (m, s) (+) (ms, ss): two shifted sums of exp(logit / T) combined
+ * in the log domain, in double. */
+static inline void combine(double *m, double *s, double ms, double ss, double invT)
+{
+    if (ms > *m) {
+        *s = (*s != 0.0 ? *s * exp((*m - ms) * invT) : 0.0) + ss;
+        *m = ms;
+    } else if (ms == *m) {
+        *s += ss;
+    } else {
+        *s += ss * exp((ms - *m) * invT);
+    }
+}
+
+#define DNM_SEG_MIN 1e-20
+
+/* Sum of exp((x[i] - shift) * invT) for i < len, exp in float, sum in double. */
+static double sumexp_seg(const float *x, int64_t len, float shift, float invT)
+{
+    double ss = 0.0;
+#pragma omp simd reduction(+ : ss)
+    for (int64_t i = 0; i < len; i++) ss += (double)expf_neg((x[i] - shift) * invT);
+    return ss;
+}
+
+/* The fold of one row given the per-segment sums' shift `mx`; `segsum`
+ * computes the sum of a segment for a given shift. */
+#define DNM_FOLD_SEGMENTS(SEGSUM)                                                         \
+    for (int64_t q = 0; q < nseg; q++) {                                                  \
+        const float *xs = x + seg_off[q];                                                 \
+        const int64_t len = seg_len[q];                                                   \
+        double ss = SEGSUM(xs, len, mx, invT);                                            \
+        double ms = (double)mx;                                                           \
+        if (!(ss >= DNM_SEG_MIN)) { /* far below the row's max: redo with its own */     \
+            float sm = -INFINITY;                                                         \
+            for (int64_t i = 0; i < len; i++) sm = xs[i] > sm ? xs[i] : sm;               \
+            ss = sumexp_seg(xs, len, sm, invT);                                           \
+            ms = (double)sm;                                                              \
+        }                                                                                 \
+        const int64_t a = seg_acc[q];                                                     \
+        combine(m + a, s + a, ms, ss, (double)invT);                                      \
+    }
+
+static void fold_row_generic(const float *x, int64_t w, int64_t nseg, const int64_t *seg_off,
+                             const int64_t *seg_len, const int64_t *seg_acc, float invT,
+                             double *m, double *s)
+{
+    float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+    for (int64_t t = 0; t < w; t++) mx = x[t] > mx ? x[t] : mx;
+    DNM_FOLD_SEGMENTS(sumexp_seg)
+}
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(DNM_NO_CLONES)
+#include <immintrin.h>
+#define DNM_AVX2 __attribute__((target("avx2,fma")))
+
+/* 8 lanes of expf_neg (same reduction and polynomial, with FMA). */
+DNM_AVX2 static inline __m256 exp_neg8(__m256 x)
+{
+    const __m256 lo = _mm256_set1_ps(-87.0f), magic = _mm256_set1_ps(12582912.0f);
+    const __m256 xc = _mm256_max_ps(x, lo);
+    const __m256 kn = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), magic);
+    const __m256 n = _mm256_sub_ps(kn, magic);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), xc);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860682030941723e-6f), r);
+    __m256 p = _mm256_set1_ps(0.00138888892f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.00833333377f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.0416666679f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.166666672f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i k = _mm256_sub_epi32(_mm256_castps_si256(kn), _mm256_set1_epi32(0x4B400000));
+    __m256i bits = _mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(k, 23));
+    const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    return _mm256_andnot_ps(under, _mm256_castsi256_ps(bits));
+}
+
+DNM_AVX2 static double sumexp_seg_avx2(const float *x, int64_t len, float shift, float invT)
+{
+    const __m256 vs = _mm256_set1_ps(shift), vi = _mm256_set1_ps(invT);
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        __m256 e = exp_neg8(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs), vi));
+        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double t[4];
+    _mm256_storeu_pd(t, _mm256_add_pd(a0, a1));
+    double ss = (t[0] + t[1]) + (t[2] + t[3]);
+    for (; i < len; i++) {
+        __m256 e = exp_neg8(_mm256_set1_ps((x[i] - shift) * invT));
+        ss += (double)_mm256_cvtss_f32(e);
+    }
+    return ss;
+}
+
+DNM_AVX2 static void fold_row_avx2(const float *x, int64_t w, int64_t nseg,
+                                   const int64_t *seg_off, const int64_t *seg_len,
+                                   const int64_t *seg_acc, float invT, double *m, double *s)
+{
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    int64_t t = 0;
+    for (; t + 8 <= w; t += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + t));
+    float tmp[8];
+    _mm256_storeu_ps(tmp, vm);
+    float mx = -INFINITY;
+    for (int i = 0; i < 8; i++) mx = tmp[i] > mx ? tmp[i] : mx;
+    for (; t < w; t++) mx = x[t] > mx ? x[t] : mx;
+    DNM_FOLD_SEGMENTS(sumexp_seg_avx2)
+}
+
+static int have_avx2 = -1;
+#endif
+
+void dnm_fold_row_f(const float *x, int64_t w, int64_t nseg, const int64_t *seg_off,
+                    const int64_t *seg_len, const int64_t *seg_acc, float invT, double *m,
+                    double *s, float *ebuf)
+{
+    (void)ebuf;
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(DNM_NO_CLONES)
+    int h = __atomic_load_n(&have_avx2, __ATOMIC_RELAXED);
+    if (h < 0) {
+        __builtin_cpu_init();
+        h = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        __atomic_store_n(&have_avx2, h, __ATOMIC_RELAXED);
+    }
+    if (h) {
+        fold_row_avx2(x, w, nseg, seg_off, seg_len, seg_acc, invT, m, s);
+        return;
+    }
+#endif
+    fold_row_generic(x, w, nseg, seg_off, seg_len, seg_acc, invT, m, s);
+}
+
+void dnm_fold_row_d(const double *x, int64_t w, int64_t nseg, const int64_t *seg_off,
+                    const int64_t *seg_len, const int64_t *seg_acc, double invT, double *m,
+                    double *s, double *ebuf)
+{
+    double mx = -INFINITY;
+    for (int64_t t = 0; t < w; t++) mx = x[t] > mx ? x[t] : mx;
+    for (int64_t t = 0; t < w; t++) ebuf[t] = exp((x[t] - mx) * invT);
+    for (int64_t q = 0; q < nseg; q++) {
+        const double *e = ebuf + seg_off[q];
+        const int64_t len = seg_len[q];
+        double ss = 0.0;
+        for (int64_t i = 0; i < len; i++) ss += e[i];
+        double ms = mx;
+        if (!(ss >= DNM_SEG_MIN)) {
+            const double *xs = x + seg_off[q];
+            double sm = -INFINITY;
+            for (int64_t i = 0; i < len; i++) sm = xs[i] > sm ? xs[i] : sm;
+            ss = 0.0;
+            for (int64_t i = 0; i < len; i++) ss += exp((xs[i] - sm) * invT);
+            ms = sm;
+        }
+        const int64_t a = seg_acc[q];
+        combine(m + a, s + a, ms, ss, invT);
+    }
+}

@@ -9,11 +9,19 @@
 #include <string.h>
 #include <omp.h>
 
+/* Image rows per tile: DNM_IMG_TILE for small calls, DNM_IMG_TILE_BIG once
+ * N >= 4 * DNM_IMG_TILE_BIG (bigger tiles repack the label tile less often:
+ * OpenBLAS packs both operands on every call).  The choice depends on N only,
+ * never on the thread count, and tile starts are always multiples of
+ * DNM_IMG_TILE (what dnm.dask aligns its chunks to). */
 #ifndef DNM_IMG_TILE
 #define DNM_IMG_TILE 256
 #endif
+#ifndef DNM_IMG_TILE_BIG
+#define DNM_IMG_TILE_BIG 1024
+#endif
 #ifndef DNM_LAB_TILE
-#define DNM_LAB_TILE 2048
+#define DNM_LAB_TILE 1024
 #endif
 #define DNM_FLOOR 1e-6
 
@@ -76,6 +84,7 @@ static double finish_row(const dnm_score_params *p, int64_t C, double mS, double
 #define GATHER dnm_gather_rows_f
 #define VMAX dnm_max_f
 #define SUMEXP dnm_sumexp_f
+#define FOLD_ROW dnm_fold_row_f
 #include "score_impl.h"
 #undef REAL
 #undef SUF
@@ -84,6 +93,7 @@ static double finish_row(const dnm_score_params *p, int64_t C, double mS, double
 #undef GATHER
 #undef VMAX
 #undef SUMEXP
+#undef FOLD_ROW
 
 /* ---- double instance ---- */
 #define REAL double
@@ -93,6 +103,7 @@ static double finish_row(const dnm_score_params *p, int64_t C, double mS, double
 #define GATHER dnm_gather_rows_d
 #define VMAX dnm_max_d
 #define SUMEXP dnm_sumexp_d
+#define FOLD_ROW dnm_fold_row_d
 #include "score_impl.h"
 
 int dnm_score(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *neg,

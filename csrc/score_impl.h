@@ -3,18 +3,6 @@
 #define DNM_CAT2(a, b) a##_##b
 #define DNM_CAT(a, b) DNM_CAT2(a, b)
 
-/* Fold one segment of logits into the (running max, shifted sum) pair. */
-static inline void DNM_CAT(fold, SUF)(const REAL *seg, int64_t len, REAL invT, double *m,
-                                      double *s)
-{
-    REAL smax = VMAX(seg, len);
-    if ((double)smax > *m) {
-        if (*s != 0.0) *s *= exp((*m - (double)smax) * (double)invT);
-        *m = (double)smax;
-    }
-    *s += SUMEXP(seg, len, (REAL)*m, invT);
-}
-
 static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
                                const dnm_matrix *neg, const dnm_score_params *p, double *out,
                                int64_t *n_floored, int nt, dnm_tick_fn tick, void *tick_ctx,
@@ -29,7 +17,8 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
     int rc = DNM_OK;
     volatile int stop = 0;
     int64_t floored = 0, done = 0;
-    const int64_t ntiles = (N + DNM_IMG_TILE - 1) / DNM_IMG_TILE;
+    const int64_t IT = N >= 4 * DNM_IMG_TILE_BIG ? DNM_IMG_TILE_BIG : DNM_IMG_TILE;
+    const int64_t ntiles = (N + IT - 1) / IT;
 
     /* Too little work to split: one thread (a parallel region costs more than it saves). */
     const int nt_lab = (double)L * (double)D < 262144.0 ? 1 : nt;
@@ -69,12 +58,18 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
 
 #pragma omp parallel num_threads(nt_img)
     {
-        const int64_t IT = DNM_IMG_TILE, LT = DNM_LAB_TILE;
+        const int64_t LT = DNM_LAB_TILE;
         REAL *xb = (REAL *)malloc((size_t)IT * (size_t)D * sizeof(REAL));
         REAL *sb = (REAL *)malloc((size_t)IT * (size_t)LT * sizeof(REAL));
-        double *st = (double *)malloc((size_t)IT * (size_t)(2 + 2 * G) * sizeof(double));
+        /* state per row: 1 + G running maxima (ID, groups), then 1 + G shifted sums */
+        const int64_t SW = 2 * (1 + G);
+        double *st = (double *)malloc((size_t)IT * (size_t)SW * sizeof(double));
+        REAL *eb = (REAL *)malloc((size_t)LT * sizeof(REAL));
+        /* segments of a label tile: at most one ID segment and G + 1 group pieces */
+        const int64_t maxseg = LT + 2 < G + 2 ? LT + 2 : G + 2;
+        int64_t *so = (int64_t *)malloc((size_t)maxseg * 3 * sizeof(int64_t));
         int64_t my_floored = 0;
-        int ok = xb && sb && st;
+        int ok = xb && sb && st && eb && so;
         if (!ok) {
 #pragma omp critical(dnm_err)
             err->code = DNM_ENOMEM;
@@ -94,40 +89,40 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
                 stop = 1;
                 continue;
             }
-            /* state per row: mS, sS, then G maxima, then G sums */
             for (int64_t r = 0; r < nr; r++) {
-                double *s = st + r * (2 + 2 * G);
-                s[0] = -INFINITY; s[1] = 0.0;
-                for (int64_t j = 0; j < G; j++) { s[2 + j] = -INFINITY; s[2 + G + j] = 0.0; }
+                double *s = st + r * SW;
+                for (int64_t a = 0; a <= G; a++) { s[a] = -INFINITY; s[1 + G + a] = 0.0; }
             }
             for (int64_t j0 = 0; j0 < L; j0 += LT) {
                 const int64_t w = j0 + LT < L ? LT : L - j0;
                 GEMM(DnmRowMajor, DnmNoTrans, DnmTrans, (int)nr, (int)w, (int)D, (REAL)1, xb,
                      (int)D, lab + j0 * D, (int)D, (REAL)0, sb, (int)w);
-                for (int64_t r = 0; r < nr; r++) {
-                    const REAL *row = sb + r * w;
-                    double *s = st + r * (2 + 2 * G);
-                    int64_t j = j0;
-                    while (j < j0 + w) {
-                        int64_t end;
-                        double *m, *acc;
-                        if (j < C) {
-                            end = C < j0 + w ? C : j0 + w;
-                            m = s; acc = s + 1;
-                        } else {
-                            int64_t g = (j - C) / Q;
-                            end = C + (g + 1) * Q;
-                            if (end > j0 + w) end = j0 + w;
-                            m = s + 2 + g; acc = s + 2 + G + g;
-                        }
-                        DNM_CAT(fold, SUF)(row + (j - j0), end - j, invT, m, acc);
-                        j = end;
+                /* the tile's columns cut into segments, each feeding one accumulator */
+                int64_t nseg = 0, *soff = so, *slen = so + maxseg, *sacc = so + 2 * maxseg;
+                for (int64_t j = j0; j < j0 + w; nseg++) {
+                    int64_t end, acc;
+                    if (j < C) {
+                        end = C;
+                        acc = 0;
+                    } else {
+                        const int64_t g = (j - C) / Q;
+                        end = C + (g + 1) * Q;
+                        acc = 1 + g;
                     }
+                    if (end > j0 + w) end = j0 + w;
+                    soff[nseg] = j - j0;
+                    slen[nseg] = end - j;
+                    sacc[nseg] = acc;
+                    j = end;
+                }
+                for (int64_t r = 0; r < nr; r++) {
+                    double *s = st + r * SW;
+                    FOLD_ROW(sb + r * w, w, nseg, soff, slen, sacc, invT, s, s + 1 + G, eb);
                 }
             }
             for (int64_t r = 0; r < nr; r++) {
-                const double *s = st + r * (2 + 2 * G);
-                out[r0 + r] = finish_row(p, C, s[0], s[1], s + 2, s + 2 + G, &my_floored);
+                const double *s = st + r * SW;
+                out[r0 + r] = finish_row(p, C, s[0], s[1 + G], s + 1, s + 2 + G, &my_floored);
             }
             int64_t now;
 #pragma omp atomic capture
@@ -145,6 +140,8 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
         free(xb);
         free(sb);
         free(st);
+        free(eb);
+        free(so);
     }
     free(lab);
     *n_floored = floored;

@@ -340,3 +340,21 @@ def test_progress_bar(rng, capsys):
     b = dnm.dnm_score(X, P, N, groups=4, tau=1.0)
     np.testing.assert_array_equal(a, b)
     assert "dnm score" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_big_tiles_rows_do_not_depend_on_chunking(rng, dtype):
+    # N >= 4096 uses 1024-row image tiles; any split at multiples of 256 rows gives the
+    # same bits (this is what dnm.dask relies on), and so does the thread count
+    X = rng.standard_normal((4400, 24)).astype(dtype)
+    P = rng.standard_normal((40, 24)).astype(dtype)
+    N = rng.standard_normal((700, 24)).astype(dtype)
+    idx = dnm.make_groups(700, 7)
+    full = dnm.dnm_score(X, P, N, groups=idx, tau=0.9, num_threads=2)
+    np.testing.assert_array_equal(dnm.dnm_score(X, P, N, groups=idx, tau=0.9, num_threads=1),
+                                  full)
+    parts = [dnm.dnm_score(X[a:b], P, N, groups=idx, tau=0.9)
+             for a, b in ((0, 1280), (1280, 4352), (4352, 4400))]
+    np.testing.assert_array_equal(np.concatenate(parts), full)
+    want, _ = slow.dnm(X, P, N, groups=idx, tau=0.9)
+    np.testing.assert_allclose(full, want, rtol=1e-4)
