@@ -183,51 +183,6 @@ static inline float expf_neg(float x)
     return x < -87.0f ? 0.0f : p.f;
 }
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(DNM_NO_CLONES)
-#define DNM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define DNM_CLONES
-#endif
-
-DNM_CLONES float dnm_max_f(const float *x, int64_t n)
-{
-    float m = -INFINITY;
-#pragma omp simd reduction(max : m)
-    for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
-    return m;
-}
-
-DNM_CLONES double dnm_sumexp_f(const float *x, int64_t n, float shift, float scale)
-{
-    /* exps in float in blocks (vectorised), accumulated in double */
-    enum { B = 256 };
-    float e[B];
-    double s = 0.0;
-    for (int64_t i0 = 0; i0 < n; i0 += B) {
-        const int64_t m = n - i0 < B ? n - i0 : B;
-        const float *xi = x + i0;
-        for (int64_t i = 0; i < m; i++) e[i] = expf_neg((xi[i] - shift) * scale);
-#pragma omp simd reduction(+ : s)
-        for (int64_t i = 0; i < m; i++) s += (double)e[i];
-    }
-    return s;
-}
-
-DNM_CLONES double dnm_max_d(const double *x, int64_t n)
-{
-    double m = -INFINITY;
-#pragma omp simd reduction(max : m)
-    for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
-    return m;
-}
-
-double dnm_sumexp_d(const double *x, int64_t n, double shift, double scale)
-{
-    double s = 0.0;
-    for (int64_t i = 0; i < n; i++) s += exp((x[i] - shift) * scale);
-    return s;
-}
-
 /* ---- fused row epilogue ---------------------------------------------------- */
 
 /* (m, s) <- (m, s) (+) (ms, ss): two shifted sums of exp(logit / T) combined
@@ -349,9 +304,8 @@ static int have_avx2 = -1;
 
 void dnm_fold_row_f(const float *x, int64_t w, int64_t nseg, const int64_t *seg_off,
                     const int64_t *seg_len, const int64_t *seg_acc, float invT, double *m,
-                    double *s, float *ebuf)
+                    double *s)
 {
-    (void)ebuf;
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(DNM_NO_CLONES)
     int h = __atomic_load_n(&have_avx2, __ATOMIC_RELAXED);
     if (h < 0) {
@@ -367,28 +321,30 @@ void dnm_fold_row_f(const float *x, int64_t w, int64_t nseg, const int64_t *seg_
     fold_row_generic(x, w, nseg, seg_off, seg_len, seg_acc, invT, m, s);
 }
 
+static double sumexp_seg_d(const double *x, int64_t len, double shift, double invT)
+{
+    double ss = 0.0;
+    for (int64_t i = 0; i < len; i++) ss += exp((x[i] - shift) * invT);
+    return ss;
+}
+
 void dnm_fold_row_d(const double *x, int64_t w, int64_t nseg, const int64_t *seg_off,
                     const int64_t *seg_len, const int64_t *seg_acc, double invT, double *m,
-                    double *s, double *ebuf)
+                    double *s)
 {
     double mx = -INFINITY;
     for (int64_t t = 0; t < w; t++) mx = x[t] > mx ? x[t] : mx;
-    for (int64_t t = 0; t < w; t++) ebuf[t] = exp((x[t] - mx) * invT);
     for (int64_t q = 0; q < nseg; q++) {
-        const double *e = ebuf + seg_off[q];
+        const double *xs = x + seg_off[q];
         const int64_t len = seg_len[q];
-        double ss = 0.0;
-        for (int64_t i = 0; i < len; i++) ss += e[i];
+        double ss = sumexp_seg_d(xs, len, mx, invT);
         double ms = mx;
-        if (!(ss >= DNM_SEG_MIN)) {
-            const double *xs = x + seg_off[q];
+        if (!(ss >= DNM_SEG_MIN)) { /* far below the row's max: redo with its own */
             double sm = -INFINITY;
             for (int64_t i = 0; i < len; i++) sm = xs[i] > sm ? xs[i] : sm;
-            ss = 0.0;
-            for (int64_t i = 0; i < len; i++) ss += exp((xs[i] - sm) * invT);
+            ss = sumexp_seg_d(xs, len, sm, invT);
             ms = sm;
         }
-        const int64_t a = seg_acc[q];
-        combine(m + a, s + a, ms, ss, invT);
+        combine(m + seg_acc[q], s + seg_acc[q], ms, ss, invT);
     }
 }

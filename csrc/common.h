@@ -71,26 +71,18 @@ int dnm_gather_rows_d(const dnm_matrix *m, const int64_t *idx, int64_t n, double
 int dnm_threads_begin(int requested);
 void dnm_threads_end(void);
 
-/* Sum over i of exp((x[i] - shift) * scale), exp in float, sum in double;
- * also returns the max of x[0..n) through *xmax when xmax != NULL (computed
- * before the sum).  Vectorised, runtime-dispatched. */
-float dnm_max_f(const float *x, int64_t n);
-double dnm_sumexp_f(const float *x, int64_t n, float shift, float scale);
-double dnm_max_d(const double *x, int64_t n);
-double dnm_sumexp_d(const double *x, int64_t n, double shift, double scale);
-
 /* Fold one row of a label tile into log-domain accumulators.  x[0..w) are
  * the row's logits; the tile is cut into nseg segments (seg_off, seg_len),
  * segment q feeding accumulator seg_acc[q], whose state is (m[a], s[a]):
  * sum of exp((logit - m[a]) / T) so far.  All exps of the row are taken with
  * one shift (the row's max in the tile); a segment whose sum falls below 1e-20
  * (all of its logits far below that max) is redone with its own max, so every
- * accumulator stays exact.  `ebuf` is scratch of w values. */
+ * accumulator stays exact. */
 void dnm_fold_row_f(const float *x, int64_t w, int64_t nseg, const int64_t *seg_off,
                     const int64_t *seg_len, const int64_t *seg_acc, float invT, double *m,
-                    double *s, float *ebuf);
+                    double *s);
 void dnm_fold_row_d(const double *x, int64_t w, int64_t nseg, const int64_t *seg_off,
                     const int64_t *seg_len, const int64_t *seg_acc, double invT, double *m,
-                    double *s, double *ebuf);
+                    double *s);
 
 #endif

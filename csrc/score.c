@@ -82,8 +82,6 @@ static double finish_row(const dnm_score_params *p, int64_t C, double mS, double
 #define GEMM DNM_BLAS(cblas_sgemm)
 #define PACK dnm_pack_rows_f
 #define GATHER dnm_gather_rows_f
-#define VMAX dnm_max_f
-#define SUMEXP dnm_sumexp_f
 #define FOLD_ROW dnm_fold_row_f
 #include "score_impl.h"
 #undef REAL
@@ -91,8 +89,6 @@ static double finish_row(const dnm_score_params *p, int64_t C, double mS, double
 #undef GEMM
 #undef PACK
 #undef GATHER
-#undef VMAX
-#undef SUMEXP
 #undef FOLD_ROW
 
 /* ---- double instance ---- */
@@ -101,8 +97,6 @@ static double finish_row(const dnm_score_params *p, int64_t C, double mS, double
 #define GEMM DNM_BLAS(cblas_dgemm)
 #define PACK dnm_pack_rows_d
 #define GATHER dnm_gather_rows_d
-#define VMAX dnm_max_d
-#define SUMEXP dnm_sumexp_d
 #define FOLD_ROW dnm_fold_row_d
 #include "score_impl.h"
 

@@ -1,5 +1,5 @@
 /* score_impl.h - body of the scoring kernel, included by score.c once per
- * compute type with REAL, SUF, GEMM, PACK, GATHER, VMAX, SUMEXP defined. */
+ * compute type with REAL, SUF, GEMM, PACK, GATHER, FOLD_ROW defined. */
 #define DNM_CAT2(a, b) a##_##b
 #define DNM_CAT(a, b) DNM_CAT2(a, b)
 
@@ -64,12 +64,11 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
         /* state per row: 1 + G running maxima (ID, groups), then 1 + G shifted sums */
         const int64_t SW = 2 * (1 + G);
         double *st = (double *)malloc((size_t)IT * (size_t)SW * sizeof(double));
-        REAL *eb = (REAL *)malloc((size_t)LT * sizeof(REAL));
         /* segments of a label tile: at most one ID segment and G + 1 group pieces */
         const int64_t maxseg = LT + 2 < G + 2 ? LT + 2 : G + 2;
         int64_t *so = (int64_t *)malloc((size_t)maxseg * 3 * sizeof(int64_t));
         int64_t my_floored = 0;
-        int ok = xb && sb && st && eb && so;
+        int ok = xb && sb && st && so;
         if (!ok) {
 #pragma omp critical(dnm_err)
             err->code = DNM_ENOMEM;
@@ -117,7 +116,7 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
                 }
                 for (int64_t r = 0; r < nr; r++) {
                     double *s = st + r * SW;
-                    FOLD_ROW(sb + r * w, w, nseg, soff, slen, sacc, invT, s, s + 1 + G, eb);
+                    FOLD_ROW(sb + r * w, w, nseg, soff, slen, sacc, invT, s, s + 1 + G);
                 }
             }
             for (int64_t r = 0; r < nr; r++) {
@@ -140,7 +139,6 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
         free(xb);
         free(sb);
         free(st);
-        free(eb);
         free(so);
     }
     free(lab);
