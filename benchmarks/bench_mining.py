@@ -181,7 +181,7 @@ def main():
     lines += [
         "",
         "Notes: dnm computes only the tiles on and above the diagonal of the symmetric",
-        "N x N product (512 x 512 SGEMM tiles, each feeding the k+1-smallest buffers of its rows and
+        "N x N product (512 x 512 SGEMM tiles, each feeding the k+1-smallest buffers of its rows and",
         "of its columns), so it does about half the product's flops; contiguous float32",
         "input is multiplied in place (no copy).  Medians; the machine is shared.",
     ]
