@@ -118,7 +118,11 @@ def _check_templates(templates: str | Sequence[str] | None, argname: str, defaul
         templates = "{}" if default is None else default
     if isinstance(templates, str):
         templates = [templates]
-    templates = tuple(templates)
+    try:
+        templates = tuple(templates)
+    except TypeError:
+        raise TypeError(f"{argname}: expected a template string with '{{}}' or a list of them, "
+                        f"got {type(templates).__name__}") from None
     if not templates:
         raise ValueError(f"{argname}: empty template list")
     for t in templates:

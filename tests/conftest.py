@@ -10,6 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+try:  # CI runs the same hypothesis examples every time (no flaky red runs); locally: random
+    from hypothesis import settings as _hyp_settings
+
+    _hyp_settings.register_profile("ci", derandomize=True, print_blob=True)
+    if os.environ.get("DNM_NO_SKIP"):
+        _hyp_settings.load_profile("ci")
+except ImportError:  # pragma: no cover
+    pass
+
 SHARED_DATA = Path(os.environ.get("DNM_SHARED_DATA",
                                   Path(__file__).resolve().parents[2] / "shared" / "data"))
 
