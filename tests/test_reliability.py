@@ -10,14 +10,7 @@ import numpy as np
 import pytest
 
 import dnm
-
-
-def _rss():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
+from leakcheck import rss_growth
 
 
 def _score_calls(rng):
@@ -45,20 +38,7 @@ def test_no_leaks_and_refcounts(rng):
     arrays, ok, bad = _score_calls(rng)
     refs = [sys.getrefcount(a) for a in arrays]
 
-    def run(n):
-        for _ in range(n):
-            for f in ok:
-                f()
-            for f in bad:
-                try:
-                    f()
-                except (ValueError, TypeError):
-                    pass
-
-    run(100)  # warm up allocator pools
-    before = _rss()
-    run(1000)
-    grown = _rss() - before
+    grown = rss_growth(ok, bad, rounds=1000, warmup=100)
     assert grown < 2 * 2**20, f"RSS grew by {grown / 2**20:.1f} MiB over 1000 rounds"
     assert [sys.getrefcount(a) for a in arrays] == refs
 

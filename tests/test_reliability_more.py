@@ -13,14 +13,7 @@ import numpy as np
 import pytest
 
 import dnm
-
-
-def _rss():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
+from leakcheck import rss_growth
 
 
 def _data(seed=0, n=600, d=32):
@@ -118,22 +111,7 @@ def test_no_leaks_and_refcounts_mining_metrics_detector(tmp_path):
     arrays, ok, bad = _calls(tmp_path)
     refs = [sys.getrefcount(a) for a in arrays]
 
-    def run(n):
-        for _ in range(n):
-            for f in ok:
-                f()
-            for f in bad:
-                try:
-                    f()
-                except (ValueError, TypeError):
-                    pass
-                else:
-                    raise AssertionError("error path did not raise")
-
-    run(50)
-    before = _rss()
-    run(1000)
-    grown = _rss() - before
+    grown = rss_growth(ok, bad, rounds=1000, warmup=50)
     assert grown < 24 << 20, f"RSS grew by {grown / 2**20:.1f} MiB over 1000 rounds"
     assert [sys.getrefcount(a) for a in arrays] == refs
 
