@@ -133,6 +133,21 @@ static double load_row(const dnm_matrix *m, int64_t i, double *tmp)
 DEFINE_PACK(f, float)
 DEFINE_PACK(d, double)
 
+void dnm_error_record(dnm_error *err, int code, int which, int64_t row)
+{
+#pragma omp critical(dnm_error_record)
+    {
+        if (err->code == DNM_OK ||
+            (which >= 0 && which == err->which && row >= 0 && row < err->row)) {
+            err->code = code;
+            err->which = which;
+            err->row = row;
+            err->col = -1;
+            err->value = 0.0;
+        }
+    }
+}
+
 /* ---- threads ------------------------------------------------------------ */
 static int active_kernels = 0;
 static int saved_blas_threads = 1;

@@ -38,6 +38,11 @@ typedef struct {
     double value;  /* offending value where meaningful */
 } dnm_error;
 
+/* Record an error found by a worker thread (thread-safe): the first error
+ * wins, except that a smaller row of the same input replaces it, so the row
+ * reported is the first bad one whatever the schedule.  which/row may be -1. */
+void dnm_error_record(dnm_error *err, int code, int which, int64_t row);
+
 /* Progress / cancellation callback: called by the calling thread only, between
  * tiles, with work done so far and total.  A nonzero return stops the kernel
  * with DNM_ECANCEL.  May be NULL. */

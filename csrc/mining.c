@@ -442,8 +442,7 @@ static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, int64_t lo, int64_
         {
             REAL *S = (REAL *)malloc((size_t)T * (size_t)T * es);
             if (!S) {
-#pragma omp critical(dnm_mining_err)
-                set_err(err, DNM_ENOMEM, 0, -1, -1, 0.0);
+                dnm_error_record(err, DNM_ENOMEM, -1, -1);
                 stop = 1;
             }
 #pragma omp for schedule(dynamic, 1)
@@ -476,8 +475,7 @@ static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, int64_t lo, int64_
                 if (tick && omp_get_thread_num() == 0 && !stop) {
                     if (tick(tick_ctx, now, P)) {
                         stop = 1;
-#pragma omp critical(dnm_mining_err)
-                        if (err->code == DNM_OK) set_err(err, DNM_ECANCEL, -1, -1, -1, 0.0);
+                        dnm_error_record(err, DNM_ECANCEL, -1, -1);
                     }
                 }
             }
@@ -583,8 +581,7 @@ static int DNM_MCAT(closeness, SUF)(const dnm_matrix *id, const dnm_matrix *cand
         double *w = (double *)malloc((size_t)C * sizeof(double));
         int ok = xb && sb && w;
         if (!ok) {
-#pragma omp critical(dnm_mining_err)
-            set_err(err, DNM_ENOMEM, -1, -1, -1, 0.0);
+            dnm_error_record(err, DNM_ENOMEM, -1, -1);
             stop = 1;
         }
 #pragma omp for schedule(dynamic, 1)
@@ -594,9 +591,7 @@ static int DNM_MCAT(closeness, SUF)(const dnm_matrix *id, const dnm_matrix *cand
             int64_t bad = -1;
             int prc = PACK(cand, r0, r1, xb, D, 1, NULL, &bad);
             if (prc != DNM_OK) {
-#pragma omp critical(dnm_mining_err)
-                if (err->code == DNM_OK || (err->which == 1 && bad < err->row))
-                    set_err(err, prc, 1, bad, -1, 0.0);
+                dnm_error_record(err, prc, 1, bad);
                 stop = 1;
                 continue;
             }
@@ -626,8 +621,7 @@ static int DNM_MCAT(closeness, SUF)(const dnm_matrix *id, const dnm_matrix *cand
             if (tick && omp_get_thread_num() == 0 && !stop) {
                 if (tick(tick_ctx, now, ntiles)) {
                     stop = 1;
-#pragma omp critical(dnm_mining_err)
-                    if (err->code == DNM_OK) set_err(err, DNM_ECANCEL, -1, -1, -1, 0.0);
+                    dnm_error_record(err, DNM_ECANCEL, -1, -1);
                 }
             }
         }

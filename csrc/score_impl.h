@@ -37,20 +37,14 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
         for (int64_t i = 0; i < C; i++) {
             lrc = PACK(id, i, i + 1, lab + i * D, D, 1, NULL, &bad);
             if (lrc != DNM_OK) {
-#pragma omp critical(dnm_err)
-                if (err->code == DNM_OK || (err->which == 1 && i < err->row)) {
-                    err->code = lrc; err->which = 1; err->row = i;
-                }
+                dnm_error_record(err, lrc, 1, i);
             }
         }
 #pragma omp for schedule(static)
         for (int64_t q = 0; q < G * Q; q++) {
             lrc = GATHER(neg, p->index + q, 1, lab + (C + q) * D, D, 1, &bad);
             if (lrc != DNM_OK) {
-#pragma omp critical(dnm_err)
-                if (err->code == DNM_OK || (err->which == 2 && bad < err->row)) {
-                    err->code = lrc; err->which = 2; err->row = bad;
-                }
+                dnm_error_record(err, lrc, 2, bad);
             }
         }
     }
@@ -70,8 +64,7 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
         int64_t my_floored = 0;
         int ok = xb && sb && st && so;
         if (!ok) {
-#pragma omp critical(dnm_err)
-            err->code = DNM_ENOMEM;
+            dnm_error_record(err, DNM_ENOMEM, -1, -1);
             stop = 1;
         }
 #pragma omp for schedule(dynamic, 1)
@@ -81,10 +74,7 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
             int64_t bad = -1;
             int prc = PACK(images, r0, r1, xb, D, 1, NULL, &bad);
             if (prc != DNM_OK) {
-#pragma omp critical(dnm_err)
-                if (err->code == DNM_OK || (err->which == 0 && bad < err->row)) {
-                    err->code = prc; err->which = 0; err->row = bad;
-                }
+                dnm_error_record(err, prc, 0, bad);
                 stop = 1;
                 continue;
             }
@@ -129,8 +119,7 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
             if (tick && omp_get_thread_num() == 0 && !stop) {
                 if (tick(tick_ctx, now, ntiles)) {
                     stop = 1;
-#pragma omp critical(dnm_err)
-                    if (err->code == DNM_OK) err->code = DNM_ECANCEL;
+                    dnm_error_record(err, DNM_ECANCEL, -1, -1);
                 }
             }
         }
