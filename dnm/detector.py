@@ -711,6 +711,12 @@ class NegativeLabelDetector:
             raise bad("tau_ is required for method 'dnm'")
         if fitted["guard_"] not in _GUARDS:
             raise bad(f"guard_ {fitted['guard_']!r}")
+        grp = fitted["groups_"]
+        if isinstance(grp, dict):
+            if grp != {"array": "groups_index"} or gi is None:
+                raise bad("groups_ refers to a missing groups_index array")
+        elif grp is not None and (isinstance(grp, bool) or not isinstance(grp, int) or grp < 1):
+            raise bad(f"groups_ {grp!r}")
         thr = fitted["threshold_"]
         if thr is not None and (isinstance(thr, bool) or not isinstance(thr, (int, float))):
             raise bad(f"threshold_ {thr!r}")
