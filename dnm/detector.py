@@ -834,6 +834,9 @@ def _open_checked(zf, name, path):
         info = zf.getinfo(name + ".npy")
     except KeyError:
         raise DetectorFileError(f"{path}: member {name}.npy is missing") from None
+    if info.flag_bits & 0x1:  # zipfile would raise RuntimeError("... is encrypted")
+        raise DetectorFileError(f"{path}: member {name}.npy is marked encrypted; detector files "
+                                "are plain numpy.savez archives; refused")
     if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
         # save() writes uncompressed members; a compressed one could claim (and inflate to)
         # far more bytes than the file holds, so every size check below would be moot
