@@ -6,24 +6,29 @@ precomputed embeddings, with a C core (OpenBLAS GEMM + fused epilogues, OpenMP).
 from __future__ import annotations
 
 
-def _preload_openblas():
-    # The extension links libscipy_openblas.so from the scipy-openblas32 package;
-    # loading it first makes that work for editable installs too.
+def _import_core():
+    """Import the extension.  A wheel finds libscipy_openblas.so through its rpath; an
+    editable install (or a moved environment) may not, so on failure load the library
+    from the scipy-openblas32 package first and try again.  A DNM_BLAS=system build
+    links a system OpenBLAS and imports directly."""
     try:
-        import ctypes
-        import os
+        from . import _core
+    except ImportError as first:
+        try:
+            import ctypes
+            import os
 
-        import scipy_openblas32
-    except ImportError:  # system-BLAS build
-        return
-    path = os.path.join(scipy_openblas32.get_lib_dir(),
-                        scipy_openblas32.get_library(fullname=True))
-    ctypes.CDLL(path)
+            import scipy_openblas32
+        except ImportError:
+            raise first from None
+        ctypes.CDLL(os.path.join(scipy_openblas32.get_lib_dir(),
+                                 scipy_openblas32.get_library(fullname=True)))
+        from . import _core
+    return _core
 
 
-_preload_openblas()
+_core = _import_core()
 
-from . import _core  # noqa: E402
 from . import corpus  # noqa: E402
 from .corpus import Corpus  # noqa: E402
 from .detector import NegativeLabelDetector, NotFittedError  # noqa: E402
