@@ -81,7 +81,7 @@ def _run(kind, images, id_labels, negatives=None, *, temperature, tau=1.0, group
         index = make_groups(N.shape[0], groups, seed)
     check_same_dim(pairs)
     nt = _config.resolve(num_threads)
-    with TileProgress(progress, f"dnm {kind} score") as cb:
+    with TileProgress(progress, f"{kind} score") as cb:
         out, floored = _core.score(_KIND[kind], X, P, N, index, T, float(tau), _GUARD[guard], nt, cb)
     return out, int(floored), index
 
