@@ -108,15 +108,21 @@ static void raise_error(const dnm_error *e, const char *const *names)
 static PyObject *py_score(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"kind", "images", "id_labels", "negatives", "index", "temperature",
-                             "tau", "guard", "num_threads", "progress", NULL};
+                             "tau", "guard", "num_threads", "progress", "tile_rows", NULL};
     int kind, guard, nthreads;
     PyObject *img_o, *id_o, *neg_o, *idx_o, *progress;
     double temperature, tau;
+    long long tile_rows = 0;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "iOOOOddiiO", kwlist, &kind, &img_o, &id_o,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iOOOOddiiO|L", kwlist, &kind, &img_o, &id_o,
                                      &neg_o, &idx_o, &temperature, &tau, &guard, &nthreads,
-                                     &progress))
+                                     &progress, &tile_rows))
         return NULL;
+    if (tile_rows < 0 || tile_rows > 65536 || tile_rows % 8 != 0) {
+        PyErr_SetString(PyExc_ValueError, "tile_rows: expected 0 (automatic) or a multiple of 8 "
+                                          "up to 65536");
+        return NULL;
+    }
     dnm_matrix img, id, neg;
     if (to_matrix(img_o, "images", &img) || to_matrix(id_o, "id_labels", &id)) return NULL;
     if (img.rows < 1 || id.rows < 1 || img.cols < 1 || img.cols != id.cols) {
@@ -127,7 +133,7 @@ static PyObject *py_score(PyObject *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_ValueError, "invalid temperature, kind or guard");
         return NULL;
     }
-    dnm_score_params p = {kind, temperature, tau, guard, 0, 0, NULL};
+    dnm_score_params p = {kind, temperature, tau, guard, 0, 0, NULL, (int64_t)tile_rows};
     PyArrayObject *idx = NULL;
     if (kind == DNM_SCORE_NEGLABEL || kind == DNM_SCORE_DNM) {
         if (to_matrix(neg_o, "negatives", &neg)) return NULL;
@@ -185,6 +191,14 @@ static PyObject *py_score(PyObject *self, PyObject *args, PyObject *kw)
 }
 
 /* ---- threads / info ------------------------------------------------------- */
+
+static PyObject *py_image_tile_rows(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    long long n = PyLong_AsLongLong(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    return PyLong_FromLongLong((long long)dnm_image_tile_rows(n));
+}
 
 static PyObject *py_max_threads(PyObject *self, PyObject *noargs)
 {
@@ -386,6 +400,8 @@ static PyMethodDef methods[] = {
      "score(kind, images, id_labels, negatives, index, temperature, tau, guard, num_threads, "
      "progress) -> (float64 scores, n_floored)"},
     {"max_threads", py_max_threads, METH_NOARGS, "omp_get_max_threads()"},
+    {"image_tile_rows", py_image_tile_rows, METH_O,
+     "image_tile_rows(n) -> rows per image tile the scoring kernel uses for n images"},
     {"blas_threads", py_blas_threads, METH_NOARGS, "OpenBLAS thread setting"},
     {"resolve_threads", py_resolve_threads, METH_O, "threads a kernel would use for a request"},
     {"knn_log_distance", (PyCFunction)(void (*)(void))py_knn_log_distance,

@@ -9,9 +9,9 @@
 #include <string.h>
 #include <omp.h>
 
-/* Image rows per tile: DNM_IMG_TILE for small calls, DNM_IMG_TILE_BIG once
- * N >= 4 * DNM_IMG_TILE_BIG (bigger tiles repack the label tile less often:
- * OpenBLAS packs both operands on every call).  The choice depends on N only,
+/* Image rows per tile: DNM_IMG_TILE for small calls, 2 * DNM_IMG_TILE from
+ * N >= 4096, DNM_IMG_TILE_BIG from N >= 16384 (bigger tiles repack the label
+ * tile less often: OpenBLAS packs both operands on every call).  The choice depends on N only,
  * never on the thread count, and tile starts are always multiples of
  * DNM_IMG_TILE (what dnm.dask aligns its chunks to). */
 #ifndef DNM_IMG_TILE
@@ -26,6 +26,12 @@
 #define DNM_FLOOR 1e-6
 
 const int dnm_img_tile = DNM_IMG_TILE;
+
+int64_t dnm_image_tile_rows(int64_t n)
+{
+    return n >= 16 * DNM_IMG_TILE_BIG ? DNM_IMG_TILE_BIG
+           : n >= 16 * DNM_IMG_TILE ? 2 * DNM_IMG_TILE : DNM_IMG_TILE;
+}
 
 /* Turn the accumulators of one image into its score.  lnS and lnN[j] are
  * log-sums of exp(logit / T) over the ID labels and over group j. */

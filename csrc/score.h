@@ -16,7 +16,14 @@ typedef struct {
     int64_t groups;         /* G (0 for scores without negatives) */
     int64_t group_size;     /* Q */
     const int64_t *index;   /* G*Q row indices into the negatives, group-major */
+    int64_t tile_rows;      /* image rows per tile; 0 = dnm_image_tile_rows(N) */
 } dnm_score_params;
+
+/* The image tile the kernel uses for N images when not told otherwise (a
+ * multiple of DNM_IMG_TILE, depending on N only).  A row's score is bitwise
+ * reproducible on the same tile grid: same tile size, tiles starting at
+ * multiples of it. */
+int64_t dnm_image_tile_rows(int64_t n);
 
 /* images (N, D), id labels (C, D), negatives (M, D) (may be NULL when G == 0).
  * Writes out[N].  *n_floored receives the number of (image, group) pairs where

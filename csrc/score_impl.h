@@ -17,7 +17,9 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
     int rc = DNM_OK;
     volatile int stop = 0;
     int64_t floored = 0, done = 0;
-    const int64_t IT = N >= 4 * DNM_IMG_TILE_BIG ? DNM_IMG_TILE_BIG : DNM_IMG_TILE;
+    /* rows per image tile: big tiles for big N (less repacking), smaller ones while N is
+     * small enough that big tiles would leave threads idle at the end */
+    const int64_t IT = p->tile_rows > 0 ? p->tile_rows : dnm_image_tile_rows(N);
     const int64_t ntiles = (N + IT - 1) / IT;
 
     /* Too little work to split: one thread (a parallel region costs more than it saves). */

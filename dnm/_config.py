@@ -9,10 +9,14 @@ limits dnm to one thread.  Results do not depend on the thread count.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 from . import _core
 from ._validate import check_int
 
 _num_threads = 0  # 0 = follow OpenMP / threadpoolctl
+_tile_rows = contextvars.ContextVar("dnm_tile_rows", default=0)  # 0 = the kernel's choice
 
 
 def set_num_threads(n):
@@ -30,3 +34,23 @@ def resolve(num_threads):
     if num_threads is None:
         return _num_threads
     return check_int(num_threads, "num_threads", low=1, high=2**31 - 1)  # a C int
+
+
+@contextlib.contextmanager
+def tile_grid(rows):
+    """Within the block, score kernels use image tiles of ``rows`` rows (a multiple of 8).
+
+    A row's score is bitwise reproducible on the same tile grid (same tile size, tiles
+    starting at multiples of it).  ``dnm.dask`` uses this so that every chunk is scored on
+    the grid a single-process call on the whole array would use
+    (``_core.image_tile_rows(N)``).
+    """
+    token = _tile_rows.set(check_int(rows, "rows", low=0))
+    try:
+        yield
+    finally:
+        _tile_rows.reset(token)
+
+
+def tile_rows():
+    return _tile_rows.get()

@@ -17,11 +17,12 @@ typically a few MB) is placed in the graph **once**: with an active
 (``client.scatter(detector, broadcast=True)``) and each task refers to that one
 future; without one it is a single ``dask.delayed`` node that all tasks share.
 
-Results are bitwise equal to ``detector.score_samples(X.compute())`` when the
-row chunk boundaries fall on multiples of dnm's image tile (256 rows): the BLAS
-may round a row's products differently depending on how many rows share its
-GEMM call (float64 inputs, and any 1-row tile).  ``align=True`` (default)
-rechunks to such boundaries when needed (each new chunk close to the old size).
+Results are bitwise equal to ``detector.score_samples(X.compute())``: the BLAS may
+round a row's products differently depending on how many rows share its GEMM call
+(float64 inputs, and any 1-row tile), so with ``align=True`` (default) every task scores
+its chunk on the tile grid a single call on the whole array would use
+(``dnm._core.image_tile_rows(N)`` rows: 256, 512 or 1024 by N), and chunk boundaries
+are moved to multiples of that tile when needed (each new chunk close to the old size).
 
 :func:`knn_log_distance`: DNM's kNN log-distance (DESIGN §4.3) over row blocks; each
 task computes the rho of its rows against **all** candidates with the same streamed C
@@ -41,7 +42,7 @@ import numpy as np
 import dask  # absolute import: the real Dask, not this module
 import dask.array as da
 
-from . import _core
+from . import _config, _core
 from ._validate import score_function
 
 __all__ = ["score_samples", "knn_log_distance", "IMAGE_TILE", "KNN_TILE"]
@@ -56,9 +57,10 @@ def _score_fn(detector):
     return score_function(detector, hint=' (e.g. functools.partial(dnm.dnm_score, id_labels=P, negatives=M))')
 
 
-def _score_block(block, detector):
-    """One task: the scores of one chunk of rows."""
-    s = np.asarray(_score_fn(detector)(block), dtype=np.float64)
+def _score_block(block, detector, tile_rows=0):
+    """One task: the scores of one chunk of rows, on the tile grid of the whole array."""
+    with _config.tile_grid(tile_rows):
+        s = np.asarray(_score_fn(detector)(block), dtype=np.float64)
     if s.shape != (block.shape[0],):
         raise ValueError(f"score function returned shape {s.shape} for a block of "
                          f"{block.shape[0]} rows; expected ({block.shape[0]},)")
@@ -115,9 +117,9 @@ def score_samples(detector, X, *, client=None, align=True):
         scattered to every worker once (``broadcast=True``) and the tasks refer to it;
         ``False`` (or no client): it is one ``dask.delayed`` node of the graph.
     align : bool
-        Rechunk rows so that chunk boundaries are multiples of :data:`IMAGE_TILE` (only
-        when they are not already), which makes the result bitwise equal to scoring the
-        whole array in one process.  False keeps the chunks as they are (results may then
+        Score every chunk on the whole array's tile grid and rechunk rows so that chunk
+        boundaries are multiples of its tile (only when they are not already), which makes
+        the result bitwise equal to scoring the whole array in one process.  False keeps the chunks as they are (results may then
         differ in the last bits for float64 input or 1-row chunks).
     """
     scattered = _is_future(detector)
@@ -132,8 +134,9 @@ def score_samples(detector, X, *, client=None, align=True):
     if any(np.isnan(c) for c in X.chunks[0]):
         raise ValueError("X: unknown chunk sizes along rows; call X.compute_chunk_sizes() first")
     row_chunks = X.chunks[0]
+    tile = int(_core.image_tile_rows(X.shape[0])) if align else 0
     if align and len(row_chunks) > 1:
-        aligned = aligned_row_chunks(row_chunks)
+        aligned = aligned_row_chunks(row_chunks, tile)
         if aligned != tuple(row_chunks):
             row_chunks = aligned
     if row_chunks != X.chunks[0] or X.numblocks[1] != 1:
@@ -147,7 +150,7 @@ def score_samples(detector, X, *, client=None, align=True):
         det = client.scatter(detector, broadcast=True, hash=False)
     else:
         det = dask.delayed(detector, pure=True, traverse=False)
-    return X.map_blocks(_score_block, det, drop_axis=1, dtype=np.float64,
+    return X.map_blocks(_score_block, det, tile, drop_axis=1, dtype=np.float64,
                         meta=np.empty((0,), dtype=np.float64),
                         token="dnm-score-samples")
 

@@ -78,6 +78,21 @@ def test_equals_one_process_bitwise(data, score_fn, dtype, chunks):
     np.testing.assert_array_equal(s.compute(scheduler="threads"), ref)
 
 
+@pytest.mark.parametrize("n", [5000, 17000])  # 512- and 1024-row image tiles
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_big_arrays_use_the_whole_arrays_tile_grid(n, dtype):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((n, 24)).astype(dtype)
+    P = rng.standard_normal((30, 24)).astype(dtype)
+    N = rng.standard_normal((400, 24)).astype(dtype)
+    fn = functools.partial(dnm.dnm_score, id_labels=P, negatives=N, groups=8, tau=0.9)
+    ref = fn(X)
+    s = dd.score_samples(fn, da.from_array(X, chunks=(3000, 24)))
+    tile = dnm._core.image_tile_rows(n)
+    assert all(c % tile == 0 for c in s.chunks[0][:-1])
+    np.testing.assert_array_equal(s.compute(scheduler="threads"), ref)
+
+
 def test_lazy_and_detector_in_graph_once(data, score_fn):
     calls = []
     h = Holder(lambda X: (calls.append(len(X)), score_fn(X))[1])

@@ -342,19 +342,30 @@ def test_progress_bar(rng, capsys):
     assert "dnm score" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("n", [4400, 16700])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_big_tiles_rows_do_not_depend_on_chunking(rng, dtype):
-    # N >= 4096 uses 1024-row image tiles; any split at multiples of 256 rows gives the
-    # same bits (this is what dnm.dask relies on), and so does the thread count
-    X = rng.standard_normal((4400, 24)).astype(dtype)
+def test_tile_grid_makes_chunks_bitwise_equal(rng, dtype, n):
+    # N >= 4096 uses 512-row image tiles and N >= 16384 1024-row ones.  Chunks cut at
+    # multiples of the whole array's tile and scored on its grid (what dnm.dask does) give
+    # the same bits as one call; so does any thread count.
+    from dnm import _config
+
+    X = rng.standard_normal((n, 24)).astype(dtype)
     P = rng.standard_normal((40, 24)).astype(dtype)
     N = rng.standard_normal((700, 24)).astype(dtype)
     idx = dnm.make_groups(700, 7)
     full = dnm.dnm_score(X, P, N, groups=idx, tau=0.9, num_threads=2)
     np.testing.assert_array_equal(dnm.dnm_score(X, P, N, groups=idx, tau=0.9, num_threads=1),
                                   full)
-    parts = [dnm.dnm_score(X[a:b], P, N, groups=idx, tau=0.9)
-             for a, b in ((0, 1280), (1280, 4352), (4352, 4400))]
+    tile = dnm._core.image_tile_rows(n)
+    assert tile == (512 if n < 16384 else 1024)
+    cuts = (0, 2 * tile, 3 * tile, n)
+    with _config.tile_grid(tile):
+        parts = [dnm.dnm_score(X[a:b], P, N, groups=idx, tau=0.9)
+                 for a, b in zip(cuts, cuts[1:])]
     np.testing.assert_array_equal(np.concatenate(parts), full)
     want, _ = slow.dnm(X, P, N, groups=idx, tau=0.9)
     np.testing.assert_allclose(full, want, rtol=1e-4)
+    with pytest.raises(ValueError, match="tile_rows"):
+        with _config.tile_grid(100):
+            dnm.mcm_score(X[:5], P)
