@@ -9,9 +9,10 @@
 #include <string.h>
 #include <omp.h>
 
-/* Image rows per tile: DNM_IMG_TILE for small calls, 2 * DNM_IMG_TILE from
- * N >= 4096, DNM_IMG_TILE_BIG from N >= 16384 (bigger tiles repack the label
- * tile less often: OpenBLAS packs both operands on every call).  The choice depends on N only,
+/* Image rows per tile (dnm_image_tile_rows): 128 below N = 1024 (so that a
+ * batch of a few hundred images still keeps every thread busy), 256 up to
+ * 4096, 512 up to 16384, DNM_IMG_TILE_BIG beyond (bigger tiles repack the
+ * label tile less often: OpenBLAS packs both operands on every call).  The choice depends on N only,
  * never on the thread count, and tile starts are always multiples of
  * DNM_IMG_TILE (what dnm.dask aligns its chunks to). */
 #ifndef DNM_IMG_TILE
@@ -30,7 +31,8 @@ const int dnm_img_tile = DNM_IMG_TILE;
 int64_t dnm_image_tile_rows(int64_t n)
 {
     return n >= 16 * DNM_IMG_TILE_BIG ? DNM_IMG_TILE_BIG
-           : n >= 16 * DNM_IMG_TILE ? 2 * DNM_IMG_TILE : DNM_IMG_TILE;
+           : n >= 16 * DNM_IMG_TILE ? 2 * DNM_IMG_TILE
+           : n >= 4 * DNM_IMG_TILE ? DNM_IMG_TILE : DNM_IMG_TILE / 2;
 }
 
 /* Turn the accumulators of one image into its score.  lnS and lnN[j] are

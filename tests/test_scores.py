@@ -151,6 +151,9 @@ def test_thread_count_does_not_change_results(rng):
     one = dnm.dnm_score(X, P, N, num_threads=1, **kw)
     two = dnm.dnm_score(X, P, N, num_threads=2, **kw)
     np.testing.assert_array_equal(one, two)
+    # a batch of a few hundred images (128-row tiles, both threads busy)
+    np.testing.assert_array_equal(dnm.dnm_score(X[:300], P, N, num_threads=1, **kw),
+                                  dnm.dnm_score(X[:300], P, N, num_threads=2, **kw))
     dnm.set_num_threads(1)
     try:
         assert dnm.get_num_threads() == 1
