@@ -90,6 +90,27 @@ static double load_row(const dnm_matrix *m, int64_t i, double *tmp)
     static int pack_one_##SUF(const dnm_matrix *m, int64_t i, REAL *o, int normalize,       \
                               double *tmp, double *norm_out)                                 \
     {                                                                                        \
+        const char *row = m->data + i * m->s0;                                               \
+        if (m->dtype == DNM_F32 && m->s1 == 4 && ((uintptr_t)row & 3u) == 0) {               \
+            /* float32 rows: the sum of squares in double can neither overflow nor   \
+             * underflow, NaN/Inf make it non-finite; one multiply by 1/norm (in     \
+             * double: 1/norm may exceed FLT_MAX) instead of a division */           \
+            const float *x = (const float *)row;                                              \
+            double ss = 0.0;                                                                 \
+            _Pragma("omp simd reduction(+ : ss)")                                            \
+            for (int64_t j = 0; j < m->cols; j++) ss += (double)x[j] * (double)x[j];         \
+            if (!(ss <= 1.7976931348623157e308)) return DNM_ENONFINITE;                      \
+            const double nrm = sqrt(ss);                                                     \
+            if (norm_out) *norm_out = nrm;                                                   \
+            if (!normalize) {                                                                \
+                for (int64_t j = 0; j < m->cols; j++) o[j] = (REAL)x[j];                     \
+                return DNM_OK;                                                               \
+            }                                                                                \
+            if (nrm == 0.0) return DNM_EZERO;                                                \
+            const double inv = 1.0 / nrm;                                                    \
+            for (int64_t j = 0; j < m->cols; j++) o[j] = (REAL)((double)x[j] * inv);         \
+            return DNM_OK;                                                                   \
+        }                                                                                    \
         double nrm = load_row(m, i, tmp);                                                    \
         if (nrm < 0) return DNM_ENONFINITE;                                                  \
         if (norm_out) *norm_out = nrm;                                                       \

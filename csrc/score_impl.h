@@ -35,19 +35,20 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
     {
         int64_t bad = -1;
         int lrc;
+        /* blocks of rows per call (one scratch allocation each); a block stops at its
+         * first bad row, and the smallest such row over all blocks is reported */
+        const int64_t B = 256;
 #pragma omp for schedule(static)
-        for (int64_t i = 0; i < C; i++) {
-            lrc = PACK(id, i, i + 1, lab + i * D, D, 1, NULL, &bad);
-            if (lrc != DNM_OK) {
-                dnm_error_record(err, lrc, 1, i);
-            }
+        for (int64_t i = 0; i < C; i += B) {
+            const int64_t e = i + B < C ? i + B : C;
+            lrc = PACK(id, i, e, lab + i * D, D, 1, NULL, &bad);
+            if (lrc != DNM_OK) dnm_error_record(err, lrc, 1, bad);
         }
 #pragma omp for schedule(static)
-        for (int64_t q = 0; q < G * Q; q++) {
-            lrc = GATHER(neg, p->index + q, 1, lab + (C + q) * D, D, 1, &bad);
-            if (lrc != DNM_OK) {
-                dnm_error_record(err, lrc, 2, bad);
-            }
+        for (int64_t q = 0; q < G * Q; q += B) {
+            const int64_t n = q + B < G * Q ? B : G * Q - q;
+            lrc = GATHER(neg, p->index + q, n, lab + (C + q) * D, D, 1, &bad);
+            if (lrc != DNM_OK) dnm_error_record(err, lrc, 2, bad);
         }
     }
     if (err->code != DNM_OK) { free(lab); return err->code; }
