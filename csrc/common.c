@@ -90,12 +90,19 @@ static double load_row(const dnm_matrix *m, int64_t i, double *tmp)
     static int pack_one_##SUF(const dnm_matrix *m, int64_t i, REAL *o, int normalize,       \
                               double *tmp, double *norm_out)                                 \
     {                                                                                        \
-        const char *row = m->data + i * m->s0;                                               \
-        if (m->dtype == DNM_F32 && m->s1 == 4 && ((uintptr_t)row & 3u) == 0) {               \
-            /* float32 rows: the sum of squares in double can neither overflow nor   \
-             * underflow, NaN/Inf make it non-finite; one multiply by 1/norm (in     \
-             * double: 1/norm may exceed FLT_MAX) instead of a division */           \
-            const float *x = (const float *)row;                                              \
+        if (m->dtype != DNM_F64) {                                                           \
+            /* float16/32 rows, whatever their layout or alignment, go through the same   \
+             * arithmetic (results must not depend on where the data sit): a float    \
+             * copy if needed, the sum of squares in double (it can neither overflow \
+             * nor underflow; NaN/Inf make it non-finite), and one multiply by 1/norm \
+             * in double (1/norm may exceed FLT_MAX) instead of a division. */         \
+            const char *row = m->data + i * m->s0;                                           \
+            const float *x = (const float *)row;                                             \
+            if (!(m->dtype == DNM_F32 && m->s1 == 4 && ((uintptr_t)row & 3u) == 0)) {        \
+                float *f = (float *)tmp;                                                     \
+                for (int64_t j = 0; j < m->cols; j++) f[j] = (float)load(row + j * m->s1, m->dtype); \
+                x = f;                                                                       \
+            }                                                                                \
             double ss = 0.0;                                                                 \
             _Pragma("omp simd reduction(+ : ss)")                                            \
             for (int64_t j = 0; j < m->cols; j++) ss += (double)x[j] * (double)x[j];         \

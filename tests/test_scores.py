@@ -372,3 +372,30 @@ def test_tile_grid_makes_chunks_bitwise_equal(rng, dtype, n):
     with pytest.raises(ValueError, match="tile_rows"):
         with _config.tile_grid(100):
             dnm.mcm_score(X[:5], P)
+
+
+def _unaligned(a):
+    """The same values at an address that is not a multiple of the itemsize."""
+    buf = bytearray(a.nbytes + 1)
+    buf[1:] = a.tobytes()
+    u = np.frombuffer(bytes(buf), dtype=a.dtype, offset=1).reshape(a.shape)
+    assert not u.flags.aligned
+    return u
+
+
+@pytest.mark.parametrize("img_dtype", [np.float32, np.float64])
+def test_results_do_not_depend_on_layout_or_alignment(rng, img_dtype):
+    # what a Dask worker receives (unpickled buffers at any offset, other strides) must give
+    # the same bits as the caller's arrays; float16 input equals its exact float32 widening
+    X = rng.standard_normal((300, 20)).astype(np.float16)
+    P = rng.standard_normal((30, 20)).astype(np.float16)
+    N = rng.standard_normal((200, 20)).astype(np.float16)
+    Xi, Pf, Nf = X.astype(img_dtype), P.astype(np.float32), N.astype(np.float32)
+    kw = dict(groups=10, tau=0.9)
+    ref = dnm.dnm_score(Xi, Pf, Nf, **kw)
+    for args in ((_unaligned(Xi), _unaligned(Pf), _unaligned(Nf)),
+                 (np.asfortranarray(Xi), Pf[::-1][::-1], np.asfortranarray(Nf)),
+                 (Xi, P, N) if img_dtype == np.float32 else (Xi, Pf, N)):
+        np.testing.assert_array_equal(dnm.dnm_score(*args, **kw), ref)
+    rho = dnm.knn_log_distance(Nf * 4, k=5)
+    np.testing.assert_array_equal(dnm.knn_log_distance(_unaligned(Nf * 4), k=5), rho)
