@@ -46,17 +46,8 @@ import dask.array as da
 import distributed
 
 import dnm
+from _bench import timeit
 import dnm.dask
-
-
-def timeit(fn, repeats):
-    fn()  # warm up
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 
 def zeros_like_rows(X):

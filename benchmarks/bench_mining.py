@@ -23,7 +23,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +33,8 @@ except ImportError:  # run from a checkout without installing: use the in-place 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import dnm
 from dnm import mining
+
+from _bench import run_times
 
 D, K, BLOCK = 512, 100, 4096
 GIB = 1024 ** 3
@@ -52,11 +53,7 @@ def numpy_product(x):
 
 
 def median_time(fn, repeats):
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
+    ts = run_times(fn, repeats, warmup=False)  # each run is seconds long: no warm-up call
     return statistics.median(ts), ts
 
 
@@ -64,15 +61,12 @@ _CHILD = r"""
 import sys, time, numpy as np
 sys.path.insert(0, sys.argv[3])
 from bench_mining import make_raw
+from _bench import proc_status as status, reset_peak_rss
 from dnm import mining
 n, k = int(sys.argv[1]), int(sys.argv[2])
 x = make_raw(n)
 mining.knn_log_distance(x[:600], 10)  # load the thread pools
-def status(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key):
-            return int(line.split()[1]) * 1024
-open("/proc/self/clear_refs", "w").write("5")  # reset VmHWM to the current RSS
+reset_peak_rss()
 before = status("VmRSS")
 t = time.perf_counter()
 rho = mining.knn_log_distance(x, k)

@@ -16,7 +16,6 @@ Writes the table to benchmarks/results/score.txt.
 import argparse
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,43 +23,24 @@ from pathlib import Path
 import numpy as np
 
 import dnm
-
-
-def timeit(fn, repeats):
-    fn()  # warm up (page faults, thread pools)
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
-
-
-def _status(key):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) * 1024
-    return 0
+from _bench import timeit
 
 
 _CHILD = r"""
 import sys, numpy as np, dnm
 N, C, M, D, G = map(int, sys.argv[1:6])
+sys.path.insert(0, sys.argv[6])
+from _bench import proc_status, reset_peak_rss
 rng = np.random.default_rng(0)
 X = rng.standard_normal((N, D), dtype=np.float32)
 P = rng.standard_normal((C, D), dtype=np.float32)
 Ng = rng.standard_normal((M, D), dtype=np.float32)
 idx = dnm.make_groups(M, G, seed=0)
 dnm.mcm_score(X[:10], P[:10])  # load the thread pools
-def status(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key):
-            return int(line.split()[1]) * 1024
-open("/proc/self/clear_refs", "w").write("5")  # reset VmHWM to the current RSS
-before = status("VmRSS")
+reset_peak_rss()
+before = proc_status("VmRSS")
 dnm.dnm_score(X, P, Ng, tau=0.5, groups=idx)
-print(status("VmHWM") - before)
+print(proc_status("VmHWM") - before)
 """
 
 
@@ -69,7 +49,8 @@ def peak_extra(N, C, M, D, G):
     are already resident (VmHWM reset through /proc/self/clear_refs just before)."""
     import subprocess
 
-    out = subprocess.run([sys.executable, "-c", _CHILD, *map(str, (N, C, M, D, G))],
+    out = subprocess.run([sys.executable, "-c", _CHILD, *map(str, (N, C, M, D, G)),
+                          str(Path(__file__).resolve().parent)],
                          capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1])
 

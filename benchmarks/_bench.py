@@ -1,0 +1,35 @@
+"""Shared by the benchmark scripts: repeated timings and /proc/self/status readings."""
+import statistics
+import time
+
+
+def run_times(fn, repeats, warmup=True):
+    """Wall times (s) of `repeats` calls of fn, after one untimed call if `warmup`."""
+    if warmup:
+        fn()  # page faults, thread pools
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return ts
+
+
+def timeit(fn, repeats):
+    """Median wall time (s) of `repeats` calls after a warm-up call."""
+    return statistics.median(run_times(fn, repeats))
+
+
+def proc_status(key):
+    """A /proc/self/status field (VmRSS, VmHWM, ...) in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def reset_peak_rss():
+    """Reset VmHWM to the current RSS (Linux: /proc/self/clear_refs)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
