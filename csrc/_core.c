@@ -108,16 +108,23 @@ static void raise_error(const dnm_error *e, const char *const *names)
 static PyObject *py_score(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"kind", "images", "id_labels", "negatives", "index", "temperature",
-                             "tau", "guard", "num_threads", "progress", "tile_rows", NULL};
+                             "tau", "guard", "num_threads", "progress", "tile_rows", "kernel", NULL};
     int kind, guard, nthreads;
     PyObject *img_o, *id_o, *neg_o, *idx_o, *progress;
     double temperature, tau;
     long long tile_rows = 0;
+    int kernel = DNM_KERNEL_AUTO;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "iOOOOddiiO|L", kwlist, &kind, &img_o, &id_o,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iOOOOddiiO|Li", kwlist, &kind, &img_o, &id_o,
                                      &neg_o, &idx_o, &temperature, &tau, &guard, &nthreads,
-                                     &progress, &tile_rows))
+                                     &progress, &tile_rows, &kernel))
         return NULL;
+    if (kernel < DNM_KERNEL_AUTO || kernel > DNM_KERNEL_AVX512 ||
+        (kernel == DNM_KERNEL_AVX512 && !dnm_have_avx512())) {
+        PyErr_SetString(PyExc_ValueError, "kernel: expected 0 (auto), 1 (BLAS tiles) or 2 "
+                                          "(AVX-512, on a CPU that has it)");
+        return NULL;
+    }
     if (tile_rows < 0 || tile_rows > 65536 || tile_rows % 8 != 0) {
         PyErr_SetString(PyExc_ValueError, "tile_rows: expected 0 (automatic) or a multiple of 8 "
                                           "up to 65536");
@@ -133,7 +140,7 @@ static PyObject *py_score(PyObject *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_ValueError, "invalid temperature, kind or guard");
         return NULL;
     }
-    dnm_score_params p = {kind, temperature, tau, guard, 0, 0, NULL, (int64_t)tile_rows};
+    dnm_score_params p = {kind, temperature, tau, guard, 0, 0, NULL, (int64_t)tile_rows, kernel};
     PyArrayObject *idx = NULL;
     if (kind == DNM_SCORE_NEGLABEL || kind == DNM_SCORE_DNM) {
         if (to_matrix(neg_o, "negatives", &neg)) return NULL;
@@ -398,7 +405,7 @@ static PyObject *py_metrics(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"score", (PyCFunction)(void (*)(void))py_score, METH_VARARGS | METH_KEYWORDS,
      "score(kind, images, id_labels, negatives, index, temperature, tau, guard, num_threads, "
-     "progress) -> (float64 scores, n_floored)"},
+     "progress, tile_rows=0, kernel=0) -> (float64 scores, n_floored)"},
     {"max_threads", py_max_threads, METH_NOARGS, "omp_get_max_threads()"},
     {"image_tile_rows", py_image_tile_rows, METH_O,
      "image_tile_rows(n) -> rows per image tile the scoring kernel uses for n images"},
@@ -439,5 +446,6 @@ PyMODINIT_FUNC PyInit__core(void)
 #endif
     PyModule_AddIntConstant(m, "KNN_TILE", dnm_knn_tile);
     PyModule_AddIntConstant(m, "IMG_TILE", dnm_img_tile);
+    PyModule_AddIntConstant(m, "HAVE_AVX512", dnm_have_avx512());
     return m;
 }

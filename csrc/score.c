@@ -37,7 +37,7 @@ int64_t dnm_image_tile_rows(int64_t n)
 
 /* Turn the accumulators of one image into its score.  lnS and lnN[j] are
  * log-sums of exp(logit / T) over the ID labels and over group j. */
-static double finish_row(const dnm_score_params *p, int64_t C, double mS, double sS,
+double dnm_score_finish_row(const dnm_score_params *p, int64_t C, double mS, double sS,
                          const double *mg, const double *sg, int64_t *floored)
 {
     const double T = p->temperature;
@@ -118,9 +118,16 @@ int dnm_score(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *
     err->row = err->col = -1;
     err->which = -1;
     *n_floored = 0;
+    /* float: the AVX-512 kernel when the CPU has it (unless told to use the BLAS tiles) */
+    if (!use_double && p->kernel == DNM_KERNEL_AVX512 && !dnm_have_avx512()) {
+        err->code = DNM_EDOMAIN;
+        return DNM_EDOMAIN;
+    }
+    const int own = !use_double && p->kernel != DNM_KERNEL_BLAS && dnm_have_avx512();
     int nt = dnm_threads_begin(nthreads);
     int rc = use_double ? score_d(images, id, neg, p, out, n_floored, nt, tick, tick_ctx, err)
-                        : score_f(images, id, neg, p, out, n_floored, nt, tick, tick_ctx, err);
+             : own ? dnm_score_f_avx512(images, id, neg, p, out, n_floored, nt, tick, tick_ctx, err)
+                   : score_f(images, id, neg, p, out, n_floored, nt, tick, tick_ctx, err);
     dnm_threads_end();
     return rc;
 }

@@ -17,7 +17,13 @@ typedef struct {
     int64_t group_size;     /* Q */
     const int64_t *index;   /* G*Q row indices into the negatives, group-major */
     int64_t tile_rows;      /* image rows per tile; 0 = dnm_image_tile_rows(N) */
+    int kernel;             /* DNM_KERNEL_*: which float kernel */
 } dnm_score_params;
+
+/* Float kernels: AUTO takes the AVX-512 kernel (score_avx512.c) when the CPU
+ * has AVX-512F, else the SGEMM tiles (score_impl.h).  Float64 always runs the
+ * DGEMM tiles.  Asking for AVX512 on a CPU without it fails with DNM_EDOMAIN. */
+enum { DNM_KERNEL_AUTO = 0, DNM_KERNEL_BLAS = 1, DNM_KERNEL_AVX512 = 2 };
 
 /* The image tile the kernel uses for N images when not told otherwise (a
  * multiple of DNM_IMG_TILE, depending on N only).  A row's score is bitwise
@@ -32,6 +38,16 @@ int64_t dnm_image_tile_rows(int64_t n);
 int dnm_score(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *neg,
               const dnm_score_params *p, double *out, int64_t *n_floored, int nthreads,
               dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
+
+/* Internal, shared by the two float kernels. */
+int dnm_have_avx512(void);
+int dnm_score_f_avx512(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *neg,
+                       const dnm_score_params *p, double *out, int64_t *n_floored, int nt,
+                       dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
+/* One image's score from its accumulators (shift m, sum s of exp((logit - m)/T)):
+ * the ID ones (mS, sS) and the G groups' (mg, sg). */
+double dnm_score_finish_row(const dnm_score_params *p, int64_t C, double mS, double sS,
+                            const double *mg, const double *sg, int64_t *floored);
 
 /* DNM_IMG_TILE: images per tile of the scoring kernel (a chunk boundary on a
  * multiple of it leaves every GEMM call, hence every score, unchanged). */

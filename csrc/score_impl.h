@@ -114,7 +114,7 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
             }
             for (int64_t r = 0; r < nr; r++) {
                 const double *s = st + r * SW;
-                out[r0 + r] = finish_row(p, C, s[0], s[1 + G], s + 1, s + 2 + G, &my_floored);
+                out[r0 + r] = dnm_score_finish_row(p, C, s[0], s[1 + G], s + 1, s + 2 + G, &my_floored);
             }
             int64_t now;
 #pragma omp atomic capture

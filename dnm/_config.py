@@ -17,6 +17,8 @@ from ._validate import check_int
 
 _num_threads = 0  # 0 = follow OpenMP / threadpoolctl
 _tile_rows = contextvars.ContextVar("dnm_tile_rows", default=0)  # 0 = the kernel's choice
+_kernel = contextvars.ContextVar("dnm_kernel", default=0)  # 0 = automatic
+KERNELS = {"auto": 0, "blas": 1, "avx512": 2}
 
 
 def set_num_threads(n):
@@ -54,3 +56,27 @@ def tile_grid(rows):
 
 def tile_rows():
     return _tile_rows.get()
+
+
+@contextlib.contextmanager
+def float_kernel(name):
+    """Within the block, float32/float16 scores run on kernel ``name``.
+
+    ``"auto"`` (the default) takes ``"avx512"`` (dnm's own register-tile product with
+    the epilogue fused, ``csrc/score_avx512.c``) when the CPU has AVX-512F, else
+    ``"blas"`` (single-threaded OpenBLAS SGEMM per tile, ``csrc/score_impl.h``).  Both
+    agree with the float64 reference to float32 rounding; the tests run both.
+    """
+    if name not in KERNELS:
+        raise ValueError(f"kernel: expected one of {sorted(KERNELS)}, got {name!r}")
+    if name == "avx512" and not _core.HAVE_AVX512:
+        raise ValueError("kernel: 'avx512' needs a CPU with AVX-512F")
+    token = _kernel.set(KERNELS[name])
+    try:
+        yield
+    finally:
+        _kernel.reset(token)
+
+
+def kernel():
+    return _kernel.get()

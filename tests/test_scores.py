@@ -5,9 +5,18 @@ import numpy as np
 import pytest
 
 import dnm
+from dnm import _config, _core
 from slow import score as slow
 
 ALL = ["mcm", "max_logit", "energy", "neglabel", "dnm"]
+# float32/float16 inputs run on one of two kernels; every test here runs on each this CPU has
+KERNELS = ["blas"] + (["avx512"] if _core.HAVE_AVX512 else [])
+
+
+@pytest.fixture(autouse=True, params=KERNELS)
+def float_kernel(request):
+    with _config.float_kernel(request.param):
+        yield request.param
 
 
 def call(kind, X, P, N=None, **kw):
@@ -38,6 +47,9 @@ SHAPES = [  # (N, C, M, D, G)
     (300, 20, 250, 1, 7),  # D == 1
     (257, 33, 301, 17, 10),  # crosses the 256-row image tile
     (40, 900, 1500, 8, 100),  # crosses label tiles, groups straddle tiles
+    (33, 7, 1000, 513, 9),  # D > 512: the AVX-512 kernel sums k in two slabs
+    (65, 500, 508, 512, 4),  # L = 1008 = two AVX-512 label blocks of 504 exactly
+    (31, 503, 2, 512, 2),  # L = 505 = one block plus one label
 ]
 
 
@@ -399,3 +411,51 @@ def test_results_do_not_depend_on_layout_or_alignment(rng, img_dtype):
         np.testing.assert_array_equal(dnm.dnm_score(*args, **kw), ref)
     rho = dnm.knn_log_distance(Nf * 4, k=5)
     np.testing.assert_array_equal(dnm.knn_log_distance(_unaligned(Nf * 4), k=5), rho)
+
+
+def only(kind, X, P, N=None, **kw):
+    f = getattr(dnm, kind + "_score")
+    return f(X, P, **kw) if kind in ("mcm", "max_logit", "energy") else f(X, P, N, **kw)
+
+
+@pytest.mark.parametrize("kind", ALL)
+def test_row_does_not_depend_on_its_batch(rng, kind, float_kernel):
+    """On the AVX-512 kernel every logit is one FMA chain over k in order, so a row's
+    float32 score is bitwise the same scored alone, in any batch, tile size or thread
+    count.  (The BLAS tiles only promise this on a fixed tile grid.)"""
+    X, P, N = data(rng, 300, 40, 500, 70, np.float32)
+    kw = {} if kind in ("mcm", "max_logit", "energy") else {"groups": 10}
+    if kind == "dnm":
+        kw["tau"] = 1.0
+    whole = only(kind, X, P, N, **kw)
+    if float_kernel == "blas":  # only thread counts are free there
+        np.testing.assert_array_equal(only(kind, X, P, N, num_threads=1, **kw), whole)
+        return
+    for rows, nt, tile in [(slice(0, 1), 1, 0), (slice(17, 18), 2, 0), (slice(5, 300), 2, 64),
+                           (slice(0, 299), 1, 8), (slice(100, 233), 2, 0)]:
+        with _config.tile_grid(tile):
+            part = only(kind, X[rows], P, N, num_threads=nt, **kw)
+        np.testing.assert_array_equal(part, whole[rows])
+
+
+def test_kernels_agree(rng):
+    """The two float kernels agree to float32 rounding on real-sized shapes."""
+    if len(KERNELS) < 2:
+        assert KERNELS == ["blas"]
+        return
+    X, P, N = data(rng, 700, 300, 2000, 512, np.float32, spread=3.0)
+    got = {}
+    for k in KERNELS:
+        with _config.float_kernel(k):
+            got[k] = dnm.dnm_score(X, P, N, groups=16, temperature=0.01)
+    np.testing.assert_allclose(got["avx512"], got["blas"], rtol=2e-5)
+    assert not np.array_equal(got["avx512"], got["blas"])  # two different products
+
+
+def test_float_kernel_choice_is_checked():
+    with pytest.raises(ValueError, match="kernel"):
+        with _config.float_kernel("cuda"):
+            pass
+    X = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match="kernel"):
+        _core.score(0, X, X, None, None, 1.0, 1.0, 0, 0, None, 0, 7)
