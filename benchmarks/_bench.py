@@ -33,3 +33,18 @@ def reset_peak_rss():
     """Reset VmHWM to the current RSS (Linux: /proc/self/clear_refs)."""
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
+
+
+def interleaved(fns, repeats):
+    """Median wall time (s) of each of fns (a dict name -> callable), timed round-robin:
+    every repeat times each function once, so slow drifts of a shared machine's load
+    fall on all of them alike and the ratios taken from one run stay fair."""
+    for fn in fns.values():
+        fn()  # page faults, thread pools
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}

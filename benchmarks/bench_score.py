@@ -4,13 +4,16 @@ Run as a script:  python benchmarks/bench_score.py [--n 20000] [--repeats 5]
 
 Shapes (issue 2): N images, C = 1,000 ID labels, M = 12,000 negatives, D = 512, float32,
 G = 100 groups.  In one run it times, as medians over repeats:
-  (a) dnm.dnm_score / dnm.neglabel_score / dnm.mcm_score,
+  (a) dnm.dnm_score / dnm.neglabel_score / dnm.mcm_score (on CPUs with AVX-512 also
+      dnm_score on the BLAS-tile kernel that CPUs without it run),
   (b) NumPy's images @ labels.T for labels = [ID; negatives] (same shapes, NumPy's own
       OpenBLAS with its default threads) - the yardstick: the product alone,
   (c) a vectorised PyTorch CPU implementation of the same DNM score (torch.set_num_threads
       = the machine's cores), log-domain like dnm's,
   (d) peak resident memory beyond the inputs during a dnm_score call (VmHWM after
       resetting it through /proc/self/clear_refs), at N and at 5 N.
+The contenders of the main table are timed round-robin (each repeat times every one), so
+load drifting on a shared machine hits them alike.  Also: latency for 1 / 256 / 700 images.
 Writes the table to benchmarks/results/score.txt.
 """
 import argparse
@@ -23,7 +26,18 @@ from pathlib import Path
 import numpy as np
 
 import dnm
-from _bench import timeit
+from _bench import interleaved, timeit
+from dnm import _config, _core
+
+
+def blas_kernel(fn):
+    with _config.float_kernel("blas"):
+        return fn()
+
+
+def inference(torch, f, *args):
+    with torch.inference_mode():
+        return f(torch, *args)
 
 
 _CHILD = r"""
@@ -104,17 +118,14 @@ def main(argv=None):
     idx = dnm.make_groups(M, G, seed=0)
     kw = dict(tau=0.5, groups=idx)  # guard="floor" (default); here r = Q(1-tau)/(tau C) = 0.12
 
-    rows = []
-    t_np = timeit(lambda: X @ L.T, args.repeats)
-    rows.append(("numpy images @ labels.T", t_np))
-    t_dnm = timeit(lambda: dnm.dnm_score(X, P, Ng, **kw), args.repeats)
-    rows.append(("dnm.dnm_score", t_dnm))
-    t_nl = timeit(lambda: dnm.neglabel_score(X, P, Ng, groups=idx), args.repeats)
-    rows.append(("dnm.neglabel_score", t_nl))
-    t_mcm = timeit(lambda: dnm.mcm_score(X, P), args.repeats)
-    t_np_id = timeit(lambda: X @ P.T, args.repeats)
-    rows.append(("dnm.mcm_score (ID labels only)", t_mcm))
-    rows.append(("numpy images @ id_labels.T", t_np_id))
+    contenders = {
+        "numpy images @ labels.T": lambda: X @ L.T,
+        "dnm.dnm_score": lambda: dnm.dnm_score(X, P, Ng, **kw),
+        "dnm.neglabel_score": lambda: dnm.neglabel_score(X, P, Ng, groups=idx),
+    }
+    if _core.HAVE_AVX512:  # the fallback kernel of CPUs without AVX-512, on this one
+        contenders["dnm.dnm_score, BLAS-tile kernel"] = lambda: blas_kernel(
+            lambda: dnm.dnm_score(X, P, Ng, **kw))
     t_torch = None
     if not args.no_torch:
         import torch
@@ -124,12 +135,27 @@ def main(argv=None):
         tperm = torch.from_numpy(idx.reshape(-1))
         with torch.inference_mode():
             ref = torch_dnm(torch, tx, tp, tn, tperm, G).numpy()
-            t_torch = timeit(lambda: torch_dnm(torch, tx, tp, tn, tperm, G), args.repeats)
             ref2 = torch_dnm_reference_style(torch, tx, tp, tn, tperm, G).numpy()
-            t_torch2 = timeit(lambda: torch_dnm_reference_style(torch, tx, tp, tn, tperm, G),
-                              args.repeats)
-        rows.append((f"torch {torch.__version__} log-domain (vectorised, full logits)", t_torch))
-        rows.append((f"torch {torch.__version__} reference-style exp(s/T), no shift", t_torch2))
+        lsd = f"torch {torch.__version__} log-domain (vectorised, full logits)"
+        rfs = f"torch {torch.__version__} reference-style exp(s/T), no shift"
+        contenders[lsd] = lambda: inference(torch, torch_dnm, tx, tp, tn, tperm, G)
+        contenders[rfs] = lambda: inference(torch, torch_dnm_reference_style, tx, tp, tn, tperm,
+                                            G)
+    med = interleaved(contenders, args.repeats)
+    t_np, t_dnm = med["numpy images @ labels.T"], med["dnm.dnm_score"]
+    rows = list(med.items())
+    if not args.no_torch:
+        t_torch, t_torch2 = med[lsd], med[rfs]
+    small = interleaved({"dnm.mcm_score (ID labels only)": lambda: dnm.mcm_score(X, P),
+                         "numpy images @ id_labels.T": lambda: X @ P.T}, args.repeats)
+    t_np_id = small["numpy images @ id_labels.T"]
+    rows += list(small.items())
+
+    # latency of small batches (labels are normalised and packed on every call)
+    lat = []
+    for n in (1, 256, 700):
+        xs = X[:n]
+        lat.append((n, timeit(lambda: dnm.dnm_score(xs, P, Ng, **kw), 3 * args.repeats)))
 
     mem = peak_extra(N, C, M, D, G)
     mem5 = peak_extra(5 * N, C, M, D, G)
@@ -143,8 +169,10 @@ def main(argv=None):
         f"dnm {dnm.__version__} scoring benchmark - {time.strftime('%Y-%m-%d %H:%M')}",
         f"machine: {platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}, "
         f"numpy {np.__version__}",
-        f"thread pools: {pools}; dnm threads: {dnm.get_num_threads()}",
-        f"shapes: N={N}, C={C}, M={M}, D={D}, G={G}, float32; medians of {args.repeats} runs",
+        f"thread pools: {pools}; dnm threads: {dnm.get_num_threads()}; float kernel: "
+        f"{'avx512' if _core.HAVE_AVX512 else 'blas'}",
+        f"shapes: N={N}, C={C}, M={M}, D={D}, G={G}, float32; medians of {args.repeats} runs, "
+        "timed round-robin",
         "",
         "| what | median s | ratio to numpy product |",
         "|---|---|---|",
@@ -164,6 +192,8 @@ def main(argv=None):
         err2 = float(np.max(np.abs(ref2 - ours) / np.abs(ref2)))
         lines.append(f"max relative difference dnm vs torch (float32): log-domain {err:.2e}, "
                      f"reference-style {err2:.2e}")
+    lines.append("latency of dnm_score for small batches (labels packed on every call): " +
+                 ", ".join(f"{n} images {t * 1e3:.1f} ms" for n, t in lat))
     lines += [
         f"peak memory beyond inputs during dnm_score: N={N}: {mem / 2**20:.1f} MiB, "
         f"N={5 * N}: {mem5 / 2**20:.1f} MiB (inputs {inputs / 2**20:.0f} MiB; target <= 64 MiB)",

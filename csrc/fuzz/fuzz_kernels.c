@@ -171,13 +171,29 @@ static void fuzz_score(reader *r)
         for (int64_t q = 0; q < p.groups * p.group_size; q++) index[q] = (int64_t)(take(r, 1) % (uint64_t)M);
         p.index = index;
     }
-    stop_after = (take(r, 1) % 16 == 0) ? (int)(take(r, 1) % 3) : -1;
+    const int stop_sel = (take(r, 1) % 16 == 0) ? (int)(take(r, 1) % 3) : -1;
     double *out = (double *)malloc((size_t)N * sizeof(double));
+    /* float inputs: both float kernels (the AVX-512 one where the CPU has it, and the
+     * BLAS tiles); they must agree on the outcome */
+    const int is_f64 = dt[0] == DNM_F64 || dt[1] == DNM_F64 || (neg && dt[2] == DNM_F64);
+    int rc0 = -1;
+    for (int kern = 0; kern < (is_f64 ? 1 : 2); kern++) {
+    p.kernel = kern == 0 ? DNM_KERNEL_AUTO : DNM_KERNEL_BLAS;
+    stop_after = stop_sel;
     int64_t floored = -1;
     dnm_error err;
     memset(&err, 0, sizeof err);
     int rc = dnm_score(&vi.m, &vc.m, neg, &p, out, &floored, nthreads, tick_stop, NULL, &err);
     if (rc != DNM_ECANCEL) check_rc(rc, "dnm_score");
+    /* both succeed (OK, or EGUARD: the floor count may differ at the border) or both
+     * refuse the input (which bad row wins between two inputs may differ) */
+    const int bad_in = rc == DNM_ENONFINITE || rc == DNM_EZERO;
+    const int bad_in0 = rc0 == DNM_ENONFINITE || rc0 == DNM_EZERO;
+    if (rc0 >= 0 && rc != DNM_ECANCEL && rc0 != DNM_ECANCEL && bad_in != bad_in0) {
+        fprintf(stderr, "dnm_score: the float kernels disagree: rc %d vs %d\n", rc0, rc);
+        abort();
+    }
+    rc0 = rc;
     if (rc == DNM_OK) {
         if (floored < 0 || floored > N * (p.groups ? p.groups : 1)) {
             fprintf(stderr, "dnm_score: floored = %lld\n", (long long)floored);
@@ -185,8 +201,8 @@ static void fuzz_score(reader *r)
         }
         for (int64_t i = 0; i < N; i++)
             if (isnan(out[i])) {
-                fprintf(stderr, "dnm_score kind %d guard %d T %g: NaN score at %lld\n", p.kind,
-                        p.guard, p.temperature, (long long)i);
+                fprintf(stderr, "dnm_score kind %d guard %d T %g kernel %d: NaN score at %lld\n",
+                        p.kind, p.guard, p.temperature, p.kernel, (long long)i);
                 abort();
             }
     } else if (rc == DNM_ENONFINITE || rc == DNM_EZERO) {
@@ -194,6 +210,7 @@ static void fuzz_score(reader *r)
             fprintf(stderr, "dnm_score: bad error report which=%d row=%lld\n", err.which, (long long)err.row);
             abort();
         }
+    }
     }
     free(out);
 out:

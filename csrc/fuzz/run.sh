@@ -29,9 +29,9 @@ else
     BLAS_LIB=$($PY -c 'import scipy_openblas32 as s; print(s.get_lib_dir())')
     BLAS_NAME=$($PY -c 'import scipy_openblas32 as s; print(s.get_library())')
     "$CC" -g -O1 -std=c11 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
-        -fno-sanitize-recover=undefined -fopenmp -DDNM_NO_CLONES \
+        -fno-sanitize-recover=undefined -fopenmp \
         -Icsrc -I"$BLAS_INC" \
-        csrc/common.c csrc/score.c csrc/mining.c csrc/metrics.c csrc/fuzz/fuzz_kernels.c \
+        $(ls csrc/*.c | grep -v '_core\.c$') csrc/fuzz/fuzz_kernels.c \
         -L"$BLAS_LIB" -l"$BLAS_NAME" -Wl,-rpath,"$BLAS_LIB" -lm -o "$OUT/fuzz_kernels"
     # replay the regression corpus first, then fuzz from it plus the working corpus
     if ls "$REG/kernels"/* >/dev/null 2>&1; then
