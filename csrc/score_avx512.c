@@ -41,6 +41,15 @@
 #define DNM_KC 512 /* k per microkernel call; longer rows are summed in slabs */
 #endif
 #define KC DNM_KC
+#ifndef DNM_LB_BYTES
+#define DNM_LB_BYTES (1 << 20) /* packed labels per block (kept in L2) */
+#endif
+#ifndef DNM_IT_BYTES
+#define DNM_IT_BYTES (1 << 19) /* packed images per tile, at most */
+#endif
+#ifndef DNM_IT_MAX
+#define DNM_IT_MAX 256
+#endif
 #define SEG_MIN 1e-20  /* as DNM_SEG_MIN in common.c */
 
 static int have = -1;
@@ -269,15 +278,15 @@ int dnm_score_f_avx512(const dnm_matrix *images, const dnm_matrix *id, const dnm
     int64_t floored = 0, done = 0;
 
     /* label blocks of NPB panels: about 1 MB of packed labels (stays in L2) */
-    int64_t npb = (int64_t)(1 << 20) / (NR * D * (int64_t)sizeof(float));
+    int64_t npb = (int64_t)DNM_LB_BYTES / (NR * D * (int64_t)sizeof(float));
     npb = npb < 1 ? 1 : npb > 64 ? 64 : npb;
     const int64_t LB = npb * NR, npanels = (L + NR - 1) / NR;
     /* image tiles: at most ~512 KB packed, and enough tiles to keep threads busy */
-    int64_t IT = p->tile_rows > 0 ? p->tile_rows : (131072 / D) / MR * MR;
+    int64_t IT = p->tile_rows > 0 ? p->tile_rows : (DNM_IT_BYTES / 4 / D) / MR * MR;
     if (p->tile_rows <= 0) {
         const int64_t share = ((N + 4 * nt - 1) / (4 * nt) + MR - 1) / MR * MR;
         if (IT > share) IT = share;
-        if (IT > 256) IT = 256;
+        if (IT > DNM_IT_MAX) IT = DNM_IT_MAX;
         if (IT < MR) IT = MR;
     }
     const int64_t ntiles = (N + IT - 1) / IT;
