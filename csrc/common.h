@@ -76,6 +76,11 @@ int dnm_gather_rows_d(const dnm_matrix *m, const int64_t *idx, int64_t n, double
 int dnm_threads_begin(int requested);
 void dnm_threads_end(void);
 
+/* Nonzero when the CPU has AVX-512F (and FMA): the float scoring kernel of
+ * score_avx512.c and the AVX-512 row packing are used then.  0 in builds
+ * without the x86 clones (DNM_NO_CLONES). */
+int dnm_have_avx512(void);
+
 /* Fold one row of a label tile into log-domain accumulators.  x[0..w) are
  * the row's logits; the tile is cut into nseg segments (seg_off, seg_len),
  * segment q feeding accumulator seg_acc[q], whose state is (m[a], s[a]):

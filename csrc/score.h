@@ -40,7 +40,6 @@ int dnm_score(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *
               dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
 
 /* Internal, shared by the two float kernels. */
-int dnm_have_avx512(void);
 int dnm_score_f_avx512(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *neg,
                        const dnm_score_params *p, double *out, int64_t *n_floored, int nt,
                        dnm_tick_fn tick, void *tick_ctx, dnm_error *err);

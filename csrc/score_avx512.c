@@ -189,12 +189,32 @@ TGT static inline void sumexp32(const float *xs, int64_t len, __m512 sh0, __m512
     out[3] = a3;
 }
 
+/* (m, s) <- (m, s) (+) (ms, ss) for 32 images (the lanes of 4 x 8 doubles), as
+ * combine() in common.c: the larger shift wins, the other sum is rescaled. */
+TGT static void combine32(double *mp, double *sp, const __m512d msd[4], const __m512d ss[4],
+                          __m512d vid)
+{
+    for (int h = 0; h < 4; h++) {
+        const __m512d mo = _mm512_loadu_pd(mp + 8 * h), so = _mm512_loadu_pd(sp + 8 * h);
+        const __mmask8 gt = _mm512_cmp_pd_mask(msd[h], mo, _CMP_GT_OQ);
+        const __m512d hi = _mm512_max_pd(mo, msd[h]), lo = _mm512_min_pd(mo, msd[h]);
+        const __m512d e = exp_pd8(_mm512_mul_pd(_mm512_sub_pd(lo, hi), vid));
+        /* new max: old sum rescaled plus the new one; else the new one rescaled */
+        const __m512d sn = _mm512_mask_blend_pd(gt, _mm512_fmadd_pd(ss[h], e, so),
+                                                _mm512_fmadd_pd(so, e, ss[h]));
+        _mm512_storeu_pd(mp + 8 * h, hi);
+        _mm512_storeu_pd(sp + 8 * h, sn);
+    }
+}
+
 /* Fold a block of logits sb ([w][32]: w labels, 32 images; mx: each image's
- * maximum over them) into the state of 32 images: m[a*ld + i], s[a*ld + i] for accumulator a, as dnm_fold_row_f
- * does for one row. */
+ * maximum over them) into the state of 32 images: m[a*ld + i], s[a*ld + i]
+ * for accumulator a, as dnm_fold_row_f does for one row.  With raw, segment
+ * q's (shift, sum) pair is stored at raw + q * rawld (32 shifts, 32 sums) for
+ * combine32 later, instead of being combined now. */
 TGT static void fold_block(const float *sb, const float *mx, int64_t nseg, const int64_t *soff,
                            const int64_t *slen, const int64_t *sacc, float invT, double *m,
-                           double *s, int64_t ld)
+                           double *s, int64_t ld, double *raw, int64_t rawld)
 {
     const __m512 mx0 = _mm512_load_ps(mx), mx1 = _mm512_load_ps(mx + 16);
     const __m512 vi = _mm512_set1_ps(invT);
@@ -220,18 +240,73 @@ TGT static void fold_block(const float *sb, const float *mx, int64_t nseg, const
             ms1 = _mm512_mask_mov_ps(ms1, (__mmask16)(low[2] | (low[3] << 8)), sm1);
         }
         const __m512d msd[4] = {lo_pd(ms0), hi_pd(ms0), lo_pd(ms1), hi_pd(ms1)};
-        double *mp = m + sacc[q] * ld, *sp = s + sacc[q] * ld;
-        for (int h = 0; h < 4; h++) {
-            const __m512d mo = _mm512_loadu_pd(mp + 8 * h), so = _mm512_loadu_pd(sp + 8 * h);
-            const __mmask8 gt = _mm512_cmp_pd_mask(msd[h], mo, _CMP_GT_OQ);
-            const __m512d hi = _mm512_max_pd(mo, msd[h]), lo = _mm512_min_pd(mo, msd[h]);
-            const __m512d e = exp_pd8(_mm512_mul_pd(_mm512_sub_pd(lo, hi), vid));
-            /* new max: old sum rescaled plus the new one; else the new one rescaled */
-            const __m512d sn = _mm512_mask_blend_pd(gt, _mm512_fmadd_pd(ss[h], e, so),
-                                                    _mm512_fmadd_pd(so, e, ss[h]));
-            _mm512_storeu_pd(mp + 8 * h, hi);
-            _mm512_storeu_pd(sp + 8 * h, sn);
+        if (raw) {
+            double *r = raw + q * rawld;
+            for (int h = 0; h < 4; h++) {
+                _mm512_storeu_pd(r + 8 * h, msd[h]);
+                _mm512_storeu_pd(r + MR + 8 * h, ss[h]);
+            }
+        } else {
+            combine32(m + sacc[q] * ld, s + sacc[q] * ld, msd, ss, vid);
         }
+    }
+    /* back to SSE code (finish_row, libm): without this the dirty upper halves
+     * make every SSE instruction after it wait on a merge (scores became 3x slower) */
+    _mm256_zeroupper();
+}
+
+/* combine32 of a pair stored by fold_block(raw) */
+TGT static void combine_raw(const double *r, double *mp, double *sp, float invT)
+{
+    __m512d msd[4], ss[4];
+    for (int h = 0; h < 4; h++) {
+        msd[h] = _mm512_loadu_pd(r + 8 * h);
+        ss[h] = _mm512_loadu_pd(r + MR + 8 * h);
+    }
+    combine32(mp, sp, msd, ss, _mm512_set1_pd((double)invT));
+    _mm256_zeroupper();
+}
+
+/* The segments of label block [j0, j0 + w): pieces of the ID range and of the
+ * groups, each feeding one accumulator (0 = ID, 1 + g = group g).  Returns
+ * their number. */
+static int64_t block_segments(int64_t j0, int64_t w, int64_t C, int64_t Q, int64_t *soff,
+                              int64_t *slen, int64_t *sacc)
+{
+    int64_t nseg = 0;
+    for (int64_t j = j0; j < j0 + w; nseg++) {
+        int64_t end, acc;
+        if (j < C) {
+            end = C;
+            acc = 0;
+        } else {
+            const int64_t g = (j - C) / Q;
+            end = C + (g + 1) * Q;
+            acc = 1 + g;
+        }
+        if (end > j0 + w) end = j0 + w;
+        if (soff) {
+            soff[nseg] = j - j0;
+            slen[nseg] = end - j;
+            sacc[nseg] = acc;
+        }
+        j = end;
+    }
+    return nseg;
+}
+
+/* The logits of image panel pa (32 images) against the np label panels at pb
+ * into sb, and the images' maxima over the first w labels into mx. */
+TGT static void block_product(const float *pa, const float *pb, int64_t np, int64_t w, int64_t D,
+                              float *sb, float *mx)
+{
+    for (int i = 0; i < MR; i++) mx[i] = -INFINITY;
+    for (int64_t k0 = 0; k0 < D; k0 += KC) {
+        const int64_t kc = k0 + KC < D ? KC : D - k0;
+        const int last = k0 + kc == D;
+        for (int64_t jp = 0; jp < np; jp++)
+            ukernel(kc, pa + k0 * MR, pb + jp * NR * D + k0 * NR, NR * D, sb + jp * NR * MR,
+                    k0 > 0, last ? mx : NULL, (int)(w - jp * NR));
     }
 }
 
@@ -266,6 +341,151 @@ static void *alloc64(size_t bytes)
     return aligned_alloc(64, (bytes + 63) / 64 * 64);
 }
 
+/* Rows [r0, r1) of the images, normalised (row-major into xb), into panels of
+ * MR images [k][MR] at ap (zero rows pad the last panel). */
+static int pack_tile(const dnm_matrix *images, int64_t r0, int64_t r1, float *xb, float *ap,
+                     dnm_error *err)
+{
+    const int64_t D = images->cols, nr = r1 - r0, nmp = (nr + MR - 1) / MR;
+    int64_t bad = -1;
+    int rc = dnm_pack_rows_f(images, r0, r1, xb, D, 1, NULL, &bad);
+    if (rc != DNM_OK) {
+        dnm_error_record(err, rc, 0, bad);
+        return rc;
+    }
+    for (int64_t ip = 0; ip < nmp; ip++) {
+        float *pa = ap + ip * MR * D;
+        for (int64_t i = 0; i < MR; i++) {
+            const int64_t r = ip * MR + i;
+            if (r < nr) {
+                const float *x = xb + r * D;
+                for (int64_t k = 0; k < D; k++) pa[k * MR + i] = x[k];
+            } else {
+                for (int64_t k = 0; k < D; k++) pa[k * MR + i] = 0.0f;
+            }
+        }
+    }
+    return DNM_OK;
+}
+
+static void reset_state(double *sm, double *ss, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        sm[i] = -INFINITY;
+        ss[i] = 0.0;
+    }
+}
+
+/* Scores of nr images from their state (accumulator a of image r at a*ld + r). */
+static void finish_tile(const dnm_score_params *p, int64_t C, const double *sm,
+                        const double *ss, int64_t ld, int64_t nr, double *row, double *out,
+                        int64_t *floored)
+{
+    const int64_t G = p->groups;
+    double *mg = row, *sg = row + 1 + G;
+    for (int64_t r = 0; r < nr; r++) {
+        for (int64_t a = 0; a <= G; a++) {
+            mg[a] = sm[a * ld + r];
+            sg[a] = ss[a * ld + r];
+        }
+        out[r] = dnm_score_finish_row(p, C, mg[0], sg[0], mg + 1, sg + 1, floored);
+    }
+}
+
+/* One image tile and more than one thread: the threads share the label blocks
+ * instead.  Each block's per-segment (shift, sum) pairs are kept and combined
+ * afterwards in block order - the order the tile loop combines them in - so
+ * the scores are the same bits.  Returns -1 (nothing done) when the pairs
+ * would take more than 32 MiB. */
+static int score_split(const dnm_matrix *images, const dnm_score_params *p, const float *lab,
+                       int64_t C, int64_t LB, int nt, float invT, double *out,
+                       int64_t *n_floored, dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
+{
+    const int64_t N = images->rows, D = images->cols, G = p->groups, Q = p->group_size;
+    const int64_t L = C + G * Q, nmp = (N + MR - 1) / MR, ITP = nmp * MR;
+    const int64_t nblocks = (L + LB - 1) / LB;
+    int64_t total = 0;
+    for (int64_t b = 0; b < nblocks; b++) {
+        const int64_t j0 = b * LB, w = j0 + LB < L ? LB : L - j0;
+        total += block_segments(j0, w, C, Q, NULL, NULL, NULL);
+    }
+    if ((double)total * (double)nmp * 64.0 * sizeof(double) > 32.0 * 1048576.0) return -1;
+    int64_t *bstart = (int64_t *)malloc((size_t)(nblocks + 1) * sizeof(int64_t));
+    int64_t *so = (int64_t *)malloc((size_t)total * 3 * sizeof(int64_t));
+    double *raw = (double *)malloc((size_t)total * (size_t)nmp * 64 * sizeof(double));
+    double *sm = (double *)malloc((size_t)(1 + G) * (size_t)ITP * 2 * sizeof(double));
+    double *row = (double *)malloc((size_t)(1 + G) * 2 * sizeof(double));
+    float *xb = (float *)malloc((size_t)N * (size_t)D * sizeof(float));
+    float *ap = (float *)alloc64((size_t)ITP * (size_t)D * sizeof(float));
+    int rc = DNM_OK;
+    if (!(bstart && so && raw && sm && row && xb && ap)) {
+        dnm_error_record(err, DNM_ENOMEM, -1, -1);
+        rc = DNM_ENOMEM;
+        goto out;
+    }
+    int64_t *soff = so, *slen = so + total, *sacc = so + 2 * total;
+    for (int64_t b = 0, t = 0; b < nblocks; b++) {
+        const int64_t j0 = b * LB, w = j0 + LB < L ? LB : L - j0;
+        bstart[b] = t;
+        t += block_segments(j0, w, C, Q, soff + t, slen + t, sacc + t);
+    }
+    bstart[nblocks] = total;
+    rc = pack_tile(images, 0, N, xb, ap, err);
+    if (rc != DNM_OK) goto out;
+
+    volatile int stop = 0;
+    int64_t done = 0;
+#pragma omp parallel num_threads(nt)
+    {
+        float *sb = (float *)alloc64((size_t)MR * (size_t)(LB + 1) * sizeof(float));
+        float *mx = sb ? sb + MR * LB : NULL;
+        if (!sb) {
+            dnm_error_record(err, DNM_ENOMEM, -1, -1);
+            stop = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t b = 0; b < nblocks; b++) {
+            if (stop || !sb) continue;
+            const int64_t j0 = b * LB, w = j0 + LB < L ? LB : L - j0, np = (w + NR - 1) / NR;
+            const int64_t q0 = bstart[b], nseg = bstart[b + 1] - q0;
+            for (int64_t ip = 0; ip < nmp; ip++) {
+                block_product(ap + ip * MR * D, lab + j0 * D, np, w, D, sb, mx);
+                fold_block(sb, mx, nseg, soff + q0, slen + q0, sacc + q0, invT, NULL, NULL, 0,
+                           raw + (q0 * nmp + ip) * 64, nmp * 64);
+            }
+            int64_t now;
+#pragma omp atomic capture
+            now = ++done;
+            if (tick && omp_get_thread_num() == 0 && !stop) {
+                if (tick(tick_ctx, now, nblocks)) {
+                    stop = 1;
+                    dnm_error_record(err, DNM_ECANCEL, -1, -1);
+                }
+            }
+        }
+        free(sb);
+    }
+    rc = err->code;
+    if (rc != DNM_OK) goto out;
+    double *ss = sm + (1 + G) * ITP;
+    reset_state(sm, ss, (1 + G) * ITP);
+    for (int64_t q = 0; q < total; q++)
+        for (int64_t ip = 0; ip < nmp; ip++)
+            combine_raw(raw + (q * nmp + ip) * 64, sm + sacc[q] * ITP + ip * MR,
+                        ss + sacc[q] * ITP + ip * MR, invT);
+    finish_tile(p, C, sm, ss, ITP, N, row, out, n_floored);
+    if (tick) tick(tick_ctx, nblocks, nblocks);
+out:
+    free(bstart);
+    free(so);
+    free(raw);
+    free(sm);
+    free(row);
+    free(xb);
+    free(ap);
+    return rc;
+}
+
 int dnm_score_f_avx512(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *neg,
                        const dnm_score_params *p, double *out, int64_t *n_floored, int nt,
                        dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
@@ -292,8 +512,10 @@ int dnm_score_f_avx512(const dnm_matrix *images, const dnm_matrix *id, const dnm
     const int64_t ntiles = (N + IT - 1) / IT;
     const int64_t ITP = (IT + MR - 1) / MR * MR; /* padded to whole panels */
     const int nt_lab = (double)L * (double)D < 262144.0 ? 1 : nt;
-    const int nt_img = ntiles < nt ? (int)ntiles
-                       : ((double)N * (double)L * (double)(D + 16) < 33554432.0 ? 1 : nt);
+    /* the work counts padded rows: a panel of 32 images costs the same for 1 image */
+    const double work = (double)(ntiles > 1 ? N : (N + MR - 1) / MR * MR) * (double)L *
+                        (double)(D + 16);
+    const int nt_img = ntiles < nt ? (int)ntiles : (work < 33554432.0 ? 1 : nt);
 
     float *lab = (float *)alloc64((size_t)npanels * NR * (size_t)D * sizeof(float));
     if (!lab) { err->code = DNM_ENOMEM; return DNM_ENOMEM; }
@@ -308,6 +530,19 @@ int dnm_score_f_avx512(const dnm_matrix *images, const dnm_matrix *id, const dnm
         free(tmp);
     }
     if (err->code != DNM_OK) { free(lab); return err->code; }
+
+    if (ntiles == 1 && nt > 1 && L > LB && work >= 33554432.0) {
+        const int rc = score_split(images, p, lab, C, LB, nt, invT, out, &floored, tick,
+                                   tick_ctx, err);
+        if (rc >= 0) {
+            free(lab);
+            *n_floored = floored;
+            if (rc == DNM_OK && p->kind == DNM_SCORE_DNM && p->guard == DNM_GUARD_RAISE &&
+                floored > 0)
+                err->code = DNM_EGUARD;
+            return err->code;
+        }
+    }
 
 #pragma omp parallel num_threads(nt_img)
     {
@@ -331,75 +566,24 @@ int dnm_score_f_avx512(const dnm_matrix *images, const dnm_matrix *id, const dnm
             if (stop || !ok) continue;
             const int64_t r0 = t * IT, r1 = r0 + IT < N ? r0 + IT : N, nr = r1 - r0;
             const int64_t nmp = (nr + MR - 1) / MR;
-            int64_t bad = -1;
-            int prc = dnm_pack_rows_f(images, r0, r1, xb, D, 1, NULL, &bad);
-            if (prc != DNM_OK) {
-                dnm_error_record(err, prc, 0, bad);
+            if (pack_tile(images, r0, r1, xb, ap, err) != DNM_OK) {
                 stop = 1;
                 continue;
             }
-            for (int64_t ip = 0; ip < nmp; ip++) {
-                float *pa = ap + ip * MR * D;
-                for (int64_t i = 0; i < MR; i++) {
-                    const int64_t r = ip * MR + i;
-                    if (r < nr) {
-                        const float *x = xb + r * D;
-                        for (int64_t k = 0; k < D; k++) pa[k * MR + i] = x[k];
-                    } else {
-                        for (int64_t k = 0; k < D; k++) pa[k * MR + i] = 0.0f;
-                    }
-                }
-            }
-            for (int64_t a = 0; a <= G; a++)
-                for (int64_t i = 0; i < ITP; i++) {
-                    sm[a * ITP + i] = -INFINITY;
-                    ss[a * ITP + i] = 0.0;
-                }
+            reset_state(sm, ss, (1 + G) * ITP);
             for (int64_t j0 = 0; j0 < L; j0 += LB) {
                 const int64_t w = j0 + LB < L ? LB : L - j0;
                 const int64_t np = (w + NR - 1) / NR;
                 const float *pb = lab + j0 * D; /* j0 is a multiple of NR */
-                int64_t nseg = 0, *soff = so, *slen = so + maxseg, *sacc = so + 2 * maxseg;
-                for (int64_t j = j0; j < j0 + w; nseg++) {
-                    int64_t end, acc;
-                    if (j < C) {
-                        end = C;
-                        acc = 0;
-                    } else {
-                        const int64_t g = (j - C) / Q;
-                        end = C + (g + 1) * Q;
-                        acc = 1 + g;
-                    }
-                    if (end > j0 + w) end = j0 + w;
-                    soff[nseg] = j - j0;
-                    slen[nseg] = end - j;
-                    sacc[nseg] = acc;
-                    j = end;
-                }
+                int64_t *soff = so, *slen = so + maxseg, *sacc = so + 2 * maxseg;
+                const int64_t nseg = block_segments(j0, w, C, Q, soff, slen, sacc);
                 for (int64_t ip = 0; ip < nmp; ip++) {
-                    const float *pa = ap + ip * MR * D;
-                    for (int i = 0; i < MR; i++) mx[i] = -INFINITY;
-                    for (int64_t k0 = 0; k0 < D; k0 += KC) {
-                        const int64_t kc = k0 + KC < D ? KC : D - k0;
-                        const int last = k0 + kc == D;
-                        for (int64_t jp = 0; jp < np; jp++)
-                            ukernel(kc, pa + k0 * MR, pb + jp * NR * D + k0 * NR, NR * D,
-                                    sb + jp * NR * MR, k0 > 0, last ? mx : NULL,
-                                    (int)(w - jp * NR));
-                    }
+                    block_product(ap + ip * MR * D, pb, np, w, D, sb, mx);
                     fold_block(sb, mx, nseg, soff, slen, sacc, invT, sm + ip * MR, ss + ip * MR,
-                               ITP);
+                               ITP, NULL, 0);
                 }
             }
-            for (int64_t r = 0; r < nr; r++) {
-                double *mg = row, *sg = row + 1 + G;
-                for (int64_t a = 0; a <= G; a++) {
-                    mg[a] = sm[a * ITP + r];
-                    sg[a] = ss[a * ITP + r];
-                }
-                out[r0 + r] = dnm_score_finish_row(p, C, mg[0], sg[0], mg + 1, sg + 1,
-                                                   &my_floored);
-            }
+            finish_tile(p, C, sm, ss, ITP, nr, row, out + r0, &my_floored);
             int64_t now;
 #pragma omp atomic capture
             now = ++done;

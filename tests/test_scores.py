@@ -459,3 +459,21 @@ def test_float_kernel_choice_is_checked():
     X = np.ones((2, 3), np.float32)
     with pytest.raises(ValueError, match="kernel"):
         _core.score(0, X, X, None, None, 1.0, 1.0, 0, 0, None, 0, 7)
+
+
+@pytest.mark.parametrize("kind", ["dnm", "neglabel", "energy"])
+def test_few_images_share_label_blocks_bitwise(rng, kind, float_kernel):
+    """A batch that fits one image tile is split over label blocks between threads on the
+    AVX-512 kernel (each block's sums combined afterwards in block order): the same bits
+    as the tile loop, with one thread or in a larger batch, and the twin's values."""
+    X, P, N = data(rng, 100, 300, 2400, 512, np.float32)
+    kw = {} if kind == "energy" else {"groups": 8}
+    whole = only(kind, X, P, N, **kw)
+    for rows in (slice(0, 5), slice(7, 8), slice(60, 92)):
+        two = only(kind, X[rows], P, N, num_threads=2, **kw)
+        one = only(kind, X[rows], P, N, num_threads=1, **kw)
+        np.testing.assert_array_equal(two, one)
+        if float_kernel == "avx512":
+            np.testing.assert_array_equal(two, whole[rows])
+    got, want = call(kind, X[:5], P, N, **kw)
+    np.testing.assert_allclose(got, want, rtol=1e-4)
