@@ -48,6 +48,12 @@ void dnm_error_record(dnm_error *err, int code, int which, int64_t row);
  * with DNM_ECANCEL.  May be NULL. */
 typedef int (*dnm_tick_fn)(void *ctx, int64_t done, int64_t total);
 
+/* Inside a kernel's OpenMP loop, after a worker finished one of `total` units:
+ * count it in *done and, on the calling thread, report progress; a nonzero
+ * tick return sets *stop and records DNM_ECANCEL. */
+void dnm_tick_done(dnm_tick_fn tick, void *ctx, int64_t *done, int64_t total,
+                   volatile int *stop, dnm_error *err);
+
 /* Element (i, j) as double. */
 double dnm_get(const dnm_matrix *m, int64_t i, int64_t j);
 

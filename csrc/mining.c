@@ -469,15 +469,7 @@ static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, int64_t lo, int64_
                                             hi, rows_side, !rows_side);
                     omp_unset_lock(&locks[I]);
                 }
-                int64_t now;
-#pragma omp atomic capture
-                now = ++done;
-                if (tick && omp_get_thread_num() == 0 && !stop) {
-                    if (tick(tick_ctx, now, P)) {
-                        stop = 1;
-                        dnm_error_record(err, DNM_ECANCEL, -1, -1);
-                    }
-                }
+                dnm_tick_done(tick, tick_ctx, &done, P, &stop, err);
             }
             free(S);
         }
@@ -615,15 +607,7 @@ static int DNM_MCAT(closeness, SUF)(const dnm_matrix *id, const dnm_matrix *cand
                 }
                 out[r0 + a] = q;
             }
-            int64_t now;
-#pragma omp atomic capture
-            now = ++done;
-            if (tick && omp_get_thread_num() == 0 && !stop) {
-                if (tick(tick_ctx, now, ntiles)) {
-                    stop = 1;
-                    dnm_error_record(err, DNM_ECANCEL, -1, -1);
-                }
-            }
+            dnm_tick_done(tick, tick_ctx, &done, ntiles, &stop, err);
         }
         free(xb);
         free(sb);

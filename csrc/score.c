@@ -84,6 +84,42 @@ double dnm_score_finish_row(const dnm_score_params *p, int64_t C, double mS, dou
     return acc / ((double)G * (double)C);
 }
 
+/* See score.h. */
+int64_t dnm_score_segments(int64_t j0, int64_t w, int64_t C, int64_t Q, int64_t *soff,
+                           int64_t *slen, int64_t *sacc)
+{
+    int64_t nseg = 0;
+    for (int64_t j = j0; j < j0 + w; nseg++) {
+        int64_t end, acc;
+        if (j < C) {
+            end = C;
+            acc = 0;
+        } else {
+            const int64_t g = (j - C) / Q;
+            end = C + (g + 1) * Q;
+            acc = 1 + g;
+        }
+        if (end > j0 + w) end = j0 + w;
+        if (soff) {
+            soff[nseg] = j - j0;
+            slen[nseg] = end - j;
+            sacc[nseg] = acc;
+        }
+        j = end;
+    }
+    return nseg;
+}
+
+int dnm_score_close(const dnm_score_params *p, int64_t floored, dnm_tick_fn tick, void *ctx,
+                    int64_t total, dnm_error *err)
+{
+    int rc = err->code;
+    if (rc == DNM_OK && p->kind == DNM_SCORE_DNM && p->guard == DNM_GUARD_RAISE && floored > 0)
+        err->code = rc = DNM_EGUARD;
+    if (rc == DNM_OK && tick) tick(ctx, total, total);
+    return rc;
+}
+
 /* ---- float instance ---- */
 #define REAL float
 #define SUF f

@@ -43,6 +43,16 @@ int dnm_score(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *
 int dnm_score_f_avx512(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *neg,
                        const dnm_score_params *p, double *out, int64_t *n_floored, int nt,
                        dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
+/* The segments of label block [j0, j0 + w) of [ID; G groups of Q]: pieces of
+ * the ID range and of the groups, each feeding one accumulator (0 = ID,
+ * 1 + g = group g).  Writes offsets (from j0), lengths and accumulators when
+ * soff is not NULL; returns their number. */
+int64_t dnm_score_segments(int64_t j0, int64_t w, int64_t C, int64_t Q, int64_t *soff,
+                           int64_t *slen, int64_t *sacc);
+/* A score kernel's return: guard="raise" with floored pairs gives DNM_EGUARD,
+ * and a successful call reports its last progress tick. */
+int dnm_score_close(const dnm_score_params *p, int64_t floored, dnm_tick_fn tick, void *ctx,
+                    int64_t total, dnm_error *err);
 /* One image's score from its accumulators (shift m, sum s of exp((logit - m)/T)):
  * the ID ones (mS, sS) and the G groups' (mg, sg). */
 double dnm_score_finish_row(const dnm_score_params *p, int64_t C, double mS, double sS,

@@ -267,34 +267,6 @@ TGT static void combine_raw(const double *r, double *mp, double *sp, float invT)
     _mm256_zeroupper();
 }
 
-/* The segments of label block [j0, j0 + w): pieces of the ID range and of the
- * groups, each feeding one accumulator (0 = ID, 1 + g = group g).  Returns
- * their number. */
-static int64_t block_segments(int64_t j0, int64_t w, int64_t C, int64_t Q, int64_t *soff,
-                              int64_t *slen, int64_t *sacc)
-{
-    int64_t nseg = 0;
-    for (int64_t j = j0; j < j0 + w; nseg++) {
-        int64_t end, acc;
-        if (j < C) {
-            end = C;
-            acc = 0;
-        } else {
-            const int64_t g = (j - C) / Q;
-            end = C + (g + 1) * Q;
-            acc = 1 + g;
-        }
-        if (end > j0 + w) end = j0 + w;
-        if (soff) {
-            soff[nseg] = j - j0;
-            slen[nseg] = end - j;
-            sacc[nseg] = acc;
-        }
-        j = end;
-    }
-    return nseg;
-}
-
 /* The logits of image panel pa (32 images) against the np label panels at pb
  * into sb, and the images' maxima over the first w labels into mx. */
 TGT static void block_product(const float *pa, const float *pb, int64_t np, int64_t w, int64_t D,
@@ -395,9 +367,10 @@ static void finish_tile(const dnm_score_params *p, int64_t C, const double *sm,
 /* One image tile and more than one thread: the threads share the label blocks
  * instead.  Each block's per-segment (shift, sum) pairs are kept and combined
  * afterwards in block order - the order the tile loop combines them in - so
- * the scores are the same bits.  Returns -1 (nothing done) when the pairs
- * would take more than 32 MiB. */
-static int score_split(const dnm_matrix *images, const dnm_score_params *p, const float *lab,
+ * the scores are the same bits.  Returns the number of blocks (the progress
+ * total) when it ran, errors in err, or -1 (nothing done) when the pairs would
+ * take more than 32 MiB. */
+static int64_t score_split(const dnm_matrix *images, const dnm_score_params *p, const float *lab,
                        int64_t C, int64_t LB, int nt, float invT, double *out,
                        int64_t *n_floored, dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
 {
@@ -407,7 +380,7 @@ static int score_split(const dnm_matrix *images, const dnm_score_params *p, cons
     int64_t total = 0;
     for (int64_t b = 0; b < nblocks; b++) {
         const int64_t j0 = b * LB, w = j0 + LB < L ? LB : L - j0;
-        total += block_segments(j0, w, C, Q, NULL, NULL, NULL);
+        total += dnm_score_segments(j0, w, C, Q, NULL, NULL, NULL);
     }
     if ((double)total * (double)nmp * 64.0 * sizeof(double) > 32.0 * 1048576.0) return -1;
     int64_t *bstart = (int64_t *)malloc((size_t)(nblocks + 1) * sizeof(int64_t));
@@ -417,21 +390,18 @@ static int score_split(const dnm_matrix *images, const dnm_score_params *p, cons
     double *row = (double *)malloc((size_t)(1 + G) * 2 * sizeof(double));
     float *xb = (float *)malloc((size_t)N * (size_t)D * sizeof(float));
     float *ap = (float *)alloc64((size_t)ITP * (size_t)D * sizeof(float));
-    int rc = DNM_OK;
     if (!(bstart && so && raw && sm && row && xb && ap)) {
         dnm_error_record(err, DNM_ENOMEM, -1, -1);
-        rc = DNM_ENOMEM;
         goto out;
     }
     int64_t *soff = so, *slen = so + total, *sacc = so + 2 * total;
     for (int64_t b = 0, t = 0; b < nblocks; b++) {
         const int64_t j0 = b * LB, w = j0 + LB < L ? LB : L - j0;
         bstart[b] = t;
-        t += block_segments(j0, w, C, Q, soff + t, slen + t, sacc + t);
+        t += dnm_score_segments(j0, w, C, Q, soff + t, slen + t, sacc + t);
     }
     bstart[nblocks] = total;
-    rc = pack_tile(images, 0, N, xb, ap, err);
-    if (rc != DNM_OK) goto out;
+    if (pack_tile(images, 0, N, xb, ap, err) != DNM_OK) goto out;
 
     volatile int stop = 0;
     int64_t done = 0;
@@ -453,20 +423,11 @@ static int score_split(const dnm_matrix *images, const dnm_score_params *p, cons
                 fold_block(sb, mx, nseg, soff + q0, slen + q0, sacc + q0, invT, NULL, NULL, 0,
                            raw + (q0 * nmp + ip) * 64, nmp * 64);
             }
-            int64_t now;
-#pragma omp atomic capture
-            now = ++done;
-            if (tick && omp_get_thread_num() == 0 && !stop) {
-                if (tick(tick_ctx, now, nblocks)) {
-                    stop = 1;
-                    dnm_error_record(err, DNM_ECANCEL, -1, -1);
-                }
-            }
+            dnm_tick_done(tick, tick_ctx, &done, nblocks, &stop, err);
         }
         free(sb);
     }
-    rc = err->code;
-    if (rc != DNM_OK) goto out;
+    if (err->code != DNM_OK) goto out;
     double *ss = sm + (1 + G) * ITP;
     reset_state(sm, ss, (1 + G) * ITP);
     for (int64_t q = 0; q < total; q++)
@@ -474,7 +435,6 @@ static int score_split(const dnm_matrix *images, const dnm_score_params *p, cons
             combine_raw(raw + (q * nmp + ip) * 64, sm + sacc[q] * ITP + ip * MR,
                         ss + sacc[q] * ITP + ip * MR, invT);
     finish_tile(p, C, sm, ss, ITP, N, row, out, n_floored);
-    if (tick) tick(tick_ctx, nblocks, nblocks);
 out:
     free(bstart);
     free(so);
@@ -483,7 +443,7 @@ out:
     free(row);
     free(xb);
     free(ap);
-    return rc;
+    return nblocks;
 }
 
 int dnm_score_f_avx512(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *neg,
@@ -532,15 +492,12 @@ int dnm_score_f_avx512(const dnm_matrix *images, const dnm_matrix *id, const dnm
     if (err->code != DNM_OK) { free(lab); return err->code; }
 
     if (ntiles == 1 && nt > 1 && L > LB && work >= 33554432.0) {
-        const int rc = score_split(images, p, lab, C, LB, nt, invT, out, &floored, tick,
-                                   tick_ctx, err);
-        if (rc >= 0) {
+        const int64_t nblocks = score_split(images, p, lab, C, LB, nt, invT, out, &floored,
+                                            tick, tick_ctx, err);
+        if (nblocks > 0) {
             free(lab);
             *n_floored = floored;
-            if (rc == DNM_OK && p->kind == DNM_SCORE_DNM && p->guard == DNM_GUARD_RAISE &&
-                floored > 0)
-                err->code = DNM_EGUARD;
-            return err->code;
+            return dnm_score_close(p, floored, tick, tick_ctx, nblocks, err);
         }
     }
 
@@ -576,7 +533,7 @@ int dnm_score_f_avx512(const dnm_matrix *images, const dnm_matrix *id, const dnm
                 const int64_t np = (w + NR - 1) / NR;
                 const float *pb = lab + j0 * D; /* j0 is a multiple of NR */
                 int64_t *soff = so, *slen = so + maxseg, *sacc = so + 2 * maxseg;
-                const int64_t nseg = block_segments(j0, w, C, Q, soff, slen, sacc);
+                const int64_t nseg = dnm_score_segments(j0, w, C, Q, soff, slen, sacc);
                 for (int64_t ip = 0; ip < nmp; ip++) {
                     block_product(ap + ip * MR * D, pb, np, w, D, sb, mx);
                     fold_block(sb, mx, nseg, soff, slen, sacc, invT, sm + ip * MR, ss + ip * MR,
@@ -584,15 +541,7 @@ int dnm_score_f_avx512(const dnm_matrix *images, const dnm_matrix *id, const dnm
                 }
             }
             finish_tile(p, C, sm, ss, ITP, nr, row, out + r0, &my_floored);
-            int64_t now;
-#pragma omp atomic capture
-            now = ++done;
-            if (tick && omp_get_thread_num() == 0 && !stop) {
-                if (tick(tick_ctx, now, ntiles)) {
-                    stop = 1;
-                    dnm_error_record(err, DNM_ECANCEL, -1, -1);
-                }
-            }
+            dnm_tick_done(tick, tick_ctx, &done, ntiles, &stop, err);
         }
 #pragma omp atomic
         floored += my_floored;
@@ -605,11 +554,7 @@ int dnm_score_f_avx512(const dnm_matrix *images, const dnm_matrix *id, const dnm
     }
     free(lab);
     *n_floored = floored;
-    int rc = err->code;
-    if (rc == DNM_OK && p->kind == DNM_SCORE_DNM && p->guard == DNM_GUARD_RAISE && floored > 0)
-        err->code = rc = DNM_EGUARD;
-    if (rc == DNM_OK && tick) tick(tick_ctx, ntiles, ntiles);
-    return rc;
+    return dnm_score_close(p, floored, tick, tick_ctx, ntiles, err);
 }
 
 #else /* no AVX-512 kernel in this build */

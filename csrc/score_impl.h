@@ -14,7 +14,6 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
      * value gives the same exps (0 below the max, 1 at it) without inf * 0 = NaN */
     REAL invT = (REAL)(1.0 / p->temperature);
     if (!isfinite(invT)) invT = (REAL)(sizeof(REAL) == sizeof(float) ? FLT_MAX : DBL_MAX);
-    int rc = DNM_OK;
     volatile int stop = 0;
     int64_t floored = 0, done = 0;
     /* rows per image tile: big tiles for big N (less repacking), smaller ones while N is
@@ -90,23 +89,8 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
                 GEMM(DnmRowMajor, DnmNoTrans, DnmTrans, (int)nr, (int)w, (int)D, (REAL)1, xb,
                      (int)D, lab + j0 * D, (int)D, (REAL)0, sb, (int)w);
                 /* the tile's columns cut into segments, each feeding one accumulator */
-                int64_t nseg = 0, *soff = so, *slen = so + maxseg, *sacc = so + 2 * maxseg;
-                for (int64_t j = j0; j < j0 + w; nseg++) {
-                    int64_t end, acc;
-                    if (j < C) {
-                        end = C;
-                        acc = 0;
-                    } else {
-                        const int64_t g = (j - C) / Q;
-                        end = C + (g + 1) * Q;
-                        acc = 1 + g;
-                    }
-                    if (end > j0 + w) end = j0 + w;
-                    soff[nseg] = j - j0;
-                    slen[nseg] = end - j;
-                    sacc[nseg] = acc;
-                    j = end;
-                }
+                int64_t *soff = so, *slen = so + maxseg, *sacc = so + 2 * maxseg;
+                const int64_t nseg = dnm_score_segments(j0, w, C, Q, soff, slen, sacc);
                 for (int64_t r = 0; r < nr; r++) {
                     double *s = st + r * SW;
                     FOLD_ROW(sb + r * w, w, nseg, soff, slen, sacc, invT, s, s + 1 + G);
@@ -116,15 +100,7 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
                 const double *s = st + r * SW;
                 out[r0 + r] = dnm_score_finish_row(p, C, s[0], s[1 + G], s + 1, s + 2 + G, &my_floored);
             }
-            int64_t now;
-#pragma omp atomic capture
-            now = ++done;
-            if (tick && omp_get_thread_num() == 0 && !stop) {
-                if (tick(tick_ctx, now, ntiles)) {
-                    stop = 1;
-                    dnm_error_record(err, DNM_ECANCEL, -1, -1);
-                }
-            }
+            dnm_tick_done(tick, tick_ctx, &done, ntiles, &stop, err);
         }
 #pragma omp atomic
         floored += my_floored;
@@ -135,12 +111,7 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
     }
     free(lab);
     *n_floored = floored;
-    rc = err->code;
-    if (rc == DNM_OK && p->kind == DNM_SCORE_DNM && p->guard == DNM_GUARD_RAISE && floored > 0) {
-        err->code = rc = DNM_EGUARD;
-    }
-    if (rc == DNM_OK && tick) tick(tick_ctx, ntiles, ntiles);
-    return rc;
+    return dnm_score_close(p, floored, tick, tick_ctx, ntiles, err);
 }
 #undef DNM_CAT
 #undef DNM_CAT2

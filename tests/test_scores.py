@@ -477,3 +477,16 @@ def test_few_images_share_label_blocks_bitwise(rng, kind, float_kernel):
             np.testing.assert_array_equal(two, whole[rows])
     got, want = call(kind, X[:5], P, N, **kw)
     np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+def test_few_images_bad_row_is_reported(rng):
+    """The label-block split (one image tile, two threads) reports a bad image row like
+    the tile loop does."""
+    X, P, N = data(rng, 3, 300, 2400, 512, np.float32)
+    X[1, 7] = np.nan
+    with pytest.raises(ValueError, match=r"images.*row 1"):
+        dnm.dnm_score(X, P, N, groups=8, num_threads=2)
+    X[1, 7] = 0.0
+    X[2] = 0.0
+    with pytest.raises(ValueError, match=r"images.*row 2"):
+        dnm.neglabel_score(X, P, N, groups=8, num_threads=2)
