@@ -35,15 +35,18 @@ def reset_peak_rss():
         f.write("5")
 
 
-def interleaved(fns, repeats):
+def interleaved(fns, repeats, pause=0.3):
     """Median wall time (s) of each of fns (a dict name -> callable), timed round-robin:
     every repeat times each function once, so slow drifts of a shared machine's load
-    fall on all of them alike and the ratios taken from one run stay fair."""
+    fall on all of them alike and the ratios taken from one run stay fair.  A short
+    pause before each call lets the kernel finish returning the memory the previous
+    call freed (a 1 GB result otherwise slows whatever runs next)."""
     for fn in fns.values():
         fn()  # page faults, thread pools
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            time.sleep(pause)
             t = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t)
