@@ -15,7 +15,8 @@ G = 100 groups.  In one run it times, as medians over repeats:
   (d) peak resident memory beyond the inputs during a dnm_score call (VmHWM after
       resetting it through /proc/self/clear_refs), at N and at 5 N.
 The contenders of the main table are timed round-robin (each repeat times every one), so
-load drifting on a shared machine hits them alike.  Also: latency for 1 / 256 / 700 images.
+load drifting on a shared machine hits them alike.  Also: latency for 1 / 256 / 700 images,
+with the labels packed per call (the functions) and packed once (the detector).
 Writes the table to benchmarks/results/score.txt.
 """
 import argparse
@@ -159,11 +160,22 @@ def main(argv=None):
     t_np_id = small["numpy matmul(images, id_labels.T, out=)"]
     rows += list(small.items())
 
-    # latency of small batches (labels are normalised and packed on every call)
-    lat = []
+    # latency of small batches: the function normalises and packs the labels on every call;
+    # NegativeLabelDetector.score_samples packs its fitted labels once (AVX-512 kernel)
+    lat, lat_packed = [], []
+    packed = None
+    if _core.HAVE_AVX512:
+        from dnm.detector import _frozen
+
+        Pf, Nf, If = _frozen(P.copy()), _frozen(Ng.copy()), _frozen(idx.copy())
+        packed = _core.pack_labels(4, Pf, Nf, If, 0.5, 0)
     for n in (1, 256, 700):
         xs = X[:n]
         lat.append((n, timeit(lambda: dnm.dnm_score(xs, P, Ng, **kw), 3 * args.repeats)))
+        if packed is not None:
+            with _config.packed_labels(packed):
+                lat_packed.append((n, timeit(lambda: dnm.dnm_score(xs, Pf, Nf, tau=0.5, groups=If),
+                                             3 * args.repeats)))
 
     mem = peak_extra(N, C, M, D, G)
     mem5 = peak_extra(5 * N, C, M, D, G)
@@ -203,6 +215,9 @@ def main(argv=None):
                      f"reference-style {err2:.2e}")
     lines.append("latency of dnm_score for small batches (labels packed on every call): " +
                  ", ".join(f"{n} images {t * 1e3:.1f} ms" for n, t in lat))
+    if lat_packed:
+        lines.append("the same with the labels packed once (NegativeLabelDetector.score_samples): "
+                     + ", ".join(f"{n} images {t * 1e3:.1f} ms" for n, t in lat_packed))
     lines += [
         f"peak memory beyond inputs during dnm_score: N={N}: {mem / 2**20:.1f} MiB, "
         f"N={5 * N}: {mem5 / 2**20:.1f} MiB (inputs {inputs / 2**20:.0f} MiB; target <= 64 MiB)",

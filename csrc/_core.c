@@ -105,19 +105,68 @@ static void raise_error(const dnm_error *e, const char *const *names)
 
 /* ---- scoring -------------------------------------------------------------- */
 
+/* The label side of a score call: id labels, and for NegLabel/DNM the
+ * negatives with their (G, Q) group index (a new reference in *idx, which the
+ * caller releases; NULL otherwise).  Fills p->groups, group_size, index. */
+static int parse_labels(int kind, double tau, PyObject *id_o, PyObject *neg_o, PyObject *idx_o,
+                        dnm_matrix *id, dnm_matrix *neg, PyArrayObject **idx,
+                        dnm_score_params *p)
+{
+    *idx = NULL;
+    if (to_matrix(id_o, "id_labels", id)) return -1;
+    if (id->rows < 1 || id->cols < 1) {
+        PyErr_SetString(PyExc_ValueError, "id_labels: empty");
+        return -1;
+    }
+    if (kind != DNM_SCORE_NEGLABEL && kind != DNM_SCORE_DNM) return 0;
+    if (to_matrix(neg_o, "negatives", neg)) return -1;
+    if (neg->cols != id->cols || neg->rows < 1) {
+        PyErr_SetString(PyExc_ValueError, "negatives: empty or mismatched dimension");
+        return -1;
+    }
+    if (!(tau > 0 && tau <= 1)) {
+        PyErr_SetString(PyExc_ValueError, "tau: must lie in (0, 1]");
+        return -1;
+    }
+    PyArrayObject *ix = (PyArrayObject *)PyArray_FROMANY(idx_o, NPY_INT64, 2, 2,
+                                                         NPY_ARRAY_CARRAY_RO);
+    if (!ix) return -1;
+    p->groups = PyArray_DIM(ix, 0);
+    p->group_size = PyArray_DIM(ix, 1);
+    p->index = (const int64_t *)PyArray_DATA(ix);
+    if (p->groups < 1 || p->group_size < 1) {
+        Py_DECREF(ix);
+        PyErr_SetString(PyExc_ValueError, "groups: index array must be non-empty");
+        return -1;
+    }
+    for (npy_intp q = 0; q < p->groups * p->group_size; q++) {
+        if (p->index[q] < 0 || p->index[q] >= neg->rows) {
+            PyErr_Format(PyExc_ValueError, "groups: index %lld out of range [0, %lld)",
+                         (long long)p->index[q], (long long)neg->rows);
+            Py_DECREF(ix);
+            return -1;
+        }
+    }
+    *idx = ix;
+    return 0;
+}
+
+static const char *const score_names[] = {"images", "id_labels", "negatives"};
+
 static PyObject *py_score(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"kind", "images", "id_labels", "negatives", "index", "temperature",
-                             "tau", "guard", "num_threads", "progress", "tile_rows", "kernel", NULL};
+                             "tau", "guard", "num_threads", "progress", "tile_rows", "kernel",
+                             "packed", NULL};
     int kind, guard, nthreads;
-    PyObject *img_o, *id_o, *neg_o, *idx_o, *progress;
+    PyObject *img_o, *id_o, *neg_o, *idx_o, *progress, *packed_o = Py_None;
     double temperature, tau;
     long long tile_rows = 0;
     int kernel = DNM_KERNEL_AUTO;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "iOOOOddiiO|Li", kwlist, &kind, &img_o, &id_o,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iOOOOddiiO|LiO", kwlist, &kind, &img_o, &id_o,
                                      &neg_o, &idx_o, &temperature, &tau, &guard, &nthreads,
-                                     &progress, &tile_rows, &kernel))
+                                     &progress, &tile_rows, &kernel, &packed_o))
         return NULL;
     if (kernel < DNM_KERNEL_AUTO || kernel > DNM_KERNEL_AVX512 ||
         (kernel == DNM_KERNEL_AVX512 && !dnm_have_avx512())) {
@@ -131,45 +180,33 @@ static PyObject *py_score(PyObject *self, PyObject *args, PyObject *kw)
         return NULL;
     }
     dnm_matrix img, id, neg;
-    if (to_matrix(img_o, "images", &img) || to_matrix(id_o, "id_labels", &id)) return NULL;
-    if (img.rows < 1 || id.rows < 1 || img.cols < 1 || img.cols != id.cols) {
-        PyErr_SetString(PyExc_ValueError, "images/id_labels: empty or mismatched shapes");
-        return NULL;
-    }
+    if (to_matrix(img_o, "images", &img)) return NULL;
     if (!(temperature > 0 && isfinite(temperature)) || kind < 0 || kind > DNM_SCORE_DNM || guard < 0 || guard > 2) {
         PyErr_SetString(PyExc_ValueError, "invalid temperature, kind or guard");
         return NULL;
     }
-    dnm_score_params p = {kind, temperature, tau, guard, 0, 0, NULL, (int64_t)tile_rows, kernel};
+    dnm_score_params p = {kind, temperature, tau, guard, 0, 0, NULL, (int64_t)tile_rows, kernel,
+                          NULL};
     PyArrayObject *idx = NULL;
-    if (kind == DNM_SCORE_NEGLABEL || kind == DNM_SCORE_DNM) {
-        if (to_matrix(neg_o, "negatives", &neg)) return NULL;
-        if (neg.cols != img.cols || neg.rows < 1) {
-            PyErr_SetString(PyExc_ValueError, "negatives: empty or mismatched dimension");
+    if (parse_labels(kind, tau, id_o, neg_o, idx_o, &id, &neg, &idx, &p)) return NULL;
+    if (img.rows < 1 || img.cols < 1 || img.cols != id.cols) {
+        Py_XDECREF(idx);
+        PyErr_SetString(PyExc_ValueError, "images/id_labels: empty or mismatched shapes");
+        return NULL;
+    }
+    if (packed_o != Py_None) { /* from pack_labels for these labels (the caller's promise) */
+        const int64_t want = dnm_packed_len(id.rows + p.groups * p.group_size, id.cols);
+        if (!PyArray_Check(packed_o) || PyArray_TYPE((PyArrayObject *)packed_o) != NPY_FLOAT32 ||
+            PyArray_NDIM((PyArrayObject *)packed_o) != 1 ||
+            !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)packed_o) ||
+            PyArray_DIM((PyArrayObject *)packed_o, 0) != want) {
+            Py_XDECREF(idx);
+            PyErr_Format(PyExc_ValueError, "packed: expected the float32 array pack_labels "
+                                           "returns for these labels (%lld values)",
+                         (long long)want);
             return NULL;
         }
-        if (!(tau > 0 && tau <= 1)) {
-            PyErr_SetString(PyExc_ValueError, "tau: must lie in (0, 1]");
-            return NULL;
-        }
-        idx = (PyArrayObject *)PyArray_FROMANY(idx_o, NPY_INT64, 2, 2, NPY_ARRAY_CARRAY_RO);
-        if (!idx) return NULL;
-        p.groups = PyArray_DIM(idx, 0);
-        p.group_size = PyArray_DIM(idx, 1);
-        p.index = (const int64_t *)PyArray_DATA(idx);
-        if (p.groups < 1 || p.group_size < 1) {
-            Py_DECREF(idx);
-            PyErr_SetString(PyExc_ValueError, "groups: index array must be non-empty");
-            return NULL;
-        }
-        for (npy_intp q = 0; q < p.groups * p.group_size; q++) {
-            if (p.index[q] < 0 || p.index[q] >= neg.rows) {
-                Py_DECREF(idx);
-                PyErr_Format(PyExc_ValueError, "groups: index %lld out of range [0, %lld)",
-                             (long long)p.index[q], (long long)neg.rows);
-                return NULL;
-            }
-        }
+        p.packed = (const float *)PyArray_DATA((PyArrayObject *)packed_o);
     }
     npy_intp n = img.rows;
     PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(1, &n, NPY_FLOAT64);
@@ -188,13 +225,51 @@ static PyObject *py_score(PyObject *self, PyObject *args, PyObject *kw)
         rc = DNM_OK;
     }
     if (rc != DNM_OK) {
-        static const char *const names[] = {"images", "id_labels", "negatives"};
         Py_DECREF(out);
-        raise_error(&err, names);
+        raise_error(&err, score_names);
         return NULL;
     }
     if (PyErr_Occurred()) { Py_DECREF(out); return NULL; }
     return Py_BuildValue("NL", out, (long long)floored);
+}
+
+/* pack_labels(kind, id_labels, negatives, index, tau, num_threads) -> float32 (n,) */
+static PyObject *py_pack_labels(PyObject *self, PyObject *args)
+{
+    int kind, nthreads;
+    PyObject *id_o, *neg_o, *idx_o;
+    double tau;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iOOOdi", &kind, &id_o, &neg_o, &idx_o, &tau, &nthreads))
+        return NULL;
+    if (!dnm_have_avx512()) {
+        PyErr_SetString(PyExc_ValueError, "pack_labels: needs a CPU with AVX-512F");
+        return NULL;
+    }
+    if (kind < 0 || kind > DNM_SCORE_DNM) {
+        PyErr_SetString(PyExc_ValueError, "invalid kind");
+        return NULL;
+    }
+    dnm_score_params p = {kind, 1.0, tau, 0, 0, 0, NULL, 0, DNM_KERNEL_AVX512, NULL};
+    dnm_matrix id, neg;
+    PyArrayObject *idx = NULL;
+    if (parse_labels(kind, tau, id_o, neg_o, idx_o, &id, &neg, &idx, &p)) return NULL;
+    npy_intp n = (npy_intp)dnm_packed_len(id.rows + p.groups * p.group_size, id.cols);
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(1, &n, NPY_FLOAT32);
+    if (!out) { Py_XDECREF(idx); return NULL; }
+    dnm_error err;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = dnm_pack_labels(&id, p.groups ? &neg : NULL, &p, (float *)PyArray_DATA(out), nthreads,
+                         &err);
+    Py_END_ALLOW_THREADS
+    Py_XDECREF(idx);
+    if (rc != DNM_OK) {
+        Py_DECREF(out);
+        raise_error(&err, score_names);
+        return NULL;
+    }
+    return (PyObject *)out;
 }
 
 /* ---- threads / info ------------------------------------------------------- */
@@ -405,7 +480,10 @@ static PyObject *py_metrics(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"score", (PyCFunction)(void (*)(void))py_score, METH_VARARGS | METH_KEYWORDS,
      "score(kind, images, id_labels, negatives, index, temperature, tau, guard, num_threads, "
-     "progress, tile_rows=0, kernel=0) -> (float64 scores, n_floored)"},
+     "progress, tile_rows=0, kernel=0, packed=None) -> (float64 scores, n_floored)"},
+    {"pack_labels", py_pack_labels, METH_VARARGS,
+     "pack_labels(kind, id_labels, negatives, index, tau, num_threads) -> float32 (n,): the "
+     "AVX-512 kernel's packed label matrix, for score(..., packed=)"},
     {"max_threads", py_max_threads, METH_NOARGS, "omp_get_max_threads()"},
     {"image_tile_rows", py_image_tile_rows, METH_O,
      "image_tile_rows(n) -> rows per image tile the scoring kernel uses for n images"},

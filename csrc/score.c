@@ -167,3 +167,26 @@ int dnm_score(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *
     dnm_threads_end();
     return rc;
 }
+
+int64_t dnm_packed_len(int64_t L, int64_t D)
+{
+    return (L + 13) / 14 * 14 * D; /* NR = 14 labels per panel (score_avx512.c) */
+}
+
+int dnm_pack_labels(const dnm_matrix *id, const dnm_matrix *neg, const dnm_score_params *p,
+                    float *out, int nthreads, dnm_error *err)
+{
+    err->code = DNM_OK;
+    err->row = err->col = -1;
+    err->which = -1;
+    if (!dnm_have_avx512()) {
+        err->code = DNM_EDOMAIN;
+        return DNM_EDOMAIN;
+    }
+    int nt = dnm_threads_begin(nthreads);
+    const double L = (double)id->rows + (double)p->groups * (double)p->group_size;
+    if (L * (double)id->cols < 262144.0) nt = 1; /* too little to split */
+    int rc = dnm_pack_labels_f(id, neg, p, out, nt, err);
+    dnm_threads_end();
+    return rc;
+}

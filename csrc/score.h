@@ -18,6 +18,7 @@ typedef struct {
     const int64_t *index;   /* G*Q row indices into the negatives, group-major */
     int64_t tile_rows;      /* image rows per tile; 0 = dnm_image_tile_rows(N) */
     int kernel;             /* DNM_KERNEL_*: which float kernel */
+    const float *packed;    /* labels packed by dnm_pack_labels (AVX-512 kernel), or NULL */
 } dnm_score_params;
 
 /* Float kernels: AUTO takes the AVX-512 kernel (score_avx512.c) when the CPU
@@ -39,7 +40,19 @@ int dnm_score(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *
               const dnm_score_params *p, double *out, int64_t *n_floored, int nthreads,
               dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
 
+/* The AVX-512 kernel's packed label matrix, made once and reused across calls
+ * (a detector scoring batch after batch): dnm_packed_len floats for L labels
+ * of dimension D; dnm_pack_labels fills them from id, neg and p's groups
+ * (NaN/Inf/zero rows are errors, as in dnm_score).  With p->packed set,
+ * dnm_score skips its own packing on the AVX-512 path (other paths ignore it).
+ * dnm_pack_labels fails with DNM_EDOMAIN on a CPU without AVX-512. */
+int64_t dnm_packed_len(int64_t L, int64_t D);
+int dnm_pack_labels(const dnm_matrix *id, const dnm_matrix *neg, const dnm_score_params *p,
+                    float *out, int nthreads, dnm_error *err);
+
 /* Internal, shared by the two float kernels. */
+int dnm_pack_labels_f(const dnm_matrix *id, const dnm_matrix *neg, const dnm_score_params *p,
+                      float *lab, int nt, dnm_error *err);
 int dnm_score_f_avx512(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *neg,
                        const dnm_score_params *p, double *out, int64_t *n_floored, int nt,
                        dnm_tick_fn tick, void *tick_ctx, dnm_error *err);

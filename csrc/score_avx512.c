@@ -308,6 +308,24 @@ static int pack_label_panel(const dnm_matrix *id, const dnm_matrix *neg,
     return DNM_OK;
 }
 
+int dnm_pack_labels_f(const dnm_matrix *id, const dnm_matrix *neg, const dnm_score_params *p,
+                      float *lab, int nt, dnm_error *err)
+{
+    const int64_t D = id->cols, L = id->rows + p->groups * p->group_size;
+    const int64_t npanels = (L + NR - 1) / NR;
+#pragma omp parallel num_threads(nt)
+    {
+        float *tmp = (float *)malloc((size_t)NR * (size_t)D * sizeof(float));
+        if (!tmp) dnm_error_record(err, DNM_ENOMEM, -1, -1);
+#pragma omp for schedule(static)
+        for (int64_t jp = 0; jp < npanels; jp++) {
+            if (tmp) pack_label_panel(id, neg, p, jp * NR, L, tmp, lab + jp * NR * D, err);
+        }
+        free(tmp);
+    }
+    return err->code;
+}
+
 static void *alloc64(size_t bytes)
 {
     return aligned_alloc(64, (bytes + 63) / 64 * 64);
@@ -477,25 +495,23 @@ int dnm_score_f_avx512(const dnm_matrix *images, const dnm_matrix *id, const dnm
                         (double)(D + 16);
     const int nt_img = ntiles < nt ? (int)ntiles : (work < 33554432.0 ? 1 : nt);
 
-    float *lab = (float *)alloc64((size_t)npanels * NR * (size_t)D * sizeof(float));
-    if (!lab) { err->code = DNM_ENOMEM; return DNM_ENOMEM; }
-#pragma omp parallel num_threads(nt_lab)
-    {
-        float *tmp = (float *)malloc((size_t)NR * (size_t)D * sizeof(float));
-        if (!tmp) dnm_error_record(err, DNM_ENOMEM, -1, -1);
-#pragma omp for schedule(static)
-        for (int64_t jp = 0; jp < npanels; jp++) {
-            if (tmp) pack_label_panel(id, neg, p, jp * NR, L, tmp, lab + jp * NR * D, err);
+    float *own = NULL; /* the packed labels, unless the caller packed them */
+    const float *lab = p->packed;
+    if (!lab) {
+        own = (float *)alloc64((size_t)npanels * NR * (size_t)D * sizeof(float));
+        if (!own) { err->code = DNM_ENOMEM; return DNM_ENOMEM; }
+        if (dnm_pack_labels_f(id, neg, p, own, nt_lab, err) != DNM_OK) {
+            free(own);
+            return err->code;
         }
-        free(tmp);
+        lab = own;
     }
-    if (err->code != DNM_OK) { free(lab); return err->code; }
 
     if (ntiles == 1 && nt > 1 && L > LB && work >= 33554432.0) {
         const int64_t nblocks = score_split(images, p, lab, C, LB, nt, invT, out, &floored,
                                             tick, tick_ctx, err);
         if (nblocks > 0) {
-            free(lab);
+            free(own);
             *n_floored = floored;
             return dnm_score_close(p, floored, tick, tick_ctx, nblocks, err);
         }
@@ -552,7 +568,7 @@ int dnm_score_f_avx512(const dnm_matrix *images, const dnm_matrix *id, const dnm
         free(row);
         free(so);
     }
-    free(lab);
+    free(own);
     *n_floored = floored;
     return dnm_score_close(p, floored, tick, tick_ctx, ntiles, err);
 }
@@ -560,6 +576,14 @@ int dnm_score_f_avx512(const dnm_matrix *images, const dnm_matrix *id, const dnm
 #else /* no AVX-512 kernel in this build */
 
 int dnm_have_avx512(void) { return 0; }
+
+int dnm_pack_labels_f(const dnm_matrix *id, const dnm_matrix *neg, const dnm_score_params *p,
+                      float *lab, int nt, dnm_error *err)
+{
+    (void)id, (void)neg, (void)p, (void)lab, (void)nt;
+    err->code = DNM_EDOMAIN;
+    return DNM_EDOMAIN;
+}
 
 int dnm_score_f_avx512(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *neg,
                        const dnm_score_params *p, double *out, int64_t *n_floored, int nt,

@@ -18,6 +18,7 @@ from ._validate import check_int
 _num_threads = 0  # 0 = follow OpenMP / threadpoolctl
 _tile_rows = contextvars.ContextVar("dnm_tile_rows", default=0)  # 0 = the kernel's choice
 _kernel = contextvars.ContextVar("dnm_kernel", default=0)  # 0 = automatic
+_packed = contextvars.ContextVar("dnm_packed", default=None)  # labels packed once (detector)
 KERNELS = {"auto": 0, "blas": 1, "avx512": 2}
 
 
@@ -80,3 +81,20 @@ def float_kernel(name):
 
 def kernel():
     return _kernel.get()
+
+
+@contextlib.contextmanager
+def packed_labels(packed):
+    """Within the block, score calls take their labels from ``packed`` (made by
+    ``_core.pack_labels`` for the very labels, groups and kind of those calls) instead of
+    packing them again; only the AVX-512 kernel reads it.  Used by
+    ``NegativeLabelDetector``, which packs its fitted labels once."""
+    token = _packed.set(packed)
+    try:
+        yield
+    finally:
+        _packed.reset(token)
+
+
+def packed():
+    return _packed.get()

@@ -67,10 +67,11 @@ from typing import Optional
 
 import numpy as np
 
+from . import _config, _core
 from . import presets as _presets
 from ._validate import (as_matrix, check_fraction, check_int, check_mask, check_positive,
                         check_same_dim)
-from .scores import (DNMGuardWarning, dnm_ratio, dnm_score, energy_score, make_groups,
+from .scores import (_KIND, DNMGuardWarning, dnm_ratio, dnm_score, energy_score, make_groups,
                      max_logit_score, mcm_score, neglabel_score)
 
 __all__ = ["NegativeLabelDetector", "Explanation", "NotFittedError", "DetectorFileError",
@@ -430,12 +431,13 @@ class NegativeLabelDetector:
 
         for name, value in fitted.items():
             setattr(self, name, value)
-        self.id_labels_ = np.array(P, order="C", copy=True)
+        self.id_labels_ = _frozen(np.array(P, order="C", copy=True))
         self.id_names_ = id_names
-        self.negatives_ = negatives
+        self.negatives_ = _frozen(negatives)
         self.negative_indices_ = neg_idx
         self.negative_phrases_ = neg_phrases
-        self.groups_index_ = groups_index
+        self.groups_index_ = _frozen(None if groups_index is None else
+                                     np.array(groups_index, order="C", copy=True))
         self.n_features_in_ = int(D)
         self.threshold_ = None
         self.threshold_tpr_ = None
@@ -461,6 +463,42 @@ class NegativeLabelDetector:
         unless ``guard="dcl"``.
         """
         X = self._check_X(X)
+        with _config.packed_labels(self._packed_labels()):
+            return self._score(X)
+
+    def _packed_labels(self):
+        """The fitted labels packed for the AVX-512 kernel, made on first use and kept.
+
+        Only for the detector's own read-only float32 arrays (made so by ``fit`` and
+        ``load``): they cannot change behind the cache's back.  Reassigning a fitted
+        attribute repacks; a writeable array put there by hand is never cached.  None where
+        the AVX-512 kernel does not run.
+        """
+        P, m = self.id_labels_, self.method_
+        with_neg = m in ("dnm", "neglabel", "csp")
+        arrays = (P, self.negatives_, self.groups_index_) if with_neg else (P,)
+        if (not _core.HAVE_AVX512 or _config.kernel() == _config.KERNELS["blas"]
+                or any(a is None or not _cacheable(a) for a in arrays)
+                or any(a.dtype == np.float64 for a in arrays[:2])):
+            return None
+        kind = {"csp": "neglabel"}.get(m, m)
+        cached = self.__dict__.get("_packed_cache")
+        if (cached is not None and cached[0] == kind and len(cached[1]) == len(arrays)
+                and all(a is b for a, b in zip(cached[1], arrays))):
+            return cached[2]
+        tau = self.tau_ if m == "dnm" else 1.0
+        packed = _core.pack_labels(_KIND[kind], P, arrays[1] if with_neg else None,
+                                   arrays[2] if with_neg else None, float(tau),
+                                   _config.resolve(self.num_threads))
+        self.__dict__["_packed_cache"] = (kind, arrays, packed)
+        return packed
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_packed_cache", None)  # 26 MB for 13,000 labels of 512: made again on use
+        return state
+
+    def _score(self, X):
         m = self.method_
         rt = dict(num_threads=self.num_threads, progress=self.progress)
         if m == "dnm":
@@ -725,10 +763,10 @@ class NegativeLabelDetector:
             setattr(obj, name, value)
         if isinstance(obj.groups_, dict):
             obj.groups_ = gi.copy()
-        obj.id_labels_ = P
-        obj.negatives_ = Nn
+        obj.id_labels_ = _frozen(P)
+        obj.negatives_ = _frozen(Nn)
         obj.negative_indices_ = idx
-        obj.groups_index_ = gi
+        obj.groups_index_ = _frozen(gi)
         obj.negative_phrases_ = meta.get("negative_phrases")
         obj.id_names_ = meta.get("id_names")
         return obj
@@ -737,6 +775,18 @@ class NegativeLabelDetector:
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
+
+def _frozen(a):
+    """A fitted array the detector made itself (it owns its data and nobody holds a
+    writeable view of it), made read-only: its packed copy can be cached safely."""
+    if isinstance(a, np.ndarray) and a.flags.owndata:
+        a.flags.writeable = False
+    return a
+
+
+def _cacheable(a):
+    return a.flags.owndata and not a.flags.writeable
+
 
 def _phrases_arg(phrases, n):
     """(list of str or None, Corpus mask or None) from the ``phrases`` argument of fit."""

@@ -85,7 +85,7 @@ def _run(kind, images, id_labels, negatives=None, *, temperature, tau=1.0, group
     nt = _config.resolve(num_threads)
     with TileProgress(progress, f"{kind} score") as cb:
         out, floored = _core.score(_KIND[kind], X, P, N, index, T, float(tau), _GUARD[guard], nt,
-                                   cb, _config.tile_rows(), _config.kernel())
+                                   cb, _config.tile_rows(), _config.kernel(), _config.packed())
     return out, int(floored), index
 
 

@@ -536,3 +536,76 @@ def test_real_clip_geometry(clip_data):
     assert cos.max() <= 0.95 + 1e-6                  # CSP keeps no near-duplicate of an ID label
     nl = NegativeLabelDetector("neglabel").fit(ids, cand, is_adj)
     assert len(nl.negative_indices_) == int(0.15 * (~is_adj).sum()) + int(0.15 * 100)
+
+
+# ---------------------------------------------------------------------------------------------
+# packed labels, made once per fitted detector (AVX-512 kernel)
+
+@pytest.mark.parametrize("method", ["dnm", "neglabel", "csp", "mcm", "energy", "max_logit"])
+def test_packed_label_cache_gives_the_same_bits(method, data):
+    from dnm import _config, _core
+
+    imgs = data[4]
+    det = fitted(method, data)
+    first = det.score_samples(imgs)
+    assert ("_packed_cache" in det.__dict__) == bool(_core.HAVE_AVX512)
+    again = det.score_samples(imgs[3:9])  # the cached pack, another batch
+    with _config.float_kernel("blas"):
+        blas = det.score_samples(imgs)  # never cached, never used on the BLAS tiles
+    det.__dict__.pop("_packed_cache", None)
+    with _config.packed_labels(None):
+        fresh = NegativeLabelDetector._score(det, det._check_X(imgs))  # packs per call
+    np.testing.assert_array_equal(first, fresh)
+    np.testing.assert_array_equal(again, first[3:9])
+    np.testing.assert_allclose(blas, first, rtol=1e-4)
+
+
+def test_packed_label_cache_follows_the_fitted_arrays(data):
+    imgs = data[4]
+    det = fitted("dnm", data)
+    s = det.score_samples(imgs)
+    # the fitted arrays are the detector's own and read-only: no change behind the cache
+    for name in ("id_labels_", "negatives_", "groups_index_"):
+        with pytest.raises(ValueError, match="read-only"):
+            getattr(det, name)[0, 0] = 1
+    # a writeable array put there by hand is used as is, and never cached
+    neg = det.negatives_.copy()
+    neg[:] = neg[::-1]
+    det.negatives_ = neg
+    want = dnm.dnm_score(imgs, det.id_labels_, neg, groups=det.groups_index_)
+    np.testing.assert_array_equal(det.score_samples(imgs), want)
+    assert not np.array_equal(want, s)
+    neg[:] = neg[::-1]  # changed in place: seen at once
+    np.testing.assert_array_equal(det.score_samples(imgs), s)
+    # pickling drops the cache; the copy scores the same
+    import pickle
+
+    det = fitted("dnm", data)
+    det.score_samples(imgs)
+    blob = pickle.dumps(det)
+    assert len(blob) < 2 * (det.id_labels_.nbytes + det.negatives_.nbytes) + 100_000
+    np.testing.assert_array_equal(pickle.loads(blob).score_samples(imgs), s)
+
+
+def test_packed_labels_are_checked():
+    from dnm import _core
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(4, 16)).astype(np.float32)
+    P = rng.normal(size=(5, 16)).astype(np.float32)
+    with pytest.raises(ValueError, match="packed"):
+        _core.score(0, X, P, None, None, 1.0, 1.0, 0, 0, None, 0, 0, np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="packed"):
+        _core.score(0, X, P, None, None, 1.0, 1.0, 0, 0, None, 0, 0,
+                    np.zeros(14 * 16, np.float64))
+    if _core.HAVE_AVX512:
+        packed = _core.pack_labels(0, P, None, None, 1.0, 0)
+        assert packed.shape == (14 * 16,) and packed.dtype == np.float32
+        got = _core.score(0, X, P, None, None, 1.0, 1.0, 0, 0, None, 0, 0, packed)[0]
+        np.testing.assert_array_equal(got, dnm.mcm_score(X, P))
+        P[2, 3] = np.nan
+        with pytest.raises(ValueError, match="id_labels.*row 2"):
+            _core.pack_labels(0, P, None, None, 1.0, 0)
+    else:
+        with pytest.raises(ValueError, match="AVX-512"):
+            _core.pack_labels(0, P, None, None, 1.0, 0)
