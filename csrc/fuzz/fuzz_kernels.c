@@ -184,6 +184,32 @@ static void fuzz_score(reader *r)
     dnm_error err;
     memset(&err, 0, sizeof err);
     int rc = dnm_score(&vi.m, &vc.m, neg, &p, out, &floored, nthreads, tick_stop, NULL, &err);
+    if (kern == 0 && rc == DNM_OK && !is_f64 && dnm_have_avx512()) {
+        /* labels packed once (as a detector does) give the same bits */
+        const int64_t L = vc.m.rows + p.groups * p.group_size;
+        float *packed = (float *)malloc((size_t)dnm_packed_len(L, D) * sizeof(float));
+        double *out2 = (double *)malloc((size_t)N * sizeof(double));
+        dnm_error e2;
+        memset(&e2, 0, sizeof e2);
+        if (dnm_pack_labels(&vc.m, neg, &p, packed, nthreads, &e2) != DNM_OK) {
+            fprintf(stderr, "dnm_pack_labels failed (%d) where dnm_score succeeded\n", e2.code);
+            abort();
+        }
+        dnm_score_params pp = p;
+        pp.packed = packed;
+        int64_t fl2 = -1;
+        if (dnm_score(&vi.m, &vc.m, neg, &pp, out2, &fl2, nthreads, NULL, NULL, &e2) != DNM_OK &&
+            e2.code != DNM_EGUARD) {
+            fprintf(stderr, "dnm_score with packed labels failed (%d)\n", e2.code);
+            abort();
+        }
+        if (memcmp(out, out2, (size_t)N * sizeof(double)) != 0 || fl2 != floored) {
+            fprintf(stderr, "dnm_score: packed labels change the scores\n");
+            abort();
+        }
+        free(packed);
+        free(out2);
+    }
     if (rc != DNM_ECANCEL) check_rc(rc, "dnm_score");
     /* both succeed (OK, or EGUARD: the floor count may differ at the border) or both
      * refuse the input (which bad row wins between two inputs may differ) */
