@@ -168,10 +168,9 @@ static PyObject *py_score(PyObject *self, PyObject *args, PyObject *kw)
                                      &neg_o, &idx_o, &temperature, &tau, &guard, &nthreads,
                                      &progress, &tile_rows, &kernel, &packed_o))
         return NULL;
-    if (kernel < DNM_KERNEL_AUTO || kernel > DNM_KERNEL_AVX512 ||
-        (kernel == DNM_KERNEL_AVX512 && !dnm_have_avx512())) {
-        PyErr_SetString(PyExc_ValueError, "kernel: expected 0 (auto), 1 (BLAS tiles) or 2 "
-                                          "(AVX-512, on a CPU that has it)");
+    if (dnm_kernel_resolve(kernel) < 0) {
+        PyErr_SetString(PyExc_ValueError, "kernel: expected 0 (auto), 1 (BLAS tiles), 2 "
+                                          "(AVX-512) or 3 (AVX2), on a CPU that has it");
         return NULL;
     }
     if (tile_rows < 0 || tile_rows > 65536 || tile_rows % 8 != 0) {
@@ -195,18 +194,20 @@ static PyObject *py_score(PyObject *self, PyObject *args, PyObject *kw)
         return NULL;
     }
     if (packed_o != Py_None) { /* from pack_labels for these labels (the caller's promise) */
-        const int64_t want = dnm_packed_len(id.rows + p.groups * p.group_size, id.cols);
-        if (!PyArray_Check(packed_o) || PyArray_TYPE((PyArrayObject *)packed_o) != NPY_FLOAT32 ||
-            PyArray_NDIM((PyArrayObject *)packed_o) != 1 ||
-            !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)packed_o) ||
-            PyArray_DIM((PyArrayObject *)packed_o, 0) != want) {
+        /* (panels, nr * D): the shape says which kernel packed it */
+        const int nr = dnm_kernel_nr(dnm_kernel_resolve(kernel));
+        const int64_t L = id.rows + p.groups * p.group_size;
+        PyArrayObject *pk = (PyArrayObject *)packed_o;
+        if (!PyArray_Check(packed_o) || PyArray_TYPE(pk) != NPY_FLOAT32 ||
+            PyArray_NDIM(pk) != 2 || !PyArray_IS_C_CONTIGUOUS(pk) ||
+            (nr > 0 && (PyArray_DIM(pk, 0) != (L + nr - 1) / nr ||
+                        PyArray_DIM(pk, 1) != nr * id.cols))) {
             Py_XDECREF(idx);
-            PyErr_Format(PyExc_ValueError, "packed: expected the float32 array pack_labels "
-                                           "returns for these labels (%lld values)",
-                         (long long)want);
+            PyErr_SetString(PyExc_ValueError, "packed: expected the float32 array pack_labels "
+                                              "returns for these labels and this kernel");
             return NULL;
         }
-        p.packed = (const float *)PyArray_DATA((PyArrayObject *)packed_o);
+        p.packed = (const float *)PyArray_DATA(pk);
     }
     npy_intp n = img.rows;
     PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(1, &n, NPY_FLOAT64);
@@ -233,29 +234,34 @@ static PyObject *py_score(PyObject *self, PyObject *args, PyObject *kw)
     return Py_BuildValue("NL", out, (long long)floored);
 }
 
-/* pack_labels(kind, id_labels, negatives, index, tau, num_threads) -> float32 (n,) */
+/* pack_labels(kind, id_labels, negatives, index, tau, num_threads, kernel=0)
+ *   -> float32 (panels, nr * D) */
 static PyObject *py_pack_labels(PyObject *self, PyObject *args)
 {
-    int kind, nthreads;
+    int kind, nthreads, kernel = DNM_KERNEL_AUTO;
     PyObject *id_o, *neg_o, *idx_o;
     double tau;
     (void)self;
-    if (!PyArg_ParseTuple(args, "iOOOdi", &kind, &id_o, &neg_o, &idx_o, &tau, &nthreads))
+    if (!PyArg_ParseTuple(args, "iOOOdi|i", &kind, &id_o, &neg_o, &idx_o, &tau, &nthreads,
+                          &kernel))
         return NULL;
-    if (!dnm_have_avx512()) {
-        PyErr_SetString(PyExc_ValueError, "pack_labels: needs a CPU with AVX-512F");
+    const int nr = dnm_kernel_nr(dnm_kernel_resolve(kernel));
+    if (nr == 0) {
+        PyErr_SetString(PyExc_ValueError, "pack_labels: the kernel asked for (or this CPU) "
+                                          "packs no labels (AVX2 or AVX-512 needed)");
         return NULL;
     }
     if (kind < 0 || kind > DNM_SCORE_DNM) {
         PyErr_SetString(PyExc_ValueError, "invalid kind");
         return NULL;
     }
-    dnm_score_params p = {kind, 1.0, tau, 0, 0, 0, NULL, 0, DNM_KERNEL_AVX512, NULL};
+    dnm_score_params p = {kind, 1.0, tau, 0, 0, 0, NULL, 0, kernel, NULL};
     dnm_matrix id, neg;
     PyArrayObject *idx = NULL;
     if (parse_labels(kind, tau, id_o, neg_o, idx_o, &id, &neg, &idx, &p)) return NULL;
-    npy_intp n = (npy_intp)dnm_packed_len(id.rows + p.groups * p.group_size, id.cols);
-    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(1, &n, NPY_FLOAT32);
+    const int64_t L = id.rows + p.groups * p.group_size;
+    npy_intp dims[2] = {(npy_intp)((L + nr - 1) / nr), (npy_intp)(nr * id.cols)};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT32);
     if (!out) { Py_XDECREF(idx); return NULL; }
     dnm_error err;
     int rc;
@@ -482,8 +488,8 @@ static PyMethodDef methods[] = {
      "score(kind, images, id_labels, negatives, index, temperature, tau, guard, num_threads, "
      "progress, tile_rows=0, kernel=0, packed=None) -> (float64 scores, n_floored)"},
     {"pack_labels", py_pack_labels, METH_VARARGS,
-     "pack_labels(kind, id_labels, negatives, index, tau, num_threads) -> float32 (n,): the "
-     "AVX-512 kernel's packed label matrix, for score(..., packed=)"},
+     "pack_labels(kind, id_labels, negatives, index, tau, num_threads, kernel=0) -> float32 "
+     "(panels, nr * D): dnm's kernels' packed label matrix, for score(..., packed=)"},
     {"max_threads", py_max_threads, METH_NOARGS, "omp_get_max_threads()"},
     {"image_tile_rows", py_image_tile_rows, METH_O,
      "image_tile_rows(n) -> rows per image tile the scoring kernel uses for n images"},
@@ -525,5 +531,6 @@ PyMODINIT_FUNC PyInit__core(void)
     PyModule_AddIntConstant(m, "KNN_TILE", dnm_knn_tile);
     PyModule_AddIntConstant(m, "IMG_TILE", dnm_img_tile);
     PyModule_AddIntConstant(m, "HAVE_AVX512", dnm_have_avx512());
+    PyModule_AddIntConstant(m, "HAVE_AVX2", dnm_have_avx2());
     return m;
 }

@@ -90,8 +90,8 @@ static double load_row(const dnm_matrix *m, int64_t i, double *tmp)
  * row times 1/norm: AVX-512 where the CPU has it (only the summation order
  * differs from the portable loop; the scaled values are the same bits). */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(DNM_NO_CLONES)
-#include <immintrin.h>
-#define DNM_AVX512F __attribute__((target("avx512f,fma")))
+#include "simd_exp.h"
+#define DNM_AVX512F DNM_TGT_AVX512
 DNM_AVX512F static double sumsq_f_avx512(const float *x, int64_t n)
 {
     __m512d a0 = _mm512_setzero_pd(), a1 = a0;
@@ -357,30 +357,8 @@ static void fold_row_generic(const float *x, int64_t w, int64_t nseg, const int6
 }
 
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(DNM_NO_CLONES)
-#include <immintrin.h>
-#define DNM_AVX2 __attribute__((target("avx2,fma")))
-
-/* 8 lanes of expf_neg (same reduction and polynomial, with FMA). */
-DNM_AVX2 static inline __m256 exp_neg8(__m256 x)
-{
-    const __m256 lo = _mm256_set1_ps(-87.0f), magic = _mm256_set1_ps(12582912.0f);
-    const __m256 xc = _mm256_max_ps(x, lo);
-    const __m256 kn = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), magic);
-    const __m256 n = _mm256_sub_ps(kn, magic);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), xc);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860682030941723e-6f), r);
-    __m256 p = _mm256_set1_ps(0.00138888892f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.00833333377f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.0416666679f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.166666672f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    __m256i k = _mm256_sub_epi32(_mm256_castps_si256(kn), _mm256_set1_epi32(0x4B400000));
-    __m256i bits = _mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(k, 23));
-    const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    return _mm256_andnot_ps(under, _mm256_castsi256_ps(bits));
-}
+#include "simd_exp.h"
+#define DNM_AVX2 DNM_TGT_AVX2
 
 DNM_AVX2 static double sumexp_seg_avx2(const float *x, int64_t len, float shift, float invT)
 {
@@ -388,7 +366,7 @@ DNM_AVX2 static double sumexp_seg_avx2(const float *x, int64_t len, float shift,
     __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
     int64_t i = 0;
     for (; i + 8 <= len; i += 8) {
-        __m256 e = exp_neg8(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs), vi));
+        __m256 e = dnm_exp_neg8(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs), vi));
         a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
         a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
     }
@@ -396,7 +374,7 @@ DNM_AVX2 static double sumexp_seg_avx2(const float *x, int64_t len, float shift,
     _mm256_storeu_pd(t, _mm256_add_pd(a0, a1));
     double ss = (t[0] + t[1]) + (t[2] + t[3]);
     for (; i < len; i++) {
-        __m256 e = exp_neg8(_mm256_set1_ps((x[i] - shift) * invT));
+        __m256 e = dnm_exp_neg8(_mm256_set1_ps((x[i] - shift) * invT));
         ss += (double)_mm256_cvtss_f32(e);
     }
     return ss;
@@ -417,7 +395,6 @@ DNM_AVX2 static void fold_row_avx2(const float *x, int64_t w, int64_t nseg,
     DNM_FOLD_SEGMENTS(sumexp_seg_avx2)
 }
 
-static int have_avx2 = -1;
 #endif
 
 void dnm_fold_row_f(const float *x, int64_t w, int64_t nseg, const int64_t *seg_off,
@@ -425,13 +402,7 @@ void dnm_fold_row_f(const float *x, int64_t w, int64_t nseg, const int64_t *seg_
                     double *s)
 {
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(DNM_NO_CLONES)
-    int h = __atomic_load_n(&have_avx2, __ATOMIC_RELAXED);
-    if (h < 0) {
-        __builtin_cpu_init();
-        h = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        __atomic_store_n(&have_avx2, h, __ATOMIC_RELAXED);
-    }
-    if (h) {
+    if (dnm_have_avx2()) {
         fold_row_avx2(x, w, nseg, seg_off, seg_len, seg_acc, invT, m, s);
         return;
     }

@@ -86,6 +86,9 @@ void dnm_threads_end(void);
  * score_avx512.c and the AVX-512 row packing are used then.  0 in builds
  * without the x86 clones (DNM_NO_CLONES). */
 int dnm_have_avx512(void);
+/* Nonzero when the CPU has AVX2 and FMA (the AVX2 scoring kernel, the AVX2
+ * row epilogue). */
+int dnm_have_avx2(void);
 
 /* Fold one row of a label tile into log-domain accumulators.  x[0..w) are
  * the row's logits; the tile is cut into nseg segments (seg_off, seg_len),

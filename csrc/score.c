@@ -154,23 +154,38 @@ int dnm_score(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *
     err->row = err->col = -1;
     err->which = -1;
     *n_floored = 0;
-    /* float: the AVX-512 kernel when the CPU has it (unless told to use the BLAS tiles) */
-    if (!use_double && p->kernel == DNM_KERNEL_AVX512 && !dnm_have_avx512()) {
+    const int k = use_double ? DNM_KERNEL_BLAS : dnm_kernel_resolve(p->kernel);
+    if (k < 0) {
         err->code = DNM_EDOMAIN;
         return DNM_EDOMAIN;
     }
-    const int own = !use_double && p->kernel != DNM_KERNEL_BLAS && dnm_have_avx512();
     int nt = dnm_threads_begin(nthreads);
     int rc = use_double ? score_d(images, id, neg, p, out, n_floored, nt, tick, tick_ctx, err)
-             : own ? dnm_score_f_avx512(images, id, neg, p, out, n_floored, nt, tick, tick_ctx, err)
-                   : score_f(images, id, neg, p, out, n_floored, nt, tick, tick_ctx, err);
+             : k == DNM_KERNEL_AVX512
+                 ? dnm_score_f_avx512(images, id, neg, p, out, n_floored, nt, tick, tick_ctx, err)
+             : k == DNM_KERNEL_AVX2
+                 ? dnm_score_f_avx2(images, id, neg, p, out, n_floored, nt, tick, tick_ctx, err)
+                 : score_f(images, id, neg, p, out, n_floored, nt, tick, tick_ctx, err);
     dnm_threads_end();
     return rc;
 }
 
-int64_t dnm_packed_len(int64_t L, int64_t D)
+int dnm_kernel_resolve(int kernel)
 {
-    return (L + 13) / 14 * 14 * D; /* NR = 14 labels per panel (score_avx512.c) */
+    switch (kernel) {
+    case DNM_KERNEL_AUTO:
+        return dnm_have_avx512() ? DNM_KERNEL_AVX512
+               : dnm_have_avx2() ? DNM_KERNEL_AVX2 : DNM_KERNEL_BLAS;
+    case DNM_KERNEL_BLAS: return DNM_KERNEL_BLAS;
+    case DNM_KERNEL_AVX512: return dnm_have_avx512() ? kernel : -1;
+    case DNM_KERNEL_AVX2: return dnm_have_avx2() ? kernel : -1;
+    default: return -1;
+    }
+}
+
+int dnm_kernel_nr(int resolved)
+{
+    return resolved == DNM_KERNEL_AVX512 ? 14 : resolved == DNM_KERNEL_AVX2 ? 6 : 0;
 }
 
 int dnm_pack_labels(const dnm_matrix *id, const dnm_matrix *neg, const dnm_score_params *p,
@@ -179,14 +194,16 @@ int dnm_pack_labels(const dnm_matrix *id, const dnm_matrix *neg, const dnm_score
     err->code = DNM_OK;
     err->row = err->col = -1;
     err->which = -1;
-    if (!dnm_have_avx512()) {
+    const int k = dnm_kernel_resolve(p->kernel);
+    if (k != DNM_KERNEL_AVX512 && k != DNM_KERNEL_AVX2) {
         err->code = DNM_EDOMAIN;
         return DNM_EDOMAIN;
     }
     int nt = dnm_threads_begin(nthreads);
     const double L = (double)id->rows + (double)p->groups * (double)p->group_size;
     if (L * (double)id->cols < 262144.0) nt = 1; /* too little to split */
-    int rc = dnm_pack_labels_f(id, neg, p, out, nt, err);
+    int rc = k == DNM_KERNEL_AVX512 ? dnm_pack_labels_avx512(id, neg, p, out, nt, err)
+                                    : dnm_pack_labels_avx2(id, neg, p, out, nt, err);
     dnm_threads_end();
     return rc;
 }

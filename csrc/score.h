@@ -21,10 +21,17 @@ typedef struct {
     const float *packed;    /* labels packed by dnm_pack_labels (AVX-512 kernel), or NULL */
 } dnm_score_params;
 
-/* Float kernels: AUTO takes the AVX-512 kernel (score_avx512.c) when the CPU
- * has AVX-512F, else the SGEMM tiles (score_impl.h).  Float64 always runs the
- * DGEMM tiles.  Asking for AVX512 on a CPU without it fails with DNM_EDOMAIN. */
-enum { DNM_KERNEL_AUTO = 0, DNM_KERNEL_BLAS = 1, DNM_KERNEL_AVX512 = 2 };
+/* Float kernels: AUTO takes dnm's own kernel (score_simd.h) in its AVX-512
+ * version when the CPU has AVX-512F, else in its AVX2 version when it has
+ * AVX2 and FMA, else the SGEMM tiles (score_impl.h).  Float64 always runs the
+ * DGEMM tiles.  Asking for a kernel the CPU cannot run fails (DNM_EDOMAIN). */
+enum { DNM_KERNEL_AUTO = 0, DNM_KERNEL_BLAS = 1, DNM_KERNEL_AVX512 = 2, DNM_KERNEL_AVX2 = 3 };
+
+/* The kernel a float call with `kernel` runs (BLAS, AVX512 or AVX2), or -1
+ * when the CPU cannot run the one asked for. */
+int dnm_kernel_resolve(int kernel);
+/* Labels per packed panel of a resolved kernel (0: the BLAS tiles pack none). */
+int dnm_kernel_nr(int resolved);
 
 /* The image tile the kernel uses for N images when not told otherwise (a
  * multiple of DNM_IMG_TILE, depending on N only).  A row's score is bitwise
@@ -40,22 +47,27 @@ int dnm_score(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *
               const dnm_score_params *p, double *out, int64_t *n_floored, int nthreads,
               dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
 
-/* The AVX-512 kernel's packed label matrix, made once and reused across calls
- * (a detector scoring batch after batch): dnm_packed_len floats for L labels
- * of dimension D; dnm_pack_labels fills them from id, neg and p's groups
- * (NaN/Inf/zero rows are errors, as in dnm_score).  With p->packed set,
- * dnm_score skips its own packing on the AVX-512 path (other paths ignore it).
- * dnm_pack_labels fails with DNM_EDOMAIN on a CPU without AVX-512. */
-int64_t dnm_packed_len(int64_t L, int64_t D);
+/* dnm's own kernels' packed label matrix, made once and reused across calls (a
+ * detector scoring batch after batch): for L labels of dimension D and the
+ * kernel p->kernel resolves to, ceil(L / nr) panels of nr * D floats, nr =
+ * dnm_kernel_nr(...).  dnm_pack_labels fills them from id, neg and p's groups
+ * (NaN/Inf/zero rows are errors, as in dnm_score); it fails with DNM_EDOMAIN
+ * when p->kernel resolves to the BLAS tiles.  With p->packed set, dnm_score
+ * skips its own packing in dnm's kernels (the BLAS tiles ignore it); the
+ * caller makes sure the pack is of these labels for the same kernel. */
 int dnm_pack_labels(const dnm_matrix *id, const dnm_matrix *neg, const dnm_score_params *p,
                     float *out, int nthreads, dnm_error *err);
 
-/* Internal, shared by the two float kernels. */
-int dnm_pack_labels_f(const dnm_matrix *id, const dnm_matrix *neg, const dnm_score_params *p,
-                      float *lab, int nt, dnm_error *err);
-int dnm_score_f_avx512(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *neg,
-                       const dnm_score_params *p, double *out, int64_t *n_floored, int nt,
-                       dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
+/* Internal, shared by the float kernels. */
+#define DNM_DECLARE_SIMD(ISA)                                                                \
+    int dnm_pack_labels_##ISA(const dnm_matrix *id, const dnm_matrix *neg,                  \
+                              const dnm_score_params *p, float *lab, int nt, dnm_error *err);\
+    int dnm_score_f_##ISA(const dnm_matrix *images, const dnm_matrix *id,                   \
+                          const dnm_matrix *neg, const dnm_score_params *p, double *out,    \
+                          int64_t *n_floored, int nt, dnm_tick_fn tick, void *tick_ctx,     \
+                          dnm_error *err);
+DNM_DECLARE_SIMD(avx512)
+DNM_DECLARE_SIMD(avx2)
 /* The segments of label block [j0, j0 + w) of [ID; G groups of Q]: pieces of
  * the ID range and of the groups, each feeding one accumulator (0 = ID,
  * 1 + g = group g).  Writes offsets (from j0), lengths and accumulators when

@@ -19,7 +19,7 @@ _num_threads = 0  # 0 = follow OpenMP / threadpoolctl
 _tile_rows = contextvars.ContextVar("dnm_tile_rows", default=0)  # 0 = the kernel's choice
 _kernel = contextvars.ContextVar("dnm_kernel", default=0)  # 0 = automatic
 _packed = contextvars.ContextVar("dnm_packed", default=None)  # labels packed once (detector)
-KERNELS = {"auto": 0, "blas": 1, "avx512": 2}
+KERNELS = {"auto": 0, "blas": 1, "avx512": 2, "avx2": 3}
 
 
 def set_num_threads(n):
@@ -63,15 +63,19 @@ def tile_rows():
 def float_kernel(name):
     """Within the block, float32/float16 scores run on kernel ``name``.
 
-    ``"auto"`` (the default) takes ``"avx512"`` (dnm's own register-tile product with
-    the epilogue fused, ``csrc/score_avx512.c``) when the CPU has AVX-512F, else
-    ``"blas"`` (single-threaded OpenBLAS SGEMM per tile, ``csrc/score_impl.h``).  Both
-    agree with the float64 reference to float32 rounding; the tests run both.
+    ``"auto"`` (the default) takes dnm's own kernel (a register-tile product with the
+    epilogue fused, ``csrc/score_simd.h``) in its ``"avx512"`` version when the CPU has
+    AVX-512F, else its ``"avx2"`` version when it has AVX2 and FMA, else ``"blas"``
+    (single-threaded OpenBLAS SGEMM per tile, ``csrc/score_impl.h``).  The two versions of
+    dnm's kernel give the same bits; all agree with the float64 reference to float32
+    rounding; the tests run every kernel the CPU has.
     """
     if name not in KERNELS:
         raise ValueError(f"kernel: expected one of {sorted(KERNELS)}, got {name!r}")
     if name == "avx512" and not _core.HAVE_AVX512:
         raise ValueError("kernel: 'avx512' needs a CPU with AVX-512F")
+    if name == "avx2" and not _core.HAVE_AVX2:
+        raise ValueError("kernel: 'avx2' needs a CPU with AVX2 and FMA")
     token = _kernel.set(KERNELS[name])
     try:
         yield
@@ -86,8 +90,8 @@ def kernel():
 @contextlib.contextmanager
 def packed_labels(packed):
     """Within the block, score calls take their labels from ``packed`` (made by
-    ``_core.pack_labels`` for the very labels, groups and kind of those calls) instead of
-    packing them again; only the AVX-512 kernel reads it.  Used by
+    ``_core.pack_labels`` for the very labels, groups, kind and kernel of those calls)
+    instead of packing them again; the BLAS tiles ignore it.  Used by
     ``NegativeLabelDetector``, which packs its fitted labels once."""
     token = _packed.set(packed)
     try:
@@ -98,3 +102,11 @@ def packed_labels(packed):
 
 def packed():
     return _packed.get()
+
+
+def resolved_kernel():
+    """The kernel float scores run on now: "avx512", "avx2" or "blas"."""
+    k = _kernel.get()
+    if k == 0:
+        return "avx512" if _core.HAVE_AVX512 else "avx2" if _core.HAVE_AVX2 else "blas"
+    return {v: n for n, v in KERNELS.items()}[k]

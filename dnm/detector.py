@@ -467,30 +467,30 @@ class NegativeLabelDetector:
             return self._score(X)
 
     def _packed_labels(self):
-        """The fitted labels packed for the AVX-512 kernel, made on first use and kept.
+        """The fitted labels packed for dnm's own kernel, made on first use and kept.
 
         Only for the detector's own read-only float32 arrays (made so by ``fit`` and
         ``load``): they cannot change behind the cache's back.  Reassigning a fitted
         attribute repacks; a writeable array put there by hand is never cached.  None where
-        the AVX-512 kernel does not run.
+        the BLAS tiles run.
         """
         P, m = self.id_labels_, self.method_
         with_neg = m in ("dnm", "neglabel", "csp")
         arrays = (P, self.negatives_, self.groups_index_) if with_neg else (P,)
-        if (not _core.HAVE_AVX512 or _config.kernel() == _config.KERNELS["blas"]
-                or any(a is None or not _cacheable(a) for a in arrays)
+        kernel = _config.resolved_kernel()
+        if (kernel == "blas" or any(a is None or not _cacheable(a) for a in arrays)
                 or any(a.dtype == np.float64 for a in arrays[:2])):
             return None
-        kind = {"csp": "neglabel"}.get(m, m)
+        key = ({"csp": "neglabel"}.get(m, m), kernel)
         cached = self.__dict__.get("_packed_cache")
-        if (cached is not None and cached[0] == kind and len(cached[1]) == len(arrays)
+        if (cached is not None and cached[0] == key and len(cached[1]) == len(arrays)
                 and all(a is b for a, b in zip(cached[1], arrays))):
             return cached[2]
         tau = self.tau_ if m == "dnm" else 1.0
-        packed = _core.pack_labels(_KIND[kind], P, arrays[1] if with_neg else None,
+        packed = _core.pack_labels(_KIND[key[0]], P, arrays[1] if with_neg else None,
                                    arrays[2] if with_neg else None, float(tau),
-                                   _config.resolve(self.num_threads))
-        self.__dict__["_packed_cache"] = (kind, arrays, packed)
+                                   _config.resolve(self.num_threads), _config.KERNELS[kernel])
+        self.__dict__["_packed_cache"] = (key, arrays, packed)
         return packed
 
     def __getstate__(self):

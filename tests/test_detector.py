@@ -588,7 +588,7 @@ def test_packed_label_cache_follows_the_fitted_arrays(data):
 
 
 def test_packed_labels_are_checked():
-    from dnm import _core
+    from dnm import _config, _core
 
     rng = np.random.default_rng(3)
     X = rng.normal(size=(4, 16)).astype(np.float32)
@@ -597,15 +597,23 @@ def test_packed_labels_are_checked():
         _core.score(0, X, P, None, None, 1.0, 1.0, 0, 0, None, 0, 0, np.zeros(3, np.float32))
     with pytest.raises(ValueError, match="packed"):
         _core.score(0, X, P, None, None, 1.0, 1.0, 0, 0, None, 0, 0,
-                    np.zeros(14 * 16, np.float64))
-    if _core.HAVE_AVX512:
-        packed = _core.pack_labels(0, P, None, None, 1.0, 0)
-        assert packed.shape == (14 * 16,) and packed.dtype == np.float32
-        got = _core.score(0, X, P, None, None, 1.0, 1.0, 0, 0, None, 0, 0, packed)[0]
+                    np.zeros((1, 14 * 16), np.float64))
+    own = {"avx512": 14, "avx2": 6}
+    kernels = [k for k in own if getattr(_core, "HAVE_" + k.upper())]
+    for k in kernels:
+        nr, code = own[k], _config.KERNELS[k]
+        packed = _core.pack_labels(0, P, None, None, 1.0, 0, code)
+        assert packed.shape == (1, nr * 16) and packed.dtype == np.float32
+        got = _core.score(0, X, P, None, None, 1.0, 1.0, 0, 0, None, 0, code, packed)[0]
         np.testing.assert_array_equal(got, dnm.mcm_score(X, P))
-        P[2, 3] = np.nan
+        other = [c for c in kernels if c != k]
+        for o in other:  # a pack for the other kernel has the other shape
+            with pytest.raises(ValueError, match="packed"):
+                _core.score(0, X, P, None, None, 1.0, 1.0, 0, 0, None, 0,
+                            _config.KERNELS[o], packed)
+        Q = P.copy()
+        Q[2, 3] = np.nan
         with pytest.raises(ValueError, match="id_labels.*row 2"):
-            _core.pack_labels(0, P, None, None, 1.0, 0)
-    else:
-        with pytest.raises(ValueError, match="AVX-512"):
-            _core.pack_labels(0, P, None, None, 1.0, 0)
+            _core.pack_labels(0, Q, None, None, 1.0, 0, code)
+    with pytest.raises(ValueError, match="packs no labels"):
+        _core.pack_labels(0, P, None, None, 1.0, 0, _config.KERNELS["blas"])
