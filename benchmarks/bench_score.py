@@ -4,8 +4,8 @@ Run as a script:  python benchmarks/bench_score.py [--n 20000] [--repeats 5]
 
 Shapes (issue 2): N images, C = 1,000 ID labels, M = 12,000 negatives, D = 512, float32,
 G = 100 groups.  In one run it times, as medians over repeats:
-  (a) dnm.dnm_score / dnm.neglabel_score / dnm.mcm_score (on CPUs with AVX-512 also
-      dnm_score on the BLAS-tile kernel that CPUs without it run),
+  (a) dnm.dnm_score / dnm.neglabel_score / dnm.mcm_score (and dnm_score forced onto the
+      kernels other CPUs run: the AVX2 build of dnm's kernel, the BLAS tiles),
   (b) NumPy's images @ labels.T for labels = [ID; negatives] (same shapes, NumPy's own
       OpenBLAS with its default threads) - the yardstick: the product alone.  Ratios are
       taken against np.matmul into a preallocated output (the GEMM without the page faults
@@ -33,8 +33,8 @@ from _bench import interleaved, timeit
 from dnm import _config, _core
 
 
-def blas_kernel(fn):
-    with _config.float_kernel("blas"):
+def on_kernel(name, fn):
+    with _config.float_kernel(name):
         return fn()
 
 
@@ -109,8 +109,16 @@ def main(argv=None):
     ap.add_argument("--groups", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--kernel", default="auto", choices=["auto", "avx512", "avx2", "blas"],
+                    help="float kernel for dnm's rows; with OPENBLAS_CORETYPE=Haswell in the "
+                         "environment, --kernel avx2 stands in for a CPU without AVX-512")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "score.txt"))
     args = ap.parse_args(argv)
+    with _config.float_kernel(args.kernel):
+        return run(args)
+
+
+def run(args):
 
     rng = np.random.default_rng(0)
     N, C, M, D, G = args.n, args.c, args.m, args.d, args.groups
@@ -129,9 +137,13 @@ def main(argv=None):
         "dnm.dnm_score": lambda: dnm.dnm_score(X, P, Ng, **kw),
         "dnm.neglabel_score": lambda: dnm.neglabel_score(X, P, Ng, groups=idx),
     }
-    if _core.HAVE_AVX512:  # the fallback kernel of CPUs without AVX-512, on this one
-        contenders["dnm.dnm_score, BLAS-tile kernel"] = lambda: blas_kernel(
-            lambda: dnm.dnm_score(X, P, Ng, **kw))
+    # what CPUs without AVX-512 run, forced on this one
+    if _config.resolved_kernel() == "avx512" and _core.HAVE_AVX2:
+        contenders["dnm.dnm_score, AVX2 build of dnm's kernel"] = lambda: on_kernel(
+            "avx2", lambda: dnm.dnm_score(X, P, Ng, **kw))
+    if _config.resolved_kernel() != "blas":
+        contenders["dnm.dnm_score, BLAS-tile kernel"] = lambda: on_kernel(
+            "blas", lambda: dnm.dnm_score(X, P, Ng, **kw))
     t_torch = None
     if not args.no_torch:
         import torch
@@ -164,11 +176,12 @@ def main(argv=None):
     # NegativeLabelDetector.score_samples packs its fitted labels once (AVX-512 kernel)
     lat, lat_packed = [], []
     packed = None
-    if _core.HAVE_AVX512:
+    if _config.resolved_kernel() != "blas":
         from dnm.detector import _frozen
 
         Pf, Nf, If = _frozen(P.copy()), _frozen(Ng.copy()), _frozen(idx.copy())
-        packed = _core.pack_labels(4, Pf, Nf, If, 0.5, 0)
+        packed = _core.pack_labels(4, Pf, Nf, If, 0.5, 0,
+                                   _config.KERNELS[_config.resolved_kernel()])
     for n in (1, 256, 700):
         xs = X[:n]
         lat.append((n, timeit(lambda: dnm.dnm_score(xs, P, Ng, **kw), 3 * args.repeats)))
@@ -190,7 +203,7 @@ def main(argv=None):
         f"machine: {platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}, "
         f"numpy {np.__version__}",
         f"thread pools: {pools}; dnm threads: {dnm.get_num_threads()}; float kernel: "
-        f"{'avx512' if _core.HAVE_AVX512 else 'blas'}",
+        f"{_config.resolved_kernel()}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '')}",
         f"shapes: N={N}, C={C}, M={M}, D={D}, G={G}, float32; medians of {args.repeats} runs, "
         "timed round-robin",
         "",
