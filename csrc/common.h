@@ -89,6 +89,19 @@ int dnm_have_avx512(void);
 /* Nonzero when the CPU has AVX2 and FMA (the AVX2 scoring kernel, the AVX2
  * row epilogue). */
 int dnm_have_avx2(void);
+/* Defines int dnm_have_NAME(void): the CPU has both features (asked once). */
+#define DNM_DEFINE_HAVE(NAME, F1, F2)                                                        \
+    int dnm_have_##NAME(void)                                                                \
+    {                                                                                        \
+        static int have = -1;                                                                \
+        int h = __atomic_load_n(&have, __ATOMIC_RELAXED);                                    \
+        if (h < 0) {                                                                         \
+            __builtin_cpu_init();                                                            \
+            h = __builtin_cpu_supports(F1) && __builtin_cpu_supports(F2);                    \
+            __atomic_store_n(&have, h, __ATOMIC_RELAXED);                                    \
+        }                                                                                    \
+        return h;                                                                            \
+    }
 
 /* Fold one row of a label tile into log-domain accumulators.  x[0..w) are
  * the row's logits; the tile is cut into nseg segments (seg_off, seg_len),

@@ -68,6 +68,27 @@ int dnm_pack_labels(const dnm_matrix *id, const dnm_matrix *neg, const dnm_score
                           dnm_error *err);
 DNM_DECLARE_SIMD(avx512)
 DNM_DECLARE_SIMD(avx2)
+/* A build without an instruction set's kernel (not x86-64, or DNM_NO_CLONES):
+ * its entry points fail with DNM_EDOMAIN (dnm_kernel_resolve never picks it). */
+#define DNM_DEFINE_SIMD_STUBS(ISA)                                                           \
+    int dnm_have_##ISA(void) { return 0; }                                                  \
+    int dnm_pack_labels_##ISA(const dnm_matrix *id, const dnm_matrix *neg,                  \
+                              const dnm_score_params *p, float *lab, int nt, dnm_error *err)\
+    {                                                                                        \
+        (void)id, (void)neg, (void)p, (void)lab, (void)nt;                                   \
+        err->code = DNM_EDOMAIN;                                                             \
+        return DNM_EDOMAIN;                                                                  \
+    }                                                                                        \
+    int dnm_score_f_##ISA(const dnm_matrix *images, const dnm_matrix *id,                   \
+                          const dnm_matrix *neg, const dnm_score_params *p, double *out,    \
+                          int64_t *n_floored, int nt, dnm_tick_fn tick, void *tick_ctx,     \
+                          dnm_error *err)                                                    \
+    {                                                                                        \
+        (void)images, (void)id, (void)neg, (void)p, (void)out, (void)n_floored, (void)nt;   \
+        (void)tick, (void)tick_ctx;                                                          \
+        err->code = DNM_EDOMAIN;                                                             \
+        return DNM_EDOMAIN;                                                                  \
+    }
 /* The segments of label block [j0, j0 + w) of [ID; G groups of Q]: pieces of
  * the ID range and of the groups, each feeding one accumulator (0 = ID,
  * 1 + g = group g).  Writes offsets (from j0), lengths and accumulators when

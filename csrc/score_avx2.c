@@ -13,18 +13,7 @@
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(DNM_NO_CLONES)
 #include "simd_exp.h"
 
-static int have = -1;
-
-int dnm_have_avx2(void)
-{
-    int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
-    if (h < 0) {
-        __builtin_cpu_init();
-        h = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        __atomic_store_n(&have, h, __ATOMIC_RELAXED);
-    }
-    return h;
-}
+DNM_DEFINE_HAVE(avx2, "avx2", "fma")
 
 #define TGT DNM_TGT_AVX2
 #define W 8
@@ -72,24 +61,5 @@ TGT static inline VD vd_select(VM m, VD x, VD y) { return _mm256_blendv_pd(y, x,
 #include "score_simd.h"
 
 #else /* no AVX2 kernel in this build */
-
-int dnm_have_avx2(void) { return 0; }
-
-int dnm_pack_labels_avx2(const dnm_matrix *id, const dnm_matrix *neg, const dnm_score_params *p,
-                         float *lab, int nt, dnm_error *err)
-{
-    (void)id, (void)neg, (void)p, (void)lab, (void)nt;
-    err->code = DNM_EDOMAIN;
-    return DNM_EDOMAIN;
-}
-
-int dnm_score_f_avx2(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *neg,
-                     const dnm_score_params *p, double *out, int64_t *n_floored, int nt,
-                     dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
-{
-    (void)images, (void)id, (void)neg, (void)p, (void)out, (void)n_floored, (void)nt;
-    (void)tick, (void)tick_ctx;
-    err->code = DNM_EDOMAIN;
-    return DNM_EDOMAIN;
-}
+DNM_DEFINE_SIMD_STUBS(avx2)
 #endif

@@ -40,6 +40,15 @@ def resolve(num_threads):
 
 
 @contextlib.contextmanager
+def _setting(var, value):
+    """Within the block, context variable ``var`` holds ``value``."""
+    token = var.set(value)
+    try:
+        yield
+    finally:
+        var.reset(token)
+
+
 def tile_grid(rows):
     """Within the block, score kernels use image tiles of ``rows`` rows (a multiple of 8).
 
@@ -48,18 +57,13 @@ def tile_grid(rows):
     the grid a single-process call on the whole array would use
     (``_core.image_tile_rows(N)``).
     """
-    token = _tile_rows.set(check_int(rows, "rows", low=0))
-    try:
-        yield
-    finally:
-        _tile_rows.reset(token)
+    return _setting(_tile_rows, check_int(rows, "rows", low=0))
 
 
 def tile_rows():
     return _tile_rows.get()
 
 
-@contextlib.contextmanager
 def float_kernel(name):
     """Within the block, float32/float16 scores run on kernel ``name``.
 
@@ -76,28 +80,19 @@ def float_kernel(name):
         raise ValueError("kernel: 'avx512' needs a CPU with AVX-512F")
     if name == "avx2" and not _core.HAVE_AVX2:
         raise ValueError("kernel: 'avx2' needs a CPU with AVX2 and FMA")
-    token = _kernel.set(KERNELS[name])
-    try:
-        yield
-    finally:
-        _kernel.reset(token)
+    return _setting(_kernel, KERNELS[name])
 
 
 def kernel():
     return _kernel.get()
 
 
-@contextlib.contextmanager
 def packed_labels(packed):
     """Within the block, score calls take their labels from ``packed`` (made by
     ``_core.pack_labels`` for the very labels, groups, kind and kernel of those calls)
     instead of packing them again; the BLAS tiles ignore it.  Used by
     ``NegativeLabelDetector``, which packs its fitted labels once."""
-    token = _packed.set(packed)
-    try:
-        yield
-    finally:
-        _packed.reset(token)
+    return _setting(_packed, packed)
 
 
 def packed():
