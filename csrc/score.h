@@ -27,6 +27,16 @@ typedef struct {
  * DGEMM tiles.  Asking for a kernel the CPU cannot run fails (DNM_EDOMAIN). */
 enum { DNM_KERNEL_AUTO = 0, DNM_KERNEL_BLAS = 1, DNM_KERNEL_AVX512 = 2, DNM_KERNEL_AVX2 = 3 };
 
+/* Labels per packed panel of dnm's own kernel, per instruction set (both
+ * divide 42, the label-block unit of score_simd.h). */
+#define DNM_NR_AVX512 14
+#define DNM_NR_AVX2 6
+
+/* Below these sizes one thread does the job (a parallel region costs more than
+ * it saves): packing the labels (L * D values), scoring (N * L * (D + 16)). */
+#define DNM_SERIAL_PACK 262144.0
+#define DNM_SERIAL_WORK 33554432.0
+
 /* The kernel a float call with `kernel` runs (BLAS, AVX512 or AVX2), or -1
  * when the CPU cannot run the one asked for. */
 int dnm_kernel_resolve(int kernel);

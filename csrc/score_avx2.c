@@ -18,7 +18,7 @@ DNM_DEFINE_HAVE(avx2, "avx2", "fma")
 #define TGT DNM_TGT_AVX2
 #define W 8
 #define WD 4
-#define NR 6
+#define NR DNM_NR_AVX2
 #define SIMD_IT_BYTES (1 << 18) /* packed images per tile, at most */
 #define SIMD_FN(name) name##_avx2
 #define SIMD_LEAVE() _mm256_zeroupper()

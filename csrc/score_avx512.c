@@ -17,7 +17,7 @@ DNM_DEFINE_HAVE(avx512, "avx512f", "fma")
 #define TGT DNM_TGT_AVX512
 #define W 16
 #define WD 8
-#define NR 14
+#define NR DNM_NR_AVX512
 #define SIMD_IT_BYTES (1 << 19)    /* packed images per tile, at most */
 #define SIMD_FN(name) name##_avx512
 #define SIMD_LEAVE() _mm256_zeroupper()

@@ -22,9 +22,9 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
     const int64_t ntiles = (N + IT - 1) / IT;
 
     /* Too little work to split: one thread (a parallel region costs more than it saves). */
-    const int nt_lab = (double)L * (double)D < 262144.0 ? 1 : nt;
+    const int nt_lab = (double)L * (double)D < DNM_SERIAL_PACK ? 1 : nt;
     const int nt_img = ntiles < nt ? (int)ntiles
-                       : ((double)N * (double)L * (double)(D + 16) < 33554432.0 ? 1 : nt);
+                       : ((double)N * (double)L * (double)(D + 16) < DNM_SERIAL_WORK ? 1 : nt);
 
     /* [ID; negatives in group order], normalised, once. */
     REAL *lab = (REAL *)malloc((size_t)(L > 0 ? L : 1) * (size_t)D * sizeof(REAL));

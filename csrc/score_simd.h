@@ -2,7 +2,7 @@
  * small vector vocabulary and expanded per instruction set by score_avx512.c
  * (16 float lanes, NR = 14) and score_avx2.c (8 lanes, NR = 6).  The file
  * including it defines: TGT (the target attribute), W (float lanes), WD
- * (double lanes = W / 2), NR (a divisor of 42), SIMD_IT_BYTES, SIMD_FN(name)
+ * (double lanes = W / 2), NR (DNM_NR_*: a divisor of 42), SIMD_IT_BYTES, SIMD_FN(name)
  * (the exported names), the types VF, VD, VM and the vf_* / vd_* / vm_*
  * operations, exp_neg (float, x <= 0), exp_pd (double, x <= 0) and
  * SIMD_LEAVE() (vzeroupper before returning to SSE code).
@@ -239,6 +239,7 @@ int SIMD_FN(dnm_pack_labels)(const dnm_matrix *id, const dnm_matrix *neg, const 
 {
     const int64_t D = id->cols, L = id->rows + p->groups * p->group_size;
     const int64_t npanels = (L + NR - 1) / NR;
+    if ((double)L * (double)D < DNM_SERIAL_PACK) nt = 1;
 #pragma omp parallel num_threads(nt)
     {
         float *tmp = (float *)malloc((size_t)NR * (size_t)D * sizeof(float));
@@ -401,7 +402,6 @@ int SIMD_FN(dnm_score_f)(const dnm_matrix *images, const dnm_matrix *id, const d
     volatile int stop = 0;
     int64_t floored = 0, done = 0;
 
-    /* label blocks of NPB panels: about 1 MB of packed labels (stays in L2) */
     /* label blocks of about 1 MB of packed labels (kept in L2 while the tile's image
      * panels pass), in multiples of 42 labels (3 AVX-512 panels, 7 AVX2 ones): both
      * versions cut the labels into the same blocks, hence take the same shifts */
@@ -418,25 +418,24 @@ int SIMD_FN(dnm_score_f)(const dnm_matrix *images, const dnm_matrix *id, const d
     }
     const int64_t ntiles = (N + IT - 1) / IT;
     const int64_t ITP = (IT + MR - 1) / MR * MR; /* padded to whole panels */
-    const int nt_lab = (double)L * (double)D < 262144.0 ? 1 : nt;
     /* the work counts padded rows: a panel of MR images costs the same for 1 image */
     const double work = (double)(ntiles > 1 ? N : (N + MR - 1) / MR * MR) * (double)L *
                         (double)(D + 16);
-    const int nt_img = ntiles < nt ? (int)ntiles : (work < 33554432.0 ? 1 : nt);
+    const int nt_img = ntiles < nt ? (int)ntiles : (work < DNM_SERIAL_WORK ? 1 : nt);
 
     float *own = NULL; /* the packed labels, unless the caller packed them */
     const float *lab = p->packed;
     if (!lab) {
         own = (float *)alloc64((size_t)npanels * NR * (size_t)D * sizeof(float));
         if (!own) { err->code = DNM_ENOMEM; return DNM_ENOMEM; }
-        if (SIMD_FN(dnm_pack_labels)(id, neg, p, own, nt_lab, err) != DNM_OK) {
+        if (SIMD_FN(dnm_pack_labels)(id, neg, p, own, nt, err) != DNM_OK) {
             free(own);
             return err->code;
         }
         lab = own;
     }
 
-    if (ntiles == 1 && nt > 1 && L > LB && work >= 33554432.0) {
+    if (ntiles == 1 && nt > 1 && L > LB && work >= DNM_SERIAL_WORK) {
         const int64_t nblocks = score_split(images, p, lab, C, LB, nt, invT, out, &floored,
                                             tick, tick_ctx, err);
         if (nblocks > 0) {
