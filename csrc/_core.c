@@ -288,6 +288,14 @@ static PyObject *py_image_tile_rows(PyObject *self, PyObject *arg)
     return PyLong_FromLongLong((long long)dnm_image_tile_rows(n));
 }
 
+static PyObject *py_kernel_resolve(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    long k = PyLong_AsLong(arg);
+    if (k == -1 && PyErr_Occurred()) return NULL;
+    return PyLong_FromLong(dnm_kernel_resolve((int)k));
+}
+
 static PyObject *py_max_threads(PyObject *self, PyObject *noargs)
 {
     (void)self; (void)noargs;
@@ -490,6 +498,9 @@ static PyMethodDef methods[] = {
     {"pack_labels", py_pack_labels, METH_VARARGS,
      "pack_labels(kind, id_labels, negatives, index, tau, num_threads, kernel=0) -> float32 "
      "(panels, nr * D): dnm's kernels' packed label matrix, for score(..., packed=)"},
+    {"kernel_resolve", py_kernel_resolve, METH_O,
+     "kernel_resolve(kernel) -> the float kernel a call with it runs (1 BLAS tiles, 2 AVX-512, "
+     "3 AVX2), or -1 when this CPU cannot run the one asked for"},
     {"max_threads", py_max_threads, METH_NOARGS, "omp_get_max_threads()"},
     {"image_tile_rows", py_image_tile_rows, METH_O,
      "image_tile_rows(n) -> rows per image tile the scoring kernel uses for n images"},

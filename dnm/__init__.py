@@ -1,8 +1,8 @@
 """dnm - zero-shot OOD detection with CLIP-style models and negative labels.
 
 Debiased Negative Mining (KDD 2026), NegLabel, CSP, MCM and energy scores on
-precomputed embeddings, with a C core (an AVX-512 product or OpenBLAS GEMM with fused
-epilogues, OpenMP).
+precomputed embeddings, with a C core (its own AVX-512/AVX2 product or OpenBLAS GEMM with
+fused epilogues, OpenMP).
 """
 from __future__ import annotations
 

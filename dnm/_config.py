@@ -76,10 +76,9 @@ def float_kernel(name):
     """
     if name not in KERNELS:
         raise ValueError(f"kernel: expected one of {sorted(KERNELS)}, got {name!r}")
-    if name == "avx512" and not _core.HAVE_AVX512:
-        raise ValueError("kernel: 'avx512' needs a CPU with AVX-512F")
-    if name == "avx2" and not _core.HAVE_AVX2:
-        raise ValueError("kernel: 'avx2' needs a CPU with AVX2 and FMA")
+    if _core.kernel_resolve(KERNELS[name]) < 0:
+        needs = {"avx512": "AVX-512F", "avx2": "AVX2 and FMA"}[name]
+        raise ValueError(f"kernel: {name!r} needs a CPU with {needs}")
     return _setting(_kernel, KERNELS[name])
 
 
@@ -100,8 +99,5 @@ def packed():
 
 
 def resolved_kernel():
-    """The kernel float scores run on now: "avx512", "avx2" or "blas"."""
-    k = _kernel.get()
-    if k == 0:
-        return "avx512" if _core.HAVE_AVX512 else "avx2" if _core.HAVE_AVX2 else "blas"
-    return {v: n for n, v in KERNELS.items()}[k]
+    """The kernel float scores run on now: "avx512", "avx2" or "blas" (the C core's choice)."""
+    return {v: n for n, v in KERNELS.items()}[_core.kernel_resolve(_kernel.get())]

@@ -483,7 +483,7 @@ class NegativeLabelDetector:
             return None
         key = ({"csp": "neglabel"}.get(m, m), kernel)
         cached = self.__dict__.get("_packed_cache")
-        if (cached is not None and cached[0] == key and len(cached[1]) == len(arrays)
+        if (cached is not None and cached[0] == key  # same kind, hence as many arrays
                 and all(a is b for a, b in zip(cached[1], arrays))):
             return cached[2]
         tau = self.tau_ if m == "dnm" else 1.0

@@ -2,12 +2,12 @@
 
 Every score runs the same fused C kernel (``dnm._core.score``): the product of an
 image tile with a block of the label matrix [ID labels; negatives in group order] -
-dnm's own AVX-512 microkernel for float32/float16 input on CPUs that have it, else
-single-threaded SGEMM (DGEMM for float64 input) per tile - then, while the logits are
-in cache, a log-domain epilogue that keeps, per
-image and per accumulator (the ID sum and each group's sum), a running maximum
-and a shifted sum of ``exp(logit / T)`` in double.  Ratios are formed from the
-log-sums, so nothing overflows or underflows to 0/0 whatever T or the cosines.
+dnm's own microkernel (AVX-512 or AVX2, chosen at run time) for float32/float16
+input, else single-threaded SGEMM (DGEMM for float64 input) per tile - then, while
+the logits are in cache, a log-domain epilogue that keeps, per image and per
+accumulator (the ID sum and each group's sum), a running maximum and a shifted sum
+of ``exp(logit / T)`` in double.  Ratios are formed from the log-sums, so nothing
+overflows or underflows to 0/0 whatever T or the cosines.
 """
 from __future__ import annotations
 
