@@ -153,6 +153,15 @@ static int parse_labels(int kind, double tau, PyObject *id_o, PyObject *neg_o, P
 
 static const char *const score_names[] = {"images", "id_labels", "negatives"};
 
+/* 0 when `kernel` names a float kernel this CPU runs, else -1 with ValueError. */
+static int check_kernel(int kernel)
+{
+    if (dnm_kernel_resolve(kernel) >= 0) return 0;
+    PyErr_SetString(PyExc_ValueError, "kernel: expected 0 (auto), 1 (BLAS tiles), 2 "
+                                      "(AVX-512) or 3 (AVX2), on a CPU that has it");
+    return -1;
+}
+
 static PyObject *py_score(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"kind", "images", "id_labels", "negatives", "index", "temperature",
@@ -168,11 +177,7 @@ static PyObject *py_score(PyObject *self, PyObject *args, PyObject *kw)
                                      &neg_o, &idx_o, &temperature, &tau, &guard, &nthreads,
                                      &progress, &tile_rows, &kernel, &packed_o))
         return NULL;
-    if (dnm_kernel_resolve(kernel) < 0) {
-        PyErr_SetString(PyExc_ValueError, "kernel: expected 0 (auto), 1 (BLAS tiles), 2 "
-                                          "(AVX-512) or 3 (AVX2), on a CPU that has it");
-        return NULL;
-    }
+    if (check_kernel(kernel)) return NULL;
     if (tile_rows < 0 || tile_rows > 65536 || tile_rows % 8 != 0) {
         PyErr_SetString(PyExc_ValueError, "tile_rows: expected 0 (automatic) or a multiple of 8 "
                                           "up to 65536");
@@ -324,14 +329,15 @@ static PyObject *py_resolve_threads(PyObject *self, PyObject *arg)
 static PyObject *py_knn_log_distance(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"raw_candidates", "k", "num_threads", "progress", "row_start",
-                             "row_stop", NULL};
+                             "row_stop", "kernel", NULL};
     PyObject *x_o, *progress;
     long long k, row_start = 0, row_stop = -1;
-    int nthreads;
+    int nthreads, kernel = DNM_KERNEL_AUTO;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OLiO|LL", kwlist, &x_o, &k, &nthreads, &progress,
-                                     &row_start, &row_stop))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OLiO|LLi", kwlist, &x_o, &k, &nthreads, &progress,
+                                     &row_start, &row_stop, &kernel))
         return NULL;
+    if (check_kernel(kernel)) return NULL;
     dnm_matrix x;
     if (to_matrix(x_o, "raw_candidates", &x)) return NULL;
     if (x.rows < 1 || x.cols < 1) {
@@ -358,7 +364,8 @@ static PyObject *py_knn_log_distance(PyObject *self, PyObject *args, PyObject *k
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = dnm_knn_log_distance_rows(&x, (int64_t)k, (int64_t)row_start, (int64_t)row_stop,
-                                   (double *)PyArray_DATA(out), nthreads, py_tick, &ctx, &err);
+                                   (double *)PyArray_DATA(out), kernel, nthreads, py_tick, &ctx,
+                                   &err);
     Py_END_ALLOW_THREADS
     if (rc != DNM_OK) {
         Py_DECREF(out);
@@ -400,14 +407,15 @@ static PyObject *py_knn_log_distance(PyObject *self, PyObject *args, PyObject *k
 static PyObject *py_neglabel_closeness(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"id_labels", "candidates", "percentile", "max_cut", "num_threads",
-                             "progress", NULL};
+                             "progress", "kernel", NULL};
     PyObject *id_o, *c_o, *progress;
     double percentile, max_cut;
-    int nthreads;
+    int nthreads, kernel = DNM_KERNEL_AUTO;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOddiO", kwlist, &id_o, &c_o, &percentile,
-                                     &max_cut, &nthreads, &progress))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOddiO|i", kwlist, &id_o, &c_o, &percentile,
+                                     &max_cut, &nthreads, &progress, &kernel))
         return NULL;
+    if (check_kernel(kernel)) return NULL;
     dnm_matrix id, cand;
     if (to_matrix(id_o, "id_labels", &id) || to_matrix(c_o, "candidates", &cand)) return NULL;
     if (id.rows < 1 || cand.rows < 1 || id.cols < 1 || id.cols != cand.cols) {
@@ -426,7 +434,7 @@ static PyObject *py_neglabel_closeness(PyObject *self, PyObject *args, PyObject 
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = dnm_neglabel_closeness(&id, &cand, percentile, max_cut, (double *)PyArray_DATA(out),
-                                nthreads, py_tick, &ctx, &err);
+                                kernel, nthreads, py_tick, &ctx, &err);
     Py_END_ALLOW_THREADS
     if (rc != DNM_OK) {
         static const char *const names[] = {"id_labels", "candidates"};

@@ -7,6 +7,8 @@
 #ifndef DNM_MINING_TEMPLATE
 
 #include "mining.h"
+#include "mining_util.h"
+#include "score.h" /* the float kernel choice (DNM_KERNEL_*) */
 #include "dnm_blas.h"
 
 #include <math.h>
@@ -14,11 +16,6 @@
 #include <string.h>
 #include <omp.h>
 
-/* Square tile of the kNN product (rows x columns).  Independent of the thread
- * count by design: the tile grid fixes every GEMM call, hence every value. */
-#ifndef DNM_KNN_TILE
-#define DNM_KNN_TILE 512
-#endif
 /* Candidate rows per tile of the quantile kernel (halved while the tile of
  * cosines would exceed DNM_QNT_MAXELEMS). */
 #ifndef DNM_QNT_ROWS
@@ -36,91 +33,6 @@ const int dnm_knn_tile = DNM_KNN_TILE;
 #else
 #define DNM_MCLONES
 #endif
-
-static inline void sift_down(double *h, int64_t i, int64_t n)
-{
-    double v = h[i];
-    for (;;) {
-        int64_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && h[c + 1] > h[c]) c++;
-        if (h[c] <= v) break;
-        h[i] = h[c];
-        i = c;
-    }
-    h[i] = v;
-}
-
-/* In-place heapsort of a max-heap of n values: ascending order. */
-static void heap_to_sorted(double *h, int64_t n)
-{
-    for (int64_t end = n - 1; end > 0; end--) {
-        double t = h[0];
-        h[0] = h[end];
-        h[end] = t;
-        sift_down(h, 0, end);
-    }
-}
-
-/* ---- selection: a[kth] becomes the kth smallest, a[0..kth) <= a[kth] ---- */
-static void nth_element(double *a, int64_t n, int64_t kth)
-{
-    int64_t lo = 0, hi = n - 1;
-    while (hi > lo) {
-        int64_t mid = lo + (hi - lo) / 2;
-        double t;
-        if (a[mid] < a[lo]) { t = a[mid]; a[mid] = a[lo]; a[lo] = t; }
-        if (a[hi] < a[lo]) { t = a[hi]; a[hi] = a[lo]; a[lo] = t; }
-        if (a[hi] < a[mid]) { t = a[hi]; a[hi] = a[mid]; a[mid] = t; }
-        const double pv = a[mid];
-        int64_t i = lo, j = hi;
-        while (i <= j) {
-            while (a[i] < pv) i++;
-            while (a[j] > pv) j--;
-            if (i <= j) {
-                t = a[i]; a[i] = a[j]; a[j] = t;
-                i++;
-                j--;
-            }
-        }
-        if (kth <= j) hi = j;
-        else if (kth >= i) lo = i;
-        else return;
-    }
-}
-
-/* ---- the k+1 smallest distances of a row: a threshold and a buffer ----
- * Each row keeps up to 2 K1 values in h (count *n) and a threshold *thr:
- * +inf until the buffer first fills, then the K1-th smallest value seen so
- * far.  Values d < *thr are appended (O(1)); a full buffer is cut back to its
- * K1 smallest with a quickselect (O(K1) per K1 appends).  Values equal to the
- * threshold are not needed: they cannot change the multiset of the K1
- * smallest values, which is all the mean of logs depends on. */
-static inline void buf_offer(double *h, int32_t *n, int64_t K1, double d, double *thr)
-{
-    int64_t c = *n;
-    h[c++] = d;
-    if (c == 2 * K1) {
-        nth_element(h, c, K1 - 1);
-        *thr = h[K1 - 1];
-        c = K1;
-    }
-    *n = (int32_t)c;
-}
-
-/* Ascending in-place heapsort of h[0..n). */
-static void sort_small(double *h, int64_t n)
-{
-    for (int64_t i = n / 2 - 1; i >= 0; i--) sift_down(h, i, n);
-    heap_to_sorted(h, n);
-}
-
-/* NumPy's linear interpolation (_lerp), bit for bit. */
-static inline double np_lerp(double a, double b, double t)
-{
-    double diff = b - a;
-    return t >= 0.5 ? b - diff * (1.0 - t) : a + diff * t;
-}
 
 static void set_err(dnm_error *err, int code, int which, int64_t row, int64_t col, double value)
 {
@@ -165,8 +77,8 @@ static void clear_err(dnm_error *err)
 }
 
 int dnm_knn_log_distance_rows(const dnm_matrix *x, int64_t k, int64_t row_start,
-                              int64_t row_stop, double *rho, int nthreads, dnm_tick_fn tick,
-                              void *tick_ctx, dnm_error *err)
+                              int64_t row_stop, double *rho, int kernel, int nthreads,
+                              dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
 {
     clear_err(err);
     if (x->rows < 1 || x->cols < 1 || k < 0 || k >= x->rows) {
@@ -177,23 +89,29 @@ int dnm_knn_log_distance_rows(const dnm_matrix *x, int64_t k, int64_t row_start,
         set_err(err, DNM_EDOMAIN, 0, row_start, row_stop, (double)k);
         return DNM_EDOMAIN;
     }
+    const int kr = x->dtype == DNM_F64 ? DNM_KERNEL_BLAS : dnm_kernel_resolve(kernel);
+    if (kr < 0) {
+        set_err(err, DNM_EDOMAIN, -1, -1, -1, (double)kernel);
+        return DNM_EDOMAIN;
+    }
     int nt = dnm_threads_begin(nthreads);
     int rc = x->dtype == DNM_F64
-                 ? knn_d(x, k, row_start, row_stop, rho, nt, tick, tick_ctx, err)
-                 : knn_f(x, k, row_start, row_stop, rho, nt, tick, tick_ctx, err);
+                 ? knn_d(x, k, row_start, row_stop, rho, kr, nt, tick, tick_ctx, err)
+                 : knn_f(x, k, row_start, row_stop, rho, kr, nt, tick, tick_ctx, err);
     dnm_threads_end();
     return rc;
 }
 
-int dnm_knn_log_distance(const dnm_matrix *x, int64_t k, double *rho, int nthreads,
+int dnm_knn_log_distance(const dnm_matrix *x, int64_t k, double *rho, int kernel, int nthreads,
                          dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
 {
-    return dnm_knn_log_distance_rows(x, k, 0, x->rows, rho, nthreads, tick, tick_ctx, err);
+    return dnm_knn_log_distance_rows(x, k, 0, x->rows, rho, kernel, nthreads, tick, tick_ctx,
+                                     err);
 }
 
 int dnm_neglabel_closeness(const dnm_matrix *id, const dnm_matrix *cand, double percentile,
-                           double max_cut, double *out, int nthreads, dnm_tick_fn tick,
-                           void *tick_ctx, dnm_error *err)
+                           double max_cut, double *out, int kernel, int nthreads,
+                           dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
 {
     clear_err(err);
     if (id->rows < 1 || cand->rows < 1 || id->cols < 1 || id->cols != cand->cols ||
@@ -202,10 +120,15 @@ int dnm_neglabel_closeness(const dnm_matrix *id, const dnm_matrix *cand, double 
         return DNM_EDOMAIN;
     }
     int use_double = id->dtype == DNM_F64 || cand->dtype == DNM_F64;
+    const int kr = use_double ? DNM_KERNEL_BLAS : dnm_kernel_resolve(kernel);
+    if (kr < 0) {
+        set_err(err, DNM_EDOMAIN, -1, -1, -1, (double)kernel);
+        return DNM_EDOMAIN;
+    }
     int nt = dnm_threads_begin(nthreads);
     int rc = use_double
-                 ? closeness_d(id, cand, percentile, max_cut, out, nt, tick, tick_ctx, err)
-                 : closeness_f(id, cand, percentile, max_cut, out, nt, tick, tick_ctx, err);
+                 ? closeness_d(id, cand, percentile, max_cut, out, kr, nt, tick, tick_ctx, err)
+                 : closeness_f(id, cand, percentile, max_cut, out, kr, nt, tick, tick_ctx, err);
     dnm_threads_end();
     return rc;
 }
@@ -308,7 +231,7 @@ static void DNM_MCAT(knn_tile, SUF)(const REAL *S, int64_t nr, int64_t nc, int64
  * column side - so every d_ij is bitwise the one of the full run, whatever
  * lo and hi (an unaligned range computes the whole tiles it touches). */
 static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, int64_t lo, int64_t hi,
-                              double *rho, int nt, dnm_tick_fn tick, void *tick_ctx,
+                              double *rho, int kernel, int nt, dnm_tick_fn tick, void *tick_ctx,
                               dnm_error *err)
 {
     const int64_t N = x->rows, D = x->cols, K1 = k + 1, T = DNM_KNN_TILE, R = hi - lo;
@@ -387,93 +310,106 @@ static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, int64_t lo, int64_
             goto out;
         }
 
-        /* 3. the matrix that goes to GEMM: the input itself when its layout
-         * allows (contiguous rows of the compute type), else a converted copy.
-         * Raw rows with cos = s_ij / (r_i r_j); for float, rows with huge norms
-         * are normalised in the copy instead (inv = 1). */
-        const size_t es = sizeof(REAL);
-        int normalize = IS_FLOAT && rmax > DNM_RAW_FLOAT_MAXNORM;
-        const REAL *A;
-        int64_t lda;
-        int direct = !normalize && x->dtype == (IS_FLOAT ? DNM_F32 : DNM_F64) &&
-                     x->s1 == (ptrdiff_t)es && x->s0 > 0 && x->s0 % (ptrdiff_t)es == 0 &&
-                     ((uintptr_t)x->data % es) == 0 && /* unaligned NumPy views: copy */
-                     x->s0 / (ptrdiff_t)es >= D && x->s0 / (ptrdiff_t)es <= 2147483647;
-        if (direct) {
-            A = (const REAL *)x->data;
-            lda = x->s0 / (ptrdiff_t)es;
-        } else {
-            X = (REAL *)malloc((size_t)N * (size_t)D * es);
-            if (!X) {
-                set_err(err, DNM_ENOMEM, 0, -1, -1, 0.0);
-                goto out;
-            }
-#pragma omp parallel for num_threads(nt) schedule(static)
-            for (int64_t t = 0; t < NT; t++) {
-                const int64_t r0 = t * T, r1 = r0 + T < N ? r0 + T : N;
-                int64_t bad = -1;
-                (void)PACK(x, r0, r1, X + r0 * D, D, normalize, NULL, &bad); /* checked above */
-            }
-            A = X;
-            lda = D;
-        }
+        /* raw rows with cos = s_ij / (r_i r_j); for float, rows with huge norms
+         * are normalised instead (inv = 1), where float products could overflow */
+        const int normalize = IS_FLOAT && rmax > DNM_RAW_FLOAT_MAXNORM;
         for (int64_t i = 0; i < N; i++) inv[i] = normalize ? 1.0 : 1.0 / r[i];
         for (int64_t i = 0; i < R; i++) thr[i] = INFINITY;
-        if (!ranged) {
-            for (int64_t o = 0, p = 0; o < NT; o++) /* pairs by diagonal offset */
-                for (int64_t I = 0; I + o < NT; I++, p++) {
-                    pi[2 * p] = (int32_t)I;
-                    pi[2 * p + 1] = (int32_t)(I + o);
-                }
-        } else {
-            /* (row tile I, column tile J), J-major so that neighbouring tasks
-             * lock different row tiles */
-            for (int64_t J = 0, p = 0; J < NT; J++)
-                for (int64_t I = I0; I < I1; I++, p++) {
-                    pi[2 * p] = (int32_t)I;
-                    pi[2 * p + 1] = (int32_t)J;
-                }
-        }
-        for (int64_t t = 0; t < NT; t++) omp_init_lock(&locks[t]);
-
-        /* 4. full run: tiles on and above the diagonal, each feeding both row
-         * tiles' buffers; row range: see above (only row tile I is fed) */
-#pragma omp parallel num_threads(nt)
+#if IS_FLOAT
+        if (kernel == DNM_KERNEL_AVX512 || kernel == DNM_KERNEL_AVX2) {
+            /* 3-4 on dnm's own product kernel (mining_simd.h) */
+            (kernel == DNM_KERNEL_AVX512 ? dnm_knn_f_avx512 : dnm_knn_f_avx2)(
+                x, normalize, r, inv, K1, lo, hi, heap, hsize, thr, nt, tick, tick_ctx, err);
+        } else
+#else
+        (void)kernel;
+#endif
         {
-            REAL *S = (REAL *)malloc((size_t)T * (size_t)T * es);
-            if (!S) {
-                dnm_error_record(err, DNM_ENOMEM, -1, -1);
-                stop = 1;
-            }
-#pragma omp for schedule(dynamic, 1)
-            for (int64_t p = 0; p < P; p++) {
-                if (stop || !S) continue;
-                const int64_t I = pi[2 * p], J = pi[2 * p + 1];
-                /* the GEMM is always that of tiles (min, max): the full run's */
-                const int64_t U = ranged && J < I ? J : I, V = ranged && J < I ? I : J;
-                const int64_t i0 = U * T, nr = i0 + T < N ? T : N - i0;
-                const int64_t j0 = V * T, nc = j0 + T < N ? T : N - j0;
-                GEMM(DnmRowMajor, DnmNoTrans, DnmTrans, (int)nr, (int)nc, (int)D, (REAL)1,
-                     A + i0 * lda, (int)lda, A + j0 * lda, (int)lda, (REAL)0, S, (int)nc);
-                if (!ranged) {
-                    omp_set_lock(&locks[I]);
-                    if (J != I) omp_set_lock(&locks[J]);
-                    DNM_MCAT(knn_tile, SUF)(S, nr, nc, i0, j0, r, inv, heap, hsize, thr, K1, 0,
-                                            N, 1, J != I);
-                    if (J != I) omp_unset_lock(&locks[J]);
-                    omp_unset_lock(&locks[I]);
-                } else {
-                    const int rows_side = J >= I; /* else row tile I is the column side */
-                    omp_set_lock(&locks[I]);
-                    DNM_MCAT(knn_tile, SUF)(S, nr, nc, i0, j0, r, inv, heap, hsize, thr, K1, lo,
-                                            hi, rows_side, !rows_side);
-                    omp_unset_lock(&locks[I]);
+            /* 3. the matrix that goes to GEMM: the input itself when its layout
+             * allows (contiguous rows of the compute type), else a converted copy.
+             * Raw rows with cos = s_ij / (r_i r_j); for float, rows with huge norms
+             * are normalised in the copy instead (inv = 1). */
+            const size_t es = sizeof(REAL);
+            const REAL *A;
+            int64_t lda;
+            int direct = !normalize && x->dtype == (IS_FLOAT ? DNM_F32 : DNM_F64) &&
+                         x->s1 == (ptrdiff_t)es && x->s0 > 0 && x->s0 % (ptrdiff_t)es == 0 &&
+                         ((uintptr_t)x->data % es) == 0 && /* unaligned NumPy views: copy */
+                         x->s0 / (ptrdiff_t)es >= D && x->s0 / (ptrdiff_t)es <= 2147483647;
+            if (direct) {
+                A = (const REAL *)x->data;
+                lda = x->s0 / (ptrdiff_t)es;
+            } else {
+                X = (REAL *)malloc((size_t)N * (size_t)D * es);
+                if (!X) {
+                    set_err(err, DNM_ENOMEM, 0, -1, -1, 0.0);
+                    goto out;
                 }
-                dnm_tick_done(tick, tick_ctx, &done, P, &stop, err);
+    #pragma omp parallel for num_threads(nt) schedule(static)
+                for (int64_t t = 0; t < NT; t++) {
+                    const int64_t r0 = t * T, r1 = r0 + T < N ? r0 + T : N;
+                    int64_t bad = -1;
+                    (void)PACK(x, r0, r1, X + r0 * D, D, normalize, NULL, &bad); /* checked above */
+                }
+                A = X;
+                lda = D;
             }
-            free(S);
+            if (!ranged) {
+                for (int64_t o = 0, p = 0; o < NT; o++) /* pairs by diagonal offset */
+                    for (int64_t I = 0; I + o < NT; I++, p++) {
+                        pi[2 * p] = (int32_t)I;
+                        pi[2 * p + 1] = (int32_t)(I + o);
+                    }
+            } else {
+                /* (row tile I, column tile J), J-major so that neighbouring tasks
+                 * lock different row tiles */
+                for (int64_t J = 0, p = 0; J < NT; J++)
+                    for (int64_t I = I0; I < I1; I++, p++) {
+                        pi[2 * p] = (int32_t)I;
+                        pi[2 * p + 1] = (int32_t)J;
+                    }
+            }
+            for (int64_t t = 0; t < NT; t++) omp_init_lock(&locks[t]);
+
+            /* 4. full run: tiles on and above the diagonal, each feeding both row
+             * tiles' buffers; row range: see above (only row tile I is fed) */
+    #pragma omp parallel num_threads(nt)
+            {
+                REAL *S = (REAL *)malloc((size_t)T * (size_t)T * es);
+                if (!S) {
+                    dnm_error_record(err, DNM_ENOMEM, -1, -1);
+                    stop = 1;
+                }
+    #pragma omp for schedule(dynamic, 1)
+                for (int64_t p = 0; p < P; p++) {
+                    if (stop || !S) continue;
+                    const int64_t I = pi[2 * p], J = pi[2 * p + 1];
+                    /* the GEMM is always that of tiles (min, max): the full run's */
+                    const int64_t U = ranged && J < I ? J : I, V = ranged && J < I ? I : J;
+                    const int64_t i0 = U * T, nr = i0 + T < N ? T : N - i0;
+                    const int64_t j0 = V * T, nc = j0 + T < N ? T : N - j0;
+                    GEMM(DnmRowMajor, DnmNoTrans, DnmTrans, (int)nr, (int)nc, (int)D, (REAL)1,
+                         A + i0 * lda, (int)lda, A + j0 * lda, (int)lda, (REAL)0, S, (int)nc);
+                    if (!ranged) {
+                        omp_set_lock(&locks[I]);
+                        if (J != I) omp_set_lock(&locks[J]);
+                        DNM_MCAT(knn_tile, SUF)(S, nr, nc, i0, j0, r, inv, heap, hsize, thr, K1, 0,
+                                                N, 1, J != I);
+                        if (J != I) omp_unset_lock(&locks[J]);
+                        omp_unset_lock(&locks[I]);
+                    } else {
+                        const int rows_side = J >= I; /* else row tile I is the column side */
+                        omp_set_lock(&locks[I]);
+                        DNM_MCAT(knn_tile, SUF)(S, nr, nc, i0, j0, r, inv, heap, hsize, thr, K1, lo,
+                                                hi, rows_side, !rows_side);
+                        omp_unset_lock(&locks[I]);
+                    }
+                    dnm_tick_done(tick, tick_ctx, &done, P, &stop, err);
+                }
+                free(S);
+            }
+            for (int64_t t = 0; t < NT; t++) omp_destroy_lock(&locks[t]);
         }
-        for (int64_t t = 0; t < NT; t++) omp_destroy_lock(&locks[t]);
         if (err->code != DNM_OK) goto out;
     }
 
@@ -521,7 +457,7 @@ out:
 
 /* NegLabel / CSP closeness: see mining.h. */
 static int DNM_MCAT(closeness, SUF)(const dnm_matrix *id, const dnm_matrix *cand, double eta,
-                                    double cut, double *out, int nt, dnm_tick_fn tick,
+                                    double cut, double *out, int kernel, int nt, dnm_tick_fn tick,
                                     void *tick_ctx, dnm_error *err)
 {
     const int64_t C = id->rows, N = cand->rows, D = id->cols;
@@ -536,6 +472,13 @@ static int DNM_MCAT(closeness, SUF)(const dnm_matrix *id, const dnm_matrix *cand
     const int64_t next = at_max ? C - 1 : (int64_t)prevf + 1;
     const double gamma = vi - prevf;
     const int use_cut = !isnan(cut);
+#if IS_FLOAT
+    if (kernel == DNM_KERNEL_AVX512 || kernel == DNM_KERNEL_AVX2)
+        return (kernel == DNM_KERNEL_AVX512 ? dnm_closeness_f_avx512 : dnm_closeness_f_avx2)(
+            id, cand, at_max, use_cut, cut, next, gamma, out, nt, tick, tick_ctx, err);
+#else
+    (void)kernel;
+#endif
     volatile int stop = 0;
     int64_t done = 0;
 
@@ -591,21 +534,8 @@ static int DNM_MCAT(closeness, SUF)(const dnm_matrix *id, const dnm_matrix *cand
                  L, (int)D, (REAL)0, sb, (int)C);
             for (int64_t a = 0; a < nr; a++) {
                 const REAL *s = sb + a * C;
-                double mx = -INFINITY;
-                for (int64_t j = 0; j < C; j++) {
-                    w[j] = (double)s[j];
-                    mx = w[j] > mx ? w[j] : mx;
-                }
-                double q;
-                if (at_max || (use_cut && mx > cut)) {
-                    q = mx;
-                } else {
-                    nth_element(w, C, next);
-                    double lo = -INFINITY;
-                    for (int64_t j = 0; j < next; j++) lo = w[j] > lo ? w[j] : lo;
-                    q = np_lerp(lo, w[next], gamma);
-                }
-                out[r0 + a] = q;
+                for (int64_t j = 0; j < C; j++) w[j] = (double)s[j];
+                out[r0 + a] = dnm_row_quantile(w, C, at_max, use_cut, cut, next, gamma);
             }
             dnm_tick_done(tick, tick_ctx, &done, ntiles, &stop, err);
         }

@@ -38,7 +38,7 @@
 enum { DNM_KNN_UNIT_NORM = -2, DNM_KNN_NORM_LE1 = -3, DNM_KNN_DIST_LE0 = -4 };
 #define DNM_KNN_UNIT_TOL 1e-3
 
-int dnm_knn_log_distance(const dnm_matrix *x, int64_t k, double *rho, int nthreads,
+int dnm_knn_log_distance(const dnm_matrix *x, int64_t k, double *rho, int kernel, int nthreads,
                          dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
 
 /* The same for the rows [row_start, row_stop) only (0 <= row_start < row_stop
@@ -55,8 +55,8 @@ int dnm_knn_log_distance(const dnm_matrix *x, int64_t k, double *rho, int nthrea
  * doubles, the N norms, one tile per thread (and the converted copy, if the
  * input needs one, of all N rows). */
 int dnm_knn_log_distance_rows(const dnm_matrix *x, int64_t k, int64_t row_start,
-                              int64_t row_stop, double *rho, int nthreads, dnm_tick_fn tick,
-                              void *tick_ctx, dnm_error *err);
+                              int64_t row_stop, double *rho, int kernel, int nthreads,
+                              dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
 
 /* DNM_KNN_TILE: rows (and columns) per tile of the kNN product. */
 extern const int dnm_knn_tile;
@@ -64,7 +64,51 @@ extern const int dnm_knn_tile;
 /* id (C, D), cand (N, D); percentile in [0, 1]; max_cut: NaN for none.
  * Writes out[N]. */
 int dnm_neglabel_closeness(const dnm_matrix *id, const dnm_matrix *cand, double percentile,
-                           double max_cut, double *out, int nthreads, dnm_tick_fn tick,
-                           void *tick_ctx, dnm_error *err);
+                           double max_cut, double *out, int kernel, int nthreads,
+                           dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
+
+/* Square tile of the kNN product (rows x columns), a multiple of every
+ * kernel's image panel (32).  Independent of the thread count by design. */
+#ifndef DNM_KNN_TILE
+#define DNM_KNN_TILE 512
+#endif
+
+/* Internal: the float mining kernels on dnm's own product kernel
+ * (mining_simd.h, built per instruction set in score_avx512.c / score_avx2.c).
+ * dnm_knn_f_ISA runs steps 3-4 of the kNN (the products and the k+1 buffers:
+ * heap, hsize, thr of the rows [lo, hi)) on norms r and inverse norms inv
+ * already checked; dnm_closeness_f_ISA the whole closeness kernel. */
+#define DNM_DECLARE_MINING_SIMD(ISA)                                                         \
+    int dnm_knn_f_##ISA(const dnm_matrix *x, int normalize, const double *r,               \
+                        const double *inv, int64_t K1, int64_t lo, int64_t hi, double *heap, \
+                        int32_t *hsize, double *thr, int nt, dnm_tick_fn tick,              \
+                        void *tick_ctx, dnm_error *err);                                    \
+    int dnm_closeness_f_##ISA(const dnm_matrix *id, const dnm_matrix *cand, int at_max,     \
+                              int use_cut, double cut, int64_t next, double gamma,          \
+                              double *out, int nt, dnm_tick_fn tick, void *tick_ctx,        \
+                              dnm_error *err);
+DNM_DECLARE_MINING_SIMD(avx512)
+DNM_DECLARE_MINING_SIMD(avx2)
+#define DNM_DEFINE_MINING_STUBS(ISA)                                                         \
+    int dnm_knn_f_##ISA(const dnm_matrix *x, int normalize, const double *r,               \
+                        const double *inv, int64_t K1, int64_t lo, int64_t hi, double *heap, \
+                        int32_t *hsize, double *thr, int nt, dnm_tick_fn tick,              \
+                        void *tick_ctx, dnm_error *err)                                     \
+    {                                                                                        \
+        (void)x, (void)normalize, (void)r, (void)inv, (void)K1, (void)lo, (void)hi;          \
+        (void)heap, (void)hsize, (void)thr, (void)nt, (void)tick, (void)tick_ctx;           \
+        err->code = DNM_EDOMAIN;                                                             \
+        return DNM_EDOMAIN;                                                                  \
+    }                                                                                        \
+    int dnm_closeness_f_##ISA(const dnm_matrix *id, const dnm_matrix *cand, int at_max,     \
+                              int use_cut, double cut, int64_t next, double gamma,          \
+                              double *out, int nt, dnm_tick_fn tick, void *tick_ctx,        \
+                              dnm_error *err)                                               \
+    {                                                                                        \
+        (void)id, (void)cand, (void)at_max, (void)use_cut, (void)cut, (void)next;            \
+        (void)gamma, (void)out, (void)nt, (void)tick, (void)tick_ctx;                        \
+        err->code = DNM_EDOMAIN;                                                             \
+        return DNM_EDOMAIN;                                                                  \
+    }
 
 #endif

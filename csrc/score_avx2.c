@@ -55,11 +55,17 @@ TGT static inline int vm_any(VM a, VM b, VM c, VM d)
 {
     return _mm256_movemask_pd(_mm256_or_pd(_mm256_or_pd(a, b), _mm256_or_pd(c, d))) != 0;
 }
+TGT static inline VM vm_or(VM a, VM b) { return _mm256_or_pd(a, b); }
+/* the lanes' truth values as bits (lane 0 = bit 0) */
+TGT static inline int vm_bits(VM m) { return _mm256_movemask_pd(m); }
 /* m ? x : y, lane by lane */
 TGT static inline VD vd_select(VM m, VD x, VD y) { return _mm256_blendv_pd(y, x, m); }
 
 #include "score_simd.h"
+#include "mining_simd.h"
 
 #else /* no AVX2 kernel in this build */
+#include "mining.h"
 DNM_DEFINE_SIMD_STUBS(avx2)
+DNM_DEFINE_MINING_STUBS(avx2)
 #endif

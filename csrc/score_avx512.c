@@ -54,11 +54,17 @@ TGT static inline VD vd_hi(VF v)
 TGT static inline VM vm_gt(VD a, VD b) { return _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ); }
 TGT static inline VM vm_not_ge(VD a, VD b) { return _mm512_cmp_pd_mask(a, b, _CMP_NGE_UQ); }
 TGT static inline int vm_any(VM a, VM b, VM c, VM d) { return (a | b | c | d) != 0; }
+TGT static inline VM vm_or(VM a, VM b) { return (VM)(a | b); }
+/* the lanes' truth values as bits (lane 0 = bit 0) */
+TGT static inline int vm_bits(VM m) { return (int)m; }
 /* m ? x : y, lane by lane */
 TGT static inline VD vd_select(VM m, VD x, VD y) { return _mm512_mask_blend_pd(m, y, x); }
 
 #include "score_simd.h"
+#include "mining_simd.h"
 
 #else /* no AVX512 kernel in this build */
+#include "mining.h"
 DNM_DEFINE_SIMD_STUBS(avx512)
+DNM_DEFINE_MINING_STUBS(avx512)
 #endif

@@ -258,16 +258,17 @@ static void *alloc64(size_t bytes)
     return aligned_alloc(64, (bytes + 63) / 64 * 64);
 }
 
-/* Rows [r0, r1) of the images, normalised (row-major into xb), into panels of
- * MR images [k][MR] at ap (zero rows pad the last panel). */
+/* Rows [r0, r1) of the images, normalised (or as they are, normalize = 0;
+ * row-major into xb), into panels of MR images [k][MR] at ap (zero rows pad
+ * the last panel).  A bad row is recorded in err as one of input `which`. */
 static int pack_tile(const dnm_matrix *images, int64_t r0, int64_t r1, float *xb, float *ap,
-                     dnm_error *err)
+                     int normalize, int which, dnm_error *err)
 {
     const int64_t D = images->cols, nr = r1 - r0, nmp = (nr + MR - 1) / MR;
     int64_t bad = -1;
-    int rc = dnm_pack_rows_f(images, r0, r1, xb, D, 1, NULL, &bad);
+    int rc = dnm_pack_rows_f(images, r0, r1, xb, D, normalize, NULL, &bad);
     if (rc != DNM_OK) {
-        dnm_error_record(err, rc, 0, bad);
+        dnm_error_record(err, rc, which, bad);
         return rc;
     }
     for (int64_t ip = 0; ip < nmp; ip++) {
@@ -346,7 +347,7 @@ static int64_t score_split(const dnm_matrix *images, const dnm_score_params *p, 
         t += dnm_score_segments(j0, w, C, Q, soff + t, slen + t, sacc + t);
     }
     bstart[nblocks] = total;
-    if (pack_tile(images, 0, N, xb, ap, err) != DNM_OK) goto out;
+    if (pack_tile(images, 0, N, xb, ap, 1, 0, err) != DNM_OK) goto out;
 
     volatile int stop = 0;
     int64_t done = 0;
@@ -467,7 +468,7 @@ int SIMD_FN(dnm_score_f)(const dnm_matrix *images, const dnm_matrix *id, const d
             if (stop || !ok) continue;
             const int64_t r0 = t * IT, r1 = r0 + IT < N ? r0 + IT : N, nr = r1 - r0;
             const int64_t nmp = (nr + MR - 1) / MR;
-            if (pack_tile(images, r0, r1, xb, ap, err) != DNM_OK) {
+            if (pack_tile(images, r0, r1, xb, ap, 1, 0, err) != DNM_OK) {
                 stop = 1;
                 continue;
             }

@@ -113,7 +113,7 @@ def knn_log_distance(raw_candidates, k=100, *, rows=None, num_threads=None, prog
                              f"got ({start}, {stop})")
     nt = _config.resolve(num_threads)
     with TileProgress(progress, "dnm kNN log-distance") as cb:
-        return _core.knn_log_distance(X, k, nt, cb, start, stop)
+        return _core.knn_log_distance(X, k, nt, cb, start, stop, _config.kernel())
 
 
 def _select_by_pos(values, is_adjective, noun_ratio, adj_ratio):
@@ -175,7 +175,7 @@ def neglabel_closeness(id_labels, candidates, percentile=0.95, *, max_cut=None,
             raise ValueError(f"max_cut: must be finite (or None), got {max_cut!r}")
     nt = _config.resolve(num_threads)
     with TileProgress(progress, "dnm NegLabel closeness") as cb:
-        return _core.neglabel_closeness(P, X, eta, cut, nt, cb)
+        return _core.neglabel_closeness(P, X, eta, cut, nt, cb, _config.kernel())
 
 
 def select_neglabel(id_labels, candidates, is_adjective, ratio=0.15, percentile=0.95, *,
