@@ -131,17 +131,26 @@ TGT static void knn_epilogue(const float *S, int64_t ncp, int64_t i0, int64_t nr
             bits &= valid;
             if (!bits) continue;
             for (int h = 0; h < 4; h++) vd_storeu(dv + WD * h, d[h]);
+            int cut = 0;
             while (bits) {
                 const int l = __builtin_ctzll(bits);
                 bits &= bits - 1;
                 const int64_t a = i0 + ip * MR + l - lo;
                 const double dd = dv[l];
-                if (dd < thr[a]) buf_offer(heap + a * 2 * K1, hsize + a, K1, dd, thr + a);
+                if (dd < thr[a]) {
+                    buf_offer(heap + a * 2 * K1, hsize + a, K1, dd, thr + a);
+                    if (thr[a] != tl[l]) { /* a row's threshold fell: flag against it */
+                        tl[l] = thr[a];
+                        cut = 1;
+                    }
+                }
                 if (feed_cols && dd < thr[j - lo]) {
                     const int64_t c = j - lo;
                     buf_offer(heap + c * 2 * K1, hsize + c, K1, dd, thr + c);
                 }
             }
+            if (cut)
+                for (int h = 0; h < 4; h++) ti[h] = vd_loadu(tl + WD * h);
         }
     }
     SIMD_LEAVE();

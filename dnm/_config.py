@@ -11,15 +11,36 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 
 from . import _core
 from ._validate import check_int
 
+KERNELS = {"auto": 0, "blas": 1, "avx512": 2, "avx2": 3}
+_NEEDS = {"avx512": "AVX-512F", "avx2": "AVX2 and FMA"}
+
+
+def _check_kernel(name, what):
+    """The code of float kernel ``name``, checked against this CPU (ValueError naming ``what``)."""
+    if name not in KERNELS:
+        raise ValueError(f"{what}: expected one of {sorted(KERNELS)}, got {name!r}")
+    if _core.kernel_resolve(KERNELS[name]) < 0:
+        runs = [n for n, c in KERNELS.items() if n != "auto" and _core.kernel_resolve(c) >= 0]
+        raise ValueError(f"{what}: {name!r} needs a CPU with {_NEEDS[name]}; this CPU runs "
+                         f"{', '.join(runs)}")
+    return KERNELS[name]
+
+
+def _kernel_from_environment():
+    """DNM_FLOAT_KERNEL=auto|avx512|avx2|blas forces the float kernel of the whole process."""
+    name = os.environ.get("DNM_FLOAT_KERNEL", "").strip().lower()
+    return _check_kernel(name, "DNM_FLOAT_KERNEL") if name else 0
+
+
 _num_threads = 0  # 0 = follow OpenMP / threadpoolctl
 _tile_rows = contextvars.ContextVar("dnm_tile_rows", default=0)  # 0 = the kernel's choice
-_kernel = contextvars.ContextVar("dnm_kernel", default=0)  # 0 = automatic
+_kernel = contextvars.ContextVar("dnm_kernel", default=_kernel_from_environment())
 _packed = contextvars.ContextVar("dnm_packed", default=None)  # labels packed once (detector)
-KERNELS = {"auto": 0, "blas": 1, "avx512": 2, "avx2": 3}
 
 
 def set_num_threads(n):
@@ -65,7 +86,11 @@ def tile_rows():
 
 
 def float_kernel(name):
-    """Within the block, float32/float16 scores run on kernel ``name``.
+    """Within the block, float32/float16 scores and mining run on kernel ``name``.
+
+    The process-wide default is the environment variable ``DNM_FLOAT_KERNEL``
+    (``auto``, ``avx512``, ``avx2`` or ``blas``; read once at import, which fails with a
+    ValueError when the CPU cannot run the kernel named); this block overrides it.
 
     ``"auto"`` (the default) takes dnm's own kernel (a register-tile product with the
     epilogue fused, ``csrc/score_simd.h``) in its ``"avx512"`` version when the CPU has
@@ -74,12 +99,7 @@ def float_kernel(name):
     dnm's kernel give the same bits; all agree with the float64 reference to float32
     rounding; the tests run every kernel the CPU has.
     """
-    if name not in KERNELS:
-        raise ValueError(f"kernel: expected one of {sorted(KERNELS)}, got {name!r}")
-    if _core.kernel_resolve(KERNELS[name]) < 0:
-        needs = {"avx512": "AVX-512F", "avx2": "AVX2 and FMA"}[name]
-        raise ValueError(f"kernel: {name!r} needs a CPU with {needs}")
-    return _setting(_kernel, KERNELS[name])
+    return _setting(_kernel, _check_kernel(name, "kernel"))
 
 
 def kernel():

@@ -46,6 +46,79 @@ CSP_MAX_CUT = 0.95
 KNN_TILE = int(_core.KNN_TILE)
 
 
+_HASH_MULT = None
+
+
+def _row_hashes(a):
+    """A 64-bit hash of each row's bytes (a: C-contiguous), in chunks of rows."""
+    global _HASH_MULT
+    words = a.view(np.dtype(f"u{a.itemsize}")).reshape(a.shape[0], -1)
+    if _HASH_MULT is None or _HASH_MULT.size < words.shape[1]:
+        size = max(words.shape[1], 1024)
+        _HASH_MULT = np.random.default_rng(0x5EED).integers(1, 2**63, size, dtype=np.uint64) | 1
+    mult = _HASH_MULT[:words.shape[1]]
+    h = np.empty(a.shape[0], np.uint64)
+    for i in range(0, a.shape[0], 2048):  # chunks bound the temporary to 2048 x D words
+        w = words[i:i + 2048].astype(np.uint64)
+        w ^= w >> np.uint64(7)
+        h[i:i + 2048] = (w * mult).sum(axis=1, dtype=np.uint64)
+    return h
+
+
+def first_copies(x):
+    """For each row of ``x``, the index of the first row with the same bytes (itself if none).
+
+    The tie rule of the BLAS tiles (float64 input, or a CPU without AVX2): there a
+    product can depend on where its row sits in a GEMM tile, so copies of a row could
+    get values that differ in the last bits; :func:`knn_log_distance` and
+    :func:`neglabel_closeness` give every copy the value of its first occurrence, so
+    copies tie exactly and rank by index.  Rows are compared by their bytes (hashed,
+    then verified).
+    """
+    a = np.ascontiguousarray(x)
+    n = a.shape[0]
+    idx = np.arange(n)
+    h = _row_hashes(a)
+    order = np.lexsort((idx, h))  # by hash, then by index
+    hs = h[order]
+    start = np.ones(n, bool)
+    start[1:] = hs[1:] != hs[:-1]
+    canon = np.empty(n, np.int64)
+    canon[order] = order[np.maximum.accumulate(np.where(start, idx, 0))]
+    cand = np.flatnonzero(canon != idx)
+    if cand.size:
+        words = a.view(np.dtype(f"u{a.itemsize}")).reshape(n, -1)
+        bad = cand[~np.all(words[cand] == words[canon[cand]], axis=1)]
+        if bad.size:  # hash collisions: settle the groups involved exactly
+            rows = np.flatnonzero(np.isin(h, h[bad]))  # ascending
+            _, first, inv = np.unique(words[rows], axis=0, return_index=True,
+                                      return_inverse=True)
+            canon[rows] = rows[first[inv.ravel()]]
+    return canon
+
+
+def _blas_path(*arrays):
+    """Whether a mining call on these (checked) arrays runs on the BLAS tiles."""
+    return any(a.dtype == np.float64 for a in arrays) or _config.resolved_kernel() == "blas"
+
+
+def _knn_ties_first(X, k, nt, cb, start, stop):
+    """knn on the BLAS tiles with the tie rule of :func:`first_copies`."""
+    canon = first_copies(X)
+    rho = _core.knn_log_distance(X, k, nt, cb, start, stop, _config.kernel())
+    need = canon[start:stop]
+    outside = np.unique(need[(need < start) | (need >= stop)])
+    extra = {}
+    for t in np.unique(outside // KNN_TILE):  # whole tiles: the full run's values, bitwise
+        a, b = int(t) * KNN_TILE, min((int(t) + 1) * KNN_TILE, X.shape[0])
+        extra[a] = _core.knn_log_distance(X, k, nt, None, a, b, _config.kernel())
+    full = np.empty(X.shape[0])
+    full[start:stop] = rho
+    for a, vals in extra.items():
+        full[a:a + vals.size] = vals
+    return full[need]
+
+
 def knn_log_distance(raw_candidates, k=100, *, rows=None, num_threads=None, progress=False):
     """DNM's kNN log-distance density of each candidate (DESIGN §4.3).
 
@@ -113,6 +186,8 @@ def knn_log_distance(raw_candidates, k=100, *, rows=None, num_threads=None, prog
                              f"got ({start}, {stop})")
     nt = _config.resolve(num_threads)
     with TileProgress(progress, "dnm kNN log-distance") as cb:
+        if _blas_path(X):
+            return _knn_ties_first(X, k, nt, cb, start, stop)
         return _core.knn_log_distance(X, k, nt, cb, start, stop, _config.kernel())
 
 
@@ -175,7 +250,10 @@ def neglabel_closeness(id_labels, candidates, percentile=0.95, *, max_cut=None,
             raise ValueError(f"max_cut: must be finite (or None), got {max_cut!r}")
     nt = _config.resolve(num_threads)
     with TileProgress(progress, "dnm NegLabel closeness") as cb:
-        return _core.neglabel_closeness(P, X, eta, cut, nt, cb, _config.kernel())
+        q = _core.neglabel_closeness(P, X, eta, cut, nt, cb, _config.kernel())
+    if _blas_path(P, X):
+        q = q[first_copies(X)]  # the tie rule of the BLAS tiles
+    return q
 
 
 def select_neglabel(id_labels, candidates, is_adjective, ratio=0.15, percentile=0.95, *,

@@ -7,8 +7,19 @@ import time
 import numpy as np
 import pytest
 
-from dnm import mining
+from dnm import _config, _core, mining
 from slow import mining as twin
+
+# float32/float16 mining runs on dnm's own kernel (per instruction set) or the BLAS tiles;
+# the tests marked with the `kernel` fixture run on each kernel this CPU has
+KERNELS = ["blas"] + [k for k in ("avx512", "avx2") if getattr(_core, "HAVE_" + k.upper())]
+OWN = [k for k in KERNELS if k != "blas"]
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request):
+    with _config.float_kernel(request.param):
+        yield request.param
 
 # float32 / float16 inputs are multiplied in float32 (distances, logs and order
 # statistics in float64).  Measured worst cases against the float64 oracle on
@@ -43,7 +54,7 @@ def test_knn_float64_matches_oracle(rng, n, d, k):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
-def test_knn_low_precision_matches_oracle(rng, dtype):
+def test_knn_low_precision_matches_oracle(rng, dtype, kernel):
     x = raw_rows(rng, 1200, 64, dtype=dtype)
     rho = mining.knn_log_distance(x, 20)
     ref = twin.knn_log_distance(x, 20)  # oracle on the same quantised values
@@ -51,14 +62,15 @@ def test_knn_low_precision_matches_oracle(rng, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_knn_ties_and_duplicates(rng, dtype):
+def test_knn_ties_and_duplicates(rng, dtype, kernel):
     # every row appears 4 times: many exactly equal distances, including at the
     # boundary of the k+1 selection (k = 6: the row itself, its 3 copies, then 3 more)
     x = with_duplicates(rng, 300, 40).astype(dtype)
     rho = mining.knn_log_distance(x, 6)
     np.testing.assert_allclose(rho, twin.knn_log_distance(x, 6),
                                rtol=1e-9 if dtype == np.float64 else RHO_RTOL_F32)
-    # copies get bitwise-equal rho (d_ij is computed symmetrically in i, j)
+    # copies get bitwise-equal rho (dnm's kernel: a product does not depend on where its
+    # rows sit; the BLAS tiles: the first copy's value, see mining.first_copies)
     _, group = np.unique(x, axis=0, return_inverse=True)
     group = group.ravel()
     for g in range(group.max() + 1):
@@ -80,7 +92,7 @@ def test_knn_ties_inside_selection_do_not_matter():
     np.testing.assert_allclose(rho, twin.knn_log_distance(x, 3), rtol=1e-9)
 
 
-def test_select_dnm_matches_oracle_and_contract(rng):
+def test_select_dnm_matches_oracle_and_contract(rng, kernel):
     x = raw_rows(rng, 900, 32)
     adj = rng.random(900) < 0.25
     got = mining.select_dnm(x, adj, noun_ratio=0.23, adj_ratio=0.13, k=10)
@@ -109,7 +121,7 @@ def test_closeness_float64_matches_numpy_quantile(rng, c, eta):
     np.testing.assert_allclose(q, twin.neglabel_closeness(p, x, eta), rtol=0, atol=1e-13)
 
 
-def test_closeness_max_cut_and_low_precision(rng):
+def test_closeness_max_cut_and_low_precision(rng, kernel):
     p = rng.standard_normal((200, 32))
     x = np.vstack([rng.standard_normal((300, 32)), p[:20] * 3 + 0.01 * rng.standard_normal((20, 32))])
     for cut in (None, 0.95, 0.3):
@@ -127,7 +139,7 @@ def test_closeness_max_cut_and_low_precision(rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_select_neglabel_matches_oracle_with_ties(rng, dtype):
+def test_select_neglabel_matches_oracle_with_ties(rng, dtype, kernel):
     p = rng.standard_normal((120, 40)).astype(dtype)
     x = with_duplicates(rng, 250, 40).astype(dtype)
     adj = rng.random(len(x)) < 0.3
@@ -145,7 +157,7 @@ def _real_pool(clip_data):
 
 
 @pytest.mark.parametrize("k", [10, 100])
-def test_real_clip_knn_matches_oracle(clip_data, k):
+def test_real_clip_knn_matches_oracle(clip_data, k, kernel):
     x = _real_pool(clip_data)  # 2,648 raw ViT-B/32 rows, float32, norms 6.3-13.4
     assert x.shape == (2648, 512)
     norms = np.linalg.norm(x.astype(np.float64), axis=1)
@@ -166,7 +178,7 @@ def test_real_clip_unit_norm_refused(clip_data):
         mining.knn_log_distance(x, 10)
 
 
-def test_real_clip_neglabel_and_csp_on_lvis(clip_data):
+def test_real_clip_neglabel_and_csp_on_lvis(clip_data, kernel):
     """ImageNet-1k labels ("a {c}") against the 1,203 LVIS categories.
 
     Measured: 142 LVIS rows have an ImageNet row with cosine >= 0.9995 (the same
@@ -460,3 +472,103 @@ def test_ctrl_c_stops_promptly(rng):
     finally:
         timer.cancel()
     assert time.perf_counter() - t0 < 3.0
+
+
+# ---------------------------------------------------------------- kernels and ties
+
+def test_own_kernel_products_do_not_depend_on_position(rng, kernel):
+    """On dnm's own kernel every product is one FMA chain in k order: permuting the
+    candidates permutes rho and the closeness bit for bit, and any row range, thread
+    count or duplicate gets the same bits.  The BLAS tiles promise the thread counts,
+    the ranges and (through the tie rule) the copies, not the permutations."""
+    x = with_duplicates(rng, 700, 48, copies=2).astype(np.float32)
+    p = raw_rows(rng, 90, 48).astype(np.float32)
+    perm = rng.permutation(len(x))
+    rho, q = mining.knn_log_distance(x, 9), mining.neglabel_closeness(p, x, max_cut=0.4)
+    np.testing.assert_array_equal(mining.knn_log_distance(x, 9, num_threads=1), rho)
+    np.testing.assert_array_equal(mining.knn_log_distance(x, 9, rows=(333, 1001)), rho[333:1001])
+    np.testing.assert_array_equal(mining.neglabel_closeness(p, x, max_cut=0.4, num_threads=1), q)
+    canon = twin.first_copies(x)
+    np.testing.assert_array_equal(rho, rho[canon])
+    np.testing.assert_array_equal(q, q[canon])
+    if kernel != "blas":
+        np.testing.assert_array_equal(mining.knn_log_distance(x[perm], 9), rho[perm])
+        np.testing.assert_array_equal(mining.neglabel_closeness(p, x[perm], max_cut=0.4), q[perm])
+        np.testing.assert_array_equal(mining.neglabel_closeness(p[::-1], x, max_cut=0.4), q)
+
+
+def test_own_kernels_agree_bitwise(rng):
+    """The AVX2 and AVX-512 builds of dnm's kernel give the same mining bits, and agree
+    with the BLAS tiles to float32 rounding (compared over every kernel this CPU has)."""
+    x = raw_rows(rng, 1500, 512).astype(np.float32)
+    p = raw_rows(rng, 300, 512).astype(np.float32)
+    got = {}
+    for k in KERNELS:
+        with _config.float_kernel(k):
+            got[k] = (mining.knn_log_distance(x, 30), mining.neglabel_closeness(p, x))
+    for k in OWN:
+        np.testing.assert_allclose(got[k][0], got["blas"][0], rtol=RHO_RTOL_F32)
+        np.testing.assert_allclose(got[k][1], got["blas"][1], atol=Q_ATOL_F32)
+        np.testing.assert_array_equal(got[k][0], got[OWN[0]][0])
+        np.testing.assert_array_equal(got[k][1], got[OWN[0]][1])
+    assert len(got) == len(KERNELS) >= 1
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+def test_blas_tie_rule_ranges_take_the_first_copy(rng, dtype):
+    """On the BLAS tiles a copy whose first occurrence lies outside a row range still gets
+    that occurrence's value: the range equals the full run's slice, bit for bit."""
+    base = raw_rows(rng, 300, 24)
+    x = np.concatenate([base, base[rng.integers(0, 300, 1000)], base]).astype(dtype)
+    with _config.float_kernel("blas"):
+        full = mining.knn_log_distance(x, 4)
+        for a, b in ((300, 1300), (1290, 1600), (700, 701), (0, 1600)):
+            np.testing.assert_array_equal(mining.knn_log_distance(x, 4, rows=(a, b)), full[a:b])
+    canon = twin.first_copies(x)
+    assert (canon != np.arange(len(x))).sum() == 1300
+    np.testing.assert_array_equal(full, full[canon])
+
+
+def test_first_copies_matches_twin_even_when_hashes_collide(rng, monkeypatch):
+    x = rng.standard_normal((400, 7))
+    x = x[rng.integers(0, 150, 900)]
+    x[5, 3] = -0.0
+    x[6] = x[5]
+    x[6, 3] = 0.0  # equal values, other bytes: not a copy
+    for a in (x, x.astype(np.float32), x.astype(np.float16), np.asfortranarray(x)):
+        np.testing.assert_array_equal(mining.first_copies(a), twin.first_copies(a))
+    monkeypatch.setattr(mining, "_row_hashes", lambda a: np.zeros(len(a), np.uint64))
+    np.testing.assert_array_equal(mining.first_copies(x), twin.first_copies(x))
+
+
+def _run(env, code):
+    import subprocess
+    import sys
+    e = dict(os.environ, **env)
+    return subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_float_kernel_environment_variable(rng):
+    """DNM_FLOAT_KERNEL forces the float kernel of a whole process; a name that is not a
+    kernel, or one this CPU cannot run, fails at import with a message naming it."""
+    code = ("import dnm, numpy as np; from dnm import _config;"
+            "x = np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32) * 3;"
+            "print(_config.resolved_kernel(), dnm.knn_log_distance(x, 3)[:2].tolist())")
+    outs = {}
+    for k in KERNELS:
+        r = _run({"DNM_FLOAT_KERNEL": k}, code)
+        assert r.returncode == 0, r.stderr
+        name, vals = r.stdout.split(" ", 1)
+        assert name == k
+        outs[k] = vals
+    for k in OWN:
+        assert outs[k] == outs[OWN[0]]
+    r = _run({"DNM_FLOAT_KERNEL": "cuda"}, "import dnm")
+    assert r.returncode != 0 and "DNM_FLOAT_KERNEL" in r.stderr and "'cuda'" in r.stderr
+    for k in ("avx512", "avx2"):
+        if k not in KERNELS:  # a kernel this CPU lacks
+            r = _run({"DNM_FLOAT_KERNEL": k}, "import dnm")
+            assert r.returncode != 0 and "needs a CPU with" in r.stderr
+    r = _run({"DNM_FLOAT_KERNEL": ""}, "import dnm; print(dnm._config.resolved_kernel())")
+    assert r.stdout.strip() == (OWN[0] if OWN else "blas")

@@ -10,14 +10,24 @@ def normalize(a):
     return a / np.linalg.norm(a, axis=1, keepdims=True)
 
 
+def first_copies(x):
+    """For each row, the index of the first row equal to it (byte for byte)."""
+    a = np.ascontiguousarray(x)
+    words = a.view(np.dtype(f"u{a.itemsize}")).reshape(len(a), -1)
+    _, first, inv = np.unique(words, axis=0, return_index=True, return_inverse=True)
+    return first[inv.ravel()]
+
+
 def knn_log_distance(raw, k=100):
-    """DESIGN §4.3 as the reference code does it: the full N x N matrix."""
+    """The kNN rule as the reference code does it: the full N x N matrix.  Copies of a
+    row get the value of the first copy (dnm's tie rule)."""
+    canon = first_copies(raw)
     raw = np.asarray(raw, dtype=np.float64)
     r = np.linalg.norm(raw, axis=1)
     x = raw / r[:, None]
     d = r[:, None] + r[None, :] - 2.0 * (x @ x.T)
     smallest = np.sort(d, axis=1)[:, : k + 1]
-    return np.log(smallest).mean(axis=1)
+    return np.log(smallest).mean(axis=1)[canon]
 
 
 def _select(values, is_adjective, noun_ratio, adj_ratio):
@@ -41,7 +51,7 @@ def neglabel_closeness(id_labels, candidates, percentile=0.95, max_cut=None):
     if max_cut is not None:
         mx = cos.max(axis=1)
         q = np.where(mx > max_cut, mx, q)
-    return q
+    return q[first_copies(candidates)]  # copies: the first copy's value (dnm's tie rule)
 
 
 def select_neglabel(id_labels, candidates, is_adjective, ratio=0.15, percentile=0.95,
