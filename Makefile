@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 
-.PHONY: demo test sanitize fuzz bench clean
+.PHONY: demo test test-kernels sanitize fuzz bench clean
 
 $(VPY):
 	$(PY) -m venv $(VENV)
@@ -18,6 +18,20 @@ demo: $(VPY)
 test: $(VPY)
 	$(VPY) -m pip install --quiet -e ".[test]"
 	$(VPY) -m pytest -ra
+
+# the suite again on each float kernel other CPUs get, whatever this CPU chose: dnm's AVX2
+# build with OpenBLAS's Haswell kernels (an AVX2-only CPU), and the BLAS tiles (a CPU
+# without AVX2); the AVX-512 build too where the CPU has it (DNM_FLOAT_KERNEL, README)
+test-kernels: $(VPY)
+	$(VPY) -m pip install --quiet -e ".[test]"
+	@if grep -qw avx512f /proc/cpuinfo; then \
+	  echo "== DNM_FLOAT_KERNEL=avx512"; \
+	  DNM_FLOAT_KERNEL=avx512 $(VPY) -m pytest -q -p no:cacheprovider; fi
+	@if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then \
+	  echo "== DNM_FLOAT_KERNEL=avx2 OPENBLAS_CORETYPE=Haswell"; \
+	  DNM_FLOAT_KERNEL=avx2 OPENBLAS_CORETYPE=Haswell $(VPY) -m pytest -q -p no:cacheprovider; fi
+	@echo "== DNM_FLOAT_KERNEL=blas"
+	DNM_FLOAT_KERNEL=blas $(VPY) -m pytest -q -p no:cacheprovider
 
 bench: $(VPY)
 	$(VPY) -m pip install --quiet -e ".[test]"
