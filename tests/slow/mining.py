@@ -1,4 +1,4 @@
-"""NumPy twins of the mining rules (DESIGN §4): they build the full matrices in
+"""NumPy twins of the mining rules (docs/design.md, "Mining"): they build the full matrices in
 float64, so they are only for small N (oracles for tests)."""
 import math
 
@@ -11,7 +11,7 @@ def normalize(a):
 
 
 def knn_log_distance(raw, k=100):
-    """DESIGN §4.3 as the reference code does it: the full N x N matrix."""
+    """DNM's kNN log-distance as the reference code does it: the full N x N matrix."""
     raw = np.asarray(raw, dtype=np.float64)
     r = np.linalg.norm(raw, axis=1)
     x = raw / r[:, None]
