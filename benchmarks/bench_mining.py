@@ -134,7 +134,7 @@ def main():
 
     flop = 2.0 * n * n * D
     lines = [
-        "dnm kNN log-distance benchmark (DESIGN §4.3, issue 3)",
+        "dnm kNN log-distance benchmark (docs/design.md, "Mining"; issue 3)",
         f"command: python benchmarks/bench_mining.py --n {n} --repeats {args.repeats}"
         + (" --big" if args.big else ""),
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores "

@@ -87,7 +87,7 @@ def text_stats(id_raw, cand_raw, near_mask=None):
 
 
 def knn_rho(raw, k):
-    """DESIGN 4.3 reference in NumPy (chunked): mean log of the k+1 smallest d_ij."""
+    """DNM kNN log-distance (docs/design.md, "Mining") in NumPy (chunked): mean log of the k+1 smallest d_ij."""
     if _mining is not None:
         return np.asarray(_mining.knn_log_distance(raw, k=k))
     X = np.asarray(raw, dtype=np.float32)

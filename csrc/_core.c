@@ -14,6 +14,7 @@
 
 #include "common.h"
 #include "dnm_blas.h"
+#include "metrics.h"
 #include "score.h"
 
 /* ---- shared helpers ----------------------------------------------------- */
@@ -226,9 +227,15 @@ static PyObject *py_score(PyObject *self, PyObject *args, PyObject *kw)
                    nthreads, py_tick, &ctx, &err);
     Py_END_ALLOW_THREADS
     Py_XDECREF(idx);
-    if (rc == DNM_EGUARD) {
-        /* not an error at this level: the Python layer words the message */
-        rc = DNM_OK;
+    if (rc == DNM_EGUARD) { /* guard="raise" and some pairs failed: the kernel's verdict */
+        Py_DECREF(out);
+        const double r = (double)p.group_size * (1.0 - tau) / (tau * (double)id.rows);
+        char msg[320]; /* PyErr_Format has no %g */
+        snprintf(msg, sizeof msg, "dnm_score: %lld of %lld (image, group) pairs have Z_j <= "
+                 "S*" DNM_FLOOR_TEXT " (r = %.3g); use guard='floor' or 'dcl', or a larger tau or "
+                 "more groups", (long long)floored, (long long)n * (long long)p.groups, r);
+        PyErr_SetString(PyExc_ValueError, msg);
+        return NULL;
     }
     if (rc != DNM_OK) {
         Py_DECREF(out);
@@ -239,25 +246,21 @@ static PyObject *py_score(PyObject *self, PyObject *args, PyObject *kw)
     return Py_BuildValue("NL", out, (long long)floored);
 }
 
-/* pack_labels(kind, id_labels, negatives, index, tau, num_threads, kernel=0)
- *   -> float32 (panels, nr * D) */
+/* pack_labels(id_labels, negatives, index, num_threads, kernel=0)
+ *   -> float32 (panels, nr * D); negatives and index None for scores without them */
 static PyObject *py_pack_labels(PyObject *self, PyObject *args)
 {
-    int kind, nthreads, kernel = DNM_KERNEL_AUTO;
+    int nthreads, kernel = DNM_KERNEL_AUTO;
     PyObject *id_o, *neg_o, *idx_o;
-    double tau;
+    const double tau = 1.0; /* packing uses no score parameter */
     (void)self;
-    if (!PyArg_ParseTuple(args, "iOOOdi|i", &kind, &id_o, &neg_o, &idx_o, &tau, &nthreads,
-                          &kernel))
+    if (!PyArg_ParseTuple(args, "OOOi|i", &id_o, &neg_o, &idx_o, &nthreads, &kernel))
         return NULL;
+    const int kind = neg_o == Py_None ? DNM_SCORE_MCM : DNM_SCORE_NEGLABEL;
     const int nr = dnm_kernel_nr(dnm_kernel_resolve(kernel));
     if (nr == 0) {
         PyErr_SetString(PyExc_ValueError, "pack_labels: the kernel asked for (or this CPU) "
                                           "packs no labels (AVX2 or AVX-512 needed)");
-        return NULL;
-    }
-    if (kind < 0 || kind > DNM_SCORE_DNM) {
-        PyErr_SetString(PyExc_ValueError, "invalid kind");
         return NULL;
     }
     dnm_score_params p = {kind, 1.0, tau, 0, 0, 0, NULL, 0, kernel, NULL};
@@ -446,9 +449,6 @@ static PyObject *py_neglabel_closeness(PyObject *self, PyObject *args, PyObject 
     return (PyObject *)out;
 }
 
-/* MINING_DEFS */
-#include "metrics.h"
-
 /* metrics(id_scores, ood_scores, tpr, num_threads, id_name, ood_name)
  *   -> (auroc, aupr_in, aupr_out, fpr_paper, fpr_openood, fpr_interp, n_thresholds)
  * Scores: 1-D float64 (the Python layer converts once; anything else is copied here). */
@@ -497,14 +497,12 @@ static PyObject *py_metrics(PyObject *self, PyObject *args)
                          r.fpr_interp, (long long)r.n_thresholds);
 }
 
-/* METRICS_DEFS */
-
 static PyMethodDef methods[] = {
     {"score", (PyCFunction)(void (*)(void))py_score, METH_VARARGS | METH_KEYWORDS,
      "score(kind, images, id_labels, negatives, index, temperature, tau, guard, num_threads, "
      "progress, tile_rows=0, kernel=0, packed=None) -> (float64 scores, n_floored)"},
     {"pack_labels", py_pack_labels, METH_VARARGS,
-     "pack_labels(kind, id_labels, negatives, index, tau, num_threads, kernel=0) -> float32 "
+     "pack_labels(id_labels, negatives, index, num_threads, kernel=0) -> float32 "
      "(panels, nr * D): dnm's kernels' packed label matrix, for score(..., packed=)"},
     {"kernel_resolve", py_kernel_resolve, METH_O,
      "kernel_resolve(kernel) -> the float kernel a call with it runs (1 BLAS tiles, 2 AVX-512, "
@@ -522,11 +520,9 @@ static PyMethodDef methods[] = {
      METH_VARARGS | METH_KEYWORDS,
      "neglabel_closeness(id_labels, candidates, percentile, max_cut (nan: none), num_threads, "
      "progress) -> float64 q"},
-    /* MINING_METHODS */
     {"metrics", py_metrics, METH_VARARGS,
      "metrics(id, ood, tpr, num_threads, id_name, ood_name) -> (auroc, aupr_in, aupr_out, "
      "fpr_paper, fpr_openood, fpr_interp, n_thresholds)"},
-    /* METRICS_METHODS */
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moduledef = {
@@ -551,5 +547,20 @@ PyMODINIT_FUNC PyInit__core(void)
     PyModule_AddIntConstant(m, "IMG_TILE", dnm_img_tile);
     PyModule_AddIntConstant(m, "HAVE_AVX512", dnm_have_avx512());
     PyModule_AddIntConstant(m, "HAVE_AVX2", dnm_have_avx2());
+    /* the C enums, so that Python never copies their values */
+    PyModule_AddIntConstant(m, "SCORE_MCM", DNM_SCORE_MCM);
+    PyModule_AddIntConstant(m, "SCORE_MAX_LOGIT", DNM_SCORE_MAXLOGIT);
+    PyModule_AddIntConstant(m, "SCORE_ENERGY", DNM_SCORE_ENERGY);
+    PyModule_AddIntConstant(m, "SCORE_NEGLABEL", DNM_SCORE_NEGLABEL);
+    PyModule_AddIntConstant(m, "SCORE_DNM", DNM_SCORE_DNM);
+    PyModule_AddIntConstant(m, "GUARD_FLOOR", DNM_GUARD_FLOOR);
+    PyModule_AddIntConstant(m, "GUARD_DCL", DNM_GUARD_DCL);
+    PyModule_AddIntConstant(m, "GUARD_RAISE", DNM_GUARD_RAISE);
+    PyModule_AddObject(m, "GUARD_MIN", PyFloat_FromDouble(DNM_FLOOR));
+    PyModule_AddStringConstant(m, "GUARD_MIN_TEXT", DNM_FLOOR_TEXT);
+    PyModule_AddIntConstant(m, "KERNEL_AUTO", DNM_KERNEL_AUTO);
+    PyModule_AddIntConstant(m, "KERNEL_BLAS", DNM_KERNEL_BLAS);
+    PyModule_AddIntConstant(m, "KERNEL_AVX512", DNM_KERNEL_AVX512);
+    PyModule_AddIntConstant(m, "KERNEL_AVX2", DNM_KERNEL_AVX2);
     return m;
 }

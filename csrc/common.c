@@ -40,11 +40,6 @@ static inline double load(const char *p, int dtype)
     }
 }
 
-double dnm_get(const dnm_matrix *m, int64_t i, int64_t j)
-{
-    return load(m->data + i * m->s0 + j * m->s1, m->dtype);
-}
-
 /* Load row i into a double scratch row and return its L2 norm computed with
  * scaling; returns -1 if the row is not finite. */
 static double load_row(const dnm_matrix *m, int64_t i, double *tmp)

@@ -54,9 +54,6 @@ typedef int (*dnm_tick_fn)(void *ctx, int64_t done, int64_t total);
 void dnm_tick_done(dnm_tick_fn tick, void *ctx, int64_t *done, int64_t total,
                    volatile int *stop, dnm_error *err);
 
-/* Element (i, j) as double. */
-double dnm_get(const dnm_matrix *m, int64_t i, int64_t j);
-
 /* Pack rows [r0, r1) of `m` into `out` (row-major, leading dimension `ld`),
  * converting to float / double.  With `normalize`, every row is divided by
  * its L2 norm (computed in double with scaling, so huge and tiny magnitudes

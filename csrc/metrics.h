@@ -1,4 +1,4 @@
-/* metrics.h - ranking metrics for OOD detection (DESIGN §6): AUROC, AUPR-In,
+/* metrics.h - ranking metrics for OOD detection (docs/design.md, "Metrics"): AUROC, AUPR-In,
  * AUPR-Out and FPR at a target TPR under three conventions, all from one sort
  * and one pass over the distinct score values.  Higher score = more
  * in-distribution; ID is the positive class unless stated. */

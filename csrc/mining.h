@@ -1,4 +1,4 @@
-/* mining.h - negative-label mining kernels (DESIGN §4).
+/* mining.h - negative-label mining kernels (docs/design.md, "Mining").
  *
  * dnm_knn_log_distance: DNM's kNN log-distance density on raw embeddings,
  *   d_ij = r_i + r_j - 2 cos_ij (all j, j = i included),

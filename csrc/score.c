@@ -24,7 +24,6 @@
 #ifndef DNM_LAB_TILE
 #define DNM_LAB_TILE 1024
 #endif
-#define DNM_FLOOR 1e-6
 
 const int dnm_img_tile = DNM_IMG_TILE;
 

@@ -7,6 +7,10 @@
 enum { DNM_SCORE_MCM = 0, DNM_SCORE_MAXLOGIT = 1, DNM_SCORE_ENERGY = 2,
        DNM_SCORE_NEGLABEL = 3, DNM_SCORE_DNM = 4 };
 enum { DNM_GUARD_FLOOR = 0, DNM_GUARD_DCL = 1, DNM_GUARD_RAISE = 2 };
+/* DNM: where Z_j <= S * DNM_FLOOR, guard "floor" sets Z_j := S * DNM_FLOOR and
+ * guard "raise" fails (DNM_EGUARD); the kernel counts those pairs. */
+#define DNM_FLOOR 1e-6
+#define DNM_FLOOR_TEXT "1e-6" /* as messages print it */
 
 typedef struct {
     int kind;

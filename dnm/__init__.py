@@ -33,6 +33,9 @@ _core = _import_core()
 from . import corpus  # noqa: E402
 from .corpus import Corpus  # noqa: E402
 from .detector import NegativeLabelDetector, NotFittedError  # noqa: E402
+from .detector_file import DetectorFileError  # noqa: E402
+from .explain import Explanation  # noqa: E402
+from . import methods  # noqa: E402
 from . import presets  # noqa: E402
 from . import metrics, plot, synthetic  # noqa: E402
 from .metrics import evaluate  # noqa: E402
@@ -47,6 +50,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__", "mcm_score", "max_logit_score", "energy_score", "neglabel_score",
     "dnm_score", "make_groups", "DNMGuardWarning", "set_num_threads", "get_num_threads", "corpus", "Corpus",
-    "NegativeLabelDetector", "NotFittedError", "presets", "metrics", "plot", "synthetic", "evaluate",
+    "NegativeLabelDetector", "NotFittedError", "DetectorFileError", "Explanation", "methods",
+    "presets", "metrics", "plot", "synthetic", "evaluate",
     "knn_log_distance", "select_dnm", "neglabel_closeness", "select_neglabel", "select_csp",
 ]

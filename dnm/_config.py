@@ -16,7 +16,8 @@ import os
 from . import _core
 from ._validate import check_int
 
-KERNELS = {"auto": 0, "blas": 1, "avx512": 2, "avx2": 3}
+KERNELS = {name: getattr(_core, "KERNEL_" + name.upper())
+           for name in ("auto", "blas", "avx512", "avx2")}
 _NEEDS = {"avx512": "AVX-512F", "avx2": "AVX2 and FMA"}
 
 
@@ -40,7 +41,6 @@ def _kernel_from_environment():
 _num_threads = 0  # 0 = follow OpenMP / threadpoolctl
 _tile_rows = contextvars.ContextVar("dnm_tile_rows", default=0)  # 0 = the kernel's choice
 _kernel = contextvars.ContextVar("dnm_kernel", default=_kernel_from_environment())
-_packed = contextvars.ContextVar("dnm_packed", default=None)  # labels packed once (detector)
 
 
 def set_num_threads(n):
@@ -104,18 +104,6 @@ def float_kernel(name):
 
 def kernel():
     return _kernel.get()
-
-
-def packed_labels(packed):
-    """Within the block, score calls take their labels from ``packed`` (made by
-    ``_core.pack_labels`` for the very labels, groups, kind and kernel of those calls)
-    instead of packing them again; the BLAS tiles ignore it.  Used by
-    ``NegativeLabelDetector``, which packs its fitted labels once."""
-    return _setting(_packed, packed)
-
-
-def packed():
-    return _packed.get()
 
 
 def resolved_kernel():

@@ -35,20 +35,32 @@ def _to_numpy(x, name):
     raise TypeError(f"{name}: expected an array-like of floats, got {type(x).__name__}")
 
 
+def is_torch(x):
+    return (type(x).__module__ or "").startswith("torch")
+
+
+def tensor_to_numpy(t, *, allow_device_copy=False, device_error=None):
+    """A torch tensor as NumPy, converting at most once: detached (a view), copied to the
+    host only with ``allow_device_copy`` (else TypeError ``device_error``), bfloat16 widened
+    to float32 (NumPy has no bfloat16); otherwise a view of the tensor's memory."""
+    t = t.detach()
+    if t.device.type != "cpu":
+        if not allow_device_copy:
+            raise TypeError(device_error or "tensor is on a non-CPU device; dnm computes on the "
+                            "CPU: call .cpu() first (that copies the tensor to host memory)")
+        if t.device.type == "meta":
+            raise TypeError("features: a 'meta' tensor holds no data to score")
+        t = t.cpu()
+    if str(t.dtype) == "torch.bfloat16":
+        t = t.float()
+    if t.is_conj() or t.is_neg():  # lazy views: materialise (cannot happen for real floats)
+        t = t.resolve_conj().resolve_neg()
+    return t.numpy()
+
+
 def _from_torch(x):
     """bfloat16 / grad-requiring CPU tensors: one conversion to float32."""
-    mod = type(x).__module__ or ""
-    if not mod.startswith("torch"):
-        return None
-    if getattr(x, "is_cuda", False) or getattr(getattr(x, "device", None), "type", "cpu") != "cpu":
-        raise TypeError(
-            "tensor is on a non-CPU device; dnm computes on the CPU: call .cpu() first "
-            "(that copies the tensor to host memory)"
-        )
-    x = x.detach()
-    if str(x.dtype) in ("torch.bfloat16",):
-        x = x.float()
-    return x.numpy()
+    return tensor_to_numpy(x) if is_torch(x) else None
 
 
 def as_matrix(x, name, *, allow_empty=False):

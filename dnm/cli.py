@@ -11,8 +11,8 @@ Subcommands::
     dnm demo      every method on the embedded synthetic benchmark (see dnm.demo)
     dnm bench     time dnm's scoring against NumPy's matrix product, in process
 
-Arrays are read with ``numpy.load(allow_pickle=False)``.  An array argument is a ``.npy``
-file, or an ``.npz`` archive: ``file.npz`` if it holds one array, else ``file.npz:key``.
+Arrays are read as :mod:`dnm._cli_io` says (``.npy``, ``.npz``, ``file.npz:key``).
+The methods, their options and defaults come from :mod:`dnm.methods`.
 User errors (missing file, wrong shape, bad option, bad key) print one line
 ``dnm: error: ...`` on stderr and exit with status 2.
 """
@@ -20,266 +20,81 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
-import re
 import sys
 import time
 
 import numpy as np
 
+from . import _cli_io as _io
+from . import methods as _methods
+from . import scores as _scores
+
 __all__ = ["main", "build_parser"]
-
-_SCORE_METHODS = ("dnm", "neglabel", "csp", "mcm", "energy", "max_logit")
-_MINE_METHODS = ("dnm", "neglabel", "csp")
-
-
-class UsageError(Exception):
-    """A user error: reported as one line ``dnm: error: ...``, exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's usage errors -> one line, status 2
-        raise UsageError(f"{message} (see '{self.prog} --help')")
-
-
-# ---------------------------------------------------------------------------------------------
-# input / output helpers
-# ---------------------------------------------------------------------------------------------
-
-_NPZ_KEY = re.compile(r"^(.*\.npz):([^/\\:]+)$", re.IGNORECASE)
-
-
-def load_array(spec, what, key=None):
-    """An array from ``file.npy``, ``file.npz`` (one array, or ``key``) or ``file.npz:key``."""
-    spec = os.fspath(spec)
-    m = _NPZ_KEY.match(spec)
-    path = spec
-    if m and not os.path.exists(spec):
-        path, key2 = m.group(1), m.group(2)
-        if key is not None and key != key2:
-            raise UsageError(f"{what}: two keys given ({key2!r} in the path and --key {key!r})")
-        key = key2
-    if not os.path.exists(path):
-        raise UsageError(f"{what}: file not found: {path}")
-    if os.path.isdir(path):
-        raise UsageError(f"{what}: {path} is a directory, expected a .npy or .npz file")
-    try:
-        obj = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise UsageError(f"{what}: cannot read {path} as .npy/.npz ({_one_line(exc)})") from None
-    if isinstance(obj, np.lib.npyio.NpzFile):
-        with obj:
-            keys = list(obj.files)
-            if key is None:
-                if len(keys) != 1:
-                    raise UsageError(f"{what}: {path} holds {len(keys)} arrays {keys}; choose one "
-                                     f"with {path}:KEY" + (" or --key" if what == "--images" else ""))
-                key = keys[0]
-            if key not in keys:
-                raise UsageError(f"{what}: {path} has no array {key!r}; available: {keys}")
-            try:
-                arr = obj[key]
-            except ValueError as exc:
-                raise UsageError(f"{what}: cannot read {path}:{key} ({_one_line(exc)})") from None
-    else:
-        if key is not None:
-            raise UsageError(f"{what}: a key ({key!r}) was given but {path} is a .npy file")
-        arr = obj
-    return arr
-
-
-def _matrix(spec, what, key=None):
-    a = load_array(spec, what, key)
-    if a.ndim != 2:
-        raise UsageError(f"{what}: expected a 2-D array (rows, features), got shape {a.shape}")
-    if a.dtype.kind != "f":
-        raise UsageError(f"{what}: expected floating-point data, got dtype {a.dtype}")
-    return a
-
-
-def load_scores(spec, what):
-    """1-D scores from .npy/.npz, a CSV written by ``dnm score`` (column ``score``, or the
-    only column) or a JSON written by ``dnm score`` (key ``scores``, or a plain list)."""
-    spec = os.fspath(spec)
-    ext = os.path.splitext(spec)[1].lower()
-    if ext in (".csv", ".json"):
-        if not os.path.isfile(spec):
-            raise UsageError(f"{what}: file not found: {spec}")
-        try:
-            if ext == ".json":
-                with open(spec, encoding="utf-8") as f:
-                    obj = json.load(f)
-                if isinstance(obj, dict):
-                    if "scores" not in obj:
-                        raise UsageError(f"{what}: {spec} has no 'scores' list")
-                    obj = obj["scores"]
-                a = np.asarray(obj, dtype=np.float64)
-            else:
-                with open(spec, newline="", encoding="utf-8") as f:
-                    rows = list(csv.reader(f))
-                if not rows:
-                    raise UsageError(f"{what}: {spec} is empty")
-                head = rows[0]
-                try:
-                    float(head[-1])
-                    col, body = len(head) - 1, rows
-                except ValueError:
-                    col = head.index("score") if "score" in head else len(head) - 1
-                    body = rows[1:]
-                a = np.asarray([float(r[col]) for r in body if r], dtype=np.float64)
-        except (ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{what}: cannot read scores from {spec} ({_one_line(exc)})") from None
-    else:
-        a = load_array(spec, what)
-        if a.ndim == 2 and 1 in a.shape:
-            a = a.reshape(-1)
-        if a.dtype.kind not in "fiu":
-            raise UsageError(f"{what}: expected numeric scores, got dtype {a.dtype}")
-    if a.ndim != 1:
-        raise UsageError(f"{what}: expected a 1-D array of scores, got shape {a.shape}")
-    if a.size == 0:
-        raise UsageError(f"{what}: no scores in {spec}")
-    return a.astype(np.float64, copy=False)
-
-
-def _out_kind(path, allowed, what):
-    ext = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
-    if ext not in allowed:
-        raise UsageError(f"{what}: cannot tell the format of {path!r} from its extension; "
-                         f"use one of {', '.join('.' + a for a in allowed)}")
-    d = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(d):
-        raise UsageError(f"{what}: directory {d} does not exist")
-    return ext
-
-
-def _write_json(path, obj):
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, allow_nan=False)
-        f.write("\n")
-
-
-def _one_line(exc):
-    msg = str(exc)
-    if isinstance(exc, KeyError) and len(exc.args) == 1:
-        msg = str(exc.args[0])
-    if isinstance(exc, FileNotFoundError) and exc.filename:
-        msg = f"file not found: {exc.filename}"
-    return " ".join(msg.split()) or type(exc).__name__
-
-
-def _say(args, *msg):
-    if not getattr(args, "quiet", False):
-        print(*msg, file=sys.stderr, flush=True)
+        raise _io.UsageError(f"{message} (see '{self.prog} --help')")
 
 
 # ---------------------------------------------------------------------------------------------
 # dnm mine
 # ---------------------------------------------------------------------------------------------
 
-def _param_overrides(args):
-    out = {}
-    for name in ("temperature", "tau", "groups", "k", "noun_ratio", "adj_ratio", "ratio",
-                 "percentile", "max_cut"):
-        v = getattr(args, name, None)
-        if v is not None:
-            out[name] = v
-    return out
+def _param_overrides(args, names=tuple(_methods.PARAMS)):
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def _param_help(name):
+    """A parameter's help: which methods use it, with their defaults (DNM's: ViT-B/16)."""
+    uses = [f"{m.label} {m.defaults[name]}" for m in _methods.METHODS.values()
+            if name in m.defaults]
+    return f"{_methods.PARAMS[name].help} ({', '.join(uses)})"
 
 
 def _add_params(p, *, mining=True):
-    g = p.add_argument_group("method parameters (default: from --preset, DESIGN §7)")
-    g.add_argument("--preset", default="ViT-B/16",
-                   help="DNM backbone preset: ViT-B/16 (default), ViT-B/32, ViT-L/14, "
-                        "ViT-L/14@336px, RN50 (open_clip spellings like ViT-B-16 work)")
-    if mining:
-        g.add_argument("--noun-ratio", type=float, help="DNM: kept fraction of nouns (a_noun)")
-        g.add_argument("--adj-ratio", type=float, help="DNM: kept fraction of adjectives (a_adj)")
-        g.add_argument("--k", type=int, help="DNM: kNN size of the log-distance density")
-        g.add_argument("--ratio", type=float, help="NegLabel/CSP: kept fraction (0.15)")
-        g.add_argument("--percentile", type=float, help="NegLabel/CSP: eta quantile (0.95)")
-        g.add_argument("--max-cut", type=float, help="NegLabel/CSP: max-cosine cut (CSP 0.95)")
-    g.add_argument("--temperature", type=float, help="score temperature T")
-    g.add_argument("--tau", type=float, help="DNM: assumed true-negative fraction")
-    g.add_argument("--groups", type=int, help="number of negative groups G (100)")
+    g = p.add_argument_group("method parameters (default: the method's, under --preset; "
+                             "see dnm.methods)")
+    g.add_argument("--preset", default=_methods.DEFAULT_BACKBONE,
+                   help=f"CLIP backbone of DNM's parameter rows: {', '.join(_methods.BACKBONES)} "
+                        f"(default {_methods.DEFAULT_BACKBONE}; open_clip spellings like "
+                        "ViT-B-16 work)")
+    for name, param in _methods.PARAMS.items():
+        if param.cli_type is None or (param.mining and not mining):
+            continue
+        g.add_argument("--" + name.replace("_", "-"), type=param.cli_type,
+                       help=_param_help(name))
     g.add_argument("--seed", type=int, default=0, help="seed of the grouping permutation (0)")
-    g.add_argument("--guard", choices=("floor", "dcl", "raise"), default="floor",
+    g.add_argument("--guard", choices=tuple(_scores.GUARDS), default="floor",
                    help="DNM: handling of a non-positive denominator (floor)")
 
 
-def _is_adjective(args, n):
-    if args.is_adjective is not None:
-        m = load_array(args.is_adjective, "--is-adjective")
-        if m.ndim != 1 or m.shape[0] != n:
-            raise UsageError(f"--is-adjective: expected a 1-D array of length {n} (one per "
-                             f"candidate), got shape {m.shape}")
-        if m.dtype != np.bool_:
-            if m.dtype.kind in "iu" and np.isin(m, (0, 1)).all():
-                m = m.astype(bool)
-            else:
-                raise UsageError(f"--is-adjective: expected booleans (or 0/1), got dtype {m.dtype}")
-        return m, None
-    if args.adjectives_from is not None:
-        from . import corpus as _corpus
-
-        src = args.adjectives_from
-        if os.path.splitext(src)[1].lower() == ".txt" or os.path.sep in src:
-            raise UsageError("--adjectives-from: expected a corpus preset name (dnm, neglabel, "
-                             f"csp), got {src!r}; for your own corpus pass --is-adjective MASK.npy")
-        c = _corpus.load(src)
-        if len(c) != n:
-            raise UsageError(f"--adjectives-from {src}: the corpus has {len(c)} phrases but "
-                             f"--candidates has {n} rows; encode the corpus in its order "
-                             "(dnm.corpus.load(...).prompts())")
-        return np.asarray(c.is_adjective, dtype=bool), c
-    if args.all_nouns:
-        return np.zeros(n, dtype=bool), None
-    raise UsageError("one of --is-adjective MASK.npy, --adjectives-from PRESET or --all-nouns "
-                     "is required (nouns and adjectives are selected separately)")
-
-
-def _phrases(args, corpus, n):
-    if args.phrases is not None:
-        if not os.path.isfile(args.phrases):
-            raise UsageError(f"--phrases: file not found: {args.phrases}")
-        with open(args.phrases, encoding="utf-8") as f:
-            lines = [ln.rstrip("\n") for ln in f]
-        while lines and not lines[-1].strip():
-            lines.pop()
-        if len(lines) != n:
-            raise UsageError(f"--phrases: {len(lines)} lines for {n} candidates")
-        return lines
-    if corpus is not None:
-        return list(corpus.phrases)
-    return None
-
-
 def cmd_mine(args):
-    from . import mining as _mining
-    from . import presets as _presets
     from .detector import NegativeLabelDetector
 
+    rec = _methods.get(args.method)
+
     outs = args.out or []
-    kinds = [_out_kind(p, ("npy", "csv", "json"), "--out") for p in outs]
+    kinds = [_io.out_kind(p, ("npy", "csv", "json"), "--out") for p in outs]
     if args.detector:
-        _out_kind(args.detector, ("npz",), "--detector")
+        _io.out_kind(args.detector, ("npz",), "--detector")
     if not outs and not args.detector:
-        raise UsageError("nothing to write: give --out FILE (.npy/.csv/.json) and/or "
+        raise _io.UsageError("nothing to write: give --out FILE (.npy/.csv/.json) and/or "
                          "--detector FILE.npz")
-    X = _matrix(args.candidates, "--candidates")
+    X = _io.matrix(args.candidates, "--candidates")
     n = X.shape[0]
-    mask, corpus = _is_adjective(args, n)
-    phrases = _phrases(args, corpus, n)
+    mask, corpus = _io.is_adjective(args, n)
+    phrases = _io.phrases(args, corpus, n)
     P = None
     if args.id_labels is not None:
-        P = _matrix(args.id_labels, "--id-labels")
+        P = _io.matrix(args.id_labels, "--id-labels")
         if P.shape[1] != X.shape[1]:
-            raise UsageError(f"--id-labels has {P.shape[1]} features per row but --candidates "
+            raise _io.UsageError(f"--id-labels has {P.shape[1]} features per row but --candidates "
                              f"has {X.shape[1]}")
-    if P is None and (args.method != "dnm" or args.detector):
+    if P is None and (rec.needs_id_labels_to_mine or args.detector):
         need = "a detector file" if args.detector else f"method {args.method!r}"
-        raise UsageError(f"--id-labels is required for {need}")
+        raise _io.UsageError(f"--id-labels is required for {need}")
     over = _param_overrides(args)
     t0 = time.perf_counter()
     det = None
@@ -289,16 +104,15 @@ def cmd_mine(args):
                                     progress=not args.quiet, **over)
         det.fit(P, X, is_adjective=mask, phrases=phrases)
         idx = det.negative_indices_
-        params = {k: v for k, v in _presets.resolve(args.method, args.preset, **over).items()
+        params = {k: v for k, v in _methods.resolve(rec.name, args.preset, **over).items()
                   if v is not None}
-    else:  # DNM's rule does not use the ID labels
-        params = {k: v for k, v in _presets.resolve("dnm", args.preset, **over).items()
+    else:  # a rule that does not use the ID labels (DNM's)
+        params = {k: v for k, v in _methods.resolve(rec.name, args.preset, **over).items()
                   if v is not None}
-        idx = _mining.select_dnm(X, mask, noun_ratio=params["noun_ratio"],
-                                 adj_ratio=params["adj_ratio"], k=params["k"],
-                                 num_threads=args.threads, progress=not args.quiet)
+        idx = rec.mine(None, X, mask, params, num_threads=args.threads,
+                       progress=not args.quiet)
         if idx.size == 0:
-            raise UsageError(f"no negative labels selected from {n} candidates; use more "
+            raise _io.UsageError(f"no negative labels selected from {n} candidates; use more "
                              "candidates or larger ratios")
     dt = time.perf_counter() - t0
     idx = np.asarray(idx, dtype=np.int64)
@@ -312,7 +126,7 @@ def cmd_mine(args):
                 for r, i in enumerate(idx.tolist()):
                     w.writerow([r, i, int(mask[i])] + ([phrases[i]] if phrases else []))
         else:
-            _write_json(path, {"method": args.method, "preset": _presets.preset_name(args.preset),
+            _io.write_json(path, {"method": args.method, "preset": _methods.backbone_name(args.preset),
                                "params": params, "n_candidates": n,
                                "n_selected": int(idx.size),
                                "n_selected_adjectives": int(mask[idx].sum()),
@@ -320,7 +134,7 @@ def cmd_mine(args):
                                "phrases": [phrases[i] for i in idx] if phrases else None})
     if args.detector:
         det.save(args.detector)
-    _say(args, f"dnm mine: {args.method} selected {idx.size} of {n} candidates "
+    _io.say(args, f"dnm mine: {args.method} selected {idx.size} of {n} candidates "
                f"({int(mask[idx].sum())} adjectives) in {dt:.2f}s; wrote "
                + ", ".join(outs + ([args.detector] if args.detector else [])))
     return 0
@@ -331,19 +145,17 @@ def cmd_mine(args):
 # ---------------------------------------------------------------------------------------------
 
 def cmd_score(args):
-    from . import presets as _presets
-    from . import scores as _scores
     from .detector import NegativeLabelDetector
 
     outs = args.out
-    kinds = [_out_kind(p, ("npy", "csv", "json"), "--out") for p in outs]
-    X = _matrix(args.images, "--images", key=args.key)
+    kinds = [_io.out_kind(p, ("npy", "csv", "json"), "--out") for p in outs]
+    X = _io.matrix(args.images, "--images", key=args.key)
     t0 = time.perf_counter()
     if args.detector is not None:
         if args.id_labels is not None or args.negatives is not None or args.method is not None:
-            raise UsageError("--detector cannot be combined with --id-labels/--negatives/--method")
+            raise _io.UsageError("--detector cannot be combined with --id-labels/--negatives/--method")
         if not os.path.isfile(args.detector):
-            raise UsageError(f"--detector: file not found: {args.detector}")
+            raise _io.UsageError(f"--detector: file not found: {args.detector}")
         det = NegativeLabelDetector.load(args.detector)
         if args.threads is not None:
             det.num_threads = args.threads
@@ -352,32 +164,21 @@ def cmd_score(args):
         method = det.method_
     else:
         if args.id_labels is None:
-            raise UsageError("give --detector FILE.npz, or --id-labels (and --negatives)")
-        P = _matrix(args.id_labels, "--id-labels")
+            raise _io.UsageError("give --detector FILE.npz, or --id-labels (and --negatives)")
+        P = _io.matrix(args.id_labels, "--id-labels")
         method = args.method or ("dnm" if args.negatives is not None else "mcm")
-        need_neg = method in _MINE_METHODS
-        if need_neg and args.negatives is None:
-            raise UsageError(f"--negatives is required for method {method!r}")
-        if not need_neg and args.negatives is not None:
-            raise UsageError(f"method {method!r} does not use --negatives")
-        over = {k: v for k, v in _param_overrides(args).items()
-                if k in ("temperature", "tau", "groups")}
-        r = _presets.resolve(method, args.preset, **over)
-        rt = dict(num_threads=args.threads, progress=not args.quiet)
-        if method == "dnm":
-            Nn = _matrix(args.negatives, "--negatives")
-            s = _scores.dnm_score(X, P, Nn, temperature=r["temperature"], tau=r["tau"],
-                                  groups=r["groups"], seed=args.seed, guard=args.guard, **rt)
-        elif method in ("neglabel", "csp"):
-            Nn = _matrix(args.negatives, "--negatives")
-            s = _scores.neglabel_score(X, P, Nn, temperature=r["temperature"],
-                                       groups=r["groups"], seed=args.seed, **rt)
-        elif method == "mcm":
-            s = _scores.mcm_score(X, P, temperature=r["temperature"], **rt)
-        elif method == "energy":
-            s = _scores.energy_score(X, P, temperature=r["temperature"], **rt)
-        else:
-            s = _scores.max_logit_score(X, P, **rt)
+        rec = _methods.get(method)
+        if rec.needs_negatives and args.negatives is None:
+            raise _io.UsageError(f"--negatives is required for method {method!r}")
+        if not rec.needs_negatives and args.negatives is not None:
+            raise _io.UsageError(f"method {method!r} does not use --negatives")
+        over = _param_overrides(args, ("temperature", "tau", "groups"))
+        r = _methods.resolve(method, args.preset, check=True, **over)
+        Nn = _io.matrix(args.negatives, "--negatives") if rec.needs_negatives else None
+        X, P, Nn, index = _scores._checked(X, P, Nn, r["groups"], args.seed)
+        s = _scores._score(rec.kind, X, P, Nn, index, temperature=r["temperature"],
+                           tau=r["tau"] if rec.kind == "dnm" else 1.0, guard=args.guard,
+                           num_threads=args.threads, progress=not args.quiet)
     dt = time.perf_counter() - t0
     s = np.asarray(s, dtype=np.float64)
     for path, kind in zip(outs, kinds):
@@ -390,10 +191,10 @@ def cmd_score(args):
                 w.writerows((i, repr(v)) for i, v in enumerate(s.tolist()))
         else:
             finite = np.isfinite(s)
-            _write_json(path, {"method": method, "n": int(s.size),
+            _io.write_json(path, {"method": method, "n": int(s.size),
                                "scores": [v if ok else None for v, ok in
                                           zip(s.tolist(), finite.tolist())]})
-    _say(args, f"dnm score: {method}, {s.size} images in {dt:.2f}s; scores min {s.min():.6g}, "
+    _io.say(args, f"dnm score: {method}, {s.size} images in {dt:.2f}s; scores min {s.min():.6g}, "
                f"median {np.median(s):.6g}, max {s.max():.6g}; wrote {', '.join(outs)}")
     return 0
 
@@ -419,13 +220,13 @@ def cmd_evaluate(args):
     from . import metrics as _metrics
 
     outs = args.out or []
-    kinds = [_out_kind(p, ("csv", "json", "md"), "--out") for p in outs]
-    a = load_scores(args.id, "--id")
+    kinds = [_io.out_kind(p, ("csv", "json", "md"), "--out") for p in outs]
+    a = _io.load_scores(args.id, "--id")
     sets = {}
     for name, path in args.ood:
         if name in sets:
-            raise UsageError(f"--ood: duplicate name {name!r}")
-        sets[name] = load_scores(path, f"--ood {name}")
+            raise _io.UsageError(f"--ood: duplicate name {name!r}")
+        sets[name] = _io.load_scores(path, f"--ood {name}")
     rows = _metrics.evaluate(a, sets, tpr=args.tpr, convention=args.convention, as_frame=False,
                              num_threads=args.threads)
     md = _metrics.to_markdown(rows, percent=not args.fraction, digits=args.digits)
@@ -442,12 +243,12 @@ def cmd_evaluate(args):
                 for r in rows:
                     w.writerow([r[c] if c == "dataset" else repr(float(r[c])) for c in cols])
         else:
-            _write_json(path, {"tpr": args.tpr, "convention": args.convention,
+            _io.write_json(path, {"tpr": args.tpr, "convention": args.convention,
                                "units": "fraction", "n_id": int(a.size),
                                "n_ood": {k: int(v.size) for k, v in sets.items()},
                                "rows": rows})
     if outs:
-        _say(args, f"dnm evaluate: wrote {', '.join(outs)}")
+        _io.say(args, f"dnm evaluate: wrote {', '.join(outs)}")
     return 0
 
 
@@ -483,7 +284,7 @@ def cmd_bench(args):
 
     for name in ("n_images", "n_labels", "n_negatives", "dim", "repeat"):
         if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')}: must be >= 1")
+            raise _io.UsageError(f"--{name.replace('_', '-')}: must be >= 1")
     if args.threads is not None:
         set_num_threads(args.threads)
     try:
@@ -535,8 +336,8 @@ def cmd_bench(args):
           "threads; NumPy only multiplies and holds the N x labels matrix, dnm also "
           "normalises, exponentiates and sums groups, in O(tile) memory)")
     if args.json:
-        _out_kind(args.json, ("json",), "--json")
-        _write_json(args.json, {"n_images": N, "n_labels": C, "n_negatives": M, "dim": D,
+        _io.out_kind(args.json, ("json",), "--json")
+        _io.write_json(args.json, {"n_images": N, "n_labels": C, "n_negatives": M, "dim": D,
                                 "threads": nt, "repeat": args.repeat, "rows": rows})
     return 0
 
@@ -578,7 +379,7 @@ def build_parser():
     pos.add_argument("--all-nouns", action="store_true", help="treat every candidate as a noun")
     p.add_argument("--phrases", metavar="FILE.txt",
                    help="candidate phrases, one per line (names the negatives in outputs)")
-    p.add_argument("--method", choices=_MINE_METHODS, default="dnm", help="selection rule (dnm)")
+    p.add_argument("--method", choices=_methods.mining_methods(), default="dnm", help="selection rule (dnm)")
     p.add_argument("--out", "-o", action="append", metavar="FILE",
                    help="write the selected indices: .npy, .csv or .json (repeatable)")
     p.add_argument("--detector", metavar="FILE.npz",
@@ -598,7 +399,7 @@ def build_parser():
                    "or NegativeLabelDetector.save")
     p.add_argument("--id-labels", metavar="P.npy", help="(C, D) ID label embeddings")
     p.add_argument("--negatives", metavar="N.npy", help="(M, D) negative label embeddings")
-    p.add_argument("--method", choices=_SCORE_METHODS,
+    p.add_argument("--method", choices=tuple(_methods.METHODS),
                    help="score (default: dnm with --negatives, else mcm)")
     p.add_argument("--out", "-o", action="append", required=True, metavar="FILE",
                    help="write scores: .npy (float64), .csv or .json (repeatable)")
@@ -638,8 +439,9 @@ def build_parser():
                    help="benchmark size (default)")
     p.add_argument("--seed", type=int, default=0, help="benchmark seed (0)")
     p.add_argument("--methods", default=None, metavar="LIST",
-                   help="comma-separated subset of mcm,max_logit,energy,neglabel,csp,dnm")
-    p.add_argument("--preset", default="ViT-B/16", help="DNM backbone preset (ViT-B/16)")
+                   help="comma-separated subset of " + ",".join(_methods.METHODS))
+    p.add_argument("--preset", default=_methods.DEFAULT_BACKBONE,
+                   help=f"DNM backbone preset ({_methods.DEFAULT_BACKBONE})")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     common(p)
     p.set_defaults(func=cmd_demo)
@@ -673,14 +475,14 @@ def main(argv=None):
             parser.print_help(sys.stderr)
             return 2
         if getattr(args, "threads", None) is not None and args.threads < 1:
-            raise UsageError("--threads: must be >= 1")
+            raise _io.UsageError("--threads: must be >= 1")
         return args.func(args)
-    except UsageError as exc:
-        msg = _one_line(exc)
+    except _io.UsageError as exc:
+        msg = _io.one_line(exc)
     except (ValueError, TypeError, FileNotFoundError, KeyError, ImportError) as exc:
-        msg = _one_line(exc)
+        msg = _io.one_line(exc)
     except OSError as exc:
-        msg = f"{exc.strerror or _one_line(exc)}" + (f": {exc.filename}" if exc.filename else "")
+        msg = f"{exc.strerror or _io.one_line(exc)}" + (f": {exc.filename}" if exc.filename else "")
     except KeyboardInterrupt:
         print("dnm: interrupted", file=sys.stderr)
         return 130

@@ -2,7 +2,7 @@
 
 The package ships the WordNet 3.0 noun and adjective synsets grouped by lexicographer file
 (``dnm/data/wordnet/<lexname>.txt.gz``, built by ``python -m dnm.data.build_wordnet``).  The
-presets of the papers (DESIGN §3)::
+presets of the papers::
 
     neglabel  all noun files but noun.animal and noun.food; adj.all, adj.pert, adj.ppl
     dnm, csp  as neglabel minus noun.person, noun.quantity, noun.group and adj.pert
@@ -14,22 +14,20 @@ of NegLabel / CSP / DNM contain (see ``dnm/data/wordnet/README.md``); ``lemmas="
 lemma.  ``source=DIR`` builds the same presets from a directory of reference-style lists
 (``<lexname>.txt``, one phrase a line), e.g. the lists the papers ship.
 
-This module only needs NumPy (and tqdm for progress bars); it imports nothing else of dnm but the progress-bar helper.
+This module holds the word lists; :func:`encode` (any encoder, with an on-disk cache) lives in
+:mod:`dnm.encoding` and is re-exported here.  Both only need NumPy (and tqdm for progress
+bars).
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
-import json
 import os
 import re
-import tempfile
-import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -69,7 +67,7 @@ _NEGLABEL = tuple(f for f in LEXNAMES if f not in ("noun.animal", "noun.food"))
 _DNM = tuple(
     f for f in _NEGLABEL if f not in ("noun.person", "noun.quantity", "noun.group", "adj.pert")
 )
-#: Preset name -> lexicographer files (DESIGN §3).  ``csp`` is an alias of ``dnm``.
+#: Preset name -> lexicographer files (word-list presets, not backbones: see dnm.methods).  ``csp`` is an alias of ``dnm``.
 PRESETS: dict[str, tuple[str, ...]] = {"neglabel": _NEGLABEL, "dnm": _DNM, "csp": _DNM}
 
 #: Default prompt templates of the papers.
@@ -78,7 +76,6 @@ NOUN_TEMPLATE = "the nice {}"
 ADJECTIVE_TEMPLATE = "This is a {} photo"
 
 _LEMMA_MODES = ("head", "all")
-_CACHE_FORMAT = 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -435,188 +432,5 @@ def from_file(
     return from_list(lines, is_adjective, lexname=lexname or p.stem, dedup=dedup)
 
 
-# --------------------------------------------------------------------------------------------
-# encoding with an on-disk cache
-# --------------------------------------------------------------------------------------------
-
-def _to_numpy(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach()
-    if hasattr(x, "cpu"):
-        x = x.cpu()
-    if not isinstance(x, np.ndarray) and hasattr(x, "numpy"):
-        try:
-            x = x.numpy()
-        except TypeError:  # e.g. torch bfloat16
-            x = x.float().numpy()
-    return np.asarray(x)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:60] or "model"
-
-
-def _cache_key(model_name: str, phrases: list[str], mask: np.ndarray, nt: tuple, at: tuple) -> str:
-    payload = {
-        "format": _CACHE_FORMAT,
-        "model_name": model_name,
-        "phrases": phrases,
-        "is_adjective": mask.astype(int).tolist(),
-        "noun_templates": list(nt),
-        "adjective_templates": list(at),
-    }
-    blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return hashlib.sha256(blob).hexdigest()
-
-
-def _array_sha256(arr: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _read_cache(npy: Path, meta_path: Path, key: str, n: int) -> np.ndarray | None:
-    if not npy.exists() and not meta_path.exists():
-        return None
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("key") != key:
-            raise ValueError("key mismatch")
-        arr = np.load(npy, allow_pickle=False)
-        if arr.dtype != np.float32 or arr.ndim != 2:
-            raise ValueError(f"unexpected array {arr.dtype} {arr.shape}")
-        if arr.shape != (n, meta.get("dim")) or meta.get("rows") != n:
-            raise ValueError(f"shape {arr.shape} does not match the metadata / {n} phrases")
-        if _array_sha256(arr) != meta.get("sha256"):
-            raise ValueError("checksum mismatch")
-        return arr
-    except Exception as exc:  # noqa: BLE001 - any problem means: rebuild
-        warnings.warn(f"encoding cache {npy} is invalid ({exc}); re-encoding", RuntimeWarning, stacklevel=3)
-        return None
-
-
-def encode(
-    phrases: Corpus | Sequence[str],
-    encoder: Callable[[list[str]], Any],
-    *,
-    model_name: str | None = None,
-    templates: str | Sequence[str] | None = None,
-    adjective_templates: str | Sequence[str] | None = None,
-    batch_size: int = 256,
-    cache_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-    desc: str | None = None,
-) -> np.ndarray:
-    """Encode phrases with any callable ``encoder`` into one float32 array (n, dim).
-
-    ``encoder`` takes a list of strings (prompts, or e.g. image paths) and returns anything
-    array-like of shape (len(batch), dim): NumPy arrays, lists, torch tensors (on any device).
-
-    Templates: for a :class:`Corpus`, nouns use ``templates`` (default ``"the nice {}"``) and
-    adjectives ``adjective_templates`` (default ``"This is a {} photo"``); for a plain list, all
-    items use ``templates`` (default ``"{}"``: the items as they are).  With several templates
-    the raw encodings of the prompts are averaged (no normalisation: raw norms are kept).
-
-    With ``cache_dir``, the result is cached as ``<model>-<key>.npy`` + ``.json``, keyed by a
-    sha256 of ``model_name`` (required then), the phrases, the adjective mask and the templates;
-    a second call returns the cached array without calling the encoder.  A corrupted or
-    mismatched cache is detected (key and checksum), a warning is issued and it is rebuilt.
-    """
-    if not callable(encoder):
-        raise ValueError("encoder: must be callable (list of strings -> array of shape (n, dim))")
-    if isinstance(phrases, Corpus):
-        items = list(phrases.phrases)
-        mask = phrases.is_adjective.copy()
-        nt = _check_templates(templates, "templates", NOUN_TEMPLATE)
-        at = _check_templates(adjective_templates, "adjective_templates", ADJECTIVE_TEMPLATE)
-    else:
-        if isinstance(phrases, str):
-            raise ValueError("phrases: expected a list of phrases or a Corpus, got a single string")
-        items = list(phrases)
-        for i, p in enumerate(items):
-            if not isinstance(p, str):
-                raise ValueError(f"phrases: item {i} is not a string: {p!r}")
-        mask = np.zeros(len(items), dtype=bool)
-        nt = _check_templates(templates, "templates", None)
-        at = nt if adjective_templates is None else _check_templates(adjective_templates, "adjective_templates", None)
-    if not items:
-        raise ValueError("phrases: nothing to encode (empty corpus)")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
-    batch_size = int(batch_size)
-    n = len(items)
-
-    npy = meta_path = None
-    key = None
-    if cache_dir is not None:
-        if not model_name:
-            raise ValueError("model_name: required when cache_dir is given (it is part of the cache key)")
-        cdir = Path(cache_dir)
-        cdir.mkdir(parents=True, exist_ok=True)
-        key = _cache_key(str(model_name), items, mask, nt, at)
-        stem = f"{_slug(str(model_name))}-{key[:20]}"
-        npy, meta_path = cdir / f"{stem}.npy", cdir / f"{stem}.json"
-        cached = _read_cache(npy, meta_path, key, n)
-        if cached is not None:
-            return cached
-
-    groups = [(np.flatnonzero(~mask), nt), (np.flatnonzero(mask), at)]
-    total = sum(len(ts) * -(-len(idx) // batch_size) for idx, ts in groups if len(idx))
-    from ._progress import tqdm_class  # lazy: only needed when encoding
-
-    tqdm = tqdm_class()
-
-    out: np.ndarray | None = None
-    with tqdm(total=total, disable=not progress, desc=desc or "encoding", unit="batch") as bar:
-        for idx, ts in groups:
-            if not len(idx):
-                continue
-            for t in ts:
-                for start in range(0, len(idx), batch_size):
-                    rows = idx[start:start + batch_size]
-                    batch = [t.replace("{}", items[i]) for i in rows]
-                    emb = _to_numpy(encoder(batch))
-                    if emb.ndim != 2:
-                        raise ValueError(f"encoder: returned shape {emb.shape}; expected 2-D (batch, dim)")
-                    if emb.shape[0] != len(batch):
-                        raise ValueError(f"encoder: returned {emb.shape[0]} rows for a batch of {len(batch)}")
-                    if not np.issubdtype(emb.dtype, np.number) or np.iscomplexobj(emb):
-                        raise ValueError(f"encoder: returned non-real dtype {emb.dtype}")
-                    emb = emb.astype(np.float64)
-                    if not np.isfinite(emb).all():
-                        raise ValueError("encoder: returned non-finite values (nan or inf)")
-                    if out is None:
-                        out = np.zeros((n, emb.shape[1]), dtype=np.float64)
-                    elif emb.shape[1] != out.shape[1]:
-                        raise ValueError(f"encoder: returned dim {emb.shape[1]}, earlier batches {out.shape[1]}")
-                    out[rows] += emb
-                    bar.update(1)
-            out[idx] /= len(ts)
-    assert out is not None
-    result = out.astype(np.float32)
-
-    if npy is not None:
-        _atomic_write(npy, lambda fh: np.save(fh, result, allow_pickle=False), "wb")
-        meta = {
-            "format": _CACHE_FORMAT,
-            "key": key,
-            "model_name": str(model_name),
-            "rows": n,
-            "dim": int(result.shape[1]),
-            "dtype": "float32",
-            "sha256": _array_sha256(result),
-            "noun_templates": list(nt),
-            "adjective_templates": list(at),
-        }
-        _atomic_write(meta_path, lambda fh: fh.write(json.dumps(meta, indent=1)), "w")
-    return result
+# the encoder and its cache live in dnm.encoding; re-exported here, where they always were
+from .encoding import encode  # noqa: E402

@@ -24,7 +24,7 @@ its chunk on the tile grid a single call on the whole array would use
 (``dnm._core.image_tile_rows(N)`` rows: 256, 512 or 1024 by N), and chunk boundaries
 are moved to multiples of that tile when needed (each new chunk close to the old size).
 
-:func:`knn_log_distance`: DNM's kNN log-distance (DESIGN §4.3) over row blocks; each
+:func:`knn_log_distance`: DNM's kNN log-distance (docs/design.md, "Mining") over row blocks; each
 task computes the rho of its rows against **all** candidates with the same streamed C
 kernel (``dnm.mining.knn_log_distance(raw, k, rows=(i0, i1))``), bitwise equal to the
 single-process result for any block size.  The whole candidate array is shipped to
@@ -136,9 +136,7 @@ def score_samples(detector, X, *, client=None, align=True):
     row_chunks = X.chunks[0]
     tile = int(_core.image_tile_rows(X.shape[0])) if align else 0
     if align and len(row_chunks) > 1:
-        aligned = aligned_row_chunks(row_chunks, tile)
-        if aligned != tuple(row_chunks):
-            row_chunks = aligned
+        row_chunks = aligned_row_chunks(row_chunks, tile)
     if row_chunks != X.chunks[0] or X.numblocks[1] != 1:
         X = X.rechunk((row_chunks, -1))
 
@@ -193,7 +191,7 @@ def default_block_rows(n, n_workers, *, cap=4096, tile=KNN_TILE):
 
 
 def knn_log_distance(raw_candidates, k=100, *, block_rows=None, client=None):
-    """DNM's kNN log-distance (DESIGN §4.3) on Dask: lazy float64 (N,) dask array.
+    """DNM's kNN log-distance (docs/design.md, "Mining") on Dask: lazy float64 (N,) dask array.
 
     Equal, bit for bit, to ``dnm.knn_log_distance(raw_candidates, k)`` computed in one
     process, for any ``block_rows``: each task runs the same streamed C kernel on its

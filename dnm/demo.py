@@ -28,12 +28,14 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from . import methods as _methods
+from ._io import markdown_table
+
 __all__ = ["run_demo", "DEMO_METHODS", "METHOD_LABELS"]
 
-#: Methods run by default, in table order.
-DEMO_METHODS = ("mcm", "max_logit", "energy", "neglabel", "csp", "dnm")
-METHOD_LABELS = {"mcm": "MCM", "max_logit": "max-logit", "energy": "energy",
-                 "neglabel": "NegLabel", "csp": "CSP", "dnm": "DNM"}
+#: Methods run by default, in table order (the registry's static methods).
+DEMO_METHODS = tuple(n for n, m in _methods.METHODS.items() if not m.streaming)
+METHOD_LABELS = {n: m.label for n, m in _methods.METHODS.items()}
 _METRIC_COLS = ("FPR95", "AUROC", "AUPR-In")
 
 SYNTHETIC_NOTE = (
@@ -90,41 +92,16 @@ def _wide_markdown(results, methods, datasets, digits=2):
             for c in _METRIC_COLS:
                 cells.append(f"{results[m]['metrics'][d][c] * 100:.{digits}f}")
         rows.append(cells)
-    w = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
-
-    def line(cells):
-        return "| " + " | ".join([cells[0].ljust(w[0])] + [c.rjust(x) for c, x in
-                                                          zip(cells[1:], w[1:])]) + " |"
-
-    sep = "|" + "|".join([":" + "-" * (w[0] + 1)] + ["-" * (x + 1) + ":" for x in w[1:]]) + "|"
-    return "\n".join([line(head), sep] + [line(r) for r in rows]) + "\n"
+    return markdown_table(head, rows)
 
 
 def _roc_compare(scores, methods, dataset, path):
     """ROC curves of every method on one OOD set (ID positive)."""
-    from matplotlib.figure import Figure
+    from .plot import roc_comparison
 
-    from . import metrics as _metrics
-    from .plot import _OOD_COLORS, _thin
-
-    fig = Figure(figsize=(5.5, 4.8), layout="constrained")
-    ax = fig.add_subplot()
-    for k, m in enumerate(methods):
-        a, b = scores[m]["ID"], scores[m][dataset]
-        fpr, tpr, _ = _metrics.roc_curve(a, b)
-        fpr, tpr = _thin(fpr, tpr, 2000)
-        auc = _metrics.auroc(a, b)
-        ax.plot(fpr, tpr, color=_OOD_COLORS[k % len(_OOD_COLORS)], linewidth=1.4,
-                label=f"{METHOD_LABELS[m]} (AUROC {auc * 100:.2f}%)")
-    ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=0.8, label="chance")
-    ax.axhline(0.95, color="black", linestyle=":", linewidth=0.8, label="TPR = 95%")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.set_xlabel("FPR (share of OOD accepted as ID)")
-    ax.set_ylabel("TPR (share of ID accepted)")
-    ax.set_title(f"ID vs '{dataset}' (synthetic data)")
-    ax.legend(loc="lower right", fontsize="small")
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    roc_comparison({METHOD_LABELS[m]: (scores[m]["ID"], scores[m][dataset]) for m in methods},
+                   title=f"ID vs '{dataset}' (synthetic data)", figsize=(5.5, 4.8), path=path,
+                   dpi=100)
 
 
 def _dnm_selection_stats(bench, det):
@@ -148,23 +125,23 @@ def _near_id_share(bench, det):
     return float(bench.is_near_id[det.negative_indices_].mean())
 
 
-def run_demo(out="dnm-demo-output", *, size="default", seed=0, methods=None, preset="ViT-B/16",
+def run_demo(out="dnm-demo-output", *, size="default", seed=0, methods=None,
+             preset=_methods.DEFAULT_BACKBONE,
              plots=True, quiet=False, num_threads=None, stream=None):
     """Run the demo; returns the report dict (also written to ``out/report.json``).
 
     size: ``"default"`` (1,000 ID classes, 20,000 candidates, 5,000 ID + 2 x 2,500 OOD
     images; a few minutes at most on 2 cores) or ``"small"`` (seconds).
     methods: subset of :data:`DEMO_METHODS` (list or comma-separated string); default all.
-    preset: the DNM backbone preset (DESIGN §7).  plots: write PNGs (needs matplotlib).
+    preset: the DNM backbone preset (:mod:`dnm.methods`).  plots: write PNGs (needs matplotlib).
     quiet: no progress bars and no printed output.  stream: where to print (stdout).
     """
     from . import __version__, get_num_threads, metrics as _metrics
     from .detector import NegativeLabelDetector
-    from .presets import preset_name
     from .synthetic import make_benchmark
 
     methods = _check_methods(methods)
-    preset = preset_name(preset)
+    preset = _methods.backbone_name(preset)
     if stream is None:
         stream = sys.stdout
 

@@ -1,4 +1,4 @@
-"""OOD-detection metrics (DESIGN §6), computed in C from one sort.
+"""OOD-detection metrics (docs/design.md, "Numerics"), computed in C from one sort.
 
 Scores follow the package convention: **higher = more in-distribution**.  The
 in-distribution (ID) set is the positive class unless stated.
@@ -37,10 +37,12 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 
 from . import _config, _core
+from ._io import markdown_table
 from ._validate import _to_numpy, check_fraction
 
 __all__ = ["auroc", "aupr_in", "aupr_out", "fpr_at_tpr", "all_metrics", "evaluate",
@@ -48,7 +50,21 @@ __all__ = ["auroc", "aupr_in", "aupr_out", "fpr_at_tpr", "all_metrics", "evaluat
 
 #: FPR@TPR conventions accepted by :func:`fpr_at_tpr`.
 CONVENTIONS = ("paper", "openood", "interp")
-_FPR_INDEX = {"paper": 3, "openood": 4, "interp": 5}
+
+
+class _Result(NamedTuple):
+    """What the C core computes from one sort (``dnm._core.metrics``)."""
+
+    auroc: float
+    aupr_in: float
+    aupr_out: float
+    fpr_paper: float
+    fpr_openood: float
+    fpr_interp: float
+    n_thresholds: int
+
+    def fpr(self, convention):
+        return getattr(self, "fpr_" + convention)
 
 
 def _as_scores(x, name):
@@ -93,7 +109,7 @@ def _run(id_scores, ood_scores, tpr=0.95, *, num_threads=None, id_name="id_score
     b = _as_scores(ood_scores, ood_name)
     t = _check_tpr(tpr)
     nt = _config.resolve(num_threads)
-    return _core.metrics(a, b, t, nt, id_name, ood_name)
+    return _Result(*_core.metrics(a, b, t, nt, id_name, ood_name))
 
 
 def auroc(id_scores, ood_scores, *, num_threads=None):
@@ -101,19 +117,19 @@ def auroc(id_scores, ood_scores, *, num_threads=None):
 
     Equals ``roc_auc_score(labels, scores)`` with ``labels`` = 1 for ID, 0 for OOD.
     """
-    return _run(id_scores, ood_scores, num_threads=num_threads)[0]
+    return _run(id_scores, ood_scores, num_threads=num_threads).auroc
 
 
 def aupr_in(id_scores, ood_scores, *, num_threads=None):
     """Average precision with ID as the positive class
     (``average_precision_score(labels, scores)``)."""
-    return _run(id_scores, ood_scores, num_threads=num_threads)[1]
+    return _run(id_scores, ood_scores, num_threads=num_threads).aupr_in
 
 
 def aupr_out(id_scores, ood_scores, *, num_threads=None):
     """Average precision with OOD as the positive class on negated scores
     (``average_precision_score(1 - labels, -scores)``)."""
-    return _run(id_scores, ood_scores, num_threads=num_threads)[2]
+    return _run(id_scores, ood_scores, num_threads=num_threads).aupr_out
 
 
 def fpr_at_tpr(id_scores, ood_scores, tpr=0.95, convention="paper", *, num_threads=None):
@@ -142,7 +158,7 @@ def fpr_at_tpr(id_scores, ood_scores, tpr=0.95, convention="paper", *, num_threa
       ``roc_curve(is_id, scores)``.
     """
     _check_convention(convention)
-    return _run(id_scores, ood_scores, tpr, num_threads=num_threads)[_FPR_INDEX[convention]]
+    return _run(id_scores, ood_scores, tpr, num_threads=num_threads).fpr(convention)
 
 
 def all_metrics(id_scores, ood_scores, tpr=0.95, convention="paper", *, num_threads=None):
@@ -156,10 +172,9 @@ def all_metrics(id_scores, ood_scores, tpr=0.95, convention="paper", *, num_thre
 
 
 def _pack(r, convention):
-    return {
-        "fpr": r[_FPR_INDEX[convention]], "auroc": r[0], "aupr_in": r[1], "aupr_out": r[2],
-        "fpr_paper": r[3], "fpr_openood": r[4], "fpr_interp": r[5], "n_thresholds": int(r[6]),
-    }
+    return {"fpr": r.fpr(convention), "auroc": r.auroc, "aupr_in": r.aupr_in,
+            "aupr_out": r.aupr_out, "fpr_paper": r.fpr_paper, "fpr_openood": r.fpr_openood,
+            "fpr_interp": r.fpr_interp, "n_thresholds": int(r.n_thresholds)}
 
 
 def roc_curve(id_scores, ood_scores):
@@ -218,9 +233,9 @@ def evaluate(id_scores, ood_sets, *, tpr=0.95, convention="paper", as_frame=None
     for name, scores in sets:
         label = f"ood_sets[{name!r}]"
         b = _as_scores(scores, label)
-        r = _core.metrics(a, b, t, nt, "id_scores", label)
-        rows.append({"dataset": name, fcol: r[_FPR_INDEX[convention]], "AUROC": r[0],
-                     "AUPR-In": r[1], "AUPR-Out": r[2]})
+        r = _Result(*_core.metrics(a, b, t, nt, "id_scores", label))
+        rows.append({"dataset": name, fcol: r.fpr(convention), "AUROC": r.auroc,
+                     "AUPR-In": r.aupr_in, "AUPR-Out": r.aupr_out})
     cols = [fcol, "AUROC", "AUPR-In", "AUPR-Out"]
     avg = {"dataset": "Average"}
     for c in cols:
@@ -292,11 +307,4 @@ def to_markdown(table, *, percent=True, digits=2):
             except (TypeError, ValueError):
                 cells.append(str(v))
         body.append(cells)
-    widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
-
-    def line(cells):
-        out = [cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])]
-        return "| " + " | ".join(out) + " |"
-
-    sep = "|" + "|".join([":" + "-" * (widths[0] + 1)] + ["-" * (w + 1) + ":" for w in widths[1:]]) + "|"
-    return "\n".join([line(head), sep] + [line(r) for r in body]) + "\n"
+    return markdown_table(head, body)

@@ -1,4 +1,4 @@
-"""Negative-label mining (DESIGN §4): DNM's kNN log-distance rule, NegLabel's
+"""Negative-label mining (docs/design.md, "Mining"): DNM's kNN log-distance rule, NegLabel's
 η-quantile and CSP's cut, in C, streamed and memory-bounded.
 
 * :func:`knn_log_distance` / :func:`select_dnm` - DNM (§4.3) on **raw,
@@ -38,7 +38,7 @@ from ._validate import (as_matrix, check_fraction, check_int, check_mask,
 __all__ = ["knn_log_distance", "select_dnm", "neglabel_closeness", "select_neglabel",
            "select_csp", "CSP_MAX_CUT"]
 
-#: The CSP rule's cut (DESIGN §4.2): use the maximum cosine where it exceeds this.
+#: The CSP rule's cut (docs/design.md, "Mining"): use the maximum cosine where it exceeds this.
 CSP_MAX_CUT = 0.95
 
 
@@ -120,7 +120,7 @@ def _knn_ties_first(X, k, nt, cb, start, stop):
 
 
 def knn_log_distance(raw_candidates, k=100, *, rows=None, num_threads=None, progress=False):
-    """DNM's kNN log-distance density of each candidate (DESIGN §4.3).
+    """DNM's kNN log-distance density of each candidate (docs/design.md, "Mining").
 
     On raw embeddings t_i with norms r_i and cosines cos_ij::
 
@@ -206,7 +206,7 @@ def _select_by_pos(values, is_adjective, noun_ratio, adj_ratio):
 
 def select_dnm(raw_candidates, is_adjective, noun_ratio=0.23, adj_ratio=0.13, k=100, *,
                num_threads=None, progress=False):
-    """DNM's selection (DESIGN §4.3): indices into ``raw_candidates``.
+    """DNM's selection (docs/design.md, "Mining"): indices into ``raw_candidates``.
 
     rho = :func:`knn_log_distance` over **all** candidates together (nouns and
     adjectives are each other's neighbours, as in the reference code); then,
@@ -224,14 +224,14 @@ def select_dnm(raw_candidates, is_adjective, noun_ratio=0.23, adj_ratio=0.13, k=
 
 def neglabel_closeness(id_labels, candidates, percentile=0.95, *, max_cut=None,
                        num_threads=None, progress=False):
-    """NegLabel's closeness of each candidate to the ID labels (DESIGN §4.1).
+    """NegLabel's closeness of each candidate to the ID labels (docs/design.md, "Mining").
 
     q(n) = the ``percentile``-quantile of the cosines of the normalised
     candidate n to the C normalised ID labels, with NumPy's default linear
     interpolation (position percentile * (C - 1) of the ascending cosines),
     equal to ``np.quantile(cos, percentile, axis=1)``.
 
-    ``max_cut``: the CSP rule (DESIGN §4.2): where a candidate's maximum cosine
+    ``max_cut``: the CSP rule (docs/design.md, "Mining"): where a candidate's maximum cosine
     exceeds ``max_cut`` (CSP uses 0.95, :data:`CSP_MAX_CUT`), q is that maximum.
 
     Returns float64 (N,) - lower means farther from the ID classes.
@@ -258,7 +258,7 @@ def neglabel_closeness(id_labels, candidates, percentile=0.95, *, max_cut=None,
 
 def select_neglabel(id_labels, candidates, is_adjective, ratio=0.15, percentile=0.95, *,
                     max_cut=None, num_threads=None, progress=False):
-    """NegLabel's selection (DESIGN §4.1; with ``max_cut`` the CSP rule, §4.2).
+    """NegLabel's selection (docs/design.md, "Mining"; with ``max_cut`` the CSP rule).
 
     Separately for nouns and adjectives, the ``floor(ratio * count)`` candidates
     of **lowest** :func:`neglabel_closeness`, in rank order (ties by index).

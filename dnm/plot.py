@@ -3,7 +3,8 @@
 * :func:`score_histograms` - ID vs OOD score histograms, one panel per OOD set,
   titled with that set's FPR and AUROC.
 * :func:`roc_curves` - ROC curves of every OOD set on one axes (ID positive),
-  with the AUROC in the legend and the target TPR marked.
+  with the AUROC in the legend and the target TPR marked;
+  :func:`roc_comparison` - the same for any (ID, OOD) pairs, e.g. methods on one set.
 
 Both return a :class:`matplotlib.figure.Figure` built without pyplot (no global
 state, nothing opened on screen; Jupyter displays it when it is the cell's
@@ -19,7 +20,7 @@ import numpy as np
 
 from . import metrics as _metrics
 
-__all__ = ["score_histograms", "roc_curves"]
+__all__ = ["score_histograms", "roc_curves", "roc_comparison"]
 
 _ID_COLOR = "#1f77b4"
 _OOD_COLORS = ["#d62728", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -112,16 +113,25 @@ def roc_curves(id_scores, ood_sets, *, tpr=0.95, max_points=2000, figsize=(5.0, 
     accepted) of every OOD set on one axes, with AUROC in the legend, the chance
     diagonal and a dotted line at TPR = ``tpr``.  Curves with more than
     ``max_points`` points are thinned for drawing (AUROC is computed exactly).
-    Returns the Figure; writes a PNG to ``path`` if given."""
-    Figure = _figure_cls()
+    Returns the Figure; writes a PNG when ``path`` is given."""
     sets = _metrics._named_sets(ood_sets)
-    a = _metrics._as_scores(id_scores, "id_scores")
+    return roc_comparison({name: (id_scores, s) for name, s in sets}, tpr=tpr,
+                          max_points=max_points, figsize=figsize, path=path, dpi=dpi)
+
+
+def roc_comparison(curves, *, tpr=0.95, max_points=2000, figsize=(5.0, 4.5),
+                   title="ROC, ID positive", path=None, dpi=120):
+    """ROC curves of several (ID scores, OOD scores) pairs on one axes, e.g. several methods
+    on one OOD set: ``curves`` maps a legend label to its pair.  As :func:`roc_curves`
+    otherwise.  Returns the Figure; writes a PNG when ``path`` is given."""
+    Figure = _figure_cls()
     t = _metrics._check_tpr(tpr)
     fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.add_subplot()
-    for k, (name, s) in enumerate(sets):
-        b = _metrics._as_scores(s, f"ood_sets[{name!r}]")
-        auc = _metrics._run(a, b, t, ood_name=f"ood_sets[{name!r}]")[0]
+    for k, (name, (id_s, ood_s)) in enumerate(curves.items()):
+        a = _metrics._as_scores(id_s, "id_scores")
+        b = _metrics._as_scores(ood_s, f"ood_sets[{name!r}]")
+        auc = _metrics._run(a, b, t, ood_name=f"ood_sets[{name!r}]").auroc
         fpr, tp, _ = _metrics.roc_curve(a, b)
         fpr, tp = _thin(fpr, tp, int(max_points))
         ax.plot(fpr, tp, color=_OOD_COLORS[k % len(_OOD_COLORS)], linewidth=1.5,
@@ -132,6 +142,6 @@ def roc_curves(id_scores, ood_sets, *, tpr=0.95, max_points=2000, figsize=(5.0, 
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("FPR (share of OOD accepted as ID)")
     ax.set_ylabel("TPR (share of ID accepted)")
-    ax.set_title("ROC, ID positive")
+    ax.set_title(title)
     ax.legend(loc="lower right", fontsize="small")
     return _save(fig, path, dpi)

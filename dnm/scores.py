@@ -1,4 +1,4 @@
-"""OOD scores on precomputed embeddings (DESIGN §5).  Higher = more in-distribution.
+"""OOD scores on precomputed embeddings (docs/design.md, "Numerics").  Higher = more in-distribution.
 
 Every score runs the same fused C kernel (``dnm._core.score``): the product of an
 image tile with a block of the label matrix [ID labels; negatives in group order] -
@@ -17,15 +17,16 @@ import numpy as np
 
 from . import _config, _core
 from ._progress import TileProgress
-from ._validate import (as_matrix, check_fraction, check_int, check_positive,
-                        check_same_dim)
+from ._validate import as_matrix, check_fraction, check_positive, check_same_dim
 
 __all__ = ["mcm_score", "max_logit_score", "energy_score", "neglabel_score", "dnm_score",
            "make_groups", "DNMGuardWarning"]
 
-_KIND = {"mcm": 0, "max_logit": 1, "energy": 2, "neglabel": 3, "dnm": 4}
-_GUARD = {"floor": 0, "dcl": 1, "raise": 2}
-GUARD_FLOOR = 1e-6
+#: Score kind -> the C kernel's code (``dnm._core.SCORE_*``); the kinds of :mod:`dnm.methods`.
+KINDS = {name: getattr(_core, "SCORE_" + name.upper())
+         for name in ("mcm", "max_logit", "energy", "neglabel", "dnm")}
+#: DNM guard -> the C kernel's code (``dnm._core.GUARD_*``).
+GUARDS = {name: getattr(_core, "GUARD_" + name.upper()) for name in ("floor", "dcl", "raise")}
 
 
 class DNMGuardWarning(UserWarning):
@@ -69,24 +70,68 @@ def make_groups(n_negatives, groups, seed=0):
     return np.ascontiguousarray(idx, dtype=np.int64)
 
 
-def _run(kind, images, id_labels, negatives=None, *, temperature, tau=1.0, groups=None,
-         seed=0, guard="floor", num_threads=None, progress=False):
+def check_guard(guard):
+    if not isinstance(guard, str) or guard not in GUARDS:
+        raise ValueError(f"guard: expected one of {list(GUARDS)}, got {guard!r}")
+    return guard
+
+
+def dnm_ratio(n_id, group_size, tau):
+    """r = Q (1 - tau) / (tau C): the DNM denominator can be <= 0 when r > 1."""
+    return group_size * (1.0 - tau) / (tau * n_id)
+
+
+def warn_ratio(who, n_id, group_size, tau, guard, stacklevel):
+    """The one r > 1 warning (DNMGuardWarning), unless ``guard="dcl"``."""
+    r = dnm_ratio(n_id, group_size, tau)
+    if r > 1 and guard != "dcl":
+        warnings.warn(
+            f"{who}: r = Q(1-tau)/(tau*C) = {r:.3g} > 1 (Q={group_size}, tau={tau}, C={n_id}); "
+            f"the DNM denominator can be <= 0 for confident ID images; guard={guard!r} handles "
+            "it", DNMGuardWarning, stacklevel=stacklevel + 1)
+    return r
+
+
+def _score(kind, X, P, N=None, index=None, *, temperature, tau=1.0, guard="floor",
+           num_threads=None, progress=False, packed=None, stacklevel=2):
+    """The scores of checked arrays: the private path of every score.
+
+    X, P, N: 2-D float16/32/64 arrays of one dimension (``as_matrix``); index: the (G, Q)
+    int64 grouping (``make_groups``) for neglabel / dnm; temperature > 0, tau in (0, 1],
+    guard a key of :data:`GUARDS`; ``packed``: the labels packed once by
+    ``_core.pack_labels`` for these very labels and the kernel in force (or None).
+    For dnm it warns when r > 1 and when pairs were floored (``stacklevel`` counted from
+    the caller of this function); the kernel itself raises for ``guard="raise"``.
+    """
+    if kind == "dnm":
+        r = warn_ratio("dnm_score", P.shape[0], index.shape[1], tau, guard, stacklevel + 1)
+    if kind == "max_logit":
+        temperature = 1.0  # max-logit has no temperature; 1 keeps the kernel's sums finite
+    nt = _config.resolve(num_threads)
+    with TileProgress(progress, f"{kind} score") as cb:
+        out, floored = _core.score(KINDS[kind], X, P, N, index, temperature, tau,
+                                   GUARDS[guard], nt, cb, tile_rows=_config.tile_rows(),
+                                   kernel=_config.kernel(), packed=packed)
+    if floored:
+        warnings.warn(
+            f"dnm_score: {floored} of {out.shape[0] * index.shape[0]} (image, group) pairs had "
+            f"Z_j <= S*{_core.GUARD_MIN_TEXT} and were floored to S*{_core.GUARD_MIN_TEXT} "
+            f"(guard='floor', r = {r:.3g})", DNMGuardWarning, stacklevel=stacklevel + 1)
+    return out
+
+
+def _checked(images, id_labels, negatives=None, groups=None, seed=0):
+    """The public boundary: (X, P, N, index), each converted and checked once."""
     X = as_matrix(images, "images")
     P = as_matrix(id_labels, "id_labels")
     pairs = [("images", X), ("id_labels", P)]
-    T = check_positive(temperature, "temperature")
-    index = None
-    N = None
-    if kind in ("neglabel", "dnm"):
+    N = index = None
+    if negatives is not None:
         N = as_matrix(negatives, "negatives")
         pairs.append(("negatives", N))
         index = make_groups(N.shape[0], groups, seed)
     check_same_dim(pairs)
-    nt = _config.resolve(num_threads)
-    with TileProgress(progress, f"{kind} score") as cb:
-        out, floored = _core.score(_KIND[kind], X, P, N, index, T, float(tau), _GUARD[guard], nt,
-                                   cb, _config.tile_rows(), _config.kernel(), _config.packed())
-    return out, int(floored), index
+    return X, P, N, index
 
 
 def mcm_score(images, id_labels, temperature=1.0, *, num_threads=None, progress=False):
@@ -95,21 +140,24 @@ def mcm_score(images, id_labels, temperature=1.0, *, num_threads=None, progress=
     images (N, D), id_labels (C, D): any float dtype and layout; rows are
     L2-normalised internally (inputs are not modified).  Returns float64 (N,).
     """
-    return _run("mcm", images, id_labels, temperature=temperature, num_threads=num_threads,
-                progress=progress)[0]
+    T = check_positive(temperature, "temperature")
+    X, P, _, _ = _checked(images, id_labels)
+    return _score("mcm", X, P, temperature=T, num_threads=num_threads, progress=progress)
 
 
 def max_logit_score(images, id_labels, *, num_threads=None, progress=False):
     """max_c <x, p_c> (cosine).  Returns float64 (N,)."""
-    return _run("max_logit", images, id_labels, temperature=1.0, num_threads=num_threads,
-                progress=progress)[0]
+    X, P, _, _ = _checked(images, id_labels)
+    return _score("max_logit", X, P, temperature=1.0, num_threads=num_threads,
+                  progress=progress)
 
 
 def energy_score(images, id_labels, temperature=0.01, *, num_threads=None, progress=False):
     """T * log sum_c exp(s_c / T), evaluated as max + T*log(sum exp((s - max)/T)).
     Returns float64 (N,)."""
-    return _run("energy", images, id_labels, temperature=temperature, num_threads=num_threads,
-                progress=progress)[0]
+    T = check_positive(temperature, "temperature")
+    X, P, _, _ = _checked(images, id_labels)
+    return _score("energy", X, P, temperature=T, num_threads=num_threads, progress=progress)
 
 
 def neglabel_score(images, id_labels, negatives, temperature=0.01, groups=100, seed=0, *,
@@ -121,18 +169,15 @@ def neglabel_score(images, id_labels, negatives, temperature=0.01, groups=100, s
     into G groups) or a (G, Q) integer index array into ``negatives``.
     Returns float64 (N,).
     """
-    return _run("neglabel", images, id_labels, negatives, temperature=temperature,
-                groups=groups, seed=seed, num_threads=num_threads, progress=progress)[0]
-
-
-def dnm_ratio(n_id, group_size, tau):
-    """r = Q (1 - tau) / (tau C): the DNM denominator can be <= 0 when r > 1."""
-    return group_size * (1.0 - tau) / (tau * n_id)
+    T = check_positive(temperature, "temperature")
+    X, P, N, index = _checked(images, id_labels, _required(negatives), groups, seed)
+    return _score("neglabel", X, P, N, index, temperature=T, num_threads=num_threads,
+                  progress=progress)
 
 
 def dnm_score(images, id_labels, negatives, temperature=0.01, tau=0.5, groups=100, seed=0,
               guard="floor", *, num_threads=None, progress=False):
-    """Debiased Negative Mining score (DESIGN §5).
+    """Debiased Negative Mining score (docs/design.md, "Numerics").
 
     A = S/C, N̄_j = (1/Q) sum_{k in j} exp(u_k/T),
     Z_j = S + Q (N̄_j/tau - ((1-tau)/tau) A), score = (S/C) * mean_j 1/Z_j.
@@ -149,28 +194,16 @@ def dnm_score(images, id_labels, negatives, temperature=0.01, tau=0.5, groups=10
 
     Returns float64 (N,).
     """
-    if guard not in _GUARD:
-        raise ValueError(f"guard: expected one of {sorted(_GUARD)}, got {guard!r}")
+    check_guard(guard)
     tau = check_fraction(tau, "tau")
-    P = as_matrix(id_labels, "id_labels")
-    Nn = as_matrix(negatives, "negatives")
-    index = make_groups(Nn.shape[0], groups, seed)
-    C, Q = P.shape[0], index.shape[1]
-    r = dnm_ratio(C, Q, tau)
-    if r > 1 and guard != "dcl":
-        warnings.warn(
-            f"dnm_score: r = Q(1-tau)/(tau*C) = {r:.3g} > 1 (Q={Q}, tau={tau}, C={C}); the DNM "
-            f"denominator can be <= 0 for confident ID images; guard={guard!r} handles it",
-            DNMGuardWarning, stacklevel=2)
-    out, floored, _ = _run("dnm", images, P, Nn, temperature=temperature, tau=tau, groups=index,
-                           guard=guard, num_threads=num_threads, progress=progress)
-    if floored:
-        n_pairs = out.shape[0] * index.shape[0]
-        if guard == "raise":
-            raise ValueError(
-                f"dnm_score: {floored} of {n_pairs} (image, group) pairs have Z_j <= S*1e-6 "
-                f"(r = {r:.3g}); use guard='floor' or 'dcl', or a larger tau or more groups")
-        warnings.warn(
-            f"dnm_score: {floored} of {n_pairs} (image, group) pairs had Z_j <= S*1e-6 and were "
-            f"floored to S*1e-6 (guard='floor', r = {r:.3g})", DNMGuardWarning, stacklevel=2)
-    return out
+    T = check_positive(temperature, "temperature")
+    X, P, N, index = _checked(images, id_labels, _required(negatives), groups, seed)
+    return _score("dnm", X, P, N, index, temperature=T, tau=tau, guard=guard,
+                  num_threads=num_threads, progress=progress)
+
+
+def _required(negatives):
+    if negatives is None:
+        raise TypeError("negatives: expected an (M, D) array of negative label embeddings, "
+                        "got None")
+    return negatives

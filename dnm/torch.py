@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 import torch  # absolute import: the real PyTorch, not this module
 
-from ._validate import score_function
+from ._validate import score_function, tensor_to_numpy
 
 __all__ = ["OODHead", "to_numpy"]
 
@@ -43,23 +43,12 @@ def to_numpy(features, *, allow_device_copy=True):
     """A 2-D-compatible NumPy view of a tensor, converting at most once (see module doc)."""
     if not isinstance(features, torch.Tensor):
         return features
-    t = features.detach()  # a view; no-op for tensors without grad
-    if t.device.type != "cpu":
-        if not allow_device_copy:
-            raise TypeError(
-                f"features: tensor is on device {t.device}; dnm scores on the CPU. Move it "
-                "with features.cpu() (one copy of N x D values to host memory) or build "
-                "OODHead(..., allow_device_copy=True)")
-        if t.device.type == "meta":
-            raise TypeError("features: a 'meta' tensor holds no data to score")
-        t = t.cpu()
-    if t.is_complex() or not t.is_floating_point():
-        raise TypeError(f"features: expected a floating-point tensor, got {t.dtype}")
-    if t.dtype == torch.bfloat16:
-        t = t.float()  # the one conversion; NumPy has no bfloat16
-    if t.is_conj() or t.is_neg():  # lazy views: materialise (cannot happen for real floats)
-        t = t.resolve_conj().resolve_neg()
-    return t.numpy()  # shares memory with t (any strides)
+    if features.is_complex() or not features.is_floating_point():
+        raise TypeError(f"features: expected a floating-point tensor, got {features.dtype}")
+    return tensor_to_numpy(features, allow_device_copy=allow_device_copy, device_error=(
+        f"features: tensor is on device {features.device}; dnm scores on the CPU. Move it "
+        "with features.cpu() (one copy of N x D values to host memory) or build "
+        "OODHead(..., allow_device_copy=True)"))
 
 
 def _score_fn(detector):

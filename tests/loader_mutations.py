@@ -106,7 +106,7 @@ def _arrays(members):
 
 
 def _set_meta(members, meta, rehash=True):
-    from dnm.detector import _checksum
+    from dnm.detector_file import _checksum
 
     if rehash:
         try:

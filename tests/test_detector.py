@@ -556,8 +556,7 @@ def test_packed_label_cache_gives_the_same_bits(method, data):
     with _config.float_kernel("blas"):
         blas = det.score_samples(imgs)  # never cached, never used on the BLAS tiles
     det.__dict__.pop("_packed_cache", None)
-    with _config.packed_labels(None):
-        fresh = NegativeLabelDetector._score(det, det._check_X(imgs))  # packs per call
+    fresh = det._score(det._check_X(imgs), packed=False)  # packs per call
     np.testing.assert_array_equal(first, fresh)
     if _config.resolved_kernel() != "blas":  # dnm's kernel: a row's bits do not depend on its batch
         np.testing.assert_array_equal(again, first[3:9])
@@ -608,7 +607,7 @@ def test_packed_labels_are_checked():
     kernels = [k for k in own if getattr(_core, "HAVE_" + k.upper())]
     for k in kernels:
         nr, code = own[k], _config.KERNELS[k]
-        packed = _core.pack_labels(0, P, None, None, 1.0, 0, code)
+        packed = _core.pack_labels(P, None, None, 0, code)
         assert packed.shape == (1, nr * 16) and packed.dtype == np.float32
         got = _core.score(0, X, P, None, None, 1.0, 1.0, 0, 0, None, 0, code, packed)[0]
         with _config.float_kernel(k):
@@ -621,6 +620,6 @@ def test_packed_labels_are_checked():
         Q = P.copy()
         Q[2, 3] = np.nan
         with pytest.raises(ValueError, match="id_labels.*row 2"):
-            _core.pack_labels(0, Q, None, None, 1.0, 0, code)
+            _core.pack_labels(Q, None, None, 0, code)
     with pytest.raises(ValueError, match="packs no labels"):
-        _core.pack_labels(0, P, None, None, 1.0, 0, _config.KERNELS["blas"])
+        _core.pack_labels(P, None, None, 0, _config.KERNELS["blas"])

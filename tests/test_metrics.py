@@ -93,7 +93,7 @@ def test_fpr_conventions(seed):
 
 
 def test_paper_50000_sentence():
-    """DESIGN §6: with 50,000 ID scores and no ties, the paper FPR95 is the share of
+    """docs/design.md, "Metrics": with 50,000 ID scores and no ties, the paper FPR95 is the share of
     OOD scores strictly above the 47,501-st highest ID score."""
     rng = np.random.default_rng(7)
     a = rng.normal(1.0, 1.0, 50_000)

@@ -1,4 +1,4 @@
-"""Negative mining (DESIGN §4) against the NumPy twins in tests/slow/mining.py."""
+"""Negative mining (docs/design.md, "Mining") against the NumPy twins in tests/slow/mining.py."""
 import os
 import signal
 import threading

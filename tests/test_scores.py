@@ -1,4 +1,4 @@
-"""Scores (DESIGN §5) against their NumPy twins in tests/slow/score.py."""
+"""Scores (docs/design.md, "Numerics") against their NumPy twins in tests/slow/score.py."""
 import warnings
 
 import numpy as np

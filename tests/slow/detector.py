@@ -1,5 +1,5 @@
 """NumPy twins for the detector tests: the mining twins (re-exported from slow.mining, the one
-oracle of DESIGN §4), the score twins, and a brute-force explanation."""
+oracle of docs/design.md, "Mining"), the score twins, and a brute-force explanation."""
 import numpy as np
 
 from .mining import select_dnm, select_neglabel  # noqa: F401  (re-exported for the tests)

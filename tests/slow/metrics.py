@@ -1,4 +1,4 @@
-"""NumPy twins of the metrics (DESIGN §6), written from the definitions, plus a
+"""NumPy twins of the metrics (docs/design.md, "Metrics"), written from the definitions, plus a
 transliteration of the reference code's FPR@recall (Hendrycks et al.'s
 ``fpr_and_fdr_at_recall``, used by MCM, NegLabel, CSP and DNM).  Slow and simple:
 counts at every distinct pooled score value via searchsorted."""

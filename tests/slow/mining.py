@@ -1,4 +1,4 @@
-"""NumPy twins of the mining rules (DESIGN §4): they build the full matrices in
+"""NumPy twins of the mining rules (docs/design.md, "Mining"): they build the full matrices in
 float64, so they are only for small N (oracles for tests)."""
 import math
 
@@ -19,8 +19,8 @@ def first_copies(x):
 
 
 def knn_log_distance(raw, k=100):
-    """The kNN rule as the reference code does it: the full N x N matrix.  Copies of a
-    row get the value of the first copy (dnm's tie rule)."""
+    """DNM's kNN log-distance as the reference code does it: the full N x N matrix.
+    Copies of a row get the value of the first copy (dnm's tie rule)."""
     canon = first_copies(raw)
     raw = np.asarray(raw, dtype=np.float64)
     r = np.linalg.norm(raw, axis=1)

@@ -1,4 +1,4 @@
-"""NumPy twins of the scores (DESIGN §5): full (N, C + M) logit matrices in float64,
+"""NumPy twins of the scores (docs/design.md, "Numerics"): full (N, C + M) logit matrices in float64,
 exponentials shifted by each image's maximum logit."""
 import numpy as np
 

@@ -1,0 +1,324 @@
+"""The detector file format: how :class:`dnm.NegativeLabelDetector` is saved and loaded.
+
+File format (``save`` / ``load``), format_version 1
+---------------------------------------------------
+One ``.npz`` archive as written by ``numpy.savez`` (a zip of ``.npy`` members, uncompressed).
+It never holds pickled objects and is read without executing code: the ``.npy`` headers are
+parsed with ``numpy.lib.format`` (a literal parser) and the data with ``numpy.frombuffer``.
+Members:
+
+``metadata.npy``
+    uint8, 1-D: UTF-8 JSON object with ``format`` (``"dnm.NegativeLabelDetector"``),
+    ``format_version`` (int), ``dnm_version``, ``params`` (the constructor arguments; an
+    array-valued ``groups`` is stored as ``{"array": "groups_index"}``), ``fitted`` (the
+    resolved scalar attributes: ``method_``, ``temperature_``, ``tau_``, ``groups_``, ``k_``,
+    ``noun_ratio_``, ``adj_ratio_``, ``ratio_``, ``percentile_``, ``max_cut_``, ``guard_``,
+    ``seed_``, ``n_features_in_``, ``threshold_``, ``threshold_tpr_``), ``negative_phrases`` and
+    ``id_names`` (lists of str or null), ``arrays`` (member name -> ``{"dtype", "shape"}``), and
+    ``sha256``.
+``id_labels.npy``       (C, D) float16/32/64: the ID label embeddings as given to ``fit``.
+``negatives.npy``       (M, D) float32: the selected negative rows (raw, as given).
+``negative_indices.npy`` (M,) int64: their rows in the candidates given to ``fit``.
+``groups_index.npy``    (G, Q) int64, only for dnm / neglabel / csp: the grouping of negatives.
+
+``sha256`` is the hex SHA-256 of: the canonical JSON (sorted keys, separators ``,`` ``:``,
+ASCII) of the metadata object without its ``sha256`` key, then for every array member in
+sorted name order its name, a NUL byte, and its C-order little-endian data bytes.
+
+``read`` checks, in order and before trusting anything: the file is a zip archive with exactly
+these members; the metadata header is a 1-D uint8 array of at most 64 MiB; the JSON parses and
+names this format; ``format_version`` is at most the supported version (a newer file asks for
+a newer dnm); each member's ``.npy`` header (read with ``read_array_header_1_0/2_0``) agrees
+with the metadata's dtype and shape, the dtype is an allowed one, and the claimed size fits in
+the member (so a header claiming 10^12 rows is refused without allocating); the data are read
+in bounded chunks and must have exactly the claimed size (members must be stored
+uncompressed, so no size can exceed the file's); the checksum matches; the shapes are mutually
+consistent.  Any failure raises :class:`DetectorFileError` (a ``ValueError``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import numbers
+import os
+import zipfile
+import zlib
+
+import numpy as np
+
+from . import methods as _methods
+from ._io import atomic_write
+from .scores import GUARDS
+
+__all__ = ["DetectorFileError", "FORMAT_VERSION", "FITTED_SCALARS", "write", "read"]
+
+FORMAT_VERSION = 1
+_FORMAT_NAME = "dnm.NegativeLabelDetector"
+_METADATA_MAX_BYTES = 64 << 20
+_READ_CHUNK = 1 << 20
+#: The fitted scalar attributes a file stores.
+FITTED_SCALARS = ("method_", "temperature_", "tau_", "groups_", "k_", "noun_ratio_",
+                  "adj_ratio_", "ratio_", "percentile_", "max_cut_", "guard_", "seed_",
+                  "n_features_in_", "threshold_", "threshold_tpr_")
+_ARRAY_DTYPES = {"id_labels": ("<f2", "<f4", "<f8"), "negatives": ("<f4",),
+                 "negative_indices": ("<i8",), "groups_index": ("<i8",)}
+
+
+class DetectorFileError(ValueError):
+    """A saved detector file is invalid: not an npz, truncated, tampered with, or too new."""
+
+
+def write(path, params, fitted, names, arrays, dnm_version):
+    """Write a detector file: ``params`` (constructor arguments), ``fitted`` (the
+    :data:`FITTED_SCALARS`), ``names`` (``negative_phrases`` and ``id_names``) and the
+    array members; atomically (a temporary file beside ``path``, renamed into place)."""
+    arrays = {k: np.ascontiguousarray(v, dtype=np.dtype(v.dtype).newbyteorder("<"))
+              for k, v in arrays.items()}
+    p = {}
+    for name, v in params.items():
+        if name == "groups" and np.ndim(v) == 2:
+            p[name] = {"array": "groups_index"}
+        else:
+            p[name] = _jsonable(v, f"parameter {name}")
+    f = {name: _jsonable(fitted[name], name) for name in FITTED_SCALARS}
+    if isinstance(fitted["groups_"], np.ndarray) or np.ndim(fitted["groups_"]) == 2:
+        f["groups_"] = {"array": "groups_index"}
+    meta = {
+        "format": _FORMAT_NAME, "format_version": FORMAT_VERSION, "dnm_version": dnm_version,
+        "params": p, "fitted": f, **names,
+        "arrays": {k: {"dtype": v.dtype.str, "shape": list(v.shape)} for k, v in arrays.items()},
+    }
+    meta["sha256"] = _checksum(meta, arrays)
+    blob = np.frombuffer(json.dumps(meta, allow_nan=False).encode("utf-8"), dtype=np.uint8)
+    path = os.fspath(path)
+    atomic_write(path, lambda fh: np.savez(fh, metadata=blob, **arrays), "wb",
+                 prefix=".dnm-detector-", suffix=".npz")
+    return path
+
+
+def read(path, param_names):
+    """Read and check a detector file (every check of the module docstring).
+
+    Returns ``(params, fitted, arrays, names)``: the constructor arguments (an array-valued
+    ``groups`` restored), the fitted scalars, the arrays and the ``negative_phrases`` /
+    ``id_names`` lists.  Raises DetectorFileError on any invalid, truncated, tampered or
+    too-new file.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            meta = _read_metadata(zf, path)
+            arrays = {}
+            for name, spec in meta["arrays"].items():
+                arrays[name] = _read_member(zf, name, spec, path)
+    except DetectorFileError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError,
+            NotImplementedError) as exc:
+        raise DetectorFileError(f"{path}: not a valid dnm detector file (corrupt or "
+                                f"truncated): {type(exc).__name__}: {exc}") from None
+    if _checksum(meta, arrays) != meta.get("sha256"):
+        raise DetectorFileError(f"{path}: checksum mismatch - the file was modified or "
+                                "corrupted after it was saved")
+    return _check_parts(meta, arrays, path, param_names)
+
+
+def _check_parts(meta, arrays, path, param_names):
+    """The mutual consistency of a file's parts (its members passed their own checks)."""
+    def bad(msg):
+        return DetectorFileError(f"{path}: inconsistent detector file: {msg}")
+
+    params = meta.get("params")
+    if not isinstance(params, dict):
+        raise bad(f"params must be a JSON object, got {type(params).__name__}")
+    params = dict(params)
+    names = set(param_names)
+    if set(params) != names:
+        raise bad(f"parameters {sorted(set(params) ^ names)} missing or unknown")
+    if isinstance(params.get("groups"), dict):
+        params["groups"] = arrays["groups_index"].copy() if "groups_index" in arrays else None
+        if params["groups"] is None:
+            raise bad("groups refers to a missing groups_index array")
+    fitted = meta.get("fitted")
+    if not isinstance(fitted, dict) or set(fitted) != set(FITTED_SCALARS):
+        raise bad("fitted attributes missing or unknown")
+    fitted = dict(fitted)
+    P, Nn = arrays["id_labels"], arrays["negatives"]
+    idx, gi = arrays["negative_indices"], arrays.get("groups_index")
+    D = fitted["n_features_in_"]
+    if P.ndim != 2 or Nn.ndim != 2 or idx.ndim != 1 or P.shape[1] != D or Nn.shape[1] != D \
+            or idx.shape[0] != Nn.shape[0] or P.shape[0] == 0 or D == 0:
+        raise bad(f"shapes id_labels {P.shape}, negatives {Nn.shape}, negative_indices "
+                  f"{idx.shape}, n_features_in_ {D}")
+    if idx.size and idx.min() < 0:
+        raise bad("negative_indices has negative entries")
+    method = fitted["method_"]
+    rec = _methods.METHODS.get(method) if isinstance(method, str) else None
+    if rec is None:
+        raise bad(f"unknown method {method!r}")
+    if rec.needs_negatives:
+        if gi is None or gi.ndim != 2 or gi.size == 0 or gi.min() < 0 or gi.max() >= Nn.shape[0]:
+            raise bad("groups_index missing or out of range")
+    elif gi is not None:
+        raise bad(f"groups_index present for method {method!r}")
+    for key, n in (("negative_phrases", Nn.shape[0]), ("id_names", P.shape[0])):
+        v = meta.get(key)
+        if v is not None and (not isinstance(v, list) or len(v) != n
+                              or not all(isinstance(s, str) for s in v)):
+            raise bad(f"{key} must be null or a list of {n} strings")
+    T = fitted["temperature_"]
+    if isinstance(T, bool) or not isinstance(T, (int, float)) or not T > 0:
+        raise bad(f"temperature_ {T!r}")
+    tau = fitted["tau_"]
+    if tau is not None and (isinstance(tau, bool) or not isinstance(tau, (int, float))
+                            or not 0 < tau <= 1):
+        raise bad(f"tau_ {tau!r}")
+    if "tau" in rec.params and tau is None:
+        raise bad(f"tau_ is required for method {method!r}")
+    if fitted["guard_"] not in GUARDS:
+        raise bad(f"guard_ {fitted['guard_']!r}")
+    grp = fitted["groups_"]
+    if isinstance(grp, dict):
+        if grp != {"array": "groups_index"} or gi is None:
+            raise bad("groups_ refers to a missing groups_index array")
+        fitted["groups_"] = gi.copy()
+    elif grp is not None and (isinstance(grp, bool) or not isinstance(grp, int) or grp < 1):
+        raise bad(f"groups_ {grp!r}")
+    thr = fitted["threshold_"]
+    if thr is not None and (isinstance(thr, bool) or not isinstance(thr, (int, float))):
+        raise bad(f"threshold_ {thr!r}")
+    names = {"negative_phrases": meta.get("negative_phrases"), "id_names": meta.get("id_names")}
+    return params, fitted, arrays, names
+
+
+def _jsonable(v, what):
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if isinstance(v, (numbers.Integral, np.integer)):
+        return int(v)
+    if isinstance(v, (numbers.Real, np.floating)):
+        f = float(v)
+        if not np.isfinite(f):
+            raise ValueError(f"save: {what} is not finite ({v!r})")
+        return f
+    if isinstance(v, np.ndarray):
+        return {"array": "groups_index"}
+    raise TypeError(f"save: {what} of type {type(v).__name__} cannot be stored")
+
+
+def _checksum(meta, arrays):
+    body = {k: v for k, v in meta.items() if k != "sha256"}
+    h = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"),
+                                  ensure_ascii=True, allow_nan=False).encode("ascii"))
+    for name in sorted(arrays):
+        h.update(name.encode("ascii") + b"\0")
+        a = arrays[name]
+        h.update(np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes())
+    return h.hexdigest()
+
+
+def _read_header(f, member, path):
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(f)
+    raise DetectorFileError(f"{path}: member {member}: unsupported .npy version {version}")
+
+
+def _read_data(zf, info, dtype, shape, fortran, nbytes, path):
+    """Read exactly nbytes after the header, in bounded chunks (no up-front allocation)."""
+    with zf.open(info) as f:
+        _read_header(f, info.filename, path)
+        chunks, got = [], 0
+        while got < nbytes:
+            b = f.read(min(_READ_CHUNK, nbytes - got))
+            if not b:
+                break
+            chunks.append(b)
+            got += len(b)
+        if got != nbytes or f.read(1):
+            raise DetectorFileError(f"{path}: member {info.filename}: data size does not match "
+                                    f"its header ({got} of {nbytes} bytes read)")
+    a = np.frombuffer(b"".join(chunks), dtype=dtype)
+    return a.reshape(shape, order="F" if fortran else "C").copy(order="C")
+
+
+def _open_checked(zf, name, path):
+    try:
+        info = zf.getinfo(name + ".npy")
+    except KeyError:
+        raise DetectorFileError(f"{path}: member {name}.npy is missing") from None
+    if info.flag_bits & 0x1:  # zipfile would raise RuntimeError("... is encrypted")
+        raise DetectorFileError(f"{path}: member {name}.npy is marked encrypted; detector files "
+                                "are plain numpy.savez archives; refused")
+    if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+        # save() writes uncompressed members; a compressed one could claim (and inflate to)
+        # far more bytes than the file holds, so every size check below would be moot
+        raise DetectorFileError(f"{path}: member {name}.npy is compressed; detector files are "
+                                "uncompressed (numpy.savez); refused")
+    with zf.open(info) as f:
+        shape, fortran, dtype = _read_header(f, info.filename, path)
+        hdr = f.tell() if f.seekable() else None
+    if dtype.hasobject:
+        raise DetectorFileError(f"{path}: member {name}.npy holds Python objects; refused")
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize if shape else dtype.itemsize
+    if nbytes + (hdr or 0) > info.file_size:
+        raise DetectorFileError(f"{path}: member {name}.npy claims shape {shape} ({nbytes} bytes) "
+                                f"but holds only {info.file_size} bytes; refused")
+    return info, shape, fortran, dtype, nbytes
+
+
+def _read_metadata(zf, path):
+    names = {i.filename for i in zf.infolist()}
+    info, shape, fortran, dtype, nbytes = _open_checked(zf, "metadata", path)
+    if dtype != np.uint8 or len(shape) != 1 or nbytes > _METADATA_MAX_BYTES:
+        raise DetectorFileError(f"{path}: metadata must be a 1-D uint8 array of at most "
+                                f"{_METADATA_MAX_BYTES} bytes, got {dtype} {shape}")
+    raw = _read_data(zf, info, dtype, shape, fortran, nbytes, path).tobytes()
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DetectorFileError(f"{path}: metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT_NAME:
+        raise DetectorFileError(f"{path}: not a dnm detector file (metadata format is "
+                                f"{meta.get('format') if isinstance(meta, dict) else None!r})")
+    ver = meta.get("format_version")
+    if isinstance(ver, bool) or not isinstance(ver, int) or ver < 1:
+        raise DetectorFileError(f"{path}: invalid format_version {ver!r}")
+    if ver > FORMAT_VERSION:
+        raise DetectorFileError(
+            f"{path}: written with detector file format_version {ver} (dnm "
+            f"{meta.get('dnm_version', '?')}); this dnm reads format_version <= {FORMAT_VERSION}:"
+            " upgrade dnm to load it")
+    specs = meta.get("arrays")
+    if not isinstance(specs, dict):
+        raise DetectorFileError(f"{path}: metadata has no array table")
+    required = {"id_labels", "negatives", "negative_indices"}
+    if not required <= set(specs) or not set(specs) <= set(_ARRAY_DTYPES):
+        raise DetectorFileError(f"{path}: array members {sorted(specs)} do not match the format")
+    expected = {n + ".npy" for n in specs} | {"metadata.npy"}
+    if names != expected:
+        raise DetectorFileError(f"{path}: archive members {sorted(names)} do not match the "
+                                f"metadata ({sorted(expected)})")
+    for name, spec in specs.items():
+        ok = (isinstance(spec, dict) and spec.get("dtype") in _ARRAY_DTYPES[name]
+              and isinstance(spec.get("shape"), list)
+              and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                      for s in spec["shape"]))
+        if not ok:
+            raise DetectorFileError(f"{path}: invalid dtype/shape for {name}: {spec!r}")
+    return meta
+
+
+def _read_member(zf, name, spec, path):
+    info, shape, fortran, dtype, nbytes = _open_checked(zf, name, path)
+    if dtype.str != spec["dtype"] or list(shape) != spec["shape"]:
+        raise DetectorFileError(
+            f"{path}: member {name}.npy has {dtype.str} {tuple(shape)} but the metadata says "
+            f"{spec['dtype']} {tuple(spec['shape'])}")
+    return _read_data(zf, info, dtype, shape, fortran, nbytes, path)
