@@ -16,7 +16,7 @@ Structures recognised (``torch.save`` of a dict; tensors on any device, any floa
     -> :attr:`Dump.candidates` and :attr:`Dump.is_adjective`.
 ``CLIP_features_<backbone>.pth`` (DNM code)
     dataset name -> (N_i, D) image features, the ID set first (``torch.save`` keeps the
-    insertion order).  -> :attr:`Dump.features`.
+    insertion order); at least two datasets.  -> :attr:`Dump.features`.
 
 Loading never unpickles arbitrary objects: ``torch.load(weights_only=True)`` accepts only
 tensors and plain containers, so a pickle that would run code (or instantiate any class) is
@@ -153,7 +153,7 @@ def read_dump(path) -> Dump:
         return _neglabel_negatives(obj, where, path)
     if keys == {"pos_emb"}:
         return _dnm_positives(obj, where, path)
-    if keys and all(isinstance(k, str) for k in keys) and not keys & {
+    if len(keys) >= 2 and all(isinstance(k, str) for k in keys) and not keys & {
             "pos_emb", "noun_length", "adj_length"}:
         return Dump("features", os.fspath(path), features=_features(obj, where))
     raise DumpError(f"{where}: keys {sorted(map(str, keys))} match no recognised structure: "

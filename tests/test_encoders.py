@@ -299,3 +299,31 @@ def test_end_to_end_detector(hf, image_dir):
         d2 = dnm.NegativeLabelDetector("dnm", groups=2, k=3, noun_ratio=0.5, adj_ratio=0.5)
         d2.fit(id_labels, cand, phrases=corpus)
         assert np.isfinite(d2.score_samples(X)).all()
+
+
+def test_end_to_end_benchmark_from_image_folders(hf, image_dir, tmp_path):
+    from dnm.benchmark import run_benchmark
+
+    model, proc = hf
+    enc = HFClipEncoder(model, proc, progress=False, image_batch_size=64,
+                        cache_dir=tmp_path / "cache")
+    T.write_images(tmp_path / "ood", 40, seed=50)
+    lst = tmp_path / "ood_list.txt"
+    lst.write_text("".join(f"img{i:04d}.{'png' if i % 2 == 0 else 'jpg'} -1\n"
+                           for i in range(0, 40, 2)))
+    corpus = dnm.corpus.from_list([w for w in T.WORDS if w not in ("cat", "dog")])
+    with pytest.warns(I.UnreadableImageWarning):
+        res = run_benchmark({"ID": image_dir, "far": tmp_path / "ood",
+                             "list": I.read_image_list(lst, root=tmp_path / "ood")},
+                            encoder=enc, id_names=["cat", "dog"], corpus=corpus,
+                            methods=["mcm", "neglabel"], params={"neglabel": {"groups": 4}},
+                            seeds=[0, 1], out_dir=tmp_path / "out", plots=True, progress=False)
+    assert res.settings["n_id"] == 230 and res.settings["n_ood"] == {"far": 40, "list": 20}
+    assert {r["dataset"] for r in res.summary} == {"far", "list", "Average"}
+    X = enc.encode_images(tmp_path / "ood")  # cached: same rows as the run used
+    det = dnm.NegativeLabelDetector("mcm").fit(
+        enc.encode_text(["cat", "dog"], templates="the nice {}"))
+    np.testing.assert_array_equal(res.scores[("mcm", 0)]["far"], det.score_samples(X))
+    for f in ("summary.csv", "summary.md", "summary.tex", "per_seed.csv", "report.json",
+              "hist_mcm.png", "roc_neglabel.png"):
+        assert (tmp_path / "out" / f).is_file(), f
