@@ -59,7 +59,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["run_benchmark", "BenchmarkResult", "load_features", "main_args", "METRICS"]
+__all__ = ["run_benchmark", "BenchmarkResult", "load_features", "main_args", "build_parser",
+           "fpr_column", "METRICS"]
 
 #: Metric columns besides the FPR ones, in table order.
 METRICS = ("AUROC", "AUPR-In", "AUPR-Out")
@@ -628,6 +629,82 @@ def _write(path, text):
     return text
 
 
-def main_args(argv=None) -> int:  # filled in below
-    raise NotImplementedError
+def build_parser(prog="dnm benchmark"):
+    """The argument parser of ``dnm benchmark`` (see :func:`main_args`)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(
+        prog=prog, description="Methods x seeds on precomputed features: per-seed results and "
+        "mean ± std per OOD set and on average (CSV, Markdown, LaTeX).  Array inputs may be "
+        ".npy, .npz, .pt or .pth; PATH::KEY picks a member of an .npz or a dict of tensors.")
+    ap.add_argument("features", nargs="?", help="a CLIP_features_*.pth dump (dataset -> "
+                    "features, ID first) or a folder of feature files (one per dataset)")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=PATH",
+                    help="one dataset's features (repeatable; the first is the ID set unless "
+                    "--id-name)")
+    ap.add_argument("--id-name", help="the ID dataset's name")
+    ap.add_argument("--id-labels", metavar="PATH", help="ID label embeddings (C, D)")
+    ap.add_argument("--candidates", metavar="PATH", help="raw candidate embeddings (N, D)")
+    ap.add_argument("--is-adjective", metavar="PATH",
+                    help=".npy of N booleans (or 0/1) marking adjective candidates")
+    ap.add_argument("--negatives", metavar="PATH", help="already selected negatives (M, D): "
+                    "scored as they are, no mining")
+    ap.add_argument("--dump", action="append", default=[], metavar="PATH",
+                    help="an official dump: neg_dump_new_*.pth, pos_dump_new_ens.pth, "
+                    "neg_dump.pth, CLIP_features_*.pth (repeatable)")
+    ap.add_argument("--methods", default="mcm,neglabel,csp,dnm",
+                    help="comma-separated methods (default: %(default)s)")
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
+    ap.add_argument("--preset", default="ViT-B/16", help="DNM backbone preset")
+    ap.add_argument("--tpr", type=float, default=0.95, help="TPR of the FPR metric")
+    ap.add_argument("--conventions", default="paper",
+                    help="FPR conventions: paper, openood, interp (comma-separated)")
+    ap.add_argument("--ddof", type=int, default=0, help="std's delta degrees of freedom")
+    ap.add_argument("--out", required=True, help="output folder")
+    ap.add_argument("--plots", action="store_true", help="also write histograms and ROCs")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar, no table printed")
+    return ap
+
+
+def main_args(argv=None, *, prog="dnm benchmark", stdout=None, stderr=None) -> int:
+    """``dnm benchmark`` without the CLI module: parse ``argv``, run, save, print the table.
+
+    Returns the exit code: 0, or 2 after printing a one-line error for bad inputs.
+    """
+    import sys
+
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    args = build_parser(prog).parse_args(argv)
+    try:
+        if args.set and args.features:
+            raise ValueError("give either FEATURES or --set NAME=PATH, not both")
+        features = args.features
+        if args.set:
+            features = {}
+            for item in args.set:
+                name, sep, path = item.partition("=")
+                if not sep or not name or not path:
+                    raise ValueError(f"--set: expected NAME=PATH, got {item!r}")
+                features[name] = _read_arg(path, f"--set {name}")
+        is_adj = None
+        if args.is_adjective:
+            is_adj = np.load(args.is_adjective, allow_pickle=False)
+            if is_adj.ndim != 1 or is_adj.dtype.kind not in "biu":
+                raise ValueError(f"--is-adjective: expected a 1-D bool array, got "
+                                 f"{is_adj.dtype} {is_adj.shape}")
+            is_adj = is_adj.astype(bool)
+        res = run_benchmark(features, id_name=args.id_name, id_labels=args.id_labels,
+                            candidates=args.candidates, is_adjective=is_adj,
+                            negatives=args.negatives, dump=args.dump or None,
+                            methods=args.methods, seeds=args.seeds, preset=args.preset,
+                            tpr=args.tpr, conventions=args.conventions, ddof=args.ddof,
+                            out_dir=args.out, plots=args.plots, progress=not args.quiet)
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
+        print(f"{prog}: error: {exc}", file=err)
+        return 2
+    if not args.quiet:
+        print(res.to_markdown(), file=out, end="")
+        print(f"written to {args.out}", file=out)
+    return 0
 

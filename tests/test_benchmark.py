@@ -251,3 +251,32 @@ def test_argument_errors(kwargs, exc, match):
     kw.update(kwargs)
     with pytest.raises(exc, match=match):
         run_benchmark(kw.pop("features"), **kw)
+
+
+def test_main_args(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from dnm.benchmark import main_args
+
+    r = np.random.default_rng(1)
+    feats = {n: r.standard_normal((k, 4)) for n, k in (("ID", 20), ("A", 10), ("B", 12))}
+    labels = r.standard_normal((3, 4))
+    torch.save({k: torch.tensor(v) for k, v in feats.items()}, tmp_path / "feats.pth")
+    np.save(tmp_path / "labels.npy", labels)
+    rc = main_args([str(tmp_path / "feats.pth"), "--id-labels", str(tmp_path / "labels.npy"),
+                    "--methods", "max_logit,mcm", "--seeds", "0,1", "--out", str(tmp_path / "o"),
+                    "--conventions", "paper,openood", "--quiet"])
+    assert rc == 0
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "o" / "summary.csv").read_text())))
+    want = run_benchmark(feats, id_labels=labels, methods=["max_logit", "mcm"], seeds=[0, 1],
+                         conventions=["paper", "openood"], progress=False).summary
+    assert [(r["method"], r["dataset"]) for r in rows] == [(w["method"], w["dataset"])
+                                                            for w in want]
+    for got, w in zip(rows, want):
+        assert float(got["FPR95 (openood) mean"]) == w["FPR95 (openood) mean"]
+        assert float(got["AUROC std"]) == w["AUROC std"]
+    rc = main_args(["--set", f"ID={tmp_path / 'labels.npy'}", "--methods", "dnm",
+                    "--out", str(tmp_path / "o2")])
+    assert rc == 2
+    assert "dnm benchmark: error:" in capsys.readouterr().err
+    rc = main_args(["--set", "ID", "--out", str(tmp_path / "o3")])
+    assert rc == 2 and "NAME=PATH" in capsys.readouterr().err
