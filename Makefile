@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 
-.PHONY: demo test test-kernels sanitize fuzz bench clean
+.PHONY: demo test test-kernels sanitize fuzz bench clean test-open-clip
 
 $(VPY):
 	$(PY) -m venv $(VENV)
@@ -39,6 +39,23 @@ bench: $(VPY)
 
 clean:
 	rm -rf build dnm/*.so *.egg-info
+
+# The open_clip adapter on a real open_clip model (random weights, no download), in its own
+# environment: open_clip needs torchvision, which here imports only as torch 2.14.1 +
+# torchvision 0.29.1 (a multi-GB build; the main .venv keeps its torch).  The outcome of the
+# last run is recorded in tests_open_clip/LAST_RUN.txt.
+OC_VENV := .venv-openclip
+OC_PY := $(OC_VENV)/bin/python
+test-open-clip: SHELL := /bin/bash
+test-open-clip:
+	$(PY) -m venv $(OC_VENV)
+	$(OC_PY) -m pip install --quiet --upgrade pip
+	printf 'torch==2.14.1\ntorchvision==0.29.1\n' > $(OC_VENV)/constraints.txt
+	$(OC_PY) -m pip install --quiet -c $(OC_VENV)/constraints.txt torch torchvision
+	$(OC_PY) -m pip install --quiet -c $(OC_VENV)/constraints.txt -e ".[open_clip]" pytest
+	set -o pipefail; { date -u +"%Y-%m-%dT%H:%MZ"; $(OC_PY) -c "import torch, torchvision, open_clip; \
+	  print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'open_clip', open_clip.__version__)"; \
+	  $(OC_PY) -m pytest -q -p no:cacheprovider tests_open_clip; } 2>&1 | tee tests_open_clip/LAST_RUN.txt
 
 # Build the C core with AddressSanitizer + UndefinedBehaviorSanitizer into build/sanitize
 # and run the test suite against that build (any finding aborts the run).

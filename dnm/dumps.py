@@ -1,0 +1,262 @@
+"""The official repositories' ``.pt`` / ``.pth`` dumps, read safely into dnm arrays and masks.
+
+Structures recognised (``torch.save`` of a dict; tensors on any device, any float dtype):
+
+``neg_dump_new_<backbone>.pth`` (DNM code)
+    ``pos_emb`` (C, D) raw ID label features (template mean), ``neg_emb_selected`` (M, D) raw
+    selected negatives (nouns first, then adjectives), ``noun_length`` and ``adj_length`` (ints:
+    the sizes of the noun and adjective *candidate pools* the selection was made from, not of
+    the selection).  -> :attr:`Dump.id_labels`, :attr:`Dump.negatives`.
+``pos_dump_new_ens.pth`` (DNM code)
+    ``pos_emb`` (C, T, D): raw ID label features per template.  -> :attr:`Dump.id_labels_per_template`
+    and :attr:`Dump.id_labels` (their raw mean over templates, as that code uses them).
+``neg_dump.pth`` (NegLabel / CSP code)
+    ``neg_emb`` (N, D) candidate features (unit-normalised by that code: DNM's mining needs raw
+    ones), ``noun_length``, ``adj_length`` with N = noun_length + adj_length, nouns first.
+    -> :attr:`Dump.candidates` and :attr:`Dump.is_adjective`.
+``CLIP_features_<backbone>.pth`` (DNM code)
+    dataset name -> (N_i, D) image features, the ID set first (``torch.save`` keeps the
+    insertion order); at least two datasets.  -> :attr:`Dump.features`.
+
+Loading never unpickles arbitrary objects: ``torch.load(weights_only=True)`` accepts only
+tensors and plain containers, so a pickle that would run code (or instantiate any class) is
+refused before anything runs, with a :class:`DumpError` (a ``ValueError``).  Unknown key sets,
+wrong shapes, non-float tensors, inconsistent lengths or dimensions are refused with a
+DumpError naming the key and what was expected.  :func:`read_array` reads one array from any
+of ``.npy`` / ``.npz`` / ``.pt`` / ``.pth`` (for command-line inputs).
+"""
+from __future__ import annotations
+
+import numbers
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+__all__ = ["Dump", "DumpError", "DUMP_KINDS", "load_torch", "read_dump", "read_array",
+           "read_features"]
+
+#: Dump kinds recognised by :func:`read_dump`.
+DUMP_KINDS = ("dnm_negatives", "dnm_positives", "neglabel_negatives", "features")
+
+_STRUCTURES = (
+    "DNM neg_dump_new_*.pth {pos_emb, neg_emb_selected, noun_length, adj_length}; "
+    "DNM pos_dump_new_ens.pth {pos_emb (C, T, D)}; NegLabel/CSP neg_dump.pth "
+    "{neg_emb, noun_length, adj_length}; CLIP_features_*.pth {dataset name: (N, D) features}")
+
+
+class DumpError(ValueError):
+    """A .pt/.pth file is unsafe, unreadable, or not one of the recognised structures."""
+
+
+@dataclass(frozen=True, eq=False)
+class Dump:
+    """The arrays of one dump; fields not held by its kind are None."""
+
+    kind: str
+    path: str
+    id_labels: Optional[np.ndarray] = None
+    id_labels_per_template: Optional[np.ndarray] = None
+    negatives: Optional[np.ndarray] = None
+    candidates: Optional[np.ndarray] = None
+    is_adjective: Optional[np.ndarray] = None
+    noun_length: Optional[int] = None
+    adj_length: Optional[int] = None
+    features: Optional[dict] = None
+    extra_keys: tuple = field(default_factory=tuple)
+
+    def __repr__(self):
+        held = [f"{k}{tuple(getattr(self, k).shape)}" for k in
+                ("id_labels", "id_labels_per_template", "negatives", "candidates")
+                if getattr(self, k) is not None]
+        if self.features is not None:
+            held.append("features{" + ", ".join(f"{k}: {v.shape}" for k, v in
+                                                 self.features.items()) + "}")
+        return f"Dump({self.kind!r}, {', '.join(held)})"
+
+
+def load_torch(path):
+    """``torch.load(path, map_location="cpu", weights_only=True)`` with DumpError on failure."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"path: {str(p)!r} not found")
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(f"reading {p.name} needs torch (pip install torch)") from None
+    import pickle
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            # a plain pickle.dump file: torch notes its protocol; the refusal below says more
+            warnings.filterwarnings("ignore", message="Detected pickle protocol",
+                                    category=UserWarning)
+            return torch.load(os.fspath(p), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        detail = [ln.strip() for ln in str(exc).splitlines() if "Unsupported" in ln
+                  or "GLOBAL" in ln]
+        raise DumpError(
+            f"{p.name}: refused: the file holds objects other than tensors and plain "
+            "containers (numbers, strings, lists, dicts), which dnm does not unpickle since "
+            "a pickle can run code" + (f" ({detail[0]})" if detail else "")
+            + "; re-save it as a dict of tensors") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError,
+            TypeError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DumpError(f"{p.name}: not a readable torch file ({type(exc).__name__}: {msg})"
+                        ) from None
+
+
+def _array(value, name, where, ndim):
+    """A torch tensor (or ndarray) -> float ndarray with ``ndim`` dims, else DumpError."""
+    v = value
+    if hasattr(v, "detach"):
+        v = v.detach().cpu()
+        if str(v.dtype) == "torch.bfloat16":
+            v = v.float()
+        v = v.numpy()
+    if not isinstance(v, np.ndarray):
+        raise DumpError(f"{where}: {name} is a {type(value).__name__}, expected a tensor")
+    if v.dtype.kind != "f":
+        raise DumpError(f"{where}: {name} has dtype {v.dtype}, expected floating-point data")
+    if v.ndim not in ((ndim,) if isinstance(ndim, int) else ndim):
+        raise DumpError(f"{where}: {name} has shape {tuple(v.shape)}, expected "
+                        f"{ndim if isinstance(ndim, int) else ' or '.join(map(str, ndim))}-D")
+    if 0 in v.shape:
+        raise DumpError(f"{where}: {name} is empty (shape {tuple(v.shape)})")
+    return np.ascontiguousarray(v)
+
+
+def _count(value, name, where):
+    v = value
+    if hasattr(v, "item") and getattr(v, "ndim", 1) == 0:
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
+        raise DumpError(f"{where}: {name} is {value!r}, expected a non-negative int")
+    return int(v)
+
+
+def read_dump(path) -> Dump:
+    """Read one of the recognised dumps (see the module docstring); DumpError otherwise."""
+    obj = load_torch(path)
+    where = Path(path).name
+    if not isinstance(obj, dict):
+        raise DumpError(f"{where}: holds a {type(obj).__name__}, expected a dict; recognised "
+                        f"structures: {_STRUCTURES}")
+    keys = set(obj)
+    if "neg_emb_selected" in keys:
+        return _dnm_negatives(obj, where, path)
+    if "neg_emb" in keys:
+        return _neglabel_negatives(obj, where, path)
+    if keys == {"pos_emb"}:
+        return _dnm_positives(obj, where, path)
+    if len(keys) >= 2 and all(isinstance(k, str) for k in keys) and not keys & {
+            "pos_emb", "noun_length", "adj_length"}:
+        return Dump("features", os.fspath(path), features=_features(obj, where))
+    raise DumpError(f"{where}: keys {sorted(map(str, keys))} match no recognised structure: "
+                    f"{_STRUCTURES}")
+
+
+def _require(obj, where, needed):
+    missing = [k for k in needed if k not in obj]
+    if missing:
+        raise DumpError(f"{where}: missing key(s) {missing} (has {sorted(map(str, obj))}); "
+                        f"recognised structures: {_STRUCTURES}")
+    return tuple(sorted(str(k) for k in obj if k not in needed))
+
+
+def _same_dim(where, *named):
+    dims = {n: a.shape[-1] for n, a in named}
+    if len(set(dims.values())) > 1:
+        raise DumpError(f"{where}: feature dimensions differ: {dims}")
+
+
+def _dnm_negatives(obj, where, path):
+    extra = _require(obj, where, ("pos_emb", "neg_emb_selected", "noun_length", "adj_length"))
+    pos = _array(obj["pos_emb"], "pos_emb", where, 2)
+    neg = _array(obj["neg_emb_selected"], "neg_emb_selected", where, 2)
+    nl = _count(obj["noun_length"], "noun_length", where)
+    al = _count(obj["adj_length"], "adj_length", where)
+    _same_dim(where, ("pos_emb", pos), ("neg_emb_selected", neg))
+    if neg.shape[0] > nl + al:
+        raise DumpError(f"{where}: neg_emb_selected has {neg.shape[0]} rows, more than the "
+                        f"noun_length + adj_length = {nl + al} candidates it was selected from")
+    return Dump("dnm_negatives", os.fspath(path), id_labels=pos, negatives=neg,
+                noun_length=nl, adj_length=al, extra_keys=extra)
+
+
+def _dnm_positives(obj, where, path):
+    pos = _array(obj["pos_emb"], "pos_emb", where, (2, 3))
+    if pos.ndim == 2:
+        return Dump("dnm_positives", os.fspath(path), id_labels=pos)
+    mean = pos.astype(np.float64).mean(axis=1).astype(pos.dtype)
+    return Dump("dnm_positives", os.fspath(path), id_labels=mean, id_labels_per_template=pos)
+
+
+def _neglabel_negatives(obj, where, path):
+    extra = _require(obj, where, ("neg_emb", "noun_length", "adj_length"))
+    neg = _array(obj["neg_emb"], "neg_emb", where, 2)
+    nl = _count(obj["noun_length"], "noun_length", where)
+    al = _count(obj["adj_length"], "adj_length", where)
+    if neg.shape[0] != nl + al:
+        raise DumpError(f"{where}: neg_emb has {neg.shape[0]} rows but noun_length + "
+                        f"adj_length = {nl} + {al} = {nl + al}")
+    mask = np.zeros(neg.shape[0], dtype=bool)
+    mask[nl:] = True
+    return Dump("neglabel_negatives", os.fspath(path), candidates=neg, is_adjective=mask,
+                noun_length=nl, adj_length=al, extra_keys=extra)
+
+
+def _features(obj, where):
+    out = {k: _array(v, f"features[{k!r}]", where, 2) for k, v in obj.items()}
+    _same_dim(where, *out.items())
+    return out
+
+
+def read_features(path) -> dict:
+    """``CLIP_features_*.pth`` -> ``{dataset name: (N, D) array}`` in the file's order."""
+    d = read_dump(path)
+    if d.kind != "features":
+        raise DumpError(f"{Path(path).name}: is a {d.kind} dump, not a features dump "
+                        "(dataset name -> (N, D) features)")
+    return d.features
+
+
+def read_array(path, key=None) -> np.ndarray:
+    """One 2-D float array from ``.npy``, ``.npz`` (``key`` or its only member), ``.pt`` /
+    ``.pth`` (a tensor, or ``key`` of a dict of tensors); never unpickles."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    where = p.name
+    if suffix == ".npy":
+        if key is not None:
+            raise ValueError(f"key: {where} is a .npy file holding one array; no key applies")
+        return _array(np.load(p, allow_pickle=False), "the array", where, 2)
+    if suffix == ".npz":
+        with np.load(p, allow_pickle=False) as z:
+            names = list(z.files)
+            if key is None:
+                if len(names) != 1:
+                    raise ValueError(f"key: {where} holds {names}; say which one")
+                key = names[0]
+            if key not in names:
+                raise ValueError(f"key: {key!r} not in {where} (holds {names})")
+            return _array(z[key], key, where, 2)
+    if suffix in (".pt", ".pth"):
+        obj = load_torch(p)
+        if isinstance(obj, dict):
+            names = [str(k) for k in obj]
+            if key is None:
+                if len(obj) != 1:
+                    raise ValueError(f"key: {where} holds {names}; say which one")
+                key = next(iter(obj))
+            if key not in obj:
+                raise ValueError(f"key: {key!r} not in {where} (holds {names})")
+            return _array(obj[key], str(key), where, 2)
+        if key is not None:
+            raise ValueError(f"key: {where} holds one tensor; no key applies")
+        return _array(obj, "the tensor", where, 2)
+    raise ValueError(f"path: {where}: expected a .npy, .npz, .pt or .pth file")
