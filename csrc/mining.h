@@ -3,7 +3,9 @@
  * dnm_knn_log_distance: DNM's kNN log-distance density on raw embeddings,
  *   d_ij = r_i + r_j - 2 cos_ij (all j, j = i included),
  *   rho_i = mean of log d_ij over the k+1 smallest d_ij of row i.
- *   Streams the symmetric N x N product through GEMM in T x T tiles (only
+ *   Streams the symmetric N x N product in T x T tiles, on dnm's own kernel
+ *   (mining_simd.h) for float input on CPUs with AVX2 or AVX-512 (`kernel`,
+ *   as in score.h), else through GEMM (only
  *   tiles on or above the diagonal are computed; each off-diagonal tile feeds
  *   the neighbour lists of both its row tile and its column tile, under one
  *   lock per row tile taken in index order).  Per row: a threshold and a
@@ -19,7 +21,8 @@
  *   the optional CSP rule (use the maximum where it exceeds max_cut).
  *
  * Both compute in double (DGEMM) when an input is float64, else in float
- * (SGEMM) with distances / order statistics evaluated in double.  Tile sizes
+ * (dnm's kernel or SGEMM) with distances / order statistics evaluated in
+ * double.  Tile sizes
  * do not depend on the thread count and every per-row result depends only on
  * the (deterministic) tile products, so results are bitwise independent of
  * the number of threads.

@@ -1,28 +1,35 @@
 """Negative-label mining (docs/design.md, "Mining"): DNM's kNN log-distance rule, NegLabel's
 η-quantile and CSP's cut, in C, streamed and memory-bounded.
 
-* :func:`knn_log_distance` / :func:`select_dnm` - DNM (§4.3) on **raw,
+* :func:`knn_log_distance` / :func:`select_dnm` - DNM's rule on **raw,
   unnormalised** candidate embeddings.  The C kernel multiplies the candidates
-  by themselves in 512 x 512 tiles (SGEMM, or DGEMM for float64 input), only the
-  tiles on and above the diagonal (the matrix is symmetric: each tile feeds the
-  neighbour lists of its rows and of its columns), and keeps per row a threshold
-  and a buffer of at most 2(k+1) distances, cut back to the k+1 smallest by
-  quickselect when full; a vectorised pass over each tile row flags the few
-  distances below a threshold.  Memory: N x 2(k+1) doubles, one tile per
-  thread, and a converted copy of the candidates only when their dtype / layout
-  is not that of the computation (float16, strided columns); never N x N.
+  by themselves in 512-row tiles, only the tiles on and above the diagonal (the
+  matrix is symmetric: each tile feeds the neighbour lists of its rows and of
+  its columns), and keeps per row a threshold and a buffer of at most 2(k+1)
+  distances, cut back to the k+1 smallest by quickselect when full; vector
+  compares flag the few distances below a threshold.  Memory: N x 2(k+1)
+  doubles, per-thread tiles, and the candidates packed once for the product
+  (N x D floats on dnm's kernel; on the BLAS tiles only when their dtype /
+  layout is not that of the computation); never N x N.
 * :func:`neglabel_closeness` / :func:`select_neglabel` / :func:`select_csp` -
-  NegLabel (§4.1) and the CSP rule (§4.2): tiled GEMM of normalised candidates
-  against normalised ID labels, then per row an O(C) selection of the two
-  order statistics NumPy's ``quantile(..., method="linear")`` interpolates.
+  NegLabel and the CSP rule: tiled products of normalised candidates with the
+  normalised ID labels, then per row an O(C) selection of the two order
+  statistics NumPy's ``quantile(..., method="linear")`` interpolates.
+
+Float16/float32 inputs run on dnm's own register-tile kernel where the CPU has
+AVX2 + FMA or AVX-512F (the one the scores use: each product one FMA chain in
+k order, so results are bitwise identical across CPUs, thread counts and row
+ranges, and copies of a row tie exactly), else on single-threaded SGEMM tiles;
+float64 inputs on DGEMM tiles.  On the BLAS tiles copies of a row get the value
+of their first occurrence (:func:`first_copies`).  Distances, logs and order
+statistics are evaluated in float64.  ``DNM_FLOAT_KERNEL`` /
+``dnm._config.float_kernel`` choose the kernel.
 
 All functions accept float16/32/64 arrays of any layout (inputs are never
 modified), release the GIL, run on ``num_threads`` OpenMP threads (results are
 bitwise independent of the thread count: the tile grid does not depend on it),
 show a tqdm bar with ``progress=True`` and stop promptly on Ctrl-C
-(KeyboardInterrupt).  Float16/float32 inputs are multiplied in float32 with
-distances, logs and order statistics in float64; float64 inputs entirely in
-float64.
+(KeyboardInterrupt).
 """
 from __future__ import annotations
 
@@ -36,7 +43,7 @@ from ._validate import (as_matrix, check_fraction, check_int, check_mask,
                         check_same_dim)
 
 __all__ = ["knn_log_distance", "select_dnm", "neglabel_closeness", "select_neglabel",
-           "select_csp", "CSP_MAX_CUT"]
+           "select_csp", "first_copies", "CSP_MAX_CUT"]
 
 #: The CSP rule's cut (docs/design.md, "Mining"): use the maximum cosine where it exceeds this.
 CSP_MAX_CUT = 0.95
