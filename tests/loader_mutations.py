@@ -200,7 +200,9 @@ def mutate(bases, data):
         elif choice == 2 and a.dtype.kind == "f":
             a = a.copy()
             if a.size:
-                a.flat[r.int(2) % a.size] = r.pick((np.nan, np.inf, -np.inf, 0.0, 1e38))
+                with np.errstate(over="ignore"):  # 1e38 overflows float16 to inf: fine here
+                    a.flat[r.int(2) % a.size] = np.array(
+                        r.pick((np.nan, np.inf, -np.inf, 0.0, 1e38))).astype(a.dtype)
         elif choice == 3:
             a = np.zeros((0,) + a.shape[1:], a.dtype)
         elif choice == 4 and a.ndim == 2:

@@ -267,17 +267,35 @@ static void fuzz_knn(reader *r)
     if (make_view(r, N, D, dt, &v)) { free(v.buf); return; }
     stop_after = (take(r, 1) % 16 == 0) ? (int)(take(r, 1) % 3) : -1;
     double *rho = (double *)malloc((size_t)N * sizeof(double));
-    dnm_error err;
-    memset(&err, 0, sizeof err);
-    int rc = dnm_knn_log_distance(&v.m, k, rho, nthreads, tick_stop, NULL, &err);
-    if (rc != DNM_ECANCEL) check_rc(rc, "dnm_knn_log_distance");
-    if (rc == DNM_OK)
-        for (int64_t i = 0; i < N; i++)
-            if (!isfinite(rho[i])) {
-                fprintf(stderr, "knn: rho[%lld] = %g on success\n", (long long)i, rho[i]);
-                abort();
-            }
+    double *rho2 = (double *)malloc((size_t)N * sizeof(double));
+    /* every float kernel the CPU has: AUTO (dnm's own where present), the BLAS tiles, and
+     * both builds of dnm's kernel where the CPU runs both (their bits must agree) */
+    const int kernels[3] = {DNM_KERNEL_AUTO, DNM_KERNEL_BLAS, DNM_KERNEL_AVX2};
+    int rc0 = DNM_OK;
+    for (int t = 0; t < 3; t++) {
+        if (dnm_kernel_resolve(kernels[t]) < 0) continue;
+        dnm_error err;
+        memset(&err, 0, sizeof err);
+        double *o = t == 0 ? rho : rho2;
+        int rc = dnm_knn_log_distance(&v.m, k, o, kernels[t], nthreads, t == 0 ? tick_stop : NULL,
+                                      NULL, &err);
+        if (rc != DNM_ECANCEL) check_rc(rc, "dnm_knn_log_distance");
+        if (rc == DNM_OK)
+            for (int64_t i = 0; i < N; i++)
+                if (!isfinite(o[i])) {
+                    fprintf(stderr, "knn: rho[%lld] = %g on success\n", (long long)i, o[i]);
+                    abort();
+                }
+        if (t == 0) rc0 = rc;
+        if (t == 2 && rc0 == DNM_OK && rc == DNM_OK && dt != DNM_F64 &&
+            dnm_kernel_resolve(DNM_KERNEL_AUTO) == DNM_KERNEL_AVX512 &&
+            memcmp(rho, rho2, (size_t)N * sizeof(double)) != 0) {
+            fprintf(stderr, "knn: the AVX2 and AVX-512 builds disagree\n");
+            abort();
+        }
+    }
     free(rho);
+    free(rho2);
     free(v.buf);
 }
 
@@ -295,16 +313,22 @@ static void fuzz_closeness(reader *r)
     if (make_view(r, C, D, dt[0], &vc) || make_view(r, N, D, dt[1], &vx)) goto out;
     stop_after = -1;
     double *q = (double *)malloc((size_t)N * sizeof(double));
-    dnm_error err;
-    memset(&err, 0, sizeof err);
-    int rc = dnm_neglabel_closeness(&vc.m, &vx.m, pct, cut, q, nthreads, tick_stop, NULL, &err);
-    check_rc(rc, "dnm_neglabel_closeness");
-    if (rc == DNM_OK)
-        for (int64_t i = 0; i < N; i++)
-            if (!(q[i] >= -1.0 - 1e-5 && q[i] <= 1.0 + 1e-5)) {
-                fprintf(stderr, "closeness: q[%lld] = %g outside [-1, 1]\n", (long long)i, q[i]);
-                abort();
-            }
+    const int kernels[3] = {DNM_KERNEL_AUTO, DNM_KERNEL_BLAS, DNM_KERNEL_AVX2};
+    for (int t = 0; t < 3; t++) {
+        if (dnm_kernel_resolve(kernels[t]) < 0) continue;
+        dnm_error err;
+        memset(&err, 0, sizeof err);
+        int rc = dnm_neglabel_closeness(&vc.m, &vx.m, pct, cut, q, kernels[t], nthreads, tick_stop,
+                                        NULL, &err);
+        check_rc(rc, "dnm_neglabel_closeness");
+        if (rc == DNM_OK)
+            for (int64_t i = 0; i < N; i++)
+                if (!(q[i] >= -1.0 - 1e-5 && q[i] <= 1.0 + 1e-5)) {
+                    fprintf(stderr, "closeness: q[%lld] = %g outside [-1, 1]\n", (long long)i,
+                            q[i]);
+                    abort();
+                }
+    }
     free(q);
 out:
     free(vc.buf);
