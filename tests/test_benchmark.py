@@ -141,7 +141,8 @@ def test_regrouping_per_seed_equals_fitting_with_that_seed(bench):
                 if p["method"] == r["method"] and p["dataset"] == r["dataset"]]
         assert r["FPR95 (paper) mean"] == pytest.approx(np.mean(vals), abs=1e-15)
         assert r["FPR95 (paper) std"] == pytest.approx(np.std(vals), abs=1e-15)
-    assert all(r["AUROC std"] == 0 for r in res.summary if r["method"] == "mcm")
+    # identical per-seed values: numpy's std is 0 up to the rounding of their mean
+    assert all(r["AUROC std"] <= 1e-15 for r in res.summary if r["method"] == "mcm")
     assert any(r["AUROC std"] > 0 for r in res.summary if r["method"] == "dnm")
 
 
