@@ -1,0 +1,142 @@
+"""The papers' candidate pools: the published lists shipped as the default source, CSP's
+conjugated pool, prompt ensembles, ID class-name sets and WordNet filters (issue 15)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dnm import corpus
+from dnm.data import build_published
+from tests.slow import corpus as slow
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+REF = SHARED / "reference-corpus"
+needs_ref = pytest.mark.skipif(
+    not REF.is_dir(), reason=f"reference word lists not found at {REF} (shared/data is not beside the checkout)"
+)
+
+
+# ------------------------------------------------------------------------------------------
+# the published lists, shipped
+# ------------------------------------------------------------------------------------------
+
+def test_published_files_licences_and_checksums():
+    d = corpus.PUBLISHED_DIR
+    assert sorted(p.name for p in d.glob("*.txt.gz")) == sorted(f"{n}.txt.gz" for n in corpus.PUBLISHED_FILES)
+    assert len(corpus.PUBLISHED_FILES) == 27
+    assert not {"noun.animal", "noun.food"} & set(corpus.PUBLISHED_FILES)
+    lic = (d / "LICENSE").read_text()
+    assert "Apache License" in lic and "Princeton University" in lic and "tmlr-group/NegLabel" in lic
+    assert "Apache License" in (d / "LICENSE-Apache-2.0").read_text()
+    sums = dict(line.split()[::-1] for line in (d / "SHA256SUMS").read_text().splitlines())
+    assert sorted(sums) == sorted(f"{n}.txt" for n in corpus.PUBLISHED_FILES)
+    for n in corpus.PUBLISHED_FILES:
+        with gzip.open(d / f"{n}.txt.gz", "rb") as fh:
+            assert hashlib.sha256(fh.read()).hexdigest() == sums[f"{n}.txt"], n
+
+
+@needs_ref
+def test_published_files_are_the_reference_files():
+    files = build_published.build(REF)
+    for name, data in files.items():
+        assert (corpus.PUBLISHED_DIR / name).read_bytes() == data, name
+        assert gzip.decompress(data) == (REF / name[:-3]).read_bytes()
+    assert build_published.main(["--from", str(REF), "--check"]) == 0
+
+
+def test_build_published_missing_source(tmp_path):
+    with pytest.raises(FileNotFoundError, match="source"):
+        build_published.build(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "preset, nouns, adjectives", [("dnm", 46560, 10060), ("csp", 46560, 10060), ("neglabel", 56909, 13091)]
+)
+def test_default_presets_are_the_published_pools(preset, nouns, adjectives):
+    c = corpus.load(preset)
+    assert (c.n_nouns, c.n_adjectives) == (nouns, adjectives)
+    assert corpus.load(preset, source="published").phrases == c.phrases
+    # fixed order: adjective files first, files sorted, lines in file order
+    k = c.n_adjectives
+    assert c.is_adjective[:k].all() and not c.is_adjective[k:].any()
+    order = [c.lexname[0]] + [b for a, b in zip(c.lexname, c.lexname[1:]) if a != b]
+    assert order == sorted(order) == list(corpus.PRESETS[preset])
+    base = corpus.load(preset, conjugated=False)
+    assert len(set(base.phrases)) == len(base)
+    assert base.nouns().phrases == c.nouns().phrases
+    first = corpus._published("adj.all")
+    assert base.phrases[:5] == list(first[:5])
+    assert c.phrases[k] == corpus._published("noun.Tops")[0]
+
+
+@needs_ref
+@pytest.mark.parametrize("preset", ["dnm", "csp", "neglabel"])
+def test_default_presets_equal_the_reference_directory(preset):
+    assert corpus.load(preset).phrases == corpus.load(preset, source=REF).phrases
+
+
+def test_wordnet_source_stays_available():
+    c = corpus.load("dnm", source="wordnet")
+    assert (c.n_nouns, c.n_adjectives) == (46446, 11047)
+    assert "abaxial" in c.phrases and "abaxial" not in corpus.load("dnm").phrases  # a cluster head
+    assert corpus.load(files=["noun.animal"], source="wordnet").n_nouns > 7000
+
+
+def test_source_errors(tmp_path):
+    with pytest.raises(ValueError, match="lemmas.*wordnet"):
+        corpus.load("dnm", lemmas="all")
+    with pytest.raises(ValueError, match="lexname.*noun.animal.*wordnet"):
+        corpus.load(files=["noun.animal"])
+    with pytest.raises(FileNotFoundError, match="source.*published, wordnet"):
+        corpus.load("dnm", source="wordnet3")
+    with pytest.raises(TypeError, match="source"):
+        corpus.load("dnm", source=3)
+
+
+# ------------------------------------------------------------------------------------------
+# CSP's conjugated pool
+# ------------------------------------------------------------------------------------------
+
+def test_csp_conjugation_equals_the_construction():
+    adjectives = corpus.load("dnm").adjectives().phrases
+    for seed in (0, 1, 12345):
+        c = corpus.load("csp", seed=seed)
+        assert c.adjectives().phrases == slow.csp_conjugated_adjectives(adjectives, seed)
+        assert c.nouns().phrases == corpus.load("dnm").nouns().phrases
+    assert list(corpus.CSP_SUPERCLASSES) == slow.SUPERCLASS_WORDS
+    c0 = corpus.load("csp")
+    assert c0.phrases == corpus.load("csp", seed=0).phrases != corpus.load("csp", seed=1).phrases
+    # every superclass word is used, and each conjugated phrase is "adjective word"
+    words = [p.rsplit(" ", 1)[1] for p in c0.adjectives().phrases]
+    assert set(words) == set(corpus.CSP_SUPERCLASSES)
+    assert [p.rsplit(" ", 1)[0] for p in c0.adjectives().phrases] == adjectives
+    assert c0.lexname == corpus.load("dnm").lexname
+
+
+def test_conjugate_function_and_exclusion_keep_the_draws():
+    base = corpus.load("dnm")
+    assert corpus.conjugate(base, 0).phrases == corpus.load("csp").phrases
+    assert corpus.load("dnm", conjugated=True, seed=3).phrases == corpus.load("csp", seed=3).phrases
+    # excluding names does not shift the other draws
+    first_adj = base.adjectives().phrases[0]
+    ex = corpus.load("csp", exclude=[first_adj, "airliner"])
+    full = corpus.load("csp")
+    assert len(ex) == len(full) - 2
+    assert ex.adjectives().phrases == full.adjectives().phrases[1:]
+    assert "airliner" not in ex.phrases
+
+
+def test_conjugation_bad_input():
+    with pytest.raises(TypeError, match="seed.*int"):
+        corpus.load("csp", seed=0.5)
+    with pytest.raises(TypeError, match="seed.*int"):
+        corpus.load("csp", seed="0")
+    with pytest.raises(TypeError, match="seed.*int"):
+        corpus.conjugate(corpus.load("dnm"), True)
+    with pytest.raises(ValueError, match="words"):
+        corpus.conjugate(corpus.load("dnm"), 0, words=[])
