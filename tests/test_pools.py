@@ -140,3 +140,51 @@ def test_conjugation_bad_input():
         corpus.conjugate(corpus.load("dnm"), True)
     with pytest.raises(ValueError, match="words"):
         corpus.conjugate(corpus.load("dnm"), 0, words=[])
+
+
+# ------------------------------------------------------------------------------------------
+# the methods' pools: the registry, the detector, the CLI
+# ------------------------------------------------------------------------------------------
+
+def test_registry_names_each_methods_pool():
+    from dnm import methods
+
+    assert {n: methods.get(n).pool for n in methods.mining_methods()} == {
+        "neglabel": "neglabel", "csp": "csp", "dnm": "dnm"}
+    assert methods.get("mcm").pool is None
+
+
+def test_detector_candidate_pool_is_the_csp_pool():
+    import dnm
+
+    pool = dnm.NegativeLabelDetector("csp").candidate_pool(exclude=["airliner"])
+    assert pool.phrases == corpus.load("csp", exclude=["airliner"]).phrases
+    assert dnm.NegativeLabelDetector("csp").candidate_pool(seed=2).phrases == corpus.load("csp", seed=2).phrases
+    assert dnm.NegativeLabelDetector("neglabel").candidate_pool().phrases == corpus.load("neglabel").phrases
+    with pytest.raises(ValueError, match="method.*mcm"):
+        dnm.NegativeLabelDetector("mcm").candidate_pool()
+
+
+def test_cli_mine_csp_uses_the_conjugated_pool(tmp_path, capsys):
+    import json
+
+    import dnm
+    from dnm import cli
+
+    pool = corpus.load("csp")
+    rng = np.random.default_rng(0)
+    cand = rng.standard_normal((len(pool), 8)).astype(np.float32)
+    ids = rng.standard_normal((20, 8)).astype(np.float32)
+    np.save(tmp_path / "cand.npy", cand)
+    np.save(tmp_path / "id.npy", ids)
+    status = cli.main(["mine", "--candidates", str(tmp_path / "cand.npy"), "--id-labels",
+                       str(tmp_path / "id.npy"), "--method", "csp", "--adjectives-from", "-q",
+                       "--out", str(tmp_path / "sel.json")])
+    err = capsys.readouterr().err
+    assert status == 0, err
+    js = json.loads((tmp_path / "sel.json").read_text())
+    det = dnm.NegativeLabelDetector("csp").fit(ids, cand, phrases=pool)
+    assert js["indices"] == det.negative_indices_.tolist()
+    assert js["phrases"] == det.negative_phrases_ == [pool.phrases[i] for i in js["indices"]]
+    adj = [p for i, p in zip(js["indices"], js["phrases"]) if pool.is_adjective[i]]
+    assert adj and all(p.rsplit(" ", 1)[1] in corpus.CSP_SUPERCLASSES for p in adj)
