@@ -59,6 +59,8 @@ __all__ = [
     "PUBLISHED_FILES",
     "SOURCES",
     "conjugate",
+    "ENSEMBLE_RULES",
+    "TemplateSet",
     "encode",
     "format_prompts",
     "from_file",
@@ -67,6 +69,8 @@ __all__ = [
     "preset_files",
     "read_lexfile",
     "synonyms",
+    "template_set",
+    "template_sets",
 ]
 
 WORDNET_DIR = Path(__file__).resolve().parent / "data" / "wordnet"
@@ -167,6 +171,51 @@ def format_prompts(phrases: Iterable[str], template: str = "{}") -> list[str]:
     """Put every phrase into ``template`` (each ``{}`` is replaced by the phrase)."""
     (template,) = _check_templates(template, "template", None)
     return [template.replace("{}", p) for p in phrases]
+
+
+# --------------------------------------------------------------------------------------------
+# prompt ensembles (dnm/data/prompts.json)
+# --------------------------------------------------------------------------------------------
+
+#: How several templates' encodings become one embedding (:func:`dnm.corpus.encode`).
+ENSEMBLE_RULES: tuple[str, ...] = ("mean", "normalized_mean")
+
+
+@dataclass(frozen=True)
+class TemplateSet:
+    """A named prompt ensemble: noun templates, adjective templates, the ensembling rule
+    (``"mean"``: mean of the raw encodings; ``"normalized_mean"``: normalise each, average,
+    renormalise) and where it comes from."""
+
+    name: str
+    nouns: tuple[str, ...]
+    adjectives: tuple[str, ...]
+    rule: str
+    source: str
+
+
+@lru_cache(maxsize=1)
+def _template_sets() -> dict[str, TemplateSet]:
+    import json
+
+    doc = json.loads((Path(__file__).resolve().parent / "data" / "prompts.json").read_text("utf-8"))
+    return {name: TemplateSet(name, tuple(d["nouns"]), tuple(d["adjectives"]), d["rule"], d["source"])
+            for name, d in doc["sets"].items()}
+
+
+def template_sets() -> tuple[str, ...]:
+    """The names of the shipped prompt ensembles."""
+    return tuple(_template_sets())
+
+
+def template_set(name: str) -> TemplateSet:
+    """A shipped prompt ensemble by name: ``neglabel`` and ``dnm`` (one template each),
+    ``csp`` (8 noun + 4 adjective templates), ``clip80`` (the 80 CLIP ImageNet templates,
+    normalised mean), ``mcm`` (``"a photo of a {}"``)."""
+    sets = _template_sets()
+    if not isinstance(name, str) or name.lower() not in sets:
+        raise ValueError(f"template set: unknown name {name!r}; the shipped sets are: {', '.join(sets)}")
+    return sets[name.lower()]
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,6 +353,9 @@ class Corpus:
     phrases: list[str]
     is_adjective: np.ndarray
     lexname: list[str]
+    #: The name of the corpus's prompt ensemble (:func:`template_set`): what
+    #: :func:`dnm.corpus.encode` uses when no templates are given (None: ``"neglabel"``).
+    template_set: str | None = None
 
     def __post_init__(self):
         phrases = list(self.phrases)
@@ -318,6 +370,8 @@ class Corpus:
         object.__setattr__(self, "phrases", phrases)
         object.__setattr__(self, "is_adjective", mask)
         object.__setattr__(self, "lexname", lex)
+        if self.template_set is not None:
+            template_set(self.template_set)  # checks the name
 
     def __len__(self) -> int:
         return len(self.phrases)
@@ -332,7 +386,8 @@ class Corpus:
         idx = np.arange(len(self))[item]
         idx = np.atleast_1d(idx)
         return Corpus(
-            [self.phrases[i] for i in idx], self.is_adjective[idx], [self.lexname[i] for i in idx]
+            [self.phrases[i] for i in idx], self.is_adjective[idx], [self.lexname[i] for i in idx],
+            self.template_set,
         )
 
     def __repr__(self) -> str:
@@ -367,11 +422,35 @@ class Corpus:
         """
         return self[_keep(self.phrases, names, synonyms)]
 
-    def prompts(self, noun_template: str = NOUN_TEMPLATE, adjective_template: str = ADJECTIVE_TEMPLATE) -> list[str]:
-        """One prompt per phrase: nouns in ``noun_template``, adjectives in ``adjective_template``."""
-        (nt,) = _check_templates(noun_template, "noun_template", None)
-        (at,) = _check_templates(adjective_template, "adjective_template", None)
+    def templates(self) -> "TemplateSet":
+        """The corpus's prompt ensemble (:attr:`template_set`, default ``"neglabel"``)."""
+        return template_set(self.template_set or "neglabel")
+
+    def prompts(self, noun_template: str | None = None, adjective_template: str | None = None) -> list[str]:
+        """One prompt per phrase: nouns in ``noun_template``, adjectives in ``adjective_template``.
+
+        The defaults are the corpus's template set when it has one template per part of
+        speech (``"the nice {}"`` / ``"This is a {} photo"``); for an ensemble (``csp``) use
+        :meth:`prompt_lists` or :func:`dnm.corpus.encode`, which applies it.
+        """
+        ts = self.templates()
+        if noun_template is None or adjective_template is None:
+            if len(ts.nouns) != 1 or len(ts.adjectives) != 1:
+                raise ValueError(
+                    f"noun_template: the corpus's template set {ts.name!r} has {len(ts.nouns)} noun "
+                    f"and {len(ts.adjectives)} adjective templates; use prompt_lists() or "
+                    "dnm.corpus.encode, or pass one template of each")
+        (nt,) = _check_templates(ts.nouns[0] if noun_template is None else noun_template,
+                                 "noun_template", None)
+        (at,) = _check_templates(ts.adjectives[0] if adjective_template is None else adjective_template,
+                                 "adjective_template", None)
         return [(at if a else nt).replace("{}", p) for p, a in zip(self.phrases, self.is_adjective)]
+
+    def prompt_lists(self) -> list[list[str]]:
+        """Per phrase, its prompts under every template of the corpus's template set."""
+        ts = self.templates()
+        return [[t.replace("{}", p) for t in (ts.adjectives if a else ts.nouns)]
+                for p, a in zip(self.phrases, self.is_adjective.tolist())]
 
 
 _synonyms_fn = synonyms
@@ -408,7 +487,7 @@ def conjugate(
     rng = random.Random(seed)
     phrases = [f"{p} {rng.choice(words)}" if a else p
                for p, a in zip(corpus.phrases, corpus.is_adjective.tolist())]
-    return Corpus(phrases, corpus.is_adjective, corpus.lexname)
+    return Corpus(phrases, corpus.is_adjective, corpus.lexname, corpus.template_set)
 
 
 def load(
@@ -459,7 +538,8 @@ def load(
                 phrases.append(p)
                 mask.append(adjective)
                 lex.append(lexname)
-    corpus = Corpus(phrases, np.array(mask, dtype=bool), lex)
+    corpus = Corpus(phrases, np.array(mask, dtype=bool), lex,
+                    None if files is not None else str(preset).lower())
     keep = None if exclude is None else _keep(corpus.phrases, exclude, exclude_synonyms)
     if conjugated:
         corpus = conjugate(corpus, seed)

@@ -188,3 +188,112 @@ def test_cli_mine_csp_uses_the_conjugated_pool(tmp_path, capsys):
     assert js["phrases"] == det.negative_phrases_ == [pool.phrases[i] for i in js["indices"]]
     adj = [p for i, p in zip(js["indices"], js["phrases"]) if pool.is_adjective[i]]
     assert adj and all(p.rsplit(" ", 1)[1] in corpus.CSP_SUPERCLASSES for p in adj)
+
+
+# ------------------------------------------------------------------------------------------
+# prompt ensembles
+# ------------------------------------------------------------------------------------------
+
+class HashEncoder:
+    """Deterministic raw 'embedding' per string (norms far from 1); counts calls."""
+
+    def __init__(self, dim=6):
+        self.dim, self.seen = dim, []
+
+    def vec(self, s):
+        h = hashlib.sha256(s.encode()).digest()
+        return np.frombuffer(h, dtype=np.uint8)[: self.dim].astype(np.float64) / 25.0 - 3.0
+
+    def __call__(self, batch):
+        self.seen.extend(batch)
+        return np.stack([self.vec(s) for s in batch])
+
+
+def test_template_sets_as_data():
+    assert set(corpus.template_sets()) >= {"neglabel", "dnm", "csp", "clip80", "mcm"}
+    csp = corpus.template_set("csp")
+    assert csp.nouns == ("a close-up photo of the nice {}.", "a photo with the nice {}.",
+                         "a good photo with the nice {}.", "a photo of the nice {}.", "{}",
+                         "the {}", "the good {}", "the nice {}")
+    assert csp.adjectives == ("{}", "a nice photo of {}", "a good photo of {}", "a close-up photo of {}")
+    assert csp.rule == "mean"
+    clip = corpus.template_set("clip80")
+    assert len(clip.nouns) == len(set(clip.nouns)) == 80 and clip.rule == "normalized_mean"
+    assert clip.nouns[:2] == ("a bad photo of a {}.", "a photo of many {}.")
+    assert corpus.template_set("neglabel").nouns == (corpus.NOUN_TEMPLATE,)
+    assert corpus.template_set("neglabel").adjectives == (corpus.ADJECTIVE_TEMPLATE,)
+    assert corpus.template_set("mcm").nouns == ("a photo of a {}",)
+    for name in corpus.template_sets():
+        ts = corpus.template_set(name)
+        assert ts.source and ts.rule in corpus.ENSEMBLE_RULES and ts.nouns and ts.adjectives
+        assert all("{}" in t for t in ts.nouns + ts.adjectives)
+
+
+@pytest.mark.parametrize("rule", ["mean", "normalized_mean"])
+def test_ensemble_rules_against_twin(rule):
+    phrases = ["tabby cat", "airliner", "gooey landscape"]
+    templates = list(corpus.template_set("csp").nouns)
+    enc = HashEncoder()
+    out = corpus.encode(phrases, enc, templates=templates, rule=rule, batch_size=2, progress=False)
+    want = slow.ensemble(HashEncoder(), phrases, templates, rule)
+    np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-6)
+    norms = np.linalg.norm(out, axis=1)
+    if rule == "normalized_mean":
+        np.testing.assert_allclose(norms, 1.0, rtol=1e-6)
+    else:
+        assert not np.allclose(norms, 1.0)
+
+
+def test_csp_pool_is_encoded_with_csp_templates():
+    pool = corpus.load("csp")[np.r_[0:3, 20000:20003]]
+    assert pool.template_set == "csp" and pool.n_adjectives == 3
+    enc = HashEncoder()
+    out = corpus.encode(pool, enc, progress=False)
+    ts = corpus.template_set("csp")
+    assert len(enc.seen) == 3 * 8 + 3 * 4
+    for i, (p, a) in enumerate(zip(pool.phrases, pool.is_adjective)):
+        want = slow.ensemble(HashEncoder(), [p], list(ts.adjectives if a else ts.nouns), "mean")[0]
+        np.testing.assert_allclose(out[i], want, rtol=1e-6, atol=1e-6)
+    assert pool.prompt_lists()[0] == [t.replace("{}", pool.phrases[0]) for t in ts.adjectives]
+    with pytest.raises(ValueError, match="template set 'csp'.*prompt_lists"):
+        pool.prompts()
+    # dnm / neglabel pools keep their single prompts
+    d = corpus.load("dnm")[np.r_[0:2, 20000:20002]]
+    assert d.prompts() == ["This is a %s photo" % d.phrases[0], "This is a %s photo" % d.phrases[1],
+                           "the nice " + d.phrases[2], "the nice " + d.phrases[3]]
+    enc = HashEncoder()
+    corpus.encode(d, enc, progress=False)
+    assert enc.seen == d.prompts()[2:] + d.prompts()[:2]  # nouns first, then adjectives
+
+
+def test_named_set_and_cache_key_includes_rule(tmp_path):
+    enc = HashEncoder()
+    a = corpus.encode(["cat", "dog"], enc, templates="clip80", progress=False)
+    assert len(enc.seen) == 160
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-6)
+    m = corpus.encode(["cat"], HashEncoder(), templates="clip80", rule="mean", progress=False)
+    assert not np.allclose(np.linalg.norm(m, axis=1), 1.0)
+    corpus.encode(["cat"], HashEncoder(), model_name="m", cache_dir=tmp_path, progress=False)
+    e = HashEncoder()
+    corpus.encode(["cat"], e, model_name="m", cache_dir=tmp_path, rule="normalized_mean", progress=False)
+    assert e.seen == ["cat"]  # another cache entry
+    e = HashEncoder()
+    corpus.encode(["cat"], e, model_name="m", cache_dir=tmp_path, rule="normalized_mean", progress=False)
+    assert e.seen == []
+
+
+def test_template_bad_input():
+    with pytest.raises(ValueError, match="templates.*nope.*template set"):
+        corpus.encode(["a"], HashEncoder(), templates="nope", progress=False)
+    with pytest.raises(ValueError, match="template set.*nope.*csp"):
+        corpus.template_set("nope")
+    with pytest.raises(ValueError, match="templates: empty"):
+        corpus.encode(["a"], HashEncoder(), templates=[], progress=False)
+    with pytest.raises(ValueError, match="adjective_templates: empty"):
+        corpus.encode(corpus.load("dnm")[:2], HashEncoder(), adjective_templates=[], progress=False)
+    with pytest.raises(ValueError, match="rule"):
+        corpus.encode(["a"], HashEncoder(), rule="median", progress=False)
+    with pytest.raises(ValueError, match="zero vector"):
+        corpus.encode(["a"], lambda b: np.zeros((len(b), 3)), rule="normalized_mean", progress=False)
+    with pytest.raises(ValueError, match="template set"):
+        corpus.Corpus(["a"], [False], ["x"], "nope")
