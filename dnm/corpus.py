@@ -49,6 +49,7 @@ import numpy as np
 __all__ = [
     "ADJECTIVE_FILES",
     "ADJECTIVE_TEMPLATE",
+    "CLASS_NAME_SETS",
     "CSP_SUPERCLASSES",
     "Corpus",
     "ID_TEMPLATE",
@@ -61,6 +62,7 @@ __all__ = [
     "conjugate",
     "ENSEMBLE_RULES",
     "TemplateSet",
+    "class_names",
     "encode",
     "format_prompts",
     "from_file",
@@ -216,6 +218,37 @@ def template_set(name: str) -> TemplateSet:
     if not isinstance(name, str) or name.lower() not in sets:
         raise ValueError(f"template set: unknown name {name!r}; the shipped sets are: {', '.join(sets)}")
     return sets[name.lower()]
+
+
+# --------------------------------------------------------------------------------------------
+# ID class-name sets (dnm/data/classnames)
+# --------------------------------------------------------------------------------------------
+
+_CLASS_NAME_FILES = {"imagenet": "imagenet.txt"}
+_CLASS_NAME_ALIASES = {"imagenet1k": "imagenet", "imagenet-1k": "imagenet", "in1k": "imagenet"}
+#: The shipped ID class-name sets (see ``dnm/data/classnames/README.md`` for their sources).
+CLASS_NAME_SETS: tuple[str, ...] = tuple(_CLASS_NAME_FILES)
+
+
+@lru_cache(maxsize=None)
+def _class_names(key: str) -> tuple[str, ...]:
+    path = Path(__file__).resolve().parent / "data" / "classnames" / _CLASS_NAME_FILES[key]
+    return tuple(path.read_text(encoding="utf-8").splitlines())
+
+
+def class_names(name: str) -> list[str]:
+    """The class names of an ID benchmark the papers evaluate on, in its label index order.
+
+    ``"imagenet"`` (also ``"imagenet1k"``, ``"imagenet-1k"``): the 1,000 cleaned ImageNet-1k
+    names of CLIP that DNM, NegLabel, CSP and MCM use.  Other sets are not shipped yet.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a class-name set name (str), got {type(name).__name__}")
+    key = _CLASS_NAME_ALIASES.get(name.lower(), name.lower())
+    if key not in _CLASS_NAME_FILES:
+        raise ValueError(f"name: unknown class-name set {name!r}; the shipped sets are: "
+                         f"{', '.join(CLASS_NAME_SETS)}")
+    return list(_class_names(key))
 
 
 # --------------------------------------------------------------------------------------------

@@ -297,3 +297,32 @@ def test_template_bad_input():
         corpus.encode(["a"], lambda b: np.zeros((len(b), 3)), rule="normalized_mean", progress=False)
     with pytest.raises(ValueError, match="template set"):
         corpus.Corpus(["a"], [False], ["x"], "nope")
+
+
+# ------------------------------------------------------------------------------------------
+# ID class-name sets
+# ------------------------------------------------------------------------------------------
+
+def test_imagenet_class_names():
+    names = corpus.class_names("imagenet")
+    assert len(names) == 1000 and len(set(names)) == 998  # missile, sunglasses twice (CLIP's list)
+    assert names[:3] == ["tench", "goldfish", "great white shark"] and names[-1] == "toilet paper"
+    assert names[134] == "crane bird" and names[517] == "construction crane"
+    assert names[657] == names[744] == "missile" and names[836] == names[837] == "sunglasses"
+    assert corpus.class_names("ImageNet-1k") == corpus.class_names("imagenet1k") == names
+    assert all(n == n.strip() and n for n in names)
+    names.append("x")  # a copy: the shipped list is not changed
+    assert len(corpus.class_names("imagenet")) == 1000
+    assert "imagenet" in corpus.CLASS_NAME_SETS
+
+
+@pytest.mark.skipif(not (SHARED / "clip").is_dir(), reason="shared/data/clip not beside the checkout")
+def test_imagenet_class_names_are_the_shared_file():
+    assert corpus.class_names("imagenet") == (SHARED / "clip" / "imagenet1k_classnames.txt").read_text().splitlines()
+
+
+def test_class_names_bad_input():
+    with pytest.raises(ValueError, match="name.*cifar1000.*imagenet"):
+        corpus.class_names("cifar1000")
+    with pytest.raises(TypeError, match="name"):
+        corpus.class_names(1)
