@@ -156,6 +156,10 @@ def is_adjective(args, n):
         from . import corpus as _corpus
 
         src = args.adjectives_from
+        if src == "method":  # the method's own candidate pool (dnm.methods: Method.pool)
+            from . import methods as _methods
+
+            src = _methods.get(args.method).pool
         if os.path.splitext(src)[1].lower() == ".txt" or os.path.sep in src:
             raise UsageError("--adjectives-from: expected a corpus preset name (dnm, neglabel, "
                              f"csp), got {src!r}; for your own corpus pass --is-adjective MASK.npy")

@@ -373,9 +373,10 @@ def build_parser():
     pos = p.add_mutually_exclusive_group()
     pos.add_argument("--is-adjective", metavar="MASK.npy",
                      help="(N,) bool (or 0/1) mask: which candidates are adjectives")
-    pos.add_argument("--adjectives-from", metavar="PRESET",
+    pos.add_argument("--adjectives-from", metavar="PRESET", nargs="?", const="method",
                      help="take the mask (and phrases) from the bundled corpus preset "
-                          "(dnm, neglabel, csp); the candidates must be its encodings, in order")
+                          "(dnm, neglabel, csp; no value: the --method's own pool, csp for "
+                          "csp); the candidates must be its encodings, in order")
     pos.add_argument("--all-nouns", action="store_true", help="treat every candidate as a noun")
     p.add_argument("--phrases", metavar="FILE.txt",
                    help="candidate phrases, one per line (names the negatives in outputs)")

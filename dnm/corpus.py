@@ -1,18 +1,32 @@
 """Word corpora for negative-label OOD detection: WordNet presets, user corpora, prompts, encoding.
 
-The package ships the WordNet 3.0 noun and adjective synsets grouped by lexicographer file
-(``dnm/data/wordnet/<lexname>.txt.gz``, built by ``python -m dnm.data.build_wordnet``).  The
-presets of the papers::
+Two sources of word lists are shipped, one file per lexicographer file:
+
+* ``source="published"`` (the default): the 27 lists NegLabel, CSP, DNM and NegRefine ship
+  (``dnm/data/published/``, byte for byte; WordNet 3.1 lemmas, one phrase per synset,
+  lowercased, in the lists' own order).  The papers' tables were made with these.
+* ``source="wordnet"``: the WordNet 3.0 noun and adjective synsets built from the database
+  (``dnm/data/wordnet/``, ``python -m dnm.data.build_wordnet``), with every lemma of every
+  synset (``lemmas="head"``, the default, takes the first lemma of each synset,
+  ``lemmas="all"`` every lemma) and the files the published lists lack (``noun.animal``,
+  ``noun.food``).  It differs from the published lists by WordNet version and by the
+  published lists' parser (they lost about 1,000 adjective cluster heads and carry some
+  source-file syntax): see ``dnm/data/wordnet/README.md``.  The synonym filter always uses it.
+* ``source=DIR``: a directory of reference-style lists ``<lexname>.txt``, one phrase a line.
+
+The presets of the papers::
 
     neglabel  all noun files but noun.animal and noun.food; adj.all, adj.pert, adj.ppl
     dnm, csp  as neglabel minus noun.person, noun.quantity, noun.group and adj.pert
 
 are assembled in a fixed order: files in sorted name order (adjective files sort before noun
-files), phrases in file order, global deduplication keeping the first occurrence.  By default
-each synset contributes its head lemma (its first lemma), which is what the published word lists
-of NegLabel / CSP / DNM contain (see ``dnm/data/wordnet/README.md``); ``lemmas="all"`` takes every
-lemma.  ``source=DIR`` builds the same presets from a directory of reference-style lists
-(``<lexname>.txt``, one phrase a line), e.g. the lists the papers ship.
+files), phrases in file order, global deduplication keeping the first occurrence.  From the
+published lists this gives exactly 46,560 nouns + 10,060 adjectives (``dnm``, ``csp``) and
+56,909 + 13,091 (``neglabel``), the pools of the papers' code.
+
+``csp`` is CSP's conjugated semantic pool: the ``dnm`` nouns, and each adjective ``a`` turned
+into ``"a W"`` with ``W`` drawn by ``random.Random(seed).choice`` from CSP's 14 superclass words
+(:data:`CSP_SUPERCLASSES`), one draw per adjective in corpus order (``seed=0`` by default).
 
 This module holds the word lists; :func:`encode` (any encoder, with an on-disk cache) lives in
 :mod:`dnm.encoding` and is re-exported here.  Both only need NumPy (and tqdm for progress
@@ -23,6 +37,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import random
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,12 +49,20 @@ import numpy as np
 __all__ = [
     "ADJECTIVE_FILES",
     "ADJECTIVE_TEMPLATE",
+    "CLASS_NAME_SETS",
+    "CSP_SUPERCLASSES",
     "Corpus",
     "ID_TEMPLATE",
     "LEXNAMES",
     "NOUN_FILES",
     "NOUN_TEMPLATE",
     "PRESETS",
+    "PUBLISHED_FILES",
+    "SOURCES",
+    "conjugate",
+    "ENSEMBLE_RULES",
+    "TemplateSet",
+    "class_names",
     "encode",
     "format_prompts",
     "from_file",
@@ -48,9 +71,14 @@ __all__ = [
     "preset_files",
     "read_lexfile",
     "synonyms",
+    "template_set",
+    "template_sets",
 ]
 
 WORDNET_DIR = Path(__file__).resolve().parent / "data" / "wordnet"
+PUBLISHED_DIR = Path(__file__).resolve().parent / "data" / "published"
+#: The named sources of word lists (``source=``); a directory path is also accepted.
+SOURCES: tuple[str, ...] = ("published", "wordnet")
 
 ADJECTIVE_FILES: tuple[str, ...] = ("adj.all", "adj.pert", "adj.ppl")
 NOUN_FILES: tuple[str, ...] = (
@@ -67,8 +95,19 @@ _NEGLABEL = tuple(f for f in LEXNAMES if f not in ("noun.animal", "noun.food"))
 _DNM = tuple(
     f for f in _NEGLABEL if f not in ("noun.person", "noun.quantity", "noun.group", "adj.pert")
 )
-#: Preset name -> lexicographer files (word-list presets, not backbones: see dnm.methods).  ``csp`` is an alias of ``dnm``.
+#: The lexicographer files of the published lists (all but noun.animal and noun.food).
+PUBLISHED_FILES: tuple[str, ...] = _NEGLABEL
+#: Preset name -> lexicographer files (word-list presets, not backbones: see dnm.methods).
+#: ``csp`` has the files of ``dnm``, its adjectives conjugated (:func:`conjugate`).
 PRESETS: dict[str, tuple[str, ...]] = {"neglabel": _NEGLABEL, "dnm": _DNM, "csp": _DNM}
+_CONJUGATED_PRESETS = ("csp",)
+
+#: CSP's superclass words (Chen et al., NeurIPS 2024, "Conjugated Semantic Pool"): an
+#: adjective ``a`` becomes ``"a W"`` for one of them (template ``"{} W"``).
+CSP_SUPERCLASSES: tuple[str, ...] = (
+    "environment", "space", "object", "scene", "place", "item", "area", "view", "thing",
+    "pattern", "structure", "landscape", "vista", "creature",
+)
 
 #: Default prompt templates of the papers.
 ID_TEMPLATE = "the nice {}"
@@ -137,6 +176,82 @@ def format_prompts(phrases: Iterable[str], template: str = "{}") -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
+# prompt ensembles (dnm/data/prompts.json)
+# --------------------------------------------------------------------------------------------
+
+#: How several templates' encodings become one embedding (:func:`dnm.corpus.encode`).
+ENSEMBLE_RULES: tuple[str, ...] = ("mean", "normalized_mean")
+
+
+@dataclass(frozen=True)
+class TemplateSet:
+    """A named prompt ensemble: noun templates, adjective templates, the ensembling rule
+    (``"mean"``: mean of the raw encodings; ``"normalized_mean"``: normalise each, average,
+    renormalise) and where it comes from."""
+
+    name: str
+    nouns: tuple[str, ...]
+    adjectives: tuple[str, ...]
+    rule: str
+    source: str
+
+
+@lru_cache(maxsize=1)
+def _template_sets() -> dict[str, TemplateSet]:
+    import json
+
+    doc = json.loads((Path(__file__).resolve().parent / "data" / "prompts.json").read_text("utf-8"))
+    return {name: TemplateSet(name, tuple(d["nouns"]), tuple(d["adjectives"]), d["rule"], d["source"])
+            for name, d in doc["sets"].items()}
+
+
+def template_sets() -> tuple[str, ...]:
+    """The names of the shipped prompt ensembles."""
+    return tuple(_template_sets())
+
+
+def template_set(name: str) -> TemplateSet:
+    """A shipped prompt ensemble by name: ``neglabel`` and ``dnm`` (one template each),
+    ``csp`` (8 noun + 4 adjective templates), ``clip80`` (the 80 CLIP ImageNet templates,
+    normalised mean), ``mcm`` (``"a photo of a {}"``)."""
+    sets = _template_sets()
+    if not isinstance(name, str) or name.lower() not in sets:
+        raise ValueError(f"template set: unknown name {name!r}; the shipped sets are: {', '.join(sets)}")
+    return sets[name.lower()]
+
+
+# --------------------------------------------------------------------------------------------
+# ID class-name sets (dnm/data/classnames)
+# --------------------------------------------------------------------------------------------
+
+_CLASS_NAME_FILES = {"imagenet": "imagenet.txt"}
+_CLASS_NAME_ALIASES = {"imagenet1k": "imagenet", "imagenet-1k": "imagenet", "in1k": "imagenet"}
+#: The shipped ID class-name sets (see ``dnm/data/classnames/README.md`` for their sources).
+CLASS_NAME_SETS: tuple[str, ...] = tuple(_CLASS_NAME_FILES)
+
+
+@lru_cache(maxsize=None)
+def _class_names(key: str) -> tuple[str, ...]:
+    path = Path(__file__).resolve().parent / "data" / "classnames" / _CLASS_NAME_FILES[key]
+    return tuple(path.read_text(encoding="utf-8").splitlines())
+
+
+def class_names(name: str) -> list[str]:
+    """The class names of an ID benchmark the papers evaluate on, in its label index order.
+
+    ``"imagenet"`` (also ``"imagenet1k"``, ``"imagenet-1k"``): the 1,000 cleaned ImageNet-1k
+    names of CLIP that DNM, NegLabel, CSP and MCM use.  Other sets are not shipped yet.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a class-name set name (str), got {type(name).__name__}")
+    key = _CLASS_NAME_ALIASES.get(name.lower(), name.lower())
+    if key not in _CLASS_NAME_FILES:
+        raise ValueError(f"name: unknown class-name set {name!r}; the shipped sets are: "
+                         f"{', '.join(CLASS_NAME_SETS)}")
+    return list(_class_names(key))
+
+
+# --------------------------------------------------------------------------------------------
 # shipped WordNet data and reference-style lists
 # --------------------------------------------------------------------------------------------
 
@@ -152,12 +267,32 @@ def _synsets(lexname: str) -> tuple[tuple[str, ...], ...]:
         return tuple(tuple(line.rstrip("\n").split("\t")) for line in fh if line.strip())
 
 
-def _resolve_source(source: str | os.PathLike | None) -> Path | None:
+@lru_cache(maxsize=None)
+def _published(lexname: str) -> tuple[str, ...]:
+    """Lines of one shipped published list, in file order."""
+    path = PUBLISHED_DIR / f"{lexname}.txt.gz"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"shipped published list {path} is missing; regenerate it with "
+            "`python -m dnm.data.build_published --from DIR`"
+        )
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return tuple(fh.read().splitlines())
+
+
+def _resolve_source(source: str | os.PathLike | None) -> str | Path:
+    """``"published"`` (None), ``"wordnet"``, or an existing directory."""
     if source is None:
-        return None
+        return "published"
+    if isinstance(source, str) and source in SOURCES:
+        return source
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"source: expected one of {SOURCES} or a directory path, got "
+                        f"{type(source).__name__}")
     path = Path(source)
     if not path.is_dir():
-        raise FileNotFoundError(f"source: directory {str(path)!r} not found")
+        raise FileNotFoundError(f"source: directory {str(path)!r} not found "
+                                f"(the named sources are {', '.join(SOURCES)})")
     return path
 
 
@@ -170,17 +305,27 @@ def read_lexfile(
 ) -> list[str]:
     """Phrases of one lexicographer file, in file order, without duplicates (first kept).
 
-    With ``source=None`` the shipped WordNet 3.0 data is read: ``lemmas="head"`` takes the first
-    lemma of every synset (as the papers' lists do), ``lemmas="all"`` every lemma.  With
-    ``source=DIR`` the file ``DIR/<lexname>.txt`` (one phrase a line) is read instead.
+    ``source="published"`` (None) reads the shipped published list (one phrase per synset;
+    ``lemmas="all"`` is refused).  ``source="wordnet"`` reads the shipped WordNet 3.0 data:
+    ``lemmas="head"`` takes the first lemma of every synset (as the published lists do),
+    ``lemmas="all"`` every lemma.  With ``source=DIR`` the file ``DIR/<lexname>.txt`` (one
+    phrase a line) is read instead.
     """
     (lexname,) = _check_lexnames([lexname], "lexname")
     if lemmas not in _LEMMA_MODES:
         raise ValueError(f"lemmas: must be one of {_LEMMA_MODES}, got {lemmas!r}")
     src = _resolve_source(source)
-    if src is None:
+    if src != "wordnet" and lemmas != "head":
+        raise ValueError("lemmas: 'all' needs source='wordnet' (the other sources hold one "
+                         "phrase per synset)")
+    if src == "wordnet":
         syns = _synsets(lexname)
         raw = [s[0] for s in syns] if lemmas == "head" else [w for s in syns for w in s]
+    elif src == "published":
+        if lexname not in PUBLISHED_FILES:
+            raise ValueError(f"lexname: {lexname} is not among the published lists (they omit "
+                             "noun.animal and noun.food); use source='wordnet'")
+        raw = list(_published(lexname))
     else:
         path = src / f"{lexname}.txt"
         if not path.is_file():
@@ -241,6 +386,9 @@ class Corpus:
     phrases: list[str]
     is_adjective: np.ndarray
     lexname: list[str]
+    #: The name of the corpus's prompt ensemble (:func:`template_set`): what
+    #: :func:`dnm.corpus.encode` uses when no templates are given (None: ``"neglabel"``).
+    template_set: str | None = None
 
     def __post_init__(self):
         phrases = list(self.phrases)
@@ -255,6 +403,8 @@ class Corpus:
         object.__setattr__(self, "phrases", phrases)
         object.__setattr__(self, "is_adjective", mask)
         object.__setattr__(self, "lexname", lex)
+        if self.template_set is not None:
+            template_set(self.template_set)  # checks the name
 
     def __len__(self) -> int:
         return len(self.phrases)
@@ -269,7 +419,8 @@ class Corpus:
         idx = np.arange(len(self))[item]
         idx = np.atleast_1d(idx)
         return Corpus(
-            [self.phrases[i] for i in idx], self.is_adjective[idx], [self.lexname[i] for i in idx]
+            [self.phrases[i] for i in idx], self.is_adjective[idx], [self.lexname[i] for i in idx],
+            self.template_set,
         )
 
     def __repr__(self) -> str:
@@ -302,20 +453,74 @@ class Corpus:
         With ``synonyms=True`` also drop every WordNet synonym of the names (lemmas sharing a
         synset with a name in the shipped WordNet data).
         """
-        if isinstance(names, str):
-            names = [names]
-        drop = _synonyms_fn(names) if synonyms else {_norm(n) for n in names}
-        keep = np.array([_norm(p) not in drop for p in self.phrases], dtype=bool)
-        return self[keep]
+        return self[_keep(self.phrases, names, synonyms)]
 
-    def prompts(self, noun_template: str = NOUN_TEMPLATE, adjective_template: str = ADJECTIVE_TEMPLATE) -> list[str]:
-        """One prompt per phrase: nouns in ``noun_template``, adjectives in ``adjective_template``."""
-        (nt,) = _check_templates(noun_template, "noun_template", None)
-        (at,) = _check_templates(adjective_template, "adjective_template", None)
+    def templates(self) -> "TemplateSet":
+        """The corpus's prompt ensemble (:attr:`template_set`, default ``"neglabel"``)."""
+        return template_set(self.template_set or "neglabel")
+
+    def prompts(self, noun_template: str | None = None, adjective_template: str | None = None) -> list[str]:
+        """One prompt per phrase: nouns in ``noun_template``, adjectives in ``adjective_template``.
+
+        The defaults are the corpus's template set when it has one template per part of
+        speech (``"the nice {}"`` / ``"This is a {} photo"``); for an ensemble (``csp``) use
+        :meth:`prompt_lists` or :func:`dnm.corpus.encode`, which applies it.
+        """
+        ts = self.templates()
+        if noun_template is None or adjective_template is None:
+            if len(ts.nouns) != 1 or len(ts.adjectives) != 1:
+                raise ValueError(
+                    f"noun_template: the corpus's template set {ts.name!r} has {len(ts.nouns)} noun "
+                    f"and {len(ts.adjectives)} adjective templates; use prompt_lists() or "
+                    "dnm.corpus.encode, or pass one template of each")
+        (nt,) = _check_templates(ts.nouns[0] if noun_template is None else noun_template,
+                                 "noun_template", None)
+        (at,) = _check_templates(ts.adjectives[0] if adjective_template is None else adjective_template,
+                                 "adjective_template", None)
         return [(at if a else nt).replace("{}", p) for p, a in zip(self.phrases, self.is_adjective)]
+
+    def prompt_lists(self) -> list[list[str]]:
+        """Per phrase, its prompts under every template of the corpus's template set."""
+        ts = self.templates()
+        return [[t.replace("{}", p) for t in (ts.adjectives if a else ts.nouns)]
+                for p, a in zip(self.phrases, self.is_adjective.tolist())]
 
 
 _synonyms_fn = synonyms
+
+
+def _keep(phrases: list[str], names: Iterable[str], synonyms: bool) -> np.ndarray:
+    """Mask of the phrases that are neither one of ``names`` nor (optionally) a synonym."""
+    if isinstance(names, str):
+        names = [names]
+    drop = _synonyms_fn(names) if synonyms else {_norm(n) for n in names}
+    return np.array([_norm(p) not in drop for p in phrases], dtype=bool)
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed: the conjugation seed must be an int, got {type(seed).__name__}")
+    return int(seed)
+
+
+def conjugate(
+    corpus: "Corpus", seed: int = 0, *, words: Sequence[str] = CSP_SUPERCLASSES
+) -> "Corpus":
+    """CSP's conjugated pool: every adjective ``a`` becomes ``"a W"``, nouns stay.
+
+    ``W`` is drawn by ``random.Random(seed).choice(words)``, one draw per adjective in corpus
+    order (CSP's construction, template ``"{} W"``); the lexicographer files are kept.
+    """
+    seed = _check_seed(seed)
+    if isinstance(words, str):
+        raise ValueError("words: expected a list of words, got a single string")
+    words = list(words)
+    if not words or not all(isinstance(w, str) and w.strip() for w in words):
+        raise ValueError("words: expected a non-empty list of non-empty strings")
+    rng = random.Random(seed)
+    phrases = [f"{p} {rng.choice(words)}" if a else p
+               for p, a in zip(corpus.phrases, corpus.is_adjective.tolist())]
+    return Corpus(phrases, corpus.is_adjective, corpus.lexname, corpus.template_set)
 
 
 def load(
@@ -327,14 +532,23 @@ def load(
     exclude: Iterable[str] | None = None,
     exclude_synonyms: bool = False,
     lowercase: bool = True,
+    seed: int = 0,
+    conjugated: bool | None = None,
 ) -> Corpus:
-    """Load a WordNet corpus: a preset (``neglabel``, ``dnm``, ``csp``) or explicit ``files``.
+    """Load a corpus: a preset (``neglabel``, ``dnm``, ``csp``) or explicit ``files``.
 
-    Files are taken in sorted name order (adjective files before noun files), phrases in file
-    order, and duplicates are removed globally keeping the first occurrence.  ``exclude`` drops
-    phrases equal to those names (e.g. the ID class names; case- and underscore-insensitive) and,
-    with ``exclude_synonyms=True``, their WordNet synonyms.  ``source`` reads reference-style
-    lists ``<source>/<lexname>.txt`` instead of the shipped data.
+    ``source``: ``"published"`` (default: the lists the papers ship), ``"wordnet"`` (the
+    shipped WordNet 3.0 data; ``lemmas="all"`` takes every lemma) or a directory of
+    reference-style lists ``<source>/<lexname>.txt``.  Files are taken in sorted name order
+    (adjective files before noun files), phrases in file order, and duplicates are removed
+    globally keeping the first occurrence.  ``exclude`` drops phrases equal to those names
+    (e.g. the ID class names; case- and underscore-insensitive) and, with
+    ``exclude_synonyms=True``, their WordNet synonyms.
+
+    ``conjugated`` (default: True for ``csp`` only) turns the adjectives into CSP's
+    conjugated phrases with :func:`conjugate` and ``seed``; the draws are made over all
+    adjectives before ``exclude`` (which compares the adjectives themselves), so excluding
+    names never changes the other phrases.
     """
     if files is not None:
         chosen = _check_lexnames(files, "files")
@@ -342,6 +556,9 @@ def load(
         chosen = list(preset_files(preset))
     else:
         raise ValueError("preset: give a preset name or files=[...]")
+    if conjugated is None:
+        conjugated = files is None and str(preset).lower() in _CONJUGATED_PRESETS
+    seed = _check_seed(seed)
     phrases: list[str] = []
     mask: list[bool] = []
     lex: list[str] = []
@@ -354,9 +571,13 @@ def load(
                 phrases.append(p)
                 mask.append(adjective)
                 lex.append(lexname)
-    corpus = Corpus(phrases, np.array(mask, dtype=bool), lex)
-    if exclude is not None:
-        corpus = corpus.exclude(exclude, synonyms=exclude_synonyms)
+    corpus = Corpus(phrases, np.array(mask, dtype=bool), lex,
+                    None if files is not None else str(preset).lower())
+    keep = None if exclude is None else _keep(corpus.phrases, exclude, exclude_synonyms)
+    if conjugated:
+        corpus = conjugate(corpus, seed)
+    if keep is not None:
+        corpus = corpus[keep]
     if len(corpus) == 0:
         raise ValueError("the corpus is empty (all phrases were excluded or the files are empty)")
     return corpus

@@ -175,6 +175,18 @@ class NegativeLabelDetector:
         return fitted
 
 
+    def candidate_pool(self, **kwargs):
+        """The method's own candidate pool, ``dnm.corpus.load(<its pool preset>, **kwargs)``
+        (``csp``: CSP's conjugated pool, with its prompt templates); encode it in this order
+        with :func:`dnm.corpus.encode` and pass it to ``fit`` as ``phrases``.  ValueError for
+        methods without negatives."""
+        rec = _methods.get(self.method)
+        if rec.pool is None:
+            raise ValueError(f"method: {self.method!r} uses no negative labels (no candidate pool)")
+        from . import corpus as _corpus
+
+        return _corpus.load(rec.pool, **kwargs)
+
     def fit(self, id_labels, candidates=None, is_adjective=None, phrases=None, *, id_names=None):
         """Resolve the parameters and, for dnm / neglabel / csp, mine the negative labels.
 

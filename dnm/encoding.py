@@ -20,7 +20,7 @@ import numpy as np
 
 from ._io import atomic_write
 from ._validate import is_torch, tensor_to_numpy
-from .corpus import ADJECTIVE_TEMPLATE, NOUN_TEMPLATE, Corpus, _check_templates
+from .corpus import ENSEMBLE_RULES, Corpus, _check_templates, template_set, template_sets
 
 __all__ = ["encode"]
 
@@ -40,7 +40,8 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:60] or "model"
 
 
-def _cache_key(model_name: str, phrases: list[str], mask: np.ndarray, nt: tuple, at: tuple) -> str:
+def _cache_key(model_name: str, phrases: list[str], mask: np.ndarray, nt: tuple, at: tuple,
+               rule: str = "mean") -> str:
     payload = {
         "format": _CACHE_FORMAT,
         "model_name": model_name,
@@ -49,8 +50,17 @@ def _cache_key(model_name: str, phrases: list[str], mask: np.ndarray, nt: tuple,
         "noun_templates": list(nt),
         "adjective_templates": list(at),
     }
+    if rule != "mean":  # keys of the "mean" caches written before rules existed stay valid
+        payload["rule"] = rule
     blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()
+
+
+def _unit_rows(a: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(a, axis=1, keepdims=True)
+    if not (norms > 0).all():
+        raise ValueError("encoder: returned a zero vector, which rule='normalized_mean' cannot normalise")
+    return a / norms
 
 
 def _array_sha256(arr: np.ndarray) -> str:
@@ -84,6 +94,7 @@ def encode(
     model_name: str | None = None,
     templates: str | Sequence[str] | None = None,
     adjective_templates: str | Sequence[str] | None = None,
+    rule: str | None = None,
     batch_size: int = 256,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
@@ -94,23 +105,48 @@ def encode(
     ``encoder`` takes a list of strings (prompts, or e.g. image paths) and returns anything
     array-like of shape (len(batch), dim): NumPy arrays, lists, torch tensors (on any device).
 
-    Templates: for a :class:`Corpus`, nouns use ``templates`` (default ``"the nice {}"``) and
-    adjectives ``adjective_templates`` (default ``"This is a {} photo"``); for a plain list, all
-    items use ``templates`` (default ``"{}"``: the items as they are).  With several templates
-    the raw encodings of the prompts are averaged (no normalisation: raw norms are kept).
+    Templates: for a :class:`Corpus`, nouns use ``templates`` and adjectives
+    ``adjective_templates``, by default the corpus's template set (``Corpus.template_set``:
+    ``"the nice {}"`` / ``"This is a {} photo"`` for ``dnm`` and ``neglabel``, CSP's 8 + 4 for
+    ``csp``); for a plain list, all items use ``templates`` (default ``"{}"``: the items as they
+    are).  ``templates`` may also name a shipped set (:func:`dnm.corpus.template_set`:
+    ``"csp"``, ``"clip80"``, ``"mcm"``, ...), which gives both lists and the rule.
+
+    ``rule`` (default: the set's, else ``"mean"``): ``"mean"`` averages the raw encodings of a
+    phrase's prompts (no normalisation: raw norms are kept, as DNM's kNN rule needs; cosines
+    and dnm's scores normalise); ``"normalized_mean"`` normalises each encoding, averages and
+    renormalises (unit rows; OpenOOD-VLM, AdaNeg, TANL).
 
     With ``cache_dir``, the result is cached as ``<model>-<key>.npy`` + ``.json``, keyed by a
-    sha256 of ``model_name`` (required then), the phrases, the adjective mask and the templates;
+    sha256 of ``model_name`` (required then), the phrases, the adjective mask, the templates and
+    the rule;
     a second call returns the cached array without calling the encoder.  A corrupted or
     mismatched cache is detected (key and checksum), a warning is issued and it is rebuilt.
     """
     if not callable(encoder):
         raise ValueError("encoder: must be callable (list of strings -> array of shape (n, dim))")
+    named = None
+    if isinstance(templates, str) and "{}" not in templates:
+        if templates.lower() not in template_sets():
+            raise ValueError(f"templates: {templates!r} is neither a template with '{{}}' nor a "
+                             f"template set ({', '.join(template_sets())})")
+        named = template_set(templates)
+    elif templates is None and adjective_templates is None and isinstance(phrases, Corpus):
+        named = phrases.templates()
+    if named is not None:
+        templates = named.nouns
+        adjective_templates = named.adjectives if adjective_templates is None else adjective_templates
+        rule = named.rule if rule is None else rule
+    rule = "mean" if rule is None else rule
+    if rule not in ENSEMBLE_RULES:
+        raise ValueError(f"rule: expected one of {ENSEMBLE_RULES}, got {rule!r}")
     if isinstance(phrases, Corpus):
         items = list(phrases.phrases)
         mask = phrases.is_adjective.copy()
-        nt = _check_templates(templates, "templates", NOUN_TEMPLATE)
-        at = _check_templates(adjective_templates, "adjective_templates", ADJECTIVE_TEMPLATE)
+        ts = phrases.templates()
+        nt = _check_templates(ts.nouns if templates is None else templates, "templates", None)
+        at = _check_templates(ts.adjectives if adjective_templates is None else adjective_templates,
+                              "adjective_templates", None)
     else:
         if isinstance(phrases, str):
             raise ValueError("phrases: expected a list of phrases or a Corpus, got a single string")
@@ -135,7 +171,7 @@ def encode(
             raise ValueError("model_name: required when cache_dir is given (it is part of the cache key)")
         cdir = Path(cache_dir)
         cdir.mkdir(parents=True, exist_ok=True)
-        key = _cache_key(str(model_name), items, mask, nt, at)
+        key = _cache_key(str(model_name), items, mask, nt, at, rule)
         stem = f"{_slug(str(model_name))}-{key[:20]}"
         npy, meta_path = cdir / f"{stem}.npy", cdir / f"{stem}.json"
         cached = _read_cache(npy, meta_path, key, n)
@@ -167,6 +203,8 @@ def encode(
                     emb = emb.astype(np.float64)
                     if not np.isfinite(emb).all():
                         raise ValueError("encoder: returned non-finite values (nan or inf)")
+                    if rule == "normalized_mean":
+                        emb = _unit_rows(emb)
                     if out is None:
                         out = np.zeros((n, emb.shape[1]), dtype=np.float64)
                     elif emb.shape[1] != out.shape[1]:
@@ -175,6 +213,8 @@ def encode(
                     bar.update(1)
             out[idx] /= len(ts)
     assert out is not None
+    if rule == "normalized_mean":
+        out = _unit_rows(out)
     result = out.astype(np.float32)
 
     if npy is not None:
@@ -189,6 +229,7 @@ def encode(
             "sha256": _array_sha256(result),
             "noun_templates": list(nt),
             "adjective_templates": list(at),
+            "rule": rule,
         }
         atomic_write(meta_path, lambda fh: fh.write(json.dumps(meta, indent=1)), "w")
     return result

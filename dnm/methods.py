@@ -143,6 +143,9 @@ class Method:
         stream object.
     summary : one line for ``--help`` and the docs.
     needs_id_labels_to_mine : False when ``mine`` ignores the ID labels (DNM).
+    pool : the :func:`dnm.corpus.load` preset of the method's candidate pool (its paper's
+        own: ``csp`` is CSP's conjugated pool), None for methods without negatives.  The
+        pool's prompt templates come with it (``Corpus.templates``).
     """
 
     name: str
@@ -155,6 +158,7 @@ class Method:
     streaming: bool = False
     stream: Optional[Callable] = None
     needs_id_labels_to_mine: bool = True
+    pool: Optional[str] = None
 
     @property
     def needs_negatives(self):
@@ -198,13 +202,14 @@ METHODS = MappingProxyType({m.name: m for m in (
     Method("energy", "energy", "energy", MappingProxyType(dict(temperature=0.01)),
            "T log-sum-exp of the ID logits"),
     Method("neglabel", "NegLabel", "neglabel", MappingProxyType(dict(_NEGLABEL)),
-           "NegLabel: eta-quantile mining, grouped score S / (S + N_j)", mine=_mine_closeness),
+           "NegLabel: eta-quantile mining, grouped score S / (S + N_j)", mine=_mine_closeness,
+           pool="neglabel"),
     Method("csp", "CSP", "neglabel", MappingProxyType(dict(_NEGLABEL, max_cut=0.95)),
-           "CSP: NegLabel's mining with the max-cosine cut, NegLabel's score",
-           mine=_mine_closeness),
+           "CSP: conjugated adjective pool, NegLabel's mining with the max-cosine cut",
+           mine=_mine_closeness, pool="csp"),
     Method("dnm", "DNM", "dnm", _DNM_ROWS[DEFAULT_BACKBONE],
            "Debiased Negative Mining: kNN log-distance mining, debiased grouped score",
-           mine=_mine_knn, by_backbone=_DNM_ROWS, needs_id_labels_to_mine=False),
+           mine=_mine_knn, by_backbone=_DNM_ROWS, needs_id_labels_to_mine=False, pool="dnm"),
 )})
 
 

@@ -109,14 +109,14 @@ def test_clean_lemma():
 
 
 def test_read_lexfile_head_and_all():
-    head = corpus.read_lexfile("noun.artifact")
-    allw = corpus.read_lexfile("noun.artifact", lemmas="all")
+    head = corpus.read_lexfile("noun.artifact", source="wordnet")
+    allw = corpus.read_lexfile("noun.artifact", source="wordnet", lemmas="all")
     assert head[0] == "aba" and len(head) == 10329 and len(allw) == 16322
     assert len(set(head)) == len(head) and len(set(allw)) == len(allw)
     assert set(head) <= set(allw)
     assert "car" in head and "automobile" not in head and "automobile" in allw
     assert all(p == p.lower() for p in head)
-    assert "Cape Verde" in corpus.read_lexfile("noun.location", lowercase=False)
+    assert "Cape Verde" in corpus.read_lexfile("noun.location", source="wordnet", lowercase=False)
 
 
 # ------------------------------------------------------------------------------------------
@@ -129,8 +129,8 @@ def test_coverage_of_published_lists(lexname):
     n_ref, n_head, n_all = COVERAGE[lexname]
     ref = corpus.read_lexfile(lexname, source=REF)
     assert len(ref) == n_ref
-    assert len(set(ref) & set(corpus.read_lexfile(lexname))) == n_head
-    assert len(set(ref) & set(corpus.read_lexfile(lexname, lemmas="all"))) == n_all
+    assert len(set(ref) & set(corpus.read_lexfile(lexname, source="wordnet"))) == n_head
+    assert len(set(ref) & set(corpus.read_lexfile(lexname, source="wordnet", lemmas="all"))) == n_all
 
 
 @needs_ref
@@ -146,7 +146,7 @@ def test_total_coverage():
     "preset, nouns, adjectives", [("dnm", 46560, 10060), ("csp", 46560, 10060), ("neglabel", 56909, 13091)]
 )
 def test_presets_from_published_lists(preset, nouns, adjectives):
-    c = corpus.load(preset, source=REF)
+    c = corpus.load(preset, source=REF, conjugated=False)  # csp's conjugation: test_pools.py
     assert (c.n_nouns, c.n_adjectives) == (nouns, adjectives)
     assert len(c) == nouns + adjectives == len(set(c.phrases))
     # fixed order: adjective files first, files in sorted order, lines in file order
@@ -168,7 +168,7 @@ def test_presets_from_published_lists(preset, nouns, adjectives):
     ],
 )
 def test_presets_from_shipped_wordnet(preset, lemmas, nouns, adjectives):
-    c = corpus.load(preset, lemmas=lemmas)
+    c = corpus.load(preset, source="wordnet", lemmas=lemmas)
     assert (c.n_nouns, c.n_adjectives) == (nouns, adjectives)
     assert len(set(c.phrases)) == len(c)
     assert c.phrases[0] == "able" and c.lexname[0] == "adj.all"
@@ -207,7 +207,7 @@ def test_exclude_id_names_case_and_underscore_insensitive():
 
 
 def test_exclude_synonyms():
-    c = corpus.load(files=["noun.artifact"], lemmas="all")
+    c = corpus.load(files=["noun.artifact"], source="wordnet", lemmas="all")
     syn = {"car", "auto", "automobile", "machine", "motorcar"}
     assert syn <= set(c.phrases)
     plain = c.exclude(["Car"])
@@ -220,7 +220,7 @@ def test_exclude_synonyms():
     assert syn <= corpus.synonyms(["CAR"])
     assert corpus.synonyms("tabby_cat") >= {"tabby cat", "tabby"}
     assert corpus.synonyms(["no such phrase zz"]) == {"no such phrase zz"}
-    d = corpus.load("dnm", lemmas="all", exclude=["car"], exclude_synonyms=True)
+    d = corpus.load("dnm", source="wordnet", lemmas="all", exclude=["car"], exclude_synonyms=True)
     assert "automobile" not in d.phrases and "airliner" in d.phrases
 
 
