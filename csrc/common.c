@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 #include <omp.h>
+#include <pthread.h>
 
 /* ---- float16 -> float, portable (no F16C needed) ---------------------- */
 static float half_to_float(uint16_t h)
@@ -252,31 +253,72 @@ void dnm_error_record(dnm_error *err, int code, int which, int64_t row)
 }
 
 /* ---- threads ------------------------------------------------------------ */
+/* GNU OpenMP cannot be used in a child forked from a process whose OpenMP
+ * thread pool exists: the child has only the forking thread, but libgomp
+ * still counts the pool's threads and waits for them forever in the first
+ * parallel region of more than one thread.  A pthread_atfork child handler
+ * marks such a child (once this process has handed out more than one
+ * thread), and every kernel there runs on one thread, as PyTorch does.  A
+ * child of a process that never started the pool (spawn, forkserver) keeps
+ * its threads.  The lock is our own mutex (not an omp critical) so that the
+ * fork handlers can hold it across fork(): the child never inherits it
+ * locked by a thread that no longer exists. */
+static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static int active_kernels = 0;
 static int saved_blas_threads = 1;
+static int team_started = 0;  /* a kernel here was given more than one thread */
+static int forked_child = 0;  /* forked after that: one thread only */
+static int blas_restore = 0;  /* forked during a kernel: OpenBLAS still has dnm's 1 */
+
+static void fork_prepare(void) { pthread_mutex_lock(&threads_lock); }
+static void fork_parent(void) { pthread_mutex_unlock(&threads_lock); }
+static void fork_child(void)
+{
+    if (team_started) forked_child = 1;
+    if (active_kernels > 0) { /* their threads are not in this process */
+        active_kernels = 0;
+        blas_restore = 1;
+    }
+    pthread_mutex_unlock(&threads_lock);
+}
+static void register_atfork(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+
+int dnm_forked_child(void)
+{
+    pthread_mutex_lock(&threads_lock);
+    const int f = forked_child;
+    pthread_mutex_unlock(&threads_lock);
+    return f;
+}
 
 int dnm_threads_begin(int requested)
 {
     int n;
-#pragma omp critical(dnm_blas_threads)
-    {
-        if (active_kernels++ == 0) {
+    pthread_once(&atfork_once, register_atfork);
+    pthread_mutex_lock(&threads_lock);
+    if (active_kernels++ == 0) {
+        if (blas_restore) { /* the setting a kernel in the parent had saved */
+            blas_restore = 0;
+        } else {
             saved_blas_threads = DNM_BLAS(openblas_get_num_threads)();
             if (saved_blas_threads < 1) saved_blas_threads = 1;
-            DNM_BLAS(openblas_set_num_threads)(1);
         }
-        n = requested > 0 ? requested : omp_get_max_threads();
-        if (n > saved_blas_threads) n = saved_blas_threads;
+        DNM_BLAS(openblas_set_num_threads)(1);
     }
-    return n < 1 ? 1 : n;
+    n = requested > 0 ? requested : omp_get_max_threads();
+    if (n > saved_blas_threads) n = saved_blas_threads;
+    if (n < 1 || forked_child) n = 1;
+    if (n > 1) team_started = 1;
+    pthread_mutex_unlock(&threads_lock);
+    return n;
 }
 
 void dnm_threads_end(void)
 {
-#pragma omp critical(dnm_blas_threads)
-    {
-        if (--active_kernels == 0) DNM_BLAS(openblas_set_num_threads)(saved_blas_threads);
-    }
+    pthread_mutex_lock(&threads_lock);
+    if (--active_kernels == 0) DNM_BLAS(openblas_set_num_threads)(saved_blas_threads);
+    pthread_mutex_unlock(&threads_lock);
 }
 
 /* ---- exp and reductions ------------------------------------------------- */

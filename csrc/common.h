@@ -81,6 +81,10 @@ int dnm_gather_rows_d(const dnm_matrix *m, const int64_t *idx, int64_t n, double
  * concurrent kernel leaves. */
 int dnm_threads_begin(int requested);
 void dnm_threads_end(void);
+/* Nonzero in a child forked after this process's OpenMP thread pool started:
+ * GNU OpenMP cannot run more than one thread there, so dnm_threads_begin()
+ * returns 1 whatever is requested. */
+int dnm_forked_child(void);
 
 /* Nonzero when the CPU has AVX-512F (and FMA): the float scoring kernel of
  * score_avx512.c and the AVX-512 row packing are used then.  0 in builds

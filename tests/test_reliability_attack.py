@@ -1,0 +1,110 @@
+"""Reliability under attack (issue 18, C-level items): fork safety, extreme float64 norms,
+threadpoolctl restores, Ctrl-C bounds, memory bound for many groups."""
+import multiprocessing as mp
+import os
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import dnm
+from dnm import _core
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+# Python >= 3.12 warns about fork() in a process with threads (OpenMP's, OpenBLAS's): forking
+# such a process is what these tests are about
+_fork_ok = pytest.mark.filterwarnings("ignore:.*multi-threaded.*fork:DeprecationWarning")
+
+
+# ---- fork safety --------------------------------------------------------------------------
+
+def _fork_inputs():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((5000, 64)).astype(np.float32)
+    P = rng.standard_normal((300, 64)).astype(np.float32)
+    M = rng.standard_normal((600, 64))  # float64 negatives: the BLAS tiles
+    return X, P, M
+
+
+def _child_work(X, P, M):
+    """In the child: the thread count it reports and two multi-threaded kernels."""
+    return (dnm.get_num_threads(), dnm.mcm_score(X, P),
+            dnm.dnm_score(X, P, M, groups=10, tau=0.9))
+
+
+@_fork_ok
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX fork")
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_child_process_after_multithreaded_kernels(method):
+    """A child made after the parent ran multi-threaded kernels (so that GNU OpenMP's pool
+    exists) works: a forked child runs on one thread (libgomp cannot run more there),
+    a spawned / forkserver child keeps its threads; the results are the parent's bits."""
+    X, P, M = _fork_inputs()
+    default_threads = dnm.get_num_threads()
+    with threadpoolctl.threadpool_limits(limits=2):
+        assert _core.resolve_threads(2) == 2  # the parent really starts a team of 2
+        ref = (dnm.mcm_score(X, P, num_threads=2),
+               dnm.dnm_score(X, P, M, groups=10, tau=0.9, num_threads=2))
+        ctx = mp.get_context(method)
+        pool = ctx.Pool(1)
+        try:
+            # a hang (the old behaviour of fork) becomes a TimeoutError, not a stuck CI job
+            threads, mcm, dnm_s = pool.apply_async(_child_work, (X, P, M)).get(timeout=60)
+        finally:
+            pool.terminate()
+            pool.join()
+    assert threads == (1 if method == "fork" else default_threads)
+    np.testing.assert_array_equal(mcm, ref[0])
+    np.testing.assert_array_equal(dnm_s, ref[1])
+
+
+def _wait(pid, timeout):
+    """waitpid with a deadline: a hung child is killed and reported."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail(f"the forked child hung for {timeout} s")
+
+
+@_fork_ok
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX fork")
+def test_fork_while_another_thread_runs_a_kernel():
+    """os.fork() while a kernel runs on another Python thread: the child runs on one thread,
+    gives the parent's bits and gets OpenBLAS's own setting back (not dnm's transient 1)."""
+    X, P, _ = _fork_inputs()
+    big = np.random.default_rng(1).standard_normal((60000, 256)).astype(np.float32)
+    with threadpoolctl.threadpool_limits(limits=2):
+        ref = dnm.mcm_score(X, P, num_threads=2)
+        t = threading.Thread(target=dnm.mcm_score, args=(big, big[:2000]),
+                             kwargs={"num_threads": 2})
+        t.start()
+        time.sleep(0.3)
+        assert t.is_alive(), "the background kernel finished too early: make it larger"
+        rfd, wfd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            ok = 0
+            try:
+                s = dnm.mcm_score(X, P)
+                ok = int(dnm.get_num_threads() == 1 and np.array_equal(s, ref)
+                         and _core.blas_threads() == 2)
+            finally:
+                os.write(wfd, bytes([ok]))
+                os._exit(0)
+        os.close(wfd)
+        try:
+            status = _wait(pid, 60)
+            got = os.read(rfd, 1)
+        finally:
+            os.close(rfd)
+            t.join()
+    assert status == 0 and got == b"\x01"
