@@ -46,9 +46,14 @@ double dnm_get(const dnm_matrix *m, int64_t i, int64_t j)
     return load(m->data + i * m->s0 + j * m->s1, m->dtype);
 }
 
-/* Load row i into a double scratch row and return its L2 norm computed with
- * scaling; returns -1 if the row is not finite. */
-static double load_row(const dnm_matrix *m, int64_t i, double *tmp)
+/* Load row i into a double scratch row and return its L2 norm (+inf when it
+ * exceeds DBL_MAX), or -1 if the row is not finite.  The norm is computed
+ * with scaling, as *scale * *snorm: the row divided by *scale (its largest
+ * magnitude, or 1 where no scaling was needed) has norm *snorm, in [1, sqrt(n)]
+ * when scaled, so normalising as (x / scale) / snorm cannot overflow or lose
+ * the row to underflow whatever the norm. */
+static double load_row(const dnm_matrix *m, int64_t i, double *tmp, double *scale,
+                       double *snorm)
 {
     const char *base = m->data + i * m->s0;
     double amax = 0.0;
@@ -67,7 +72,9 @@ static double load_row(const dnm_matrix *m, int64_t i, double *tmp)
     double ss = 0.0;
 #pragma omp simd reduction(+ : ss)
     for (int64_t j = 0; j < m->cols; j++) ss += tmp[j] * tmp[j];
-    if (ss >= 0x1p-900 && ss <= 0x1p900) return sqrt(ss);
+    *scale = 1.0;
+    if (ss >= 0x1p-900 && ss <= 0x1p900) return *snorm = sqrt(ss);
+    *snorm = 0.0;
     if (ss == 0.0 && m->dtype != DNM_F64) return 0.0;
     for (int64_t j = 0; j < m->cols; j++) {
         double a = fabs(tmp[j]);
@@ -76,15 +83,11 @@ static double load_row(const dnm_matrix *m, int64_t i, double *tmp)
     }
     if (!finite) return -1.0;
     if (amax == 0.0) return 0.0;
-    double s = 0.0, inv = 1.0 / amax;
-    if (!isfinite(inv)) { /* subnormal amax: scale up in two steps */
-        inv = 0x1p1000;
-        double t = 0.0;
-        for (int64_t j = 0; j < m->cols; j++) { double v = tmp[j] * inv; t += v * v; }
-        return sqrt(t) / inv;
-    }
-    for (int64_t j = 0; j < m->cols; j++) { double v = tmp[j] * inv; s += v * v; }
-    return amax * sqrt(s);
+    double s = 0.0;
+    for (int64_t j = 0; j < m->cols; j++) { double v = tmp[j] / amax; s += v * v; }
+    *scale = amax;
+    *snorm = sqrt(s);
+    return amax * *snorm; /* +inf above DBL_MAX */
 }
 
 /* Sum of squares of a float row in double (each square is exact) and the
@@ -180,12 +183,17 @@ static void scale_d(const float *x, int64_t n, double inv, double *o)
             scale_##SUF(x, m->cols, inv, o);                                                 \
             return DNM_OK;                                                                   \
         }                                                                                    \
-        double nrm = load_row(m, i, tmp);                                                    \
+        double scale, snorm;                                                                 \
+        double nrm = load_row(m, i, tmp, &scale, &snorm);                                    \
         if (nrm < 0) return DNM_ENONFINITE;                                                  \
         if (norm_out) *norm_out = nrm;                                                       \
         if (normalize) {                                                                     \
             if (nrm == 0.0) return DNM_EZERO;                                                \
-            for (int64_t j = 0; j < m->cols; j++) o[j] = (REAL)(tmp[j] / nrm);               \
+            if (scale == 1.0) {                                                              \
+                for (int64_t j = 0; j < m->cols; j++) o[j] = (REAL)(tmp[j] / nrm);           \
+            } else { /* scaled first: the norm itself may overflow or be subnormal */      \
+                for (int64_t j = 0; j < m->cols; j++) o[j] = (REAL)((tmp[j] / scale) / snorm); \
+            }                                                                                \
         } else {                                                                             \
             for (int64_t j = 0; j < m->cols; j++) o[j] = (REAL)tmp[j];                       \
         }                                                                                    \

@@ -108,3 +108,42 @@ def test_fork_while_another_thread_runs_a_kernel():
             os.close(rfd)
             t.join()
     assert status == 0 and got == b"\x01"
+
+
+# ---- float64 rows whose norm exceeds DBL_MAX ---------------------------------------------
+
+def test_float64_rows_with_norm_above_dbl_max():
+    """max_logit_score(np.full((1, 4), 1e308), P): the norm 2e308 overflows, but the row
+    normalised (scaled by its largest magnitude first) is (0.5, 0.5, 0.5, 0.5)."""
+    from slow import score as twin
+
+    P = np.random.default_rng(3).standard_normal((7, 4))
+    X = np.full((1, 4), 1e308)
+    got = dnm.max_logit_score(X, P)
+    want = twin.max_logit(X, P)
+    assert np.isclose(want[0], (P / np.linalg.norm(P, axis=1, keepdims=True)).sum(1).max() / 2)
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+@pytest.mark.parametrize("where", ["images", "id_labels", "negatives"])
+def test_float64_extreme_norms_everywhere(where):
+    """Rows with norms near and above DBL_MAX, and subnormal ones, in every input (packed and
+    gathered rows), score as the scaled twin says, for every score."""
+    from slow import score as twin
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((40, 16))
+    P = rng.standard_normal((9, 16))
+    M = rng.standard_normal((60, 16))
+    a = {"images": X, "id_labels": P, "negatives": M}[where]
+    mags = [1e308, 1.7e308, 1e200, 1e-300, 5e-320, 1.0]
+    for i in range(len(a)):
+        a[i] *= mags[i % len(mags)] / np.abs(a[i]).max()
+    idx = twin.groups_index(len(M), 6)
+    T = 0.05
+    np.testing.assert_allclose(dnm.max_logit_score(X, P), twin.max_logit(X, P), rtol=1e-12)
+    np.testing.assert_allclose(dnm.mcm_score(X, P, temperature=T), twin.mcm(X, P, T), rtol=1e-10)
+    np.testing.assert_allclose(dnm.neglabel_score(X, P, M, groups=idx, temperature=T),
+                               twin.neglabel(X, P, M, T, groups=idx), rtol=1e-10)
+    np.testing.assert_allclose(dnm.dnm_score(X, P, M, groups=idx, temperature=T, tau=0.8),
+                               twin.dnm(X, P, M, T, 0.8, groups=idx)[0], rtol=1e-10)
