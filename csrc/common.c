@@ -313,6 +313,13 @@ int dnm_threads_begin(int requested)
             if (saved_blas_threads < 1) saved_blas_threads = 1;
         }
         DNM_BLAS(openblas_set_num_threads)(1);
+    } else {
+        /* not the 1 dnm wrote: set since (threadpoolctl leaving a block), and it stands */
+        const int cur = DNM_BLAS(openblas_get_num_threads)();
+        if (cur != 1) {
+            saved_blas_threads = cur;
+            DNM_BLAS(openblas_set_num_threads)(1);
+        }
     }
     n = requested > 0 ? requested : omp_get_max_threads();
     if (n > saved_blas_threads) n = saved_blas_threads;
@@ -325,7 +332,11 @@ int dnm_threads_begin(int requested)
 void dnm_threads_end(void)
 {
     pthread_mutex_lock(&threads_lock);
-    if (--active_kernels == 0) DNM_BLAS(openblas_set_num_threads)(saved_blas_threads);
+    /* Back to the setting found at the start, unless someone else set OpenBLAS while the
+     * kernels ran (threadpoolctl leaving a block): then theirs stands.  (A write of 1 by
+     * someone else cannot be told from dnm's own and is undone.) */
+    if (--active_kernels == 0 && DNM_BLAS(openblas_get_num_threads)() == 1)
+        DNM_BLAS(openblas_set_num_threads)(saved_blas_threads);
     pthread_mutex_unlock(&threads_lock);
 }
 

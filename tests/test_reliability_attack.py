@@ -147,3 +147,22 @@ def test_float64_extreme_norms_everywhere(where):
                                twin.neglabel(X, P, M, T, groups=idx), rtol=1e-10)
     np.testing.assert_allclose(dnm.dnm_score(X, P, M, groups=idx, temperature=T, tau=0.8),
                                twin.dnm(X, P, M, T, 0.8, groups=idx)[0], rtol=1e-10)
+
+
+# ---- threadpoolctl block exits while a kernel runs ---------------------------------------
+
+def test_threadpool_limits_exit_during_a_kernel_is_not_undone():
+    """A kernel starts inside threadpool_limits(1) on another thread and is still running
+    when the block exits: at its end it must not write the 1 it saw back over the setting
+    the block restored (dnm would stay on 1 thread for the life of the process)."""
+    big = np.random.default_rng(1).standard_normal((60000, 256)).astype(np.float32)
+    with threadpoolctl.threadpool_limits(limits=2):
+        assert dnm.get_num_threads() == 2 and _core.blas_threads() == 2
+        with threadpoolctl.threadpool_limits(limits=1):
+            t = threading.Thread(target=dnm.mcm_score, args=(big, big[:2000]))
+            t.start()
+            time.sleep(0.2)
+            assert t.is_alive(), "the kernel finished too early: make it larger"
+        t.join()
+        assert _core.blas_threads() == 2
+        assert dnm.get_num_threads() == 2
