@@ -245,6 +245,20 @@ void dnm_tick_done(dnm_tick_fn tick, void *ctx, int64_t *done, int64_t total,
     }
 }
 
+void dnm_tick_check(dnm_tick_fn tick, void *ctx, int64_t *done, int64_t total,
+                    volatile int *stop, dnm_error *err)
+{
+    if (tick && omp_get_thread_num() == 0 && !*stop) {
+        int64_t now;
+#pragma omp atomic read
+        now = *done;
+        if (tick(ctx, now, total)) {
+            *stop = 1;
+            dnm_error_record(err, DNM_ECANCEL, -1, -1);
+        }
+    }
+}
+
 void dnm_error_record(dnm_error *err, int code, int which, int64_t row)
 {
 #pragma omp critical(dnm_error_record)

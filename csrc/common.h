@@ -54,6 +54,12 @@ typedef int (*dnm_tick_fn)(void *ctx, int64_t done, int64_t total);
 void dnm_tick_done(dnm_tick_fn tick, void *ctx, int64_t *done, int64_t total,
                    volatile int *stop, dnm_error *err);
 
+/* Inside a unit of work, between pieces of it: on the calling thread, report
+ * the progress so far (nothing counted) and look for cancellation, as
+ * dnm_tick_done does.  Keeps the time between checks short when units are big. */
+void dnm_tick_check(dnm_tick_fn tick, void *ctx, int64_t *done, int64_t total,
+                    volatile int *stop, dnm_error *err);
+
 /* Element (i, j) as double. */
 double dnm_get(const dnm_matrix *m, int64_t i, int64_t j);
 

@@ -24,6 +24,9 @@
 #ifndef DNM_LAB_TILE
 #define DNM_LAB_TILE 1024
 #endif
+#ifndef DNM_TICK_WORK
+#define DNM_TICK_WORK 1073741824.0 /* 2^30 multiply-adds: most work between two Ctrl-C checks */
+#endif
 #define DNM_FLOOR 1e-6
 
 const int dnm_img_tile = DNM_IMG_TILE;

@@ -52,9 +52,14 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
     }
     if (err->code != DNM_OK) { free(lab); return err->code; }
 
+    /* labels per GEMM: DNM_LAB_TILE, fewer when a tile of IT images times D is so big that
+     * one GEMM would keep a Ctrl-C waiting (at most 2^30 multiply-adds, about 0.1 s, between
+     * checks); depends on IT and D only, so a tile grid gives the same bits anywhere */
+    int64_t LT = DNM_LAB_TILE;
+    while (LT > 32 && (double)IT * (double)LT * (double)D > DNM_TICK_WORK) LT /= 2;
+
 #pragma omp parallel num_threads(nt_img)
     {
-        const int64_t LT = DNM_LAB_TILE;
         REAL *xb = (REAL *)malloc((size_t)IT * (size_t)D * sizeof(REAL));
         REAL *sb = (REAL *)malloc((size_t)IT * (size_t)LT * sizeof(REAL));
         /* state per row: 1 + G running maxima (ID, groups), then 1 + G shifted sums */
@@ -85,6 +90,10 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
                 for (int64_t a = 0; a <= G; a++) { s[a] = -INFINITY; s[1 + G + a] = 0.0; }
             }
             for (int64_t j0 = 0; j0 < L; j0 += LT) {
+                if (j0 > 0) { /* a long tile: look for Ctrl-C between its GEMMs */
+                    dnm_tick_check(tick, tick_ctx, &done, ntiles, &stop, err);
+                    if (stop) break;
+                }
                 const int64_t w = j0 + LT < L ? LT : L - j0;
                 GEMM(DnmRowMajor, DnmNoTrans, DnmTrans, (int)nr, (int)w, (int)D, (REAL)1, xb,
                      (int)D, lab + j0 * D, (int)D, (REAL)0, sb, (int)w);
@@ -96,6 +105,7 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
                     FOLD_ROW(sb + r * w, w, nseg, soff, slen, sacc, invT, s, s + 1 + G);
                 }
             }
+            if (stop) continue;
             for (int64_t r = 0; r < nr; r++) {
                 const double *s = st + r * SW;
                 out[r0 + r] = dnm_score_finish_row(p, C, s[0], s[1 + G], s + 1, s + 2 + G, &my_floored);

@@ -166,3 +166,56 @@ def test_threadpool_limits_exit_during_a_kernel_is_not_undone():
         t.join()
         assert _core.blas_threads() == 2
         assert dnm.get_num_threads() == 2
+
+
+# ---- Ctrl-C: bounded work between checks -------------------------------------------------
+
+def _interrupt_latency(call, delay=0.5):
+    """Send SIGINT `delay` s into call(); return the seconds until KeyboardInterrupt."""
+    sent = {}
+
+    def fire():
+        time.sleep(delay)
+        sent["t"] = time.monotonic()
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    timer = threading.Thread(target=fire)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            call()
+            timer.join()
+            pytest.fail("the call finished before the signal arrived: make the input larger")
+        return time.monotonic() - sent["t"]
+    finally:
+        timer.join()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_inside_a_big_float64_tile():
+    """float64 scores run on BLAS tiles of up to 1024 (here 8192) images; one tile against
+    4096 labels of D = 1024 is ~3 s of work, and Ctrl-C used to wait for whole tiles.  Now
+    a tile's GEMMs are cut so that Ctrl-C is seen within about 0.1 s per thread."""
+    from dnm import _config
+
+    rng = np.random.default_rng(0)
+    X = rng.random((16384, 1024))  # 2 tiles of 8192 rows: one per thread
+    P = rng.random((4096, 1024), dtype=np.float32) - 0.5
+    ref = dnm.max_logit_score(X[:64], P)
+    with _config.tile_grid(8192):
+        latency = _interrupt_latency(lambda: dnm.mcm_score(X, P))
+    assert latency < 1.0, f"KeyboardInterrupt {latency:.2f} s after SIGINT"
+    np.testing.assert_array_equal(dnm.max_logit_score(X[:64], P), ref)  # still usable
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_during_metrics_on_huge_score_sets():
+    """metrics on 2 x 3e7 scores (~3 s of radix sort and sweep) used to never look for
+    Ctrl-C; now it does every 2^20 elements, on both sorting threads."""
+    rng = np.random.default_rng(0)
+    a = rng.random(30_000_000)
+    b = rng.random(30_000_000) - 0.1
+    ref = dnm.metrics.all_metrics(a[:1000], b[:1000])
+    latency = _interrupt_latency(lambda: dnm.metrics.all_metrics(a, b), delay=0.3)
+    assert latency < 1.0, f"KeyboardInterrupt {latency:.2f} s after SIGINT"
+    assert dnm.metrics.all_metrics(a[:1000], b[:1000]) == ref  # still usable
