@@ -43,8 +43,13 @@ def test_child_process_after_multithreaded_kernels(method):
     """A child made after the parent ran multi-threaded kernels (so that GNU OpenMP's pool
     exists) works: a forked child runs on one thread (libgomp cannot run more there),
     a spawned / forkserver child keeps its threads; the results are the parent's bits."""
+    import subprocess
+
     X, P, M = _fork_inputs()
-    default_threads = dnm.get_num_threads()
+    # what a fresh process reports in this environment (other tests may have set OMP_*)
+    fresh = subprocess.run([sys.executable, "-c", "import dnm; print(dnm.get_num_threads())"],
+                           capture_output=True, text=True, check=True, timeout=120)
+    default_threads = int(fresh.stdout)
     with threadpoolctl.threadpool_limits(limits=2):
         assert _core.resolve_threads(2) == 2  # the parent really starts a team of 2
         ref = (dnm.mcm_score(X, P, num_threads=2),
@@ -219,3 +224,33 @@ def test_ctrl_c_during_metrics_on_huge_score_sets():
     latency = _interrupt_latency(lambda: dnm.metrics.all_metrics(a, b), delay=0.3)
     assert latency < 1.0, f"KeyboardInterrupt {latency:.2f} s after SIGINT"
     assert dnm.metrics.all_metrics(a[:1000], b[:1000]) == ref  # still usable
+
+
+# ---- memory with many groups -------------------------------------------------------------
+
+_MEM_SNIPPET = """
+import resource, sys, numpy as np, dnm
+dt = np.dtype(sys.argv[1]); N = int(sys.argv[2]); G = int(sys.argv[3])
+rng = np.random.default_rng(0)
+X = rng.standard_normal((N, 16)).astype(dt); P = rng.standard_normal((10, 16)).astype(dt)
+M = rng.standard_normal((G, 16)).astype(dt)
+dnm.dnm_score(X[:50], P, M[:100], groups=100, tau=0.9)  # warm up: libraries, thread pool
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+s = dnm.dnm_score(X, P, M, groups=G, tau=0.9, num_threads=2)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024, np.isfinite(s).all())
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in KiB (Linux)")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_peak_memory_does_not_grow_with_the_number_of_groups(dtype):
+    """G = M = 40,000 groups of one negative: the per-thread state used to be O(G x tile
+    rows) (~330 MiB here for float64, ~160 MiB for float32 on 2 threads, for 2.6 MB of
+    negatives); groups are now streamed (BLAS tiles) or the tile shrinks (dnm's kernel)."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", _MEM_SNIPPET, dtype, "1024", "40000"],
+                         capture_output=True, text=True, check=True, timeout=300)
+    grown, finite = out.stdout.split()
+    assert finite == "True"
+    assert int(grown) < 64 * 2**20, f"peak RSS grew by {int(grown) / 2**20:.0f} MiB"
