@@ -474,10 +474,11 @@ static PyObject *py_metrics(PyObject *self, PyObject *args)
     int nt = dnm_threads_begin(nthreads);
     dnm_metrics_result r;
     dnm_error err;
+    tick_ctx ctx = {Py_None}; /* Ctrl-C only */
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = dnm_metrics((const double *)PyArray_DATA(a1), n1, (const double *)PyArray_DATA(a0), n0,
-                     tpr, nt, &r, &err);
+                     tpr, nt, py_tick, &ctx, &r, &err);
     Py_END_ALLOW_THREADS
     dnm_threads_end();
     Py_DECREF(a1);

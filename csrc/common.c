@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 #include <omp.h>
+#include <pthread.h>
 
 /* ---- float16 -> float, portable (no F16C needed) ---------------------- */
 static float half_to_float(uint16_t h)
@@ -40,9 +41,14 @@ static inline double load(const char *p, int dtype)
     }
 }
 
-/* Load row i into a double scratch row and return its L2 norm computed with
- * scaling; returns -1 if the row is not finite. */
-static double load_row(const dnm_matrix *m, int64_t i, double *tmp)
+/* Load row i into a double scratch row and return its L2 norm (+inf when it
+ * exceeds DBL_MAX), or -1 if the row is not finite.  The norm is computed
+ * with scaling, as *scale * *snorm: the row divided by *scale (its largest
+ * magnitude, or 1 where no scaling was needed) has norm *snorm, in [1, sqrt(n)]
+ * when scaled, so normalising as (x / scale) / snorm cannot overflow or lose
+ * the row to underflow whatever the norm. */
+static double load_row(const dnm_matrix *m, int64_t i, double *tmp, double *scale,
+                       double *snorm)
 {
     const char *base = m->data + i * m->s0;
     double amax = 0.0;
@@ -61,7 +67,9 @@ static double load_row(const dnm_matrix *m, int64_t i, double *tmp)
     double ss = 0.0;
 #pragma omp simd reduction(+ : ss)
     for (int64_t j = 0; j < m->cols; j++) ss += tmp[j] * tmp[j];
-    if (ss >= 0x1p-900 && ss <= 0x1p900) return sqrt(ss);
+    *scale = 1.0;
+    if (ss >= 0x1p-900 && ss <= 0x1p900) return *snorm = sqrt(ss);
+    *snorm = 0.0;
     if (ss == 0.0 && m->dtype != DNM_F64) return 0.0;
     for (int64_t j = 0; j < m->cols; j++) {
         double a = fabs(tmp[j]);
@@ -70,15 +78,11 @@ static double load_row(const dnm_matrix *m, int64_t i, double *tmp)
     }
     if (!finite) return -1.0;
     if (amax == 0.0) return 0.0;
-    double s = 0.0, inv = 1.0 / amax;
-    if (!isfinite(inv)) { /* subnormal amax: scale up in two steps */
-        inv = 0x1p1000;
-        double t = 0.0;
-        for (int64_t j = 0; j < m->cols; j++) { double v = tmp[j] * inv; t += v * v; }
-        return sqrt(t) / inv;
-    }
-    for (int64_t j = 0; j < m->cols; j++) { double v = tmp[j] * inv; s += v * v; }
-    return amax * sqrt(s);
+    double s = 0.0;
+    for (int64_t j = 0; j < m->cols; j++) { double v = tmp[j] / amax; s += v * v; }
+    *scale = amax;
+    *snorm = sqrt(s);
+    return amax * *snorm; /* +inf above DBL_MAX */
 }
 
 /* Sum of squares of a float row in double (each square is exact) and the
@@ -174,12 +178,17 @@ static void scale_d(const float *x, int64_t n, double inv, double *o)
             scale_##SUF(x, m->cols, inv, o);                                                 \
             return DNM_OK;                                                                   \
         }                                                                                    \
-        double nrm = load_row(m, i, tmp);                                                    \
+        double scale, snorm;                                                                 \
+        double nrm = load_row(m, i, tmp, &scale, &snorm);                                    \
         if (nrm < 0) return DNM_ENONFINITE;                                                  \
         if (norm_out) *norm_out = nrm;                                                       \
         if (normalize) {                                                                     \
             if (nrm == 0.0) return DNM_EZERO;                                                \
-            for (int64_t j = 0; j < m->cols; j++) o[j] = (REAL)(tmp[j] / nrm);               \
+            if (scale == 1.0) {                                                              \
+                for (int64_t j = 0; j < m->cols; j++) o[j] = (REAL)(tmp[j] / nrm);           \
+            } else { /* scaled first: the norm itself may overflow or be subnormal */      \
+                for (int64_t j = 0; j < m->cols; j++) o[j] = (REAL)((tmp[j] / scale) / snorm); \
+            }                                                                                \
         } else {                                                                             \
             for (int64_t j = 0; j < m->cols; j++) o[j] = (REAL)tmp[j];                       \
         }                                                                                    \
@@ -231,6 +240,20 @@ void dnm_tick_done(dnm_tick_fn tick, void *ctx, int64_t *done, int64_t total,
     }
 }
 
+void dnm_tick_check(dnm_tick_fn tick, void *ctx, int64_t *done, int64_t total,
+                    volatile int *stop, dnm_error *err)
+{
+    if (tick && omp_get_thread_num() == 0 && !*stop) {
+        int64_t now;
+#pragma omp atomic read
+        now = *done;
+        if (tick(ctx, now, total)) {
+            *stop = 1;
+            dnm_error_record(err, DNM_ECANCEL, -1, -1);
+        }
+    }
+}
+
 void dnm_error_record(dnm_error *err, int code, int which, int64_t row)
 {
 #pragma omp critical(dnm_error_record)
@@ -247,31 +270,83 @@ void dnm_error_record(dnm_error *err, int code, int which, int64_t row)
 }
 
 /* ---- threads ------------------------------------------------------------ */
+/* GNU OpenMP cannot be used in a child forked from a process whose OpenMP
+ * thread pool exists: the child has only the forking thread, but libgomp
+ * still counts the pool's threads and waits for them forever in the first
+ * parallel region of more than one thread.  A pthread_atfork child handler
+ * marks such a child (once this process has handed out more than one
+ * thread), and every kernel there runs on one thread, as PyTorch does.  A
+ * child of a process that never started the pool (spawn, forkserver) keeps
+ * its threads.  The lock is our own mutex (not an omp critical) so that the
+ * fork handlers can hold it across fork(): the child never inherits it
+ * locked by a thread that no longer exists. */
+static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static int active_kernels = 0;
 static int saved_blas_threads = 1;
+static int team_started = 0;  /* a kernel here was given more than one thread */
+static int forked_child = 0;  /* forked after that: one thread only */
+static int blas_restore = 0;  /* forked during a kernel: OpenBLAS still has dnm's 1 */
+
+static void fork_prepare(void) { pthread_mutex_lock(&threads_lock); }
+static void fork_parent(void) { pthread_mutex_unlock(&threads_lock); }
+static void fork_child(void)
+{
+    if (team_started) forked_child = 1;
+    if (active_kernels > 0) { /* their threads are not in this process */
+        active_kernels = 0;
+        blas_restore = 1;
+    }
+    pthread_mutex_unlock(&threads_lock);
+}
+static void register_atfork(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+
+int dnm_forked_child(void)
+{
+    pthread_mutex_lock(&threads_lock);
+    const int f = forked_child;
+    pthread_mutex_unlock(&threads_lock);
+    return f;
+}
 
 int dnm_threads_begin(int requested)
 {
     int n;
-#pragma omp critical(dnm_blas_threads)
-    {
-        if (active_kernels++ == 0) {
+    pthread_once(&atfork_once, register_atfork);
+    pthread_mutex_lock(&threads_lock);
+    if (active_kernels++ == 0) {
+        if (blas_restore) { /* the setting a kernel in the parent had saved */
+            blas_restore = 0;
+        } else {
             saved_blas_threads = DNM_BLAS(openblas_get_num_threads)();
             if (saved_blas_threads < 1) saved_blas_threads = 1;
+        }
+        DNM_BLAS(openblas_set_num_threads)(1);
+    } else {
+        /* not the 1 dnm wrote: set since (threadpoolctl leaving a block), and it stands */
+        const int cur = DNM_BLAS(openblas_get_num_threads)();
+        if (cur != 1) {
+            saved_blas_threads = cur;
             DNM_BLAS(openblas_set_num_threads)(1);
         }
-        n = requested > 0 ? requested : omp_get_max_threads();
-        if (n > saved_blas_threads) n = saved_blas_threads;
     }
-    return n < 1 ? 1 : n;
+    n = requested > 0 ? requested : omp_get_max_threads();
+    if (n > saved_blas_threads) n = saved_blas_threads;
+    if (n < 1 || forked_child) n = 1;
+    if (n > 1) team_started = 1;
+    pthread_mutex_unlock(&threads_lock);
+    return n;
 }
 
 void dnm_threads_end(void)
 {
-#pragma omp critical(dnm_blas_threads)
-    {
-        if (--active_kernels == 0) DNM_BLAS(openblas_set_num_threads)(saved_blas_threads);
-    }
+    pthread_mutex_lock(&threads_lock);
+    /* Back to the setting found at the start, unless someone else set OpenBLAS while the
+     * kernels ran (threadpoolctl leaving a block): then theirs stands.  (A write of 1 by
+     * someone else cannot be told from dnm's own and is undone.) */
+    if (--active_kernels == 0 && DNM_BLAS(openblas_get_num_threads)() == 1)
+        DNM_BLAS(openblas_set_num_threads)(saved_blas_threads);
+    pthread_mutex_unlock(&threads_lock);
 }
 
 /* ---- exp and reductions ------------------------------------------------- */

@@ -54,6 +54,12 @@ typedef int (*dnm_tick_fn)(void *ctx, int64_t done, int64_t total);
 void dnm_tick_done(dnm_tick_fn tick, void *ctx, int64_t *done, int64_t total,
                    volatile int *stop, dnm_error *err);
 
+/* Inside a unit of work, between pieces of it: on the calling thread, report
+ * the progress so far (nothing counted) and look for cancellation, as
+ * dnm_tick_done does.  Keeps the time between checks short when units are big. */
+void dnm_tick_check(dnm_tick_fn tick, void *ctx, int64_t *done, int64_t total,
+                    volatile int *stop, dnm_error *err);
+
 /* Pack rows [r0, r1) of `m` into `out` (row-major, leading dimension `ld`),
  * converting to float / double.  With `normalize`, every row is divided by
  * its L2 norm (computed in double with scaling, so huge and tiny magnitudes
@@ -78,6 +84,10 @@ int dnm_gather_rows_d(const dnm_matrix *m, const int64_t *idx, int64_t n, double
  * concurrent kernel leaves. */
 int dnm_threads_begin(int requested);
 void dnm_threads_end(void);
+/* Nonzero in a child forked after this process's OpenMP thread pool started:
+ * GNU OpenMP cannot run more than one thread there, so dnm_threads_begin()
+ * returns 1 whatever is requested. */
+int dnm_forked_child(void);
 
 /* Nonzero when the CPU has AVX-512F (and FMA): the float scoring kernel of
  * score_avx512.c and the AVX-512 row packing are used then.  0 in builds

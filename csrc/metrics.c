@@ -20,11 +20,13 @@
  * The float64 expressions (TP/n1, FP/n0, ...) are the ones scikit-learn and the
  * reference code evaluate, so threshold choices agree with them bit for bit.
  */
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include "metrics.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <omp.h>
 
@@ -40,27 +42,52 @@ static inline uint64_t key_of(double x)
     return (u >> 63) ? ~u : (u | 0x8000000000000000ULL);
 }
 
+/* Cancellation: the calling thread (OpenMP thread 0) asks the tick callback
+ * after every CHECK_CHUNK elements of work (a few ms), any thread stops when
+ * *stop is set. */
+#define CHECK_CHUNK ((int64_t)1 << 20)
+typedef struct {
+    dnm_tick_fn tick;
+    void *ctx;
+    int stop; /* read and written with __atomic builtins */
+} watch;
+
+static int cancelled(watch *w)
+{
+    if (__atomic_load_n(&w->stop, __ATOMIC_RELAXED)) return 1;
+    if (w->tick && omp_get_thread_num() == 0 && w->tick(w->ctx, 0, 0)) {
+        __atomic_store_n(&w->stop, 1, __ATOMIC_RELAXED);
+        return 1;
+    }
+    return 0;
+}
+
 /* Convert and check one set, counting the radix digits of every pass on the way
  * (hist: RADIX_PASSES * RADIX_SIZE zeroed counters).  Returns the index of the
- * first non-finite value or -1. */
-static int64_t fill_keys(const double *x, int64_t n, uint64_t *keys, size_t *hist)
+ * first non-finite value, -1, or -2 when cancelled. */
+static int64_t fill_keys(const double *x, int64_t n, uint64_t *keys, size_t *hist, watch *w)
 {
-    for (int64_t i = 0; i < n; i++) {
-        double v = x[i];
-        if (!isfinite(v)) return i;
-        uint64_t k = key_of(v);
-        keys[i] = k;
-        for (int p = 0; p < RADIX_PASSES; p++)
-            hist[(size_t)p * RADIX_SIZE + ((k >> (p * RADIX_BITS)) & (RADIX_SIZE - 1))]++;
+    for (int64_t c = 0; c < n; c += CHECK_CHUNK) {
+        if (c > 0 && cancelled(w)) return -2;
+        const int64_t e = c + CHECK_CHUNK < n ? c + CHECK_CHUNK : n;
+        for (int64_t i = c; i < e; i++) {
+            double v = x[i];
+            if (!isfinite(v)) return i;
+            uint64_t k = key_of(v);
+            keys[i] = k;
+            for (int p = 0; p < RADIX_PASSES; p++)
+                hist[(size_t)p * RADIX_SIZE + ((k >> (p * RADIX_BITS)) & (RADIX_SIZE - 1))]++;
+        }
     }
     return -1;
 }
 
 /* Ascending LSD radix sort of a[0..n) using tmp[0..n) as scratch, given the
- * digit counts of every pass (overwritten). */
-static void radix_sort(uint64_t *a, uint64_t *tmp, int64_t n, size_t *hist)
+ * digit counts of every pass (overwritten).  Returns 0, or -2 when cancelled
+ * (a is then left unsorted). */
+static int radix_sort(uint64_t *a, uint64_t *tmp, int64_t n, size_t *hist, watch *w)
 {
-    if (n < 2) return;
+    if (n < 2) return 0;
     uint64_t *src = a, *dst = tmp;
     for (int p = 0; p < RADIX_PASSES; p++) {
         size_t *h = hist + (size_t)p * RADIX_SIZE;
@@ -72,19 +99,25 @@ static void radix_sort(uint64_t *a, uint64_t *tmp, int64_t n, size_t *hist)
             h[b] = sum;
             sum += c;
         }
-        for (int64_t i = 0; i < n; i++) {
-            uint64_t k = src[i];
-            dst[h[(k >> shift) & (RADIX_SIZE - 1)]++] = k;
+        for (int64_t c = 0; c < n; c += CHECK_CHUNK) {
+            if (cancelled(w)) return -2;
+            const int64_t e = c + CHECK_CHUNK < n ? c + CHECK_CHUNK : n;
+            for (int64_t i = c; i < e; i++) {
+                uint64_t k = src[i];
+                dst[h[(k >> shift) & (RADIX_SIZE - 1)]++] = k;
+            }
         }
         uint64_t *t = src;
         src = dst;
         dst = t;
     }
     if (src != a) memcpy(a, src, (size_t)n * sizeof *a);
+    return 0;
 }
 
 int dnm_metrics(const double *id, int64_t n_id, const double *ood, int64_t n_ood, double tpr,
-                int nthreads, dnm_metrics_result *out, dnm_error *err)
+                int nthreads, dnm_tick_fn tick, void *tick_ctx, dnm_metrics_result *out,
+                dnm_error *err)
 {
     err->code = DNM_OK;
     err->row = -1;
@@ -112,22 +145,37 @@ int dnm_metrics(const double *id, int64_t n_id, const double *ood, int64_t n_ood
     size_t *hist1 = hist, *hist0 = hist + (size_t)RADIX_PASSES * RADIX_SIZE;
     int64_t bad1 = -1, bad0 = -1;
     int nt = nthreads >= 2 ? 2 : 1;
-    /* The two sets are independent: convert and sort them side by side. */
-#pragma omp parallel sections num_threads(nt)
+    watch w = {tick, tick_ctx, 0};
+    int pending = 2; /* sets not yet sorted */
+    /* The two sets are independent: convert and sort them side by side (set t on thread
+     * t).  Thread 0, the caller, keeps looking for Ctrl-C while the other set finishes. */
+#pragma omp parallel num_threads(nt)
     {
-#pragma omp section
-        {
-            bad1 = fill_keys(id, n1, k1, hist1);
-            if (bad1 < 0) radix_sort(k1, tmp, n1, hist1);
+        const int me = omp_get_thread_num(), team = omp_get_num_threads();
+        for (int set = me; set < 2; set += team) {
+            if (set == 0) {
+                bad1 = fill_keys(id, n1, k1, hist1, &w);
+                if (bad1 == -1 && radix_sort(k1, tmp, n1, hist1, &w)) bad1 = -2;
+            } else {
+                bad0 = fill_keys(ood, n0, k0, hist0, &w);
+                if (bad0 == -1 && radix_sort(k0, tmp + n1, n0, hist0, &w)) bad0 = -2;
+            }
+            __atomic_sub_fetch(&pending, 1, __ATOMIC_RELEASE);
         }
-#pragma omp section
-        {
-            bad0 = fill_keys(ood, n0, k0, hist0);
-            if (bad0 < 0) radix_sort(k0, tmp + n1, n0, hist0);
+        if (me == 0) {
+            const struct timespec nap = {0, 2000000}; /* 2 ms */
+            while (__atomic_load_n(&pending, __ATOMIC_ACQUIRE) > 0 && !cancelled(&w))
+                nanosleep(&nap, NULL);
         }
     }
     free(tmp);
     free(hist);
+    if (bad1 == -2 || bad0 == -2 || w.stop) {
+        free(k1);
+        free(k0);
+        err->code = DNM_ECANCEL;
+        return DNM_ECANCEL;
+    }
     if (bad1 >= 0 || bad0 >= 0) {
         free(k1);
         free(k0);
@@ -161,7 +209,17 @@ int dnm_metrics(const double *id, int64_t n_id, const double *ood, int64_t n_ood
     int64_t oo_fp_self = -1, oo_fp_chain = -1, oo_step = -1;
     int oo_active = 1;
 
+    int64_t next_check = CHECK_CHUNK; /* elements walked before the next look for Ctrl-C */
     while (i1 >= 0 || i0 >= 0) {
+        if ((n1 - 1 - i1) + (n0 - 1 - i0) >= next_check) {
+            next_check += CHECK_CHUNK;
+            if (cancelled(&w)) {
+                free(k1);
+                free(k0);
+                err->code = DNM_ECANCEL;
+                return DNM_ECANCEL;
+            }
+        }
         uint64_t v;
         if (i1 < 0) v = k0[i0];
         else if (i0 < 0) v = k1[i1];

@@ -18,10 +18,13 @@ typedef struct {
 
 /* id[0..n_id) and ood[0..n_ood) are finite float64 scores (not modified);
  * n_id, n_ood >= 1; 0 < tpr <= 1.  Sorts copies (LSD radix sort on the IEEE
- * bit pattern, O(n)), in two OpenMP threads when nthreads >= 2.
+ * bit pattern, O(n)), in two OpenMP threads when nthreads >= 2.  tick (may be
+ * NULL) is called on the calling thread every 2^20 elements of work (a few ms)
+ * with (0, 0), for cancellation only: nonzero stops with DNM_ECANCEL.
  * Errors: DNM_ENONFINITE (err->which = 0 for id, 1 for ood; err->row = index;
- * err->value = the value), DNM_ENOMEM, DNM_EDOMAIN (bad sizes or tpr). */
+ * err->value = the value), DNM_ENOMEM, DNM_EDOMAIN (bad sizes or tpr), DNM_ECANCEL. */
 int dnm_metrics(const double *id, int64_t n_id, const double *ood, int64_t n_ood, double tpr,
-                int nthreads, dnm_metrics_result *out, dnm_error *err);
+                int nthreads, dnm_tick_fn tick, void *tick_ctx, dnm_metrics_result *out,
+                dnm_error *err);
 
 #endif

@@ -24,6 +24,9 @@
 #ifndef DNM_LAB_TILE
 #define DNM_LAB_TILE 1024
 #endif
+#ifndef DNM_TICK_WORK
+#define DNM_TICK_WORK 1073741824.0 /* 2^30 multiply-adds: most work between two Ctrl-C checks */
+#endif
 
 const int dnm_img_tile = DNM_IMG_TILE;
 
@@ -32,6 +35,44 @@ int64_t dnm_image_tile_rows(int64_t n)
     return n >= 16 * DNM_IMG_TILE_BIG ? DNM_IMG_TILE_BIG
            : n >= 16 * DNM_IMG_TILE ? 2 * DNM_IMG_TILE
            : n >= 4 * DNM_IMG_TILE ? DNM_IMG_TILE : DNM_IMG_TILE / 2;
+}
+
+/* Group j's term of an image's NegLabel / DNM score, from its ID accumulators
+ * (mS, lsS = log sS) and the group's (mg, sg); the score is the sum of the terms
+ * in group order, then dnm_score_finish_groups. */
+double dnm_score_group_term(const dnm_score_params *p, int64_t C, double mS, double lsS,
+                            double mg, double sg, int64_t *floored)
+{
+    /* differences of maxima are divided by T (not each maximum): no inf - inf for tiny T */
+    const double T = p->temperature;
+    if (p->kind == DNM_SCORE_NEGLABEL) {
+        double d = (mg - mS) / T + log(sg) - lsS; /* ln(N_j / S) */
+        return 1.0 / (1.0 + exp(d));              /* S / (S + N_j); exp overflow -> 0 */
+    }
+    /* DNM: S / Z_j = 1 / (1 - r + rho_j / tau), rho_j = N_j / S. */
+    const int64_t Q = p->group_size;
+    const double tau = p->tau;
+    const double r = (double)Q * (1.0 - tau) / (tau * (double)C);
+    double rho = exp((mg - mS) / T + log(sg) - lsS);
+    double zr;
+    if (p->guard == DNM_GUARD_DCL) {
+        double deb = (rho / (double)Q - (1.0 - tau) / (double)C) / tau; /* debiased mean / S */
+        double lo = exp((-1.0 - mS) / T - lsS);                         /* exp(-1/T) / S */
+        zr = 1.0 + (double)Q * (deb > lo ? deb : lo);
+    } else {
+        zr = (1.0 - r) + rho / tau;
+        if (!(zr > DNM_FLOOR)) {
+            zr = DNM_FLOOR;
+            (*floored)++;
+        }
+    }
+    return 1.0 / zr;
+}
+
+double dnm_score_finish_groups(const dnm_score_params *p, int64_t C, double acc)
+{
+    const double G = (double)p->groups;
+    return p->kind == DNM_SCORE_NEGLABEL ? acc / G : acc / (G * (double)C);
 }
 
 /* Turn the accumulators of one image into its score.  lnS and lnN[j] are
@@ -50,37 +91,11 @@ double dnm_score_finish_row(const dnm_score_params *p, int64_t C, double mS, dou
     default:
         break;
     }
-    /* differences of maxima are divided by T (not each maximum): no inf - inf for tiny T */
     const double lsS = log(sS);
-    const int64_t G = p->groups, Q = p->group_size;
     double acc = 0.0;
-    if (p->kind == DNM_SCORE_NEGLABEL) {
-        for (int64_t j = 0; j < G; j++) {
-            double d = (mg[j] - mS) / T + log(sg[j]) - lsS; /* ln(N_j / S) */
-            acc += 1.0 / (1.0 + exp(d));             /* S / (S + N_j); exp overflow -> 0 */
-        }
-        return acc / (double)G;
-    }
-    /* DNM: S / Z_j = 1 / (1 - r + rho_j / tau), rho_j = N_j / S. */
-    const double tau = p->tau;
-    const double r = (double)Q * (1.0 - tau) / (tau * (double)C);
-    for (int64_t j = 0; j < G; j++) {
-        double rho = exp((mg[j] - mS) / T + log(sg[j]) - lsS);
-        double zr;
-        if (p->guard == DNM_GUARD_DCL) {
-            double deb = (rho / (double)Q - (1.0 - tau) / (double)C) / tau; /* debiased mean / S */
-            double lo = exp((-1.0 - mS) / T - lsS);                         /* exp(-1/T) / S */
-            zr = 1.0 + (double)Q * (deb > lo ? deb : lo);
-        } else {
-            zr = (1.0 - r) + rho / tau;
-            if (!(zr > DNM_FLOOR)) {
-                zr = DNM_FLOOR;
-                (*floored)++;
-            }
-        }
-        acc += 1.0 / zr;
-    }
-    return acc / ((double)G * (double)C);
+    for (int64_t j = 0; j < p->groups; j++)
+        acc += dnm_score_group_term(p, C, mS, lsS, mg[j], sg[j], floored);
+    return dnm_score_finish_groups(p, C, acc);
 }
 
 /* See score.h. */

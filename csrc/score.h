@@ -117,6 +117,12 @@ int dnm_score_close(const dnm_score_params *p, int64_t floored, dnm_tick_fn tick
  * the ID ones (mS, sS) and the G groups' (mg, sg). */
 double dnm_score_finish_row(const dnm_score_params *p, int64_t C, double mS, double sS,
                             const double *mg, const double *sg, int64_t *floored);
+/* The same one group at a time (NegLabel / DNM): the score is
+ * dnm_score_finish_groups(p, C, sum over j = 0..G-1 in order of
+ * dnm_score_group_term(p, C, mS, log(sS), mg[j], sg[j], floored)), the same bits. */
+double dnm_score_group_term(const dnm_score_params *p, int64_t C, double mS, double lsS,
+                            double mg, double sg, int64_t *floored);
+double dnm_score_finish_groups(const dnm_score_params *p, int64_t C, double acc);
 
 /* DNM_IMG_TILE: images per tile of the scoring kernel (a chunk boundary on a
  * multiple of it leaves every GEMM call, hence every score, unchanged). */

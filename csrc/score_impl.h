@@ -52,17 +52,32 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
     }
     if (err->code != DNM_OK) { free(lab); return err->code; }
 
+    /* labels per GEMM: DNM_LAB_TILE, fewer when a tile of IT images times D is so big that
+     * one GEMM would keep a Ctrl-C waiting (at most 2^30 multiply-adds, about 0.1 s, between
+     * checks); depends on IT and D only, so a tile grid gives the same bits anywhere */
+    int64_t LT = DNM_LAB_TILE;
+    while (LT > 32 && (double)IT * (double)LT * (double)D > DNM_TICK_WORK) LT /= 2;
+
+    /* Groups are streamed: [ID; negatives in group order] is walked in label order, so a
+     * group's state is alive only while the label tiles that cover it are folded (at most
+     * LT groups at a time, in slots g mod RW), and a group's term is added to the row's
+     * sum as soon as its last label is folded - in group order, as dnm_score_finish_row
+     * adds them, so the scores are the same bits.  The ID accumulator is complete before
+     * any group (ID labels come first).  Per-thread state: IT x (2 min(G, LT) + 4)
+     * doubles, whatever G. */
+    const int64_t RW = G < LT ? G : LT;
+
 #pragma omp parallel num_threads(nt_img)
     {
-        const int64_t LT = DNM_LAB_TILE;
         REAL *xb = (REAL *)malloc((size_t)IT * (size_t)D * sizeof(REAL));
         REAL *sb = (REAL *)malloc((size_t)IT * (size_t)LT * sizeof(REAL));
-        /* state per row: 1 + G running maxima (ID, groups), then 1 + G shifted sums */
-        const int64_t SW = 2 * (1 + G);
+        /* state per row: 1 + RW running maxima (ID, group slots), 1 + RW shifted sums,
+         * then log(ID sum) and the running sum of the group terms */
+        const int64_t SW = 2 * (1 + RW) + 2;
         double *st = (double *)malloc((size_t)IT * (size_t)SW * sizeof(double));
         /* segments of a label tile: at most one ID segment and G + 1 group pieces */
         const int64_t maxseg = LT + 2 < G + 2 ? LT + 2 : G + 2;
-        int64_t *so = (int64_t *)malloc((size_t)maxseg * 3 * sizeof(int64_t));
+        int64_t *so = (int64_t *)malloc((size_t)maxseg * 4 * sizeof(int64_t));
         int64_t my_floored = 0;
         int ok = xb && sb && st && so;
         if (!ok) {
@@ -82,23 +97,59 @@ static int DNM_CAT(score, SUF)(const dnm_matrix *images, const dnm_matrix *id,
             }
             for (int64_t r = 0; r < nr; r++) {
                 double *s = st + r * SW;
-                for (int64_t a = 0; a <= G; a++) { s[a] = -INFINITY; s[1 + G + a] = 0.0; }
+                s[0] = -INFINITY;
+                s[1 + RW] = 0.0;
+                s[SW - 1] = 0.0;
             }
             for (int64_t j0 = 0; j0 < L; j0 += LT) {
+                if (j0 > 0) { /* a long tile: look for Ctrl-C between its GEMMs */
+                    dnm_tick_check(tick, tick_ctx, &done, ntiles, &stop, err);
+                    if (stop) break;
+                }
                 const int64_t w = j0 + LT < L ? LT : L - j0;
                 GEMM(DnmRowMajor, DnmNoTrans, DnmTrans, (int)nr, (int)w, (int)D, (REAL)1, xb,
                      (int)D, lab + j0 * D, (int)D, (REAL)0, sb, (int)w);
-                /* the tile's columns cut into segments, each feeding one accumulator */
+                /* the tile's columns cut into segments, each feeding one accumulator:
+                 * group g's goes to slot 1 + g mod RW */
                 int64_t *soff = so, *slen = so + maxseg, *sacc = so + 2 * maxseg;
+                int64_t *slot = so + 3 * maxseg;
                 const int64_t nseg = dnm_score_segments(j0, w, C, Q, soff, slen, sacc);
+                for (int64_t q = 0; q < nseg; q++)
+                    slot[q] = sacc[q] == 0 ? 0 : 1 + (sacc[q] - 1) % RW;
                 for (int64_t r = 0; r < nr; r++) {
                     double *s = st + r * SW;
-                    FOLD_ROW(sb + r * w, w, nseg, soff, slen, sacc, invT, s, s + 1 + G);
+                    for (int64_t q = 0; q < nseg; q++) { /* a group's first labels: fresh slot */
+                        if (sacc[q] > 0 && C + (sacc[q] - 1) * Q == j0 + soff[q]) {
+                            s[slot[q]] = -INFINITY;
+                            s[1 + RW + slot[q]] = 0.0;
+                        }
+                    }
+                    FOLD_ROW(sb + r * w, w, nseg, soff, slen, slot, invT, s, s + 1 + RW);
+                }
+                if (G == 0) continue;
+                if (j0 < C && j0 + w >= C) { /* the ID accumulator is complete */
+                    for (int64_t r = 0; r < nr; r++) {
+                        double *s = st + r * SW;
+                        s[SW - 2] = log(s[1 + RW]);
+                    }
+                }
+                /* the groups whose last label was folded */
+                int64_t q0 = 0, q1 = nseg;
+                if (sacc[q0] == 0) q0++;
+                if (q1 > q0 && C + sacc[q1 - 1] * Q != j0 + soff[q1 - 1] + slen[q1 - 1]) q1--;
+                for (int64_t r = 0; r < nr && q1 > q0; r++) {
+                    double *s = st + r * SW;
+                    for (int64_t q = q0; q < q1; q++)
+                        s[SW - 1] += dnm_score_group_term(p, C, s[0], s[SW - 2], s[slot[q]],
+                                                          s[1 + RW + slot[q]], &my_floored);
                 }
             }
+            if (stop) continue;
             for (int64_t r = 0; r < nr; r++) {
                 const double *s = st + r * SW;
-                out[r0 + r] = dnm_score_finish_row(p, C, s[0], s[1 + G], s + 1, s + 2 + G, &my_floored);
+                out[r0 + r] = G > 0 ? dnm_score_finish_groups(p, C, s[SW - 1])
+                                    : dnm_score_finish_row(p, C, s[0], s[1 + RW], NULL, NULL,
+                                                           &my_floored);
             }
             dnm_tick_done(tick, tick_ctx, &done, ntiles, &stop, err);
         }

@@ -35,6 +35,9 @@
 #ifndef DNM_LB_BYTES
 #define DNM_LB_BYTES (1 << 20)
 #endif
+#ifndef DNM_STATE_BYTES
+#define DNM_STATE_BYTES (16 << 20)
+#endif
 #ifndef DNM_IT_MAX
 #define DNM_IT_MAX 256
 #endif
@@ -416,6 +419,11 @@ int SIMD_FN(dnm_score_f)(const dnm_matrix *images, const dnm_matrix *id, const d
         if (IT > share) IT = share;
         if (IT > DNM_IT_MAX) IT = DNM_IT_MAX;
         if (IT < MR) IT = MR;
+    }
+    { /* per image 2 (1 + G) doubles of state: at most DNM_STATE_BYTES a thread for many
+       * groups (scores do not depend on IT) */
+        const int64_t cap = (int64_t)(DNM_STATE_BYTES / (16.0 * (double)(1 + G))) / MR * MR;
+        if (IT > cap) IT = cap < MR ? MR : cap;
     }
     const int64_t ntiles = (N + IT - 1) / IT;
     const int64_t ITP = (IT + MR - 1) / MR * MR; /* padded to whole panels */

@@ -5,7 +5,9 @@ own tiles (so the two pools never multiply).  The thread count of a call is, in
 order: the call's ``num_threads`` argument, ``dnm.set_num_threads(n)``, else
 OpenMP's maximum (``OMP_NUM_THREADS``, ``threadpoolctl.threadpool_limits``);
 it is always capped by the OpenBLAS setting, so ``threadpool_limits(1)``
-limits dnm to one thread.  Results do not depend on the thread count.
+limits dnm to one thread.  In a child forked after dnm ran on more than one thread, every
+call runs on one thread (GNU OpenMP cannot use more there).  Results do not depend on the
+thread count.
 """
 from __future__ import annotations
 

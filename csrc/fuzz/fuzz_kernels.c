@@ -357,7 +357,7 @@ static void fuzz_metrics(reader *r)
     dnm_metrics_result res;
     dnm_error err;
     memset(&err, 0, sizeof err);
-    int rc = dnm_metrics(a, n1, a + n1, n0, tpr, nthreads, &res, &err);
+    int rc = dnm_metrics(a, n1, a + n1, n0, tpr, nthreads, NULL, NULL, &res, &err);
     check_rc(rc, "dnm_metrics");
     if (rc == DNM_OK) {
         double v[6] = {res.auroc, res.aupr_in, res.aupr_out, res.fpr_paper, res.fpr_openood, res.fpr_interp};

@@ -4,7 +4,10 @@ import numpy as np
 
 
 def normalize(a):
+    """Rows divided by their L2 norm, scaled first by their largest magnitude (so that a
+    norm above the float64 range or a subnormal one does not turn the row into 0 or inf)."""
     a = np.asarray(a, dtype=np.float64)
+    a = a / np.abs(a).max(axis=1, keepdims=True)
     return a / np.linalg.norm(a, axis=1, keepdims=True)
 
 
