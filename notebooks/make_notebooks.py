@@ -144,7 +144,7 @@ BYO = [
 
 `dnm` scores embeddings; `dnm.encoders` turns a CLIP model into them. This notebook goes the
 whole way: a Hugging Face `transformers` or `open_clip` model (your own object, or loaded from
-your disk / cache: dnm never downloads anything) → raw text features of the ID class names
+your disk / cache; dnm itself downloads nothing) → raw text features of the ID class names
 and of the corpus → image features of your ID and OOD folders (`dnm.images`: folders, image
 lists, unreadable files reported and skipped) → a detector → the methods × seeds table
 (`dnm.benchmark`).
@@ -178,8 +178,10 @@ SEEDS = [0, 1, 2]                        # groupings of the negatives, for mean 
     md("""
 ## 1. The encoder
 
-`HFClipEncoder` / `OpenClipEncoder` wrap the model you give them (or load one with
-`from_pretrained` / `from_name`, from your disk and cache only: `local_files_only=True`). Both
+`HFClipEncoder` / `OpenClipEncoder` wrap the model you give them, or load one:
+`HFClipEncoder.from_pretrained` from a local folder or your Hugging Face cache only
+(`local_files_only=True` unless you pass False), `OpenClipEncoder.from_name` through open_clip
+(its cache, or open_clip's own download for a `pretrained` tag). Both
 encode batched under `torch.inference_mode()`, on the model's device and dtype, with a
 progress bar, and return **raw, unnormalised** float32 features: DNM's mining rule uses the
 raw norms of the phrase features; the scores normalise by themselves. With `cache_dir`, the
@@ -303,6 +305,8 @@ The official DNM / NegLabel / CSP dumps (`neg_dump_new_*.pth`, `pos_dump_new_ens
 
 
 def build(cells, kernel="python3"):
+    for i, c in enumerate(cells):  # stable ids: a regenerated notebook differs only where it changed
+        c["id"] = f"cell-{i:02d}"
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": kernel, "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
