@@ -43,9 +43,11 @@ clean:
 # The open_clip adapter on a real open_clip model (random weights, no download), in its own
 # environment: open_clip needs torchvision, which here imports only as torch 2.14.1 +
 # torchvision 0.29.1 (a multi-GB build; the main .venv keeps its torch).  The outcome of the
-# last run is recorded in tests_open_clip/LAST_RUN.txt.
+# last run, with the seconds spent installing and testing, is recorded in
+# tests_open_clip/LAST_RUN.txt.  Under .ci/run, clear PIP_CONSTRAINT (it pins torch 2.13.0).
 OC_VENV := .venv-openclip
 OC_PY := $(OC_VENV)/bin/python
+OC_T0 := $(shell date +%s)
 test-open-clip: SHELL := /bin/bash
 test-open-clip:
 	$(PY) -m venv $(OC_VENV)
@@ -53,9 +55,12 @@ test-open-clip:
 	printf 'torch==2.14.1\ntorchvision==0.29.1\n' > $(OC_VENV)/constraints.txt
 	$(OC_PY) -m pip install --quiet -c $(OC_VENV)/constraints.txt torch torchvision
 	$(OC_PY) -m pip install --quiet -c $(OC_VENV)/constraints.txt -e ".[open_clip]" pytest
-	set -o pipefail; { date -u +"%Y-%m-%dT%H:%MZ"; $(OC_PY) -c "import torch, torchvision, open_clip; \
+	set -o pipefail; t1=$$(date +%s); { date -u +"%Y-%m-%dT%H:%MZ"; \
+	  echo "install (venv, torch, torchvision, open_clip, dnm built): $$((t1 - $(OC_T0)))s"; \
+	  $(OC_PY) -c "import torch, torchvision, open_clip; \
 	  print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'open_clip', open_clip.__version__)"; \
-	  $(OC_PY) -m pytest -q -p no:cacheprovider tests_open_clip; } 2>&1 | tee tests_open_clip/LAST_RUN.txt
+	  $(OC_PY) -m pytest -q -p no:cacheprovider tests_open_clip; \
+	  echo "tests (imports included): $$(( $$(date +%s) - t1 ))s"; } 2>&1 | tee tests_open_clip/LAST_RUN.txt
 
 # Build the C core with AddressSanitizer + UndefinedBehaviorSanitizer into build/sanitize
 # and run the test suite against that build (any finding aborts the run).

@@ -47,10 +47,34 @@ from .scores import (DNMGuardWarning, dnm_score, energy_score, make_groups,  # n
 
 __version__ = "0.1.0"
 
+# Imported on first use (``dnm.encoders``, ``dnm.run_benchmark``, ...), so ``import dnm`` stays
+# light; none of them imports torch, transformers or Pillow before one of its functions needs it.
+_LAZY_MODULES = ("benchmark", "dumps", "encoders", "images")
+_LAZY_NAMES = {"run_benchmark": "benchmark"}
+
+
+def __getattr__(name):
+    import importlib
+
+    if name in _LAZY_MODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    elif name in _LAZY_NAMES:
+        value = getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_MODULES) | set(_LAZY_NAMES))
+
+
 __all__ = [
     "__version__", "mcm_score", "max_logit_score", "energy_score", "neglabel_score",
     "dnm_score", "make_groups", "DNMGuardWarning", "set_num_threads", "get_num_threads", "corpus", "Corpus",
     "NegativeLabelDetector", "NotFittedError", "DetectorFileError", "Explanation", "methods",
     "presets", "metrics", "plot", "synthetic", "evaluate",
     "knn_log_distance", "select_dnm", "neglabel_closeness", "select_neglabel", "select_csp",
+    "benchmark", "dumps", "encoders", "images", "run_benchmark",
 ]

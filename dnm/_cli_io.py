@@ -1,7 +1,9 @@
 """File input and output of the ``dnm`` command line: arrays, score files, masks, phrases.
 
 Arrays are read with ``numpy.load(allow_pickle=False)``.  An array argument is a ``.npy``
-file, or an ``.npz`` archive: ``file.npz`` if it holds one array, else ``file.npz:key``.
+file, or an ``.npz`` archive: ``file.npz`` if it holds one array, else ``file.npz:key``; or a
+torch file (``.pt`` / ``.pth``, or any file ``torch.save`` wrote): a tensor, or a dict of tensors
+with ``file.pt:key``, read by :func:`dnm.dumps.read_array` (``weights_only``, nothing unpickled).
 Problems are :class:`UsageError` s, which the command line prints as one line.
 """
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 import sys
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -21,26 +24,36 @@ class UsageError(Exception):
     """A user error: reported as one line ``dnm: error: ...``, exit status 2."""
 
 
-_NPZ_KEY = re.compile(r"^(.*\.npz):([^/\\:]+)$", re.IGNORECASE)
+# what numpy.load raises on a damaged file (a truncated or corrupt .npz member included)
+_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 def load_array(spec, what, key=None):
-    """An array from ``file.npy``, ``file.npz`` (one array, or ``key``) or ``file.npz:key``."""
-    spec = os.fspath(spec)
-    m = _NPZ_KEY.match(spec)
-    path = spec
-    if m and not os.path.exists(spec):
-        path, key2 = m.group(1), m.group(2)
+    """An array from ``file.npy``, ``file.npz`` (one array, or ``key``), ``file.npz:KEY``, or a
+    torch file (``.pt`` / ``.pth``: a tensor, or ``key`` / ``file.pt:KEY`` of a dict of tensors;
+    read by :func:`dnm.dumps.read_array`, never unpickled)."""
+    from . import dumps as _dumps
+
+    path, key2 = _dumps.split_key(spec)
+    if key2 is not None:
         if key is not None and key != key2:
             raise UsageError(f"{what}: two keys given ({key2!r} in the path and --key {key!r})")
         key = key2
     if not os.path.exists(path):
         raise UsageError(f"{what}: file not found: {path}")
     if os.path.isdir(path):
-        raise UsageError(f"{what}: {path} is a directory, expected a .npy or .npz file")
+        raise UsageError(f"{what}: {path} is a directory, expected a .npy, .npz, .pt or .pth "
+                         "file")
+    if _is_torch_input(path):
+        return _torch_array(path, what, key)
+    with open(path, "rb") as fh:  # our handle: numpy leaks its own on a damaged archive
+        return _numpy_array(fh, path, what, key)
+
+
+def _numpy_array(fh, path, what, key):
     try:
-        obj = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+        obj = np.load(fh, allow_pickle=False)
+    except _READ_ERRORS as exc:
         raise UsageError(f"{what}: cannot read {path} as .npy/.npz ({one_line(exc)})") from None
     if isinstance(obj, np.lib.npyio.NpzFile):
         with obj:
@@ -54,13 +67,39 @@ def load_array(spec, what, key=None):
                 raise UsageError(f"{what}: {path} has no array {key!r}; available: {keys}")
             try:
                 arr = obj[key]
-            except ValueError as exc:
+            except _READ_ERRORS as exc:
                 raise UsageError(f"{what}: cannot read {path}:{key} ({one_line(exc)})") from None
     else:
         if key is not None:
             raise UsageError(f"{what}: a key ({key!r}) was given but {path} is a .npy file")
         arr = obj
     return arr
+
+
+def _is_torch_input(path):
+    from . import dumps as _dumps
+
+    if os.path.splitext(path)[1].lower() in (".pt", ".pth"):
+        return True
+    try:
+        return _dumps.file_format(path) == "torch"
+    except OSError:
+        return False
+
+
+def _torch_array(path, what, key):
+    from . import dumps as _dumps
+
+    try:
+        return _dumps.read_array(path, key, ndim=None, floating=False)
+    except _dumps.KeyChoiceError as exc:
+        if key is None:
+            raise UsageError(f"{what}: {path} is a torch file holding {len(exc.keys)} entries "
+                             f"{exc.keys}; choose one with {path}:KEY"
+                             + (" or --key" if what == "--images" else "")) from None
+        raise UsageError(f"{what}: {path} has no array {key!r}; available: {exc.keys}") from None
+    except (ValueError, ImportError, OSError) as exc:
+        raise UsageError(f"{what}: cannot read {path} as a torch file ({one_line(exc)})") from None
 
 
 def matrix(spec, what, key=None):

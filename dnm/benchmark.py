@@ -45,6 +45,7 @@ are fractions in [0, 1] (CSV) or percentages (Markdown, LaTeX).
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import csv
 import io
@@ -60,7 +61,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["run_benchmark", "BenchmarkResult", "load_features", "main_args", "build_parser",
-           "fpr_column", "METRICS"]
+           "add_arguments", "run_args", "fpr_column", "METRICS"]
 
 #: Metric columns besides the FPR ones, in table order.
 METRICS = ("AUROC", "AUPR-In", "AUPR-Out")
@@ -132,14 +133,11 @@ def _is_images(v):
 
 
 def _read_arg(value, name):
+    """An array argument given as a file name (``PATH`` or ``PATH:KEY``) -> its array."""
     if isinstance(value, (str, os.PathLike)):
         from . import dumps as _dumps
 
-        s = os.fspath(value)
-        key = None
-        if "::" in s:
-            s, key = s.rsplit("::", 1)
-        return _dumps.read_array(s, key)
+        return _dumps.read_array(*_dumps.split_key(value))
     return value
 
 
@@ -265,14 +263,28 @@ class _Scorer:
             self.fn = method
 
     @staticmethod
+    def check_inputs(method, ctx):
+        """Raise (before any work starts) if ``method`` lacks an input it needs here."""
+        from .detector import NegativeLabelDetector
+
+        if isinstance(method, str):
+            name = method.lower().replace("-", "_")
+        elif isinstance(method, NegativeLabelDetector) and not hasattr(method, "id_labels_"):
+            name = method.method
+        else:
+            return
+        if ctx["id_labels"] is None:
+            raise ValueError(f"method {name!r} needs id_labels (or a dump, or an encoder "
+                             "with id_names)")
+        if (name in _NEEDS_NEGATIVES and ctx["candidates"] is None
+                and (ctx["negatives"] is None or not isinstance(method, str))):
+            raise ValueError(f"method {name!r} mines negative labels and needs candidates "
+                             "(+ is_adjective), already selected negatives, or a dump")
+
+    @staticmethod
     def _fit(det, ctx):
         needs = det.method in _NEEDS_NEGATIVES
-        if ctx["id_labels"] is None:
-            raise ValueError(f"method {det.method!r} needs id_labels (or a dump, or an encoder "
-                             "with id_names)")
-        if needs and ctx["candidates"] is None:
-            raise ValueError(f"method {det.method!r} mines negative labels and needs candidates "
-                             "(+ is_adjective), already selected negatives, or a dump")
+        _Scorer.check_inputs(det, ctx)
         if needs:
             det.fit(ctx["id_labels"], ctx["candidates"], ctx["is_adjective"], ctx["phrases"],
                     id_names=ctx["id_names"])
@@ -391,6 +403,8 @@ def run_benchmark(features, *, id_name=None, id_labels=None, candidates=None,
     fcols = [fpr_column(t, c) for c in conventions]
     metric_cols = fcols + list(METRICS)
 
+    for _, method in items:
+        _Scorer.check_inputs(method, ctx)
     tqdm = tqdm_class()
     per_seed, scores = [], {}
     notes = []
@@ -629,14 +643,14 @@ def _write(path, text):
     return text
 
 
-def build_parser(prog="dnm benchmark"):
-    """The argument parser of ``dnm benchmark`` (see :func:`main_args`)."""
-    import argparse
+DESCRIPTION = (
+    "Methods x seeds on precomputed features: per-seed results and mean ± std per OOD set and "
+    "on average (CSV, Markdown, LaTeX, report.json).  Array inputs may be .npy, .npz, .pt or "
+    ".pth; PATH:KEY picks a member of an .npz or of a dict of tensors.")
 
-    ap = argparse.ArgumentParser(
-        prog=prog, description="Methods x seeds on precomputed features: per-seed results and "
-        "mean ± std per OOD set and on average (CSV, Markdown, LaTeX).  Array inputs may be "
-        ".npy, .npz, .pt or .pth; PATH::KEY picks a member of an .npz or a dict of tensors.")
+
+def add_arguments(ap):
+    """Add the options of ``dnm benchmark`` to the argparse parser ``ap``."""
     ap.add_argument("features", nargs="?", help="a CLIP_features_*.pth dump (dataset -> "
                     "features, ID first) or a folder of feature files (one per dataset)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=PATH",
@@ -646,7 +660,7 @@ def build_parser(prog="dnm benchmark"):
     ap.add_argument("--id-labels", metavar="PATH", help="ID label embeddings (C, D)")
     ap.add_argument("--candidates", metavar="PATH", help="raw candidate embeddings (N, D)")
     ap.add_argument("--is-adjective", metavar="PATH",
-                    help=".npy of N booleans (or 0/1) marking adjective candidates")
+                    help="N booleans (or 0/1) marking adjective candidates (.npy, .npz, .pt)")
     ap.add_argument("--negatives", metavar="PATH", help="already selected negatives (M, D): "
                     "scored as they are, no mining")
     ap.add_argument("--dump", action="append", default=[], metavar="PATH",
@@ -660,51 +674,86 @@ def build_parser(prog="dnm benchmark"):
     ap.add_argument("--conventions", default="paper",
                     help="FPR conventions: paper, openood, interp (comma-separated)")
     ap.add_argument("--ddof", type=int, default=0, help="std's delta degrees of freedom")
-    ap.add_argument("--out", required=True, help="output folder")
+    ap.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
     ap.add_argument("--plots", action="store_true", help="also write histograms and ROCs")
-    ap.add_argument("--quiet", action="store_true", help="no progress bar, no table printed")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads of the C kernels (default: dnm's global setting)")
+    ap.add_argument("-q", "--quiet", action="store_true",
+                    help="no progress bar, no table printed")
     return ap
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # usage errors raise (one line, exit status 2), never exit
+        raise ValueError(f"{message} (see '{self.prog} --help')")
+
+
+def build_parser(prog="dnm benchmark"):
+    """The argument parser of ``dnm benchmark`` (see :func:`main_args`); a usage error raises
+    a ValueError instead of exiting."""
+    return add_arguments(_Parser(prog=prog, description=DESCRIPTION))
+
+
+def run_args(args, *, stdout=None):
+    """Run ``dnm benchmark`` on parsed arguments (:func:`add_arguments`), save, print the
+    table unless ``args.quiet``; returns the :class:`BenchmarkResult`.  Bad inputs raise
+    ValueError / TypeError / FileNotFoundError / ImportError (:mod:`dnm.dumps` errors included)."""
+    import sys
+
+    from . import dumps as _dumps
+
+    out = stdout or sys.stdout
+    if args.set and args.features:
+        raise ValueError("give either FEATURES or --set NAME=PATH, not both")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError("--threads: must be >= 1")
+    features = args.features
+    if args.set:
+        features = {}
+        for item in args.set:
+            name, sep, path = item.partition("=")
+            if not sep or not name or not path:
+                raise ValueError(f"--set: expected NAME=PATH, got {item!r}")
+            if name in features:
+                raise ValueError(f"--set: dataset {name!r} given twice")
+            features[name] = _read_arg(path, f"--set {name}")
+    is_adj = None
+    if args.is_adjective:
+        is_adj = _dumps.read_array(*_dumps.split_key(args.is_adjective), ndim=1,
+                                   floating=False)
+        if is_adj.dtype.kind not in "biu" or (is_adj.dtype.kind != "b"
+                                               and not np.isin(is_adj, (0, 1)).all()):
+            raise ValueError(f"--is-adjective: expected booleans (or 0/1), got {is_adj.dtype}")
+        is_adj = is_adj.astype(bool)
+    res = run_benchmark(features, id_name=args.id_name, id_labels=args.id_labels,
+                        candidates=args.candidates, is_adjective=is_adj,
+                        negatives=args.negatives, dump=args.dump or None,
+                        methods=args.methods, seeds=args.seeds, preset=args.preset,
+                        tpr=args.tpr, conventions=args.conventions, ddof=args.ddof,
+                        out_dir=args.out, plots=args.plots, progress=not args.quiet,
+                        num_threads=args.threads)
+    if not args.quiet:
+        print(res.to_markdown(), file=out, end="")
+        print(f"written to {args.out}", file=out)
+    return res
 
 
 def main_args(argv=None, *, prog="dnm benchmark", stdout=None, stderr=None) -> int:
     """``dnm benchmark`` without the CLI module: parse ``argv``, run, save, print the table.
 
-    Returns the exit code: 0, or 2 after printing a one-line error for bad inputs.
+    Returns the exit code: 0 (also after ``--help``), or 2 after printing one line
+    ``<prog>: error: ...`` for bad arguments or inputs.
     """
     import sys
 
-    out = stdout or sys.stdout
     err = stderr or sys.stderr
-    args = build_parser(prog).parse_args(argv)
     try:
-        if args.set and args.features:
-            raise ValueError("give either FEATURES or --set NAME=PATH, not both")
-        features = args.features
-        if args.set:
-            features = {}
-            for item in args.set:
-                name, sep, path = item.partition("=")
-                if not sep or not name or not path:
-                    raise ValueError(f"--set: expected NAME=PATH, got {item!r}")
-                features[name] = _read_arg(path, f"--set {name}")
-        is_adj = None
-        if args.is_adjective:
-            is_adj = np.load(args.is_adjective, allow_pickle=False)
-            if is_adj.ndim != 1 or is_adj.dtype.kind not in "biu":
-                raise ValueError(f"--is-adjective: expected a 1-D bool array, got "
-                                 f"{is_adj.dtype} {is_adj.shape}")
-            is_adj = is_adj.astype(bool)
-        res = run_benchmark(features, id_name=args.id_name, id_labels=args.id_labels,
-                            candidates=args.candidates, is_adjective=is_adj,
-                            negatives=args.negatives, dump=args.dump or None,
-                            methods=args.methods, seeds=args.seeds, preset=args.preset,
-                            tpr=args.tpr, conventions=args.conventions, ddof=args.ddof,
-                            out_dir=args.out, plots=args.plots, progress=not args.quiet)
+        try:
+            args = build_parser(prog).parse_args(argv)
+        except SystemExit as exc:  # --help
+            return exc.code if isinstance(exc.code, int) else 0
+        run_args(args, stdout=stdout)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
-        print(f"{prog}: error: {exc}", file=err)
+        print(f"{prog}: error: {' '.join(str(exc).split())}", file=err)
         return 2
-    if not args.quiet:
-        print(res.to_markdown(), file=out, end="")
-        print(f"written to {args.out}", file=out)
     return 0
-

@@ -8,10 +8,12 @@ Subcommands::
                   (+ negatives) given as arrays -> scores (.npy / .csv / .json)
     dnm evaluate  FPR95 / AUROC / AUPR of ID scores against OOD score files
                   -> Markdown table on stdout, CSV / JSON files
+    dnm benchmark methods x seeds on features per dataset -> mean ± std tables (dnm.benchmark)
     dnm demo      every method on the embedded synthetic benchmark (see dnm.demo)
     dnm bench     time dnm's scoring against NumPy's matrix product, in process
 
-Arrays are read as :mod:`dnm._cli_io` says (``.npy``, ``.npz``, ``file.npz:key``).
+Arrays are read as :mod:`dnm._cli_io` says (``.npy``, ``.npz``, ``file.npz:key``, torch files
+``.pt`` / ``.pth`` through :func:`dnm.dumps.read_array`).
 The methods, their options and defaults come from :mod:`dnm.methods`.
 User errors (missing file, wrong shape, bad option, bad key) print one line
 ``dnm: error: ...`` on stderr and exit with status 2.
@@ -253,8 +255,15 @@ def cmd_evaluate(args):
 
 
 # ---------------------------------------------------------------------------------------------
-# dnm demo / bench
+# dnm benchmark / demo / bench
 # ---------------------------------------------------------------------------------------------
+
+def cmd_benchmark(args):
+    from . import benchmark as _benchmark
+
+    _benchmark.run_args(args)
+    return 0
+
 
 def cmd_demo(args):
     from .demo import run_demo
@@ -394,8 +403,10 @@ def build_parser():
                        description="Score image embeddings with a saved detector, or with ID "
                        "label (and negative label) embeddings. Higher = more in-distribution.")
     p.add_argument("--images", required=True, metavar="X.npy",
-                   help="(N, D) image embeddings: .npy, or .npz with --key / FILE.npz:KEY")
-    p.add_argument("--key", help="array name inside an .npz --images file")
+                   help="(N, D) image embeddings: .npy, or .npz / .pt / .pth with --key or "
+                        "FILE:KEY")
+    p.add_argument("--key", help="array name inside an .npz --images file, or key of a dict "
+                   "of tensors in a .pt / .pth file")
     p.add_argument("--detector", metavar="FILE.npz", help="a detector from 'dnm mine --detector' "
                    "or NegativeLabelDetector.save")
     p.add_argument("--id-labels", metavar="P.npy", help="(C, D) ID label embeddings")
@@ -426,6 +437,14 @@ def build_parser():
                    help="write the table: .csv, .json (fractions) or .md (repeatable)")
     common(p)
     p.set_defaults(func=cmd_evaluate)
+
+    # benchmark
+    from . import benchmark as _benchmark
+
+    p = sub.add_parser("benchmark", help="methods x seeds on features per dataset: mean ± std "
+                       "tables", description=_benchmark.DESCRIPTION)
+    _benchmark.add_arguments(p)
+    p.set_defaults(func=cmd_benchmark)
 
     # demo
     p = sub.add_parser("demo", help="all methods on the embedded SYNTHETIC benchmark",

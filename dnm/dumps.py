@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import numbers
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-__all__ = ["Dump", "DumpError", "DUMP_KINDS", "load_torch", "read_dump", "read_array",
-           "read_features"]
+__all__ = ["Dump", "DumpError", "KeyChoiceError", "DUMP_KINDS", "load_torch", "read_dump",
+           "read_array", "read_features", "file_format", "split_key"]
 
 #: Dump kinds recognised by :func:`read_dump`.
 DUMP_KINDS = ("dnm_negatives", "dnm_positives", "neglabel_negatives", "features")
@@ -94,7 +95,9 @@ def load_torch(path):
             # a plain pickle.dump file: torch notes its protocol; the refusal below says more
             warnings.filterwarnings("ignore", message="Detected pickle protocol",
                                     category=UserWarning)
-            return torch.load(os.fspath(p), map_location="cpu", weights_only=True)
+            # our own handle: torch leaves its own open when a damaged archive fails to open
+            with open(p, "rb") as fh:
+                return torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         detail = [ln.strip() for ln in str(exc).splitlines() if "Unsupported" in ln
                   or "GLOBAL" in ln]
@@ -110,8 +113,8 @@ def load_torch(path):
                         ) from None
 
 
-def _array(value, name, where, ndim):
-    """A torch tensor (or ndarray) -> float ndarray with ``ndim`` dims, else DumpError."""
+def _plain(value, name, where):
+    """A torch tensor (or ndarray) -> ndarray (bfloat16 as float32), else DumpError."""
     v = value
     if hasattr(v, "detach"):
         v = v.detach().cpu()
@@ -120,6 +123,12 @@ def _array(value, name, where, ndim):
         v = v.numpy()
     if not isinstance(v, np.ndarray):
         raise DumpError(f"{where}: {name} is a {type(value).__name__}, expected a tensor")
+    return v
+
+
+def _array(value, name, where, ndim):
+    """A torch tensor (or ndarray) -> float ndarray with ``ndim`` dims, else DumpError."""
+    v = _plain(value, name, where)
     if v.dtype.kind != "f":
         raise DumpError(f"{where}: {name} has dtype {v.dtype}, expected floating-point data")
     if v.ndim not in ((ndim,) if isinstance(ndim, int) else ndim):
@@ -225,38 +234,123 @@ def read_features(path) -> dict:
     return d.features
 
 
-def read_array(path, key=None) -> np.ndarray:
-    """One 2-D float array from ``.npy``, ``.npz`` (``key`` or its only member), ``.pt`` /
-    ``.pth`` (a tensor, or ``key`` of a dict of tensors); never unpickles."""
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def file_format(path) -> Optional[str]:
+    """What a file holds, from its first bytes (not its name): ``"npy"``, ``"npz"``, ``"torch"``
+    (a ``torch.save`` zip archive, or a pickle as older torch versions and plain
+    ``pickle.dump`` write) or None (none of these)."""
     p = Path(path)
-    suffix = p.suffix.lower()
+    with open(p, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(_NPY_MAGIC):
+        return "npy"
+    if head.startswith(_ZIP_MAGIC):
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(p) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return "npz"  # a damaged archive: numpy says what is wrong with it
+        # torch.save writes <archive>/data.pkl (+ data/0, ..., version); numpy savez *.npy
+        if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+            return "torch"
+        return "npz"
+    if head[:1] == b"\x80":  # pickle protocol 2+: legacy torch.save or pickle.dump
+        return "torch"
+    return None
+
+
+def split_key(spec):
+    """``("file.npz", "KEY")`` for ``file.npz:KEY`` (also ``.pt`` / ``.pth``, and ``::``), unless
+    a file of that full name exists; else ``(spec, None)``."""
+    s = os.fspath(spec)
+    m = _KEY_SPEC.match(s)
+    if m and not os.path.exists(s):
+        return m.group(1), m.group(2)
+    return s, None
+
+
+_KEY_SPEC = re.compile(r"^(.+\.(?:npz|pt|pth))::?([^:]+)$", re.IGNORECASE)
+
+
+class KeyChoiceError(DumpError):
+    """No key (or an unknown one) given for a file holding several arrays; ``keys`` lists them."""
+
+    def __init__(self, message, keys):
+        super().__init__(message)
+        self.keys = list(keys)
+
+
+def read_array(path, key=None, *, ndim=2, floating=True) -> np.ndarray:
+    """One array from a ``.npy`` file, an ``.npz`` archive (``key``, or its only member) or a
+    torch file (a tensor, or ``key`` of a dict of tensors); never unpickles.
+
+    The format is told from the file's content, not its name.  By default the array must be
+    2-D floating-point (features); ``ndim=None`` / ``floating=False`` lift these checks (masks,
+    scores).  Every problem is a ValueError (:class:`DumpError` for torch files,
+    :class:`KeyChoiceError` for a missing or unknown key), FileNotFoundError for a missing file.
+    """
+    p = Path(path)
     where = p.name
-    if suffix == ".npy":
+    if not p.is_file():
+        raise FileNotFoundError(f"path: {str(p)!r} not found")
+    kind = file_format(p)
+
+    def check(v, name):
+        if ndim == 2 and floating:
+            return _array(v, name, where, 2)
+        a = _plain(v, name, where)
+        if ndim is not None and a.ndim != ndim:
+            raise DumpError(f"{where}: {name} has shape {tuple(a.shape)}, expected {ndim}-D")
+        if floating and a.dtype.kind != "f":
+            raise DumpError(f"{where}: {name} has dtype {a.dtype}, expected floating-point data")
+        return a
+
+    if kind == "npy":
         if key is not None:
             raise ValueError(f"key: {where} is a .npy file holding one array; no key applies")
-        return _array(np.load(p, allow_pickle=False), "the array", where, 2)
-    if suffix == ".npz":
-        with np.load(p, allow_pickle=False) as z:
-            names = list(z.files)
-            if key is None:
-                if len(names) != 1:
-                    raise ValueError(f"key: {where} holds {names}; say which one")
-                key = names[0]
-            if key not in names:
-                raise ValueError(f"key: {key!r} not in {where} (holds {names})")
-            return _array(z[key], key, where, 2)
-    if suffix in (".pt", ".pth"):
+        try:
+            with open(p, "rb") as fh:
+                return check(np.load(fh, allow_pickle=False), "the array")
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"{where}: not a readable .npy file ({exc})") from None
+    if kind == "npz":
+        import zipfile
+
+        try:  # our own handle: numpy leaks its own when a damaged archive fails to open
+            with open(p, "rb") as fh, np.load(fh, allow_pickle=False) as z:
+                names = list(z.files)
+                if key is None:
+                    if len(names) != 1:
+                        raise KeyChoiceError(f"key: {where} holds {len(names)} arrays {names}; "
+                                             "say which one", names)
+                    key = names[0]
+                if key not in names:
+                    raise KeyChoiceError(f"key: {key!r} not in {where} (holds {names})", names)
+                return check(z[key], key)
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{where}: not a readable .npz archive ({exc})") from None
+    if kind == "torch":
         obj = load_torch(p)
         if isinstance(obj, dict):
             names = [str(k) for k in obj]
             if key is None:
                 if len(obj) != 1:
-                    raise ValueError(f"key: {where} holds {names}; say which one")
+                    raise KeyChoiceError(f"key: {where} is a torch file holding a dict of "
+                                         f"{len(names)} entries {names}; say which one", names)
                 key = next(iter(obj))
             if key not in obj:
-                raise ValueError(f"key: {key!r} not in {where} (holds {names})")
-            return _array(obj[key], str(key), where, 2)
+                raise KeyChoiceError(f"key: {key!r} not in {where} (a torch file holding "
+                                     f"{names})", names)
+            return check(obj[key], str(key))
         if key is not None:
-            raise ValueError(f"key: {where} holds one tensor; no key applies")
-        return _array(obj, "the tensor", where, 2)
-    raise ValueError(f"path: {where}: expected a .npy, .npz, .pt or .pth file")
+            raise ValueError(f"key: {where} is a torch file holding one "
+                             f"{'tensor' if hasattr(obj, 'detach') else type(obj).__name__}; "
+                             "no key applies")
+        return check(obj, "the tensor")
+    raise ValueError(f"{where}: not a NumPy or torch file; expected a .npy, .npz, .pt or .pth "
+                     "file (numpy.save, numpy.savez, torch.save)")

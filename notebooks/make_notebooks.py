@@ -1,9 +1,14 @@
-"""Write notebooks/quickstart.ipynb and notebooks/bring-your-own-clip.ipynb (without outputs).
+"""Write notebooks/quickstart.ipynb and notebooks/bring-your-own-clip.ipynb, executed.
 
-Edit the cells here, then run ``python notebooks/make_notebooks.py``.  The test suite
-(tests/test_notebooks.py) executes both notebooks and checks their outputs; cells the tests
-look at carry a tag in their metadata.
+Edit the cells here, then run ``python notebooks/make_notebooks.py`` (from the repository, with
+dnm importable; needs nbclient, ipykernel and matplotlib): it writes both notebooks and
+executes them in a temporary folder, so they are stored with their outputs and read well on a
+repository browser (``--no-execute``: without outputs).  The test suite
+(tests/test_notebooks.py) checks that the stored cells are these, executes both notebooks and
+checks their outputs; cells the tests look at carry a tag in their metadata.
 """
+import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -135,198 +140,201 @@ plots and a JSON/CSV report) and `dnm mine / score / evaluate` on your own `.npy
 
 BYO = [
     md("""
-# Bring your own CLIP: encode the corpus, the ID names and the images, then feed dnm
+# Bring your own CLIP: from a model and image folders to dnm's table
 
-`dnm` never runs a model: it takes embeddings as arrays. This notebook shows the whole path
-with the encoder as a **parameter**: two functions, `encode_text(list_of_str) -> (n, D)` and
-`encode_images(batch) -> (n, D)`.
+`dnm` scores embeddings; `dnm.encoders` turns a CLIP model into them. This notebook goes the
+whole way: a Hugging Face `transformers` or `open_clip` model (your own object, or loaded from
+your disk / cache; dnm itself downloads nothing) → raw text features of the ID class names
+and of the corpus → image features of your ID and OOD folders (`dnm.images`: folders, image
+lists, unreadable files reported and skipped) → a detector → the methods × seeds table
+(`dnm.benchmark`).
 
-> **In CI this notebook runs with a small stand-in encoder** — a deterministic hashing /
-> random-projection "text encoder" written in NumPy, and fake "images" made from text
-> encodings plus noise. It has no notion of meaning, so **the metrics below are meaningless**;
-> they only show that the plumbing works. Set `USE_OPEN_CLIP = True` (needs `open_clip_torch`,
-> a download of the weights, and your images) to run the same cells with a real CLIP.
+> **The outputs stored here come from `USE_MODEL = False`:** synthetic CLIP-like embeddings
+> (`dnm.synthetic`), no model and no image; the numbers say how the methods behave on that
+> random generator, **nothing about CLIP**. Set `USE_MODEL = True`, the model and the image
+> folders in the next cell to run it on real data (pip install `dnm[hf]` or `dnm[open_clip]`).
+> The test suite runs the `USE_MODEL = True` path end to end with a small random-weight
+> `transformers` CLIP saved to disk and images it writes.
 """),
     code("""
-import hashlib
-from functools import lru_cache
-
 import numpy as np
 import dnm
 
-USE_OPEN_CLIP = False   # True: real open_clip ViT-B/16 (not executed in CI)
-N_PHRASES = 3000        # a subset of the ~57,000-phrase corpus keeps the stand-in fast; None = all
-"""),
+USE_MODEL = False                        # True: your CLIP and your images (below)
+BACKEND = "hf"                           # "hf" (transformers) or "open_clip"
+MODEL = "openai/clip-vit-base-patch16"   # HF name in your cache or a local folder; open_clip: e.g. "ViT-B-16"
+PRETRAINED = "openai"                    # open_clip only: its weights tag (from your cache)
+PRESET = "ViT-B/16"                      # DNM's parameter row for the backbone
+DEVICE, DTYPE = "cpu", None              # e.g. "cuda", "float16"
+CACHE_DIR = None                         # e.g. "~/.cache/dnm": encodings kept on disk
+ID_NAMES = ["goldfish", "great white shark", "tiger shark", "hammerhead", "electric ray"]
+ID_IMAGES = "data/id_val"                # a folder (flat, or one subfolder per class),
+OOD_IMAGES = {"ood-a": "data/ood_a",     # an image-list file ("path label" lines), or a
+              "ood-b": "data/ood_b.txt"} # list of paths
+N_PHRASES = 3000                         # a subset of the ~57,000-phrase corpus; None = all
+PARAMS = {"dnm": {"k": 10}}              # method overrides (a small kNN for a small corpus)
+SEEDS = [0, 1, 2]                        # groupings of the negatives, for mean ± std
+""", tag="parameters"),
     md("""
-## The encoder (a parameter)
+## 1. The encoder
 
-With open_clip (guarded by the flag, not run in CI). Keep the text features **raw** — do not
-normalise them: DNM's mining rule uses the raw norms. dnm normalises where the scores need it.
+`HFClipEncoder` / `OpenClipEncoder` wrap the model you give them, or load one:
+`HFClipEncoder.from_pretrained` from a local folder or your Hugging Face cache only
+(`local_files_only=True` unless you pass False), `OpenClipEncoder.from_name` through open_clip
+(its cache, or open_clip's own download for a `pretrained` tag). Both
+encode batched under `torch.inference_mode()`, on the model's device and dtype, with a
+progress bar, and return **raw, unnormalised** float32 features: DNM's mining rule uses the
+raw norms of the phrase features; the scores normalise by themselves. With `cache_dir`, the
+features are cached on disk, keyed by the model (a fingerprint of the weights), the
+tokenizer or image transform, the templates and the ensembling rule; for images also by each
+file's path, size and modification time.
 
-With Hugging Face `transformers` the same two functions are:
-
-```python
-from transformers import CLIPModel, CLIPProcessor
-model = CLIPModel.from_pretrained("openai/clip-vit-base-patch16").eval()
-proc = CLIPProcessor.from_pretrained("openai/clip-vit-base-patch16")
-
-@torch.no_grad()
-def encode_text(prompts):
-    return model.get_text_features(**proc(text=prompts, padding=True, return_tensors="pt")).numpy()
-
-@torch.no_grad()
-def encode_images(pil_images):
-    return model.get_image_features(**proc(images=pil_images, return_tensors="pt")).numpy()
-```
+Your own objects work the same way:
+`dnm.encoders.HFClipEncoder(CLIPModel.from_pretrained(...), CLIPProcessor.from_pretrained(...))`,
+`dnm.encoders.OpenClipEncoder(model, preprocess, open_clip.get_tokenizer(name))`, and OpenAI's
+`clip` package as `OpenClipEncoder(model, preprocess, clip.tokenize)`.
 """),
     code("""
-if USE_OPEN_CLIP:
-    import open_clip, torch
-    model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-16", pretrained="openai")
-    tokenizer = open_clip.get_tokenizer("ViT-B-16")
-    model.eval()
-
-    @torch.no_grad()
-    def encode_text(prompts):
-        return model.encode_text(tokenizer(prompts)).float().numpy()      # raw features
-
-    @torch.no_grad()
-    def encode_images(pil_images):
-        batch = torch.stack([preprocess(im) for im in pil_images])
-        return model.encode_image(batch).float().numpy()
-    MODEL_NAME = "open_clip ViT-B-16 openai"
-    PRESET = "ViT-B/16"
-"""),
+if USE_MODEL:
+    if BACKEND == "hf":
+        encoder = dnm.encoders.HFClipEncoder.from_pretrained(MODEL, device=DEVICE, dtype=DTYPE,
+                                                             cache_dir=CACHE_DIR)
+    elif BACKEND == "open_clip":
+        encoder = dnm.encoders.OpenClipEncoder.from_name(MODEL, pretrained=PRETRAINED,
+                                                         device=DEVICE, dtype=DTYPE,
+                                                         cache_dir=CACHE_DIR)
+    else:
+        raise ValueError(f"BACKEND: 'hf' or 'open_clip', not {BACKEND!r}")
+    print(type(encoder).__name__, "on", encoder.device, encoder.dtype)
+else:
+    print("USE_MODEL = False: synthetic embeddings stand in for the encoder's output")
+""", tag="encoder"),
     md("""
-The stand-in used in CI: each word gets a fixed pseudo-random vector (seeded by a hash of the
-word); a prompt's embedding is a shared "text" direction plus the sum of its word vectors, so
-norms vary from prompt to prompt as raw CLIP norms do. An "image" of a concept is the
-embedding of a caption plus an image-only offset (a crude modality gap) and noise.
+## 2. Text: the ID labels and the corpus
+
+ID classes are prompted as `the nice {}` (`dnm.corpus.ID_TEMPLATE`); the corpus's nouns as
+`the nice {}` and its adjectives as `This is a {} photo`, as the papers do. Excluding the ID
+names from the corpus is optional.
 """),
     code("""
-if not USE_OPEN_CLIP:
-    D = 256
-    _rng = np.random.default_rng(0)
-    COMMON = _rng.standard_normal(D); COMMON *= 6.0 / np.linalg.norm(COMMON)
-    IMAGE_ONLY = _rng.standard_normal(D); IMAGE_ONLY *= 1.0 / np.linalg.norm(IMAGE_ONLY)
-
-    @lru_cache(maxsize=None)
-    def _word(w):
-        seed = int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little")
-        return np.random.default_rng(seed).standard_normal(D) / np.sqrt(D)
-
-    def encode_text(prompts):
-        out = np.empty((len(prompts), D), np.float32)
-        for i, p in enumerate(prompts):
-            words = p.lower().replace("-", " ").split()
-            out[i] = COMMON + 2.0 * sum(_word(w) for w in words)
-        return out
-
-    def encode_images(captions, noise=0.6, seed=0):
-        # stand-in "images": caption embeddings, normalised, plus an image-only offset and noise
-        t = encode_text(captions).astype(np.float64)
-        t /= np.linalg.norm(t, axis=1, keepdims=True)
-        eps = np.random.default_rng(seed).standard_normal(t.shape) * noise / np.sqrt(D)
-        return (0.5 * t + 0.8 * IMAGE_ONLY + eps).astype(np.float32)
-    MODEL_NAME = "stand-in hashing encoder"
-    PRESET = "ViT-B/16"
-print("encoder:", MODEL_NAME)
-"""),
-    md("""
-## 1. ID class names and their prompts
-
-Your label set; the papers prompt ID classes as `the nice {}`. Excluding the ID names from the
-corpus is optional (DNM and NegLabel do not need it).
-"""),
-    code("""
-ID_NAMES = ["goldfish", "great white shark", "tiger shark", "hammerhead", "electric ray",
-            "stingray", "cock", "hen", "ostrich", "brambling", "goldfinch", "house finch",
-            "junco", "indigo bunting", "robin", "bulbul", "jay", "magpie", "chickadee",
-            "water ouzel"]
-id_labels = dnm.corpus.encode(ID_NAMES, encode_text, templates="the nice {}", progress=False)
-id_labels.shape
-"""),
-    md("""
-## 2. The corpus: load, (subsample), encode
-
-`dnm.corpus.encode` batches the prompts through your encoder and, with `cache_dir=` and
-`model_name=`, caches the result on disk (keyed by a hash of the model name, phrases and
-templates), so the ~57,000 prompts are encoded once per model.
-"""),
-    code("""
-corpus = dnm.corpus.load("dnm", exclude=ID_NAMES)
-if N_PHRASES is not None and N_PHRASES < len(corpus):
-    keep = np.sort(np.random.default_rng(0).choice(len(corpus), N_PHRASES, replace=False))
-    corpus = corpus[keep]
-candidates = dnm.corpus.encode(corpus, encode_text, model_name=MODEL_NAME, batch_size=512,
-                               progress=False)   # add cache_dir="~/.cache/dnm" for real models
-print(corpus, candidates.shape, "raw norms %.2f-%.2f" % tuple(
-    np.percentile(np.linalg.norm(candidates, axis=1), [1, 99])))
-"""),
+if USE_MODEL:
+    corpus = dnm.corpus.load("dnm", exclude=ID_NAMES)
+    if N_PHRASES is not None and N_PHRASES < len(corpus):
+        keep = np.sort(np.random.default_rng(0).choice(len(corpus), N_PHRASES, replace=False))
+        corpus = corpus[keep]
+    id_labels = encoder.encode_text(ID_NAMES, templates=dnm.corpus.ID_TEMPLATE)
+    candidates = encoder.encode_text(corpus)          # templates by part of speech
+    is_adjective, phrases, id_names = corpus.is_adjective, corpus.phrases, ID_NAMES
+else:
+    from dnm.synthetic import make_benchmark
+    bench = make_benchmark("small", seed=0)           # SYNTHETIC, see the top of the notebook
+    id_labels, candidates = bench.id_labels, bench.candidates
+    is_adjective, phrases, id_names = bench.is_adjective, bench.candidate_names, bench.id_names
+norms = np.linalg.norm(candidates, axis=1)
+print(f"ID labels {id_labels.shape}, candidates {candidates.shape} "
+      f"({int(np.sum(is_adjective))} adjectives), raw norms {norms.min():.2f} to {norms.max():.2f}")
+""", tag="text"),
     md("""
 ## 3. Images
 
-With a real model: `encode_images(list_of_PIL_images)` over your ID validation set and your
-OOD sets, batch by batch. The stand-in makes ID "images" from captions of the ID classes and
-OOD "images" from captions of other concepts.
+`encode_images` takes a folder (flat, or one subfolder per class), an OpenOOD-style image-list
+file (`path label` lines, paths relative to the list's folder or to `root=` of
+`dnm.images.read_image_list`), a list of paths or a `dnm.images.ImageList`. Files are decoded
+with Pillow in a `torch.utils.data.DataLoader` (`num_workers=`); the rows follow the order of
+the paths (a folder: sorted). An unreadable file is skipped with a warning naming it and the
+reason (`on_error="raise"` refuses instead, after one full pass listing all of them).
 """),
     code("""
-rng = np.random.default_rng(1)
-id_captions = [f"a photo of a {ID_NAMES[i]}" for i in rng.integers(0, len(ID_NAMES), 400)]
-far_words = [p for p, a in zip(corpus.phrases, corpus.is_adjective) if not a][:200]
-ood_captions = [f"a photo of a {far_words[i]}" for i in rng.integers(0, len(far_words), 400)]
-id_images = encode_images(id_captions, seed=2)
-ood_images = {"other-concepts": encode_images(ood_captions, seed=3)}
-id_images.shape, ood_images["other-concepts"].shape
-"""),
-    md("## 4. Fit, score, evaluate"),
+if USE_MODEL:
+    X_id = encoder.encode_images(ID_IMAGES)
+    X_ood = {name: encoder.encode_images(src) for name, src in OOD_IMAGES.items()}
+else:
+    X_id, X_ood = bench.id_images, dict(bench.ood_images)
+print("ID", X_id.shape, {name: X.shape for name, X in X_ood.items()})
+""", tag="images"),
+    md("## 4. One detector: fit, score, evaluate, explain"),
     code("""
-results = {}
-for method in ["mcm", "neglabel", "dnm"]:
-    det = dnm.NegativeLabelDetector(method, preset=PRESET, k=10 if N_PHRASES else None)
-    det.fit(id_labels, candidates, phrases=corpus, id_names=ID_NAMES)
-    s_id = det.score_samples(id_images)
-    table = dnm.evaluate(s_id, {k: det.score_samples(X) for k, X in ood_images.items()})
-    results[method] = det
-    print(method, f"({len(det.negatives_)} negatives)")
-    print(dnm.metrics.to_markdown(table))
+det = dnm.NegativeLabelDetector("dnm", preset=PRESET, **PARAMS.get("dnm", {}))
+det.fit(id_labels, candidates, is_adjective=is_adjective, phrases=phrases, id_names=id_names)
+print(det)
+s_id = det.score_samples(X_id)
+table = dnm.evaluate(s_id, {name: det.score_samples(X) for name, X in X_ood.items()})
+print(dnm.metrics.to_markdown(table))
 """, tag="evaluate"),
     code("""
-det = results["dnm"]
-print(det.explain(ood_images["other-concepts"][:1], k=3).to_text())
+name = next(iter(X_ood))
+print(det.explain(X_ood[name][:1], k=3).to_text())
 """, tag="explain"),
     md("""
-## 5. The same from a shell
+## 5. Methods × seeds: the table
 
-Save the arrays and use the command line:
+`dnm.benchmark.run_benchmark` fits each method once, re-groups the negatives for every seed,
+and gives the per-seed metrics and mean ± std per OOD set and on average (FPR's convention in
+the column names). `res.save(folder)` writes CSV, Markdown, LaTeX and a JSON report.
+"""),
+    code("""
+import tempfile
+
+res = dnm.benchmark.run_benchmark(
+    {"ID": X_id, **X_ood}, id_labels=id_labels, candidates=candidates,
+    is_adjective=is_adjective, methods=["mcm", "neglabel", "csp", "dnm"], seeds=SEEDS,
+    preset=PRESET, params=PARAMS, progress=False)
+print(res.to_markdown())
+out = tempfile.mkdtemp(prefix="dnm-benchmark-")
+print(sorted(res.save(out)))
+""", tag="benchmark"),
+    md("""
+## 6. The same from a shell
+
+Save the features (`np.save`, or `torch.save` of a dict of tensors) and run
 
 ```bash
-python -c "import numpy as np; ..."    # np.save("cand.npy", candidates) etc.
-dnm mine --candidates cand.npy --id-labels id.npy --adjectives-from dnm --detector det.npz
-dnm score --detector det.npz --images id_images.npy --out id_scores.npy
-dnm score --detector det.npz --images ood_images.npy --out ood_scores.npy
-dnm evaluate --id id_scores.npy --ood myood=ood_scores.npy --out table.csv
+dnm benchmark --set ID=x_id.npy --set ood-a=x_ood_a.npy --set ood-b=feats.pt:ood-b \\
+    --id-labels id_labels.npy --candidates candidates.npy --is-adjective is_adjective.npy \\
+    --methods mcm,neglabel,csp,dnm --seeds 0,1,2 --out results/
+dnm mine --candidates candidates.npy --id-labels id_labels.npy --is-adjective is_adjective.npy \\
+    --detector det.npz
+dnm score --detector det.npz --images x_id.npy --out id_scores.npy
 ```
 
-(`--adjectives-from dnm` takes the noun/adjective mask of the full, unsubsampled corpus preset;
-for a subset or your own corpus save the mask and pass `--is-adjective mask.npy`.)
+The official DNM / NegLabel / CSP dumps (`neg_dump_new_*.pth`, `pos_dump_new_ens.pth`,
+`neg_dump.pth`, `CLIP_features_*.pth`) are read with `dnm.dumps.read_dump` or
+`dnm benchmark CLIP_features_B16.pth --dump neg_dump_new_B16.pth --out results/`.
 """),
 ]
 
 
 def build(cells, kernel="python3"):
+    for i, c in enumerate(cells):  # stable ids: a regenerated notebook differs only where it changed
+        c["id"] = f"cell-{i:02d}"
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": kernel, "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     return nb
 
 
-def main():
-    for name, cells in (("quickstart.ipynb", QUICKSTART), ("bring-your-own-clip.ipynb", BYO)):
+NOTEBOOKS = {"quickstart.ipynb": QUICKSTART, "bring-your-own-clip.ipynb": BYO}
+
+
+def execute(nb, workdir, timeout=600):
+    """Run every cell of ``nb`` in place (kernel python3, cwd ``workdir``), no timing metadata."""
+    import nbclient
+
+    nbclient.NotebookClient(nb, kernel_name="python3", timeout=timeout, record_timing=False,
+                            resources={"metadata": {"path": str(workdir)}}).execute()
+    return nb
+
+
+def main(argv=None):
+    run = "--no-execute" not in (sys.argv[1:] if argv is None else argv)
+    for name, cells in NOTEBOOKS.items():
         nb = build(cells)
+        if run:
+            with tempfile.TemporaryDirectory() as tmp:
+                execute(nb, tmp)
         nbformat.validate(nb)
         nbformat.write(nb, HERE / name)
-        print("wrote", HERE / name)
+        print("wrote", HERE / name, "(executed)" if run else "(no outputs)")
 
 
 if __name__ == "__main__":

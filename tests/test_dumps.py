@@ -142,5 +142,56 @@ def test_read_array_all_formats(tmp_path):
         D.read_array(tmp_path / "two.npz", "z")
     with pytest.raises(ValueError, match="no key applies"):
         D.read_array(tmp_path / "t.pt", "emb")
-    with pytest.raises(ValueError, match="expected a .npy"):
+    (tmp_path / "x.csv").write_text("1,2\n3,4\n")
+    with pytest.raises(ValueError, match="not a NumPy or torch file; expected a .npy"):
         D.read_array(tmp_path / "x.csv")
+    with pytest.raises(FileNotFoundError):
+        D.read_array(tmp_path / "none.npy")
+
+
+def test_read_array_tells_the_format_from_the_content(tmp_path):
+    a = rng.standard_normal((4, 3)).astype(np.float32)
+    torch.save({"emb": torch.from_numpy(a)}, tmp_path / "torch.npz")
+    np.save(tmp_path / "np.npy", a)
+    os.rename(tmp_path / "np.npy", tmp_path / "np.pt")
+    np.savez(tmp_path / "arch.npz", emb=a)
+    os.rename(tmp_path / "arch.npz", tmp_path / "arch.pth")
+    torch.save(torch.from_numpy(a), tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    assert [D.file_format(tmp_path / n) for n in ("torch.npz", "np.pt", "arch.pth",
+                                                  "legacy.pt")] == ["torch", "npy", "npz",
+                                                                    "torch"]
+    for n, key in (("torch.npz", "emb"), ("np.pt", None), ("arch.pth", "emb"),
+                   ("legacy.pt", None)):
+        np.testing.assert_array_equal(D.read_array(tmp_path / n, key), a)
+    (tmp_path / "t.txt").write_text("hello")
+    assert D.file_format(tmp_path / "t.txt") is None
+
+
+def test_read_array_masks_and_scores(tmp_path):
+    torch.save({"adj": torch.tensor([True, False, True]), "s": torch.arange(3.0)},
+               tmp_path / "m.pt")
+    m = D.read_array(tmp_path / "m.pt", "adj", ndim=1, floating=False)
+    assert m.dtype == bool and m.tolist() == [True, False, True]
+    assert D.read_array(tmp_path / "m.pt", "s", ndim=None).tolist() == [0.0, 1.0, 2.0]
+    with pytest.raises(D.DumpError, match="expected 2-D"):
+        D.read_array(tmp_path / "m.pt", "s")
+    with pytest.raises(D.DumpError, match="floating-point"):
+        D.read_array(tmp_path / "m.pt", "adj", ndim=1)
+    with pytest.raises(D.KeyChoiceError, match="say which one") as e:
+        D.read_array(tmp_path / "m.pt", ndim=None)
+    assert e.value.keys == ["adj", "s"]
+
+
+@pytest.mark.parametrize("spec, want", [
+    ("a.npz:key", ("a.npz", "key")), ("d/a.PT:emb", ("d/a.PT", "emb")),
+    ("a.pth::x/y", ("a.pth", "x/y")), ("a.npy:key", ("a.npy:key", None)),
+    ("a.npz", ("a.npz", None)), ("a.pt:", ("a.pt:", None)),
+])
+def test_split_key(spec, want):
+    assert D.split_key(spec) == want
+
+
+def test_split_key_prefers_an_existing_file(tmp_path):
+    p = tmp_path / "odd.npz:name"
+    p.write_bytes(b"")
+    assert D.split_key(str(p)) == (str(p), None)
