@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 
+from ._io import strict_json
 from ._validate import check_mask
 
 
@@ -82,8 +83,8 @@ def load_scores(spec, what):
             raise UsageError(f"{what}: file not found: {spec}")
         try:
             if ext == ".json":
-                with open(spec, encoding="utf-8") as f:
-                    obj = json.load(f)
+                with open(spec, "rb") as f:  # strict: bounded depth, finite numbers only
+                    obj = strict_json(f.read(), max_depth=4, max_containers=16)
                 if isinstance(obj, dict):
                     if "scores" not in obj:
                         raise UsageError(f"{what}: {spec} has no 'scores' list")

@@ -66,3 +66,209 @@ def test_explain_refuses_bad_fitted_labels():
     det.negatives_ = bad
     with pytest.raises(ValueError, match=f"negatives: row {row} has zero norm"):
         det.explain(X)
+
+
+# ---------------------------------------------------------------------------------------------
+# item 6: hostile detector-file metadata
+# ---------------------------------------------------------------------------------------------
+
+import io  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import zipfile  # noqa: E402
+
+from dnm import detector_file as _df  # noqa: E402
+from dnm.detector import DetectorFileError  # noqa: E402
+
+
+@pytest.fixture
+def saved(tmp_path):
+    det, _ = _fitted("dnm")
+    path = tmp_path / "det.npz"
+    det.save(path)
+    return path
+
+
+def _parts(path):
+    with np.load(path, allow_pickle=False) as z:
+        m = {k: z[k] for k in z.files}
+    return json.loads(m.pop("metadata").tobytes()), m
+
+
+def _store(path, raw_meta, arrays):
+    with zipfile.ZipFile(path, "w") as zf:  # stored, as numpy.savez writes it
+        for name, a in [("metadata", np.frombuffer(raw_meta, np.uint8))] + sorted(arrays.items()):
+            b = io.BytesIO()
+            np.lib.format.write_array(b, a)
+            zf.writestr(name + ".npy", b.getvalue())
+
+
+def _tamper(path, edit_meta=None, edit_arrays=None, raw=None):
+    """Rewrite the file as an attacker would: edit, then recompute the checksum."""
+    meta, arrays = _parts(path)
+    if edit_arrays:
+        edit_arrays(arrays)
+        for k, a in arrays.items():
+            meta["arrays"][k] = {"dtype": a.dtype.str, "shape": list(a.shape)}
+    if edit_meta:
+        edit_meta(meta)
+    meta["sha256"] = _df._checksum(meta, arrays)
+    text = json.dumps(meta)
+    if raw:  # textual replacements JSON cannot write (after the checksum: refused before it)
+        for a, b in raw:
+            assert a in text
+            text = text.replace(a, b)
+    _store(path, text.encode(), arrays)
+
+
+def _refused(path, *words):
+    with pytest.raises(DetectorFileError) as ei:
+        dnm.NegativeLabelDetector.load(path)
+    msg = str(ei.value)
+    assert str(path) in msg, msg
+    for w in words:
+        assert w in msg, msg
+    return msg
+
+
+@pytest.mark.parametrize("depth, words", [(100_000, "arrays/objects"), (20, "deeper")])
+def test_deeply_nested_metadata_refused(saved, depth, words):
+    _tamper(saved, raw=[('"negative_phrases": null',
+                         '"negative_phrases": ' + "[" * depth + "]" * depth)])
+    _refused(saved, words)
+
+
+@pytest.mark.parametrize("token", ["1e999", "-1e999", "NaN", "Infinity", "-Infinity",
+                                   "1" + "0" * 400])
+def test_strict_numbers(saved, token):
+    meta, _ = _parts(saved)
+    old = f'"temperature_": {json.dumps(meta["fitted"]["temperature_"])}'
+    _tamper(saved, raw=[(old, f'"temperature_": {token}')])
+    _refused(saved, "fitted.temperature_", "not allowed")
+
+
+def _set(section, key, value):
+    def edit(meta):
+        meta[section][key] = value
+    return edit
+
+
+@pytest.mark.parametrize("section, key, value, words", [
+    ("params", "num_threads", "lots", ["params", "num_threads"]),
+    ("params", "num_threads", 0, ["params", "num_threads"]),
+    ("params", "temperature", -1.0, ["params", "temperature"]),
+    ("params", "guard", "never", ["params", "guard"]),
+    ("params", "seed", 1.5, ["params", "seed"]),
+    ("params", "preset", "ViT-Z", ["params", "preset"]),
+    ("params", "progress", "yes", ["params.progress"]),
+    ("fitted", "temperature_", 0.0, ["fitted.temperature_"]),
+    ("fitted", "temperature_", "hot", ["fitted.temperature_"]),
+    ("fitted", "tau_", 2.0, ["fitted.tau_"]),
+    ("fitted", "k_", 0, ["fitted.k_"]),
+    ("fitted", "noun_ratio_", -0.5, ["fitted.noun_ratio_"]),
+    ("fitted", "groups_", 3, ["fitted.groups_"]),
+    ("fitted", "seed_", "x", ["fitted.seed_"]),
+    ("fitted", "threshold_", 0.5, ["fitted.threshold_"]),
+    ("fitted", "n_features_in_", 16.0, ["n_features_in_"]),
+])
+def test_fields_checked_at_load_like_fit(saved, section, key, value, words):
+    _tamper(saved, edit_meta=_set(section, key, value))
+    _refused(saved, *words)
+
+
+@pytest.mark.parametrize("member, row, value, words", [
+    ("negatives", 3, np.nan, ["negatives: row 3", "NaN"]),
+    ("negatives", 2, np.inf, ["negatives: row 2", "NaN or Inf"]),
+    ("id_labels", 0, 0.0, ["id_labels: row 0", "all zeros"]),
+    ("id_labels", 4, np.nan, ["id_labels: row 4"]),
+])
+def test_label_rows_checked_at_load(saved, member, row, value, words):
+    def edit(arrays):
+        a = arrays[member].copy()
+        if value == 0.0:
+            a[row] = 0
+        else:
+            a[row, 1] = value
+        arrays[member] = a
+    _tamper(saved, edit_arrays=edit)
+    _refused(saved, *words)
+
+
+def test_untampered_file_still_loads(saved):
+    _tamper(saved)  # rewritten with a recomputed checksum, nothing changed
+    det = dnm.NegativeLabelDetector.load(saved)
+    ref, X = _fitted("dnm")
+    np.testing.assert_array_equal(det.score_samples(X), ref.score_samples(X))
+
+
+_MEMORY = r"""
+import resource, sys, time, tracemalloc, dnm
+from dnm.detector import DetectorFileError
+path = sys.argv[1]
+tracemalloc.start()
+t0 = time.perf_counter()
+try:
+    dnm.NegativeLabelDetector.load(path)
+    print("loaded")
+except DetectorFileError as exc:
+    print("refused", str(exc)[:200])
+print(tracemalloc.get_traced_memory()[1], time.perf_counter() - t0)
+"""
+
+
+@pytest.mark.parametrize("filler", ["[],", "0,", '"ab",', "1.5,"])
+def test_large_metadata_memory_bounded(saved, filler):
+    """Metadata near the cap made of many small values is refused before they are built:
+    the peak traced memory stays a small multiple of the file size, and it is quick."""
+    n = (12 << 20) // len(filler)
+    _tamper(saved, raw=[('"negative_phrases": null', '"negative_phrases": [' + filler * n + "0]")])
+    size = os.path.getsize(saved)
+    r = subprocess.run([sys.executable, "-c", _MEMORY, str(saved)], capture_output=True,
+                       text=True, timeout=120, check=True)
+    status, stats = r.stdout.strip().splitlines()[0], r.stdout.split()[-2:]
+    peak, seconds = int(stats[0]), float(stats[1])
+    assert status.startswith("refused") and str(saved) in status, r.stdout
+    assert peak < 3 * size, (peak, size)
+    assert seconds < 5, seconds
+
+
+# the command line: one line "dnm: error: ..." and status 2, naming the file
+
+def _cli(argv, capsys):
+    from dnm import cli
+
+    status = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _one_line_error(status, err, *needles):
+    assert status == 2, err
+    assert err.startswith("dnm: error: ") and err.count("\n") == 1, err
+    for n in needles:
+        assert str(n) in err, (n, err)
+
+
+@pytest.mark.parametrize("content, words", [
+    ("[" * 100_000, "arrays/objects"),
+    ('{"scores": [' + "[" * 10 + "1" + "]" * 10 + "]}", "deeper"),
+    ('{"scores": [1.0, 2.0, 1e999]}', "scores[2]"),
+    ("[1.0, NaN]", "[1]"),
+    ("[1.0, -Infinity]", "[1]"),
+])
+def test_cli_evaluate_hostile_score_json(tmp_path, capsys, content, words):
+    ok, bad = tmp_path / "id.json", tmp_path / "deep.json"
+    ok.write_text("[0.5, 0.7, 0.9]")
+    bad.write_text(content)
+    _one_line_error(*_cli(["evaluate", "--id", ok, "--ood", bad], capsys)[::2], bad, words)
+
+
+def test_cli_score_hostile_detector(saved, tmp_path, capsys):
+    _tamper(saved, raw=[('"negative_phrases": null',
+                         '"negative_phrases": ' + "[" * 100_000 + "]" * 100_000)])
+    X = tmp_path / "x.npy"
+    np.save(X, np.ones((3, 16), np.float32))
+    _one_line_error(*_cli(["score", "--images", X, "--detector", saved, "-o",
+                           tmp_path / "s.npy"], capsys)[::2], saved)
