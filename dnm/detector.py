@@ -171,6 +171,8 @@ class NegativeLabelDetector:
         seed = self.seed
         if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (numbers.Integral, np.integer)):
             raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+        if seed < 0:
+            raise ValueError(f"seed: must be >= 0, got {int(seed)}")
         fitted = {name + "_": r[name] for name in _methods.PARAMS}
         fitted.update(method_=method, guard_=self.guard, seed_=int(seed))
         return fitted

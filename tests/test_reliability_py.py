@@ -272,3 +272,126 @@ def test_cli_score_hostile_detector(saved, tmp_path, capsys):
     np.save(X, np.ones((3, 16), np.float32))
     _one_line_error(*_cli(["score", "--images", X, "--detector", saved, "-o",
                            tmp_path / "s.npy"], capsys)[::2], saved)
+
+
+# ---------------------------------------------------------------------------------------------
+# item 9: the command line's outputs and messages
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def cli_inputs(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "P.npy", rng.normal(size=(10, 16)).astype(np.float32))
+    np.save(tmp_path / "C.npy", ((rng.normal(size=(300, 16)) + 0.3) * 2).astype(np.float32))
+    np.save(tmp_path / "X.npy", rng.normal(size=(50, 16)).astype(np.float32))
+    return tmp_path
+
+
+def _mine(d, *extra):
+    return ["mine", "--candidates", d / "C.npy", "--id-labels", d / "P.npy", "--all-nouns",
+            "--k", "5", "--groups", "5", "--guard", "dcl", "-q", *extra]
+
+
+def test_cli_bench_too_large_is_one_line(capsys):
+    _one_line_error(*_cli(["bench", "--n-images", "100000000000", "-q"], capsys)[::2],
+                    "out of memory")
+
+
+def test_cli_output_paths_checked_before_the_work(cli_inputs, capsys, monkeypatch):
+    d = cli_inputs
+    calls = []
+    monkeypatch.setattr(dnm.NegativeLabelDetector, "fit",
+                        lambda self, *a, **k: calls.append(1) or pytest.fail("mined"))
+    for bad, words in ((["-o", d / "a.npy", "-o", d / "nope" / "b.npy"], ["nope"]),
+                       (["-o", d / "a.npy", "--detector", "/proc/dnm-test.npz"],
+                        ["--detector", "/proc/dnm-test.npz"]),
+                       (["-o", d / "a.npy", "-o", d / "a.npy"], ["twice"]),
+                       (["-o", d / "C.npy"], ["also an input"]),
+                       (["-o", d], ["--out"])):
+        _one_line_error(*_cli(_mine(d, *bad), capsys)[::2], *words)
+        assert sorted(os.listdir(d)) == ["C.npy", "P.npy", "X.npy"]
+    assert not calls
+
+
+def test_cli_refuses_an_output_that_is_an_input(cli_inputs, capsys):
+    d = cli_inputs
+    before = (d / "X.npy").read_bytes()
+    os.symlink(d / "X.npy", d / "link.npy")
+    for out in ("X.npy", "link.npy"):
+        _one_line_error(*_cli(["score", "--images", d / "X.npy", "--id-labels", d / "P.npy",
+                               "-o", d / out, "-q"], capsys)[::2], "also an input", out)
+    assert (d / "X.npy").read_bytes() == before
+    np.savez(d / "both.npz", X=np.load(d / "X.npy"))
+    _one_line_error(*_cli(["score", "--images", f"{d / 'both.npz'}:X", "--id-labels",
+                           d / "P.npy", "-o", d / "both.npz", "-q"], capsys)[::2], "--out")
+
+
+def test_cli_failing_later_output_leaves_nothing_behind(cli_inputs, capsys, monkeypatch):
+    """The detector cannot be written after the indices were: no output, no temporary file,
+    an existing file untouched, and the error names the path given."""
+    d = cli_inputs
+    (d / "old.json").write_text("keep me")
+
+    def full_disk(self, path):
+        import errno
+        raise OSError(errno.ENOSPC, "No space left on device", os.fspath(path))
+    monkeypatch.setattr(dnm.NegativeLabelDetector, "save", full_disk)
+    status, _, err = _cli(_mine(d, "-o", d / "a.npy", "-o", d / "old.json",
+                                "--detector", d / "det.npz"), capsys)
+    _one_line_error(status, err, d / "det.npz", "No space left")
+    assert ".tmp" not in err
+    assert sorted(os.listdir(d)) == ["C.npy", "P.npy", "X.npy", "old.json"]
+    assert (d / "old.json").read_text() == "keep me"
+
+
+def test_cli_outputs_written_with_open_permissions(cli_inputs, capsys):
+    d = cli_inputs
+    (d / "old.npy").write_bytes(b"")
+    os.chmod(d / "old.npy", 0o600)
+    old = os.umask(0o027)
+    try:
+        status, _, err = _cli(_mine(d, "-o", d / "a.json", "-o", d / "old.npy",
+                                    "--detector", d / "det.npz"), capsys)
+    finally:
+        os.umask(old)
+    assert status == 0, err
+    assert os.stat(d / "a.json").st_mode & 0o777 == 0o640
+    assert os.stat(d / "old.npy").st_mode & 0o777 == 0o600  # a replaced file keeps its own
+    assert len(np.load(d / "old.npy")) == len(json.loads((d / "a.json").read_text())["indices"])
+    assert dnm.NegativeLabelDetector.load(d / "det.npz").method_ == "dnm"
+    assert not [f for f in os.listdir(d) if f.startswith(".")]
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_cli_warnings_are_one_clean_line(cli_inputs, capsys, quiet):
+    d = cli_inputs
+    argv = _mine(d, "--tau", "0.05", "--guard", "floor", "-o", d / "a.npy")
+    if not quiet:
+        argv.remove("-q")
+    status, out, err = _cli(argv, capsys)
+    assert status == 0, err
+    assert "DNMGuardWarning" not in err and "warnings.warn" not in err and ".py:" not in err
+    lines = [ln for ln in err.splitlines() if "r = Q(1-tau)" in ln]
+    if quiet:
+        assert err == "" and out == ""
+    else:
+        assert len(lines) == 1 and lines[0].startswith("dnm: warning: "), err
+
+
+@pytest.mark.parametrize("cmd", ["mine", "score", "demo"])
+def test_cli_negative_seed_names_the_option(cli_inputs, capsys, cmd, tmp_path):
+    d = cli_inputs
+    argv = {"mine": _mine(d, "-o", d / "a.npy"),
+            "score": ["score", "--images", d / "X.npy", "--id-labels", d / "P.npy",
+                      "--negatives", d / "C.npy", "-o", d / "s.npy"],
+            "demo": ["demo", "--small", "--out", tmp_path / "demo"]}[cmd]
+    _one_line_error(*_cli(argv + ["--seed", "-1"], capsys)[::2], "--seed", ">= 0")
+
+
+def test_negative_seed_named_in_python():
+    det, X = _fitted()
+    with pytest.raises(ValueError, match="seed: must be >= 0"):
+        dnm.NegativeLabelDetector("neglabel", seed=-1).fit(det.id_labels_, np.ones((5, 16)),
+                                                           np.zeros(5, bool))
+    with pytest.raises(ValueError, match="seed: must be >= 0"):
+        dnm.neglabel_score(X, det.id_labels_, det.negatives_, groups=2, seed=-1)
