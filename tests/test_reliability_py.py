@@ -1,6 +1,9 @@
 """Reliability of the Python layer under hostile input (issue 18, items 5, 6, 9 and 10):
 explain's row checks, hostile detector-file metadata, the command line's outputs and
 messages, and smaller input gaps (masked arrays, float32 range, torch shapes, plot args)."""
+import re
+import warnings
+
 import numpy as np
 import pytest
 
@@ -395,3 +398,69 @@ def test_negative_seed_named_in_python():
                                                            np.zeros(5, bool))
     with pytest.raises(ValueError, match="seed: must be >= 0"):
         dnm.neglabel_score(X, det.id_labels_, det.negatives_, groups=2, seed=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# item 10: smaller input gaps
+# ---------------------------------------------------------------------------------------------
+
+def test_masked_arrays_refused():
+    det, X = _fitted()
+    mX = np.ma.masked_array(X, mask=np.zeros_like(X, bool))
+    mX.mask[2, 1] = True
+    P = det.id_labels_
+    calls = [lambda: dnm.mcm_score(mX, P), lambda: dnm.mcm_score(X, np.ma.asarray(P)),
+             lambda: det.score_samples(mX), lambda: det.explain(mX),
+             lambda: dnm.metrics.auroc(np.ma.asarray([1.0, 2.0]), [0.5, 0.1])]
+    for call in calls:
+        with pytest.raises(TypeError, match="masked arrays are not supported"):
+            call()
+    with pytest.raises(TypeError, match="^raw_candidates: .*masked"):
+        dnm.select_dnm(np.ma.asarray(det.negatives_), np.zeros(len(det.negatives_), bool))
+    with pytest.raises(TypeError, match="^is_adjective: .*masked"):
+        dnm.select_dnm(det.negatives_ * 3, np.ma.asarray(np.zeros(len(det.negatives_), bool)))
+
+
+@pytest.mark.parametrize("value", [1e39, -3.5e38, 1e300])
+def test_encode_refuses_values_beyond_float32(value):
+    def enc(batch):
+        out = np.ones((len(batch), 4))
+        out[-1, 2] = value
+        return out
+    with pytest.raises(ValueError, match="encoder: .*float32 range"):
+        dnm.corpus.encode(["a", "b", "c"], enc, progress=False)
+    ok = dnm.corpus.encode(["a", "b"], lambda b: np.full((len(b), 4), 3.4e38), progress=False)
+    assert np.isfinite(ok).all()
+
+
+def test_torch_head_names_features_and_shape():
+    torch = pytest.importorskip("torch")
+    from dnm.torch import OODHead
+
+    det, X = _fitted("mcm")
+    head = OODHead(det)
+    for shape in ((3, 0), (0, 16), (2, 0, 16)):
+        with pytest.raises(ValueError, match=r"^features: .*\(N, D\).*got shape " +
+                           re.escape(str(shape))):
+            head(torch.zeros(shape))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "nested tensors are in prototype stage"
+        nt = torch.nested.nested_tensor([torch.ones(2, 16), torch.ones(3, 16)])
+    with pytest.raises(TypeError, match=r"^features: .*dense tensor of shape \(N, D\).*nested"):
+        head(nt)
+    with pytest.raises(TypeError, match=r"^features: .*dense"):
+        head(torch.ones(3, 16).to_sparse())
+    assert head(torch.from_numpy(X)).shape == (len(X),)
+
+
+@pytest.mark.parametrize("bad, exc", [(-5, ValueError), (0, ValueError), (1, ValueError),
+                                      (2.5, TypeError), (True, TypeError)])
+def test_roc_curves_max_points_named(bad, exc):
+    pytest.importorskip("matplotlib")
+    from dnm import plot
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(exc, match="^max_points: "):
+        plot.roc_curves(rng.normal(size=50), {"o": rng.normal(size=40)}, max_points=bad)
+    fig = plot.roc_curves(rng.normal(size=50), {"o": rng.normal(size=40)}, max_points=2)
+    assert fig is not None
