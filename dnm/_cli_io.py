@@ -8,15 +8,21 @@ Problems are :class:`UsageError` s, which the command line prints as one line.
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
 import csv
 import json
 import os
+import re
+import secrets
 import sys
+import warnings
 import zipfile
 import zlib
 
 import numpy as np
 
+from ._io import strict_json
 from ._validate import check_mask
 
 
@@ -121,8 +127,8 @@ def load_scores(spec, what):
             raise UsageError(f"{what}: file not found: {spec}")
         try:
             if ext == ".json":
-                with open(spec, encoding="utf-8") as f:
-                    obj = json.load(f)
+                with open(spec, "rb") as f:  # strict: bounded depth, finite numbers only
+                    obj = strict_json(f.read(), max_depth=4, max_containers=16)
                 if isinstance(obj, dict):
                     if "scores" not in obj:
                         raise UsageError(f"{what}: {spec} has no 'scores' list")
@@ -230,3 +236,157 @@ def phrases(args, corpus, n):
     return None
 
 
+
+
+# ---------------------------------------------------------------------------------------------
+# output files: checked before the work, moved into place together at the end
+# ---------------------------------------------------------------------------------------------
+
+_ACTIVE = []  # the Outputs of the running command (discarded if it fails)
+
+
+def _input_path(spec):
+    """The file an input argument names (``file.npz:key`` -> ``file.npz``)."""
+    spec = os.fspath(spec)
+    if os.path.exists(spec) or ":" not in os.path.basename(spec):
+        return spec
+    return spec[:spec.rindex(":")]
+
+
+class Outputs:
+    """The output files of one command.
+
+    ``check`` each output before the work: its format (from the extension), that its folder
+    exists and accepts a new file, that it is not a folder, not given twice and not one of the
+    ``inputs`` (refused: writing it would destroy the input).  Then each is written to a
+    temporary file beside it (``temp``), and ``commit`` moves them all into place at the end,
+    so a failing command leaves no output behind and replaces no existing file.  Errors name
+    the path the user gave, never a temporary file."""
+
+    def __init__(self, inputs=()):
+        self._inputs = [p for p in (_input_path(s) for s in inputs if s is not None)
+                        if os.path.isfile(p)]
+        self._temps = {}  # path -> its temporary file
+        self._what = {}
+        _ACTIVE.append(self)
+
+    def check(self, path, allowed, what):
+        """Check an output path now; returns its kind (the extension, lower case)."""
+        path = os.fspath(path)
+        kind = out_kind(path, allowed, what)
+        if os.path.isdir(path):
+            raise UsageError(f"{what}: {path} is a directory")
+        if any(os.path.abspath(path) == os.path.abspath(p) for p in self._what):
+            raise UsageError(f"{what}: {path} is given twice as an output")
+        if os.path.exists(path):
+            for inp in self._inputs:
+                if os.path.samefile(path, inp):
+                    raise UsageError(f"{what}: {path} is also an input; refusing to "
+                                     "overwrite it")
+        self._what[path] = what
+        os.unlink(self._create(path))  # the folder accepts a new file
+        return kind
+
+    def _create(self, path):
+        d, base = os.path.split(os.path.abspath(path))
+        ext = os.path.splitext(base)[1]
+        for _ in range(100):
+            tmp = os.path.join(d, f".{base}.{os.getpid()}-{secrets.token_hex(4)}.tmp{ext}")
+            try:  # the permissions open() gives: 0o666 less the umask
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                return tmp
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise UsageError(f"{self._what[path]}: cannot write {path} "
+                                 f"({exc.strerror or one_line(exc)})") from None
+        raise UsageError(f"{self._what[path]}: cannot create a temporary file beside {path}")
+
+    def temp(self, path):
+        """The temporary file to write ``path`` to (created now, empty)."""
+        path = os.fspath(path)
+        if path not in self._what:
+            raise RuntimeError(f"output {path} was not checked")
+        self._current = path
+        if path not in self._temps:
+            self._temps[path] = self._create(path)
+        return self._temps[path]
+
+    def commit(self):
+        """Move every written output into place (an existing file keeps its permissions)."""
+        for path, tmp in list(self._temps.items()):
+            try:
+                if os.path.exists(path):
+                    os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+                os.replace(tmp, path)
+            except OSError as exc:
+                raise UsageError(f"{self._what[path]}: cannot write {path} "
+                                 f"({exc.strerror or one_line(exc)})") from None
+            del self._temps[path]
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+
+    def discard(self):
+        """Remove the temporary files (the command failed)."""
+        for tmp in self._temps.values():
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        self._temps.clear()
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+
+    def failed_path(self, exc):
+        """The output a write error ``exc`` (with a temporary file name) is about, or None."""
+        name = getattr(exc, "filename", None)
+        if name is None:
+            return None
+        name = os.path.abspath(os.fspath(name))
+        for path, tmp in self._temps.items():
+            if name == os.path.abspath(tmp):
+                return path
+        cur = getattr(self, "_current", None)  # a writer's own temporary file beside ours
+        if cur is not None and os.path.dirname(name) == os.path.dirname(os.path.abspath(cur)):
+            return cur
+        return None
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"dnm: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def running(args):
+    """Run one command: warnings as one line ``dnm: warning: ...`` (none under ``-q``);
+    on failure, the temporary files of its outputs are removed, and a write error names
+    the output, not its temporary file."""
+    quiet = getattr(args, "quiet", False)
+    del _ACTIVE[:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore" if quiet else "default")
+        for cat in (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
+                    ResourceWarning):  # Python's default filters
+            warnings.simplefilter("ignore", cat)
+        warnings.showwarning = _show_warning
+        try:
+            yield
+        except OSError as exc:
+            path = next((p for p in (o.failed_path(exc) for o in _ACTIVE) if p), None)
+            if path is None:
+                raise
+            raise UsageError(f"cannot write {path} ({exc.strerror or one_line(exc)})") from None
+        finally:
+            for o in list(_ACTIVE):
+                o.discard()
+
+
+def seed_arg(text):
+    """argparse type of ``--seed``: an integer >= 0 (the generator's seeds)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v

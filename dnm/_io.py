@@ -1,8 +1,12 @@
 """Small file and text helpers shared by the package (no dnm imports)."""
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
+
+import numpy as np
 
 
 def atomic_write(path, write, mode, *, prefix=None, suffix=".tmp"):
@@ -33,3 +37,99 @@ def markdown_table(head, rows):
 
     sep = "|" + "|".join([":" + "-" * (w[0] + 1)] + ["-" * (x + 1) + ":" for x in w[1:]]) + "|"
     return "\n".join([line(head), sep] + [line(r) for r in rows]) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# strict JSON for files that may be hostile (detector metadata, score files)
+# ---------------------------------------------------------------------------------------------
+
+_SCAN_CHUNK = 1 << 20
+_INT64 = 2 ** 63
+
+
+class _Bad:
+    """A number the strict policy refuses, kept as its token to be reported with its field."""
+
+    __slots__ = ("token",)
+
+    def __init__(self, token):
+        self.token = token
+
+
+def _strict_float(s):
+    v = float(s)
+    return v if math.isfinite(v) else _Bad(s)
+
+
+def _strict_int(s):
+    if len(s) > 20:
+        return _Bad(s[:24] + ("..." if len(s) > 24 else ""))
+    v = int(s)
+    return v if -_INT64 <= v < _INT64 else _Bad(s)
+
+
+def _skeleton_counts(raw, max_depth, max_containers, max_items):
+    """Bound the structure of JSON text ``raw`` before it is parsed, in chunks (memory: a
+    few times the chunk size, plus two copies of ``raw`` when it holds backslashes).
+
+    With the escapes ``\\`` and ``\"`` removed (left to right, as the parser reads them),
+    a character is inside a string when an odd number of quotes precede it; outside the
+    strings, the brackets give the nesting and the commas the number of items."""
+    if b"\\" in raw:
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    b = np.frombuffer(raw, dtype=np.uint8)
+    inside, opened, closed, items, depth = False, 0, 0, 1, 0
+    for lo in range(0, b.size, _SCAN_CHUNK):
+        c = b[lo:lo + _SCAN_CHUNK]
+        out = np.logical_xor.accumulate(c == 34)  # 34 = '"': odd quotes so far
+        if not inside:
+            np.logical_not(out, out=out)  # out: outside the strings
+        inside = not bool(out[-1])
+        is_open = out & ((c == 91) | (c == 123))  # [ {
+        is_close = out & ((c == 93) | (c == 125))  # ] }
+        no, nc = int(np.count_nonzero(is_open)), int(np.count_nonzero(is_close))
+        opened, closed = opened + no, closed + nc
+        items += int(np.count_nonzero(out & (c == 44)))  # ,
+        if max(opened, closed) > max_containers:
+            raise ValueError(f"more than {max_containers} JSON arrays/objects")
+        if max_items is not None and items > max_items:
+            raise ValueError(f"more than {max_items} JSON values")
+        if no or nc:
+            pos = np.flatnonzero(is_open | is_close)
+            run = depth + np.cumsum(np.where(is_open[pos], 1, -1))
+            if run.max() > max_depth:
+                raise ValueError(f"JSON nested deeper than {max_depth} levels")
+            depth = int(run[-1])
+
+
+def strict_json(raw, *, max_depth, max_containers, max_items=None):
+    """Parse JSON text ``raw`` (bytes, UTF-8) that may have been written by an attacker.
+
+    Before anything is built, a scan of the text outside its strings bounds the nesting
+    depth (``max_depth``), the number of arrays and objects (``max_containers``) and, with
+    ``max_items``, the number of items (commas + 1): the parser then builds at most that
+    many objects, so its memory is bounded by a small multiple of ``len(raw)``, and it
+    never recurses deeply.  Numbers must be finite float64 values or integers of int64:
+    ``NaN``, ``Infinity``, ``1e999`` and 10**400 are refused.  Raises ValueError whose
+    message names the offending field (``a.b[3]``) where there is one."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    elif not isinstance(raw, bytes):
+        raw = bytes(raw)
+    _skeleton_counts(raw, max_depth, max_containers, max_items)
+    text = raw.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    obj = json.loads(text, parse_float=_strict_float, parse_int=_strict_int,
+                     parse_constant=_Bad)
+    # find the refused numbers (containers are few: only lists are walked item by item)
+    stack = [(obj, "")]
+    while stack:
+        v, where = stack.pop()
+        if isinstance(v, _Bad):
+            raise ValueError(f"{where or 'value'}: number {v.token} is not allowed (finite "
+                             "float64 numbers and 64-bit integers only)")
+        if isinstance(v, dict):
+            stack.extend((x, f"{where}.{k}" if where else str(k)) for k, x in v.items())
+        elif isinstance(v, list):
+            stack.extend((x, f"{where}[{i}]") for i, x in enumerate(v)
+                         if isinstance(x, (_Bad, dict, list)))
+    return obj

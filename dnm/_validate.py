@@ -15,7 +15,15 @@ import numpy as np
 _FLOATS = (np.float16, np.float32, np.float64)
 
 
+def refuse_masked(x, name):
+    """NumPy masked arrays are refused: every kernel would silently read the masked values."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{name}: NumPy masked arrays are not supported (the mask would be "
+                        "ignored); pass x.filled(value), or drop the masked rows first")
+
+
 def _to_numpy(x, name):
+    refuse_masked(x, name)
     if isinstance(x, np.ndarray):
         return x
     if hasattr(x, "__array__") or isinstance(x, (list, tuple)):
@@ -132,6 +140,7 @@ def check_mask(mask, n, name="is_adjective"):
     """A boolean part-of-speech mask of length n."""
     if mask is None:
         raise ValueError(f"{name}: required (a boolean array with one entry per candidate)")
+    refuse_masked(mask, name)
     m = np.asarray(mask)
     if m.ndim != 1 or m.shape[0] != n:
         raise ValueError(f"{name}: expected a 1-D array of length {n}, got shape {m.shape}")

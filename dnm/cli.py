@@ -67,7 +67,8 @@ def _add_params(p, *, mining=True):
             continue
         g.add_argument("--" + name.replace("_", "-"), type=param.cli_type,
                        help=_param_help(name))
-    g.add_argument("--seed", type=int, default=0, help="seed of the grouping permutation (0)")
+    g.add_argument("--seed", type=_io.seed_arg, default=0,
+                   help="seed of the grouping permutation (0)")
     g.add_argument("--guard", choices=tuple(_scores.GUARDS), default="floor",
                    help="DNM: handling of a non-positive denominator (floor)")
 
@@ -78,9 +79,10 @@ def cmd_mine(args):
     rec = _methods.get(args.method)
 
     outs = args.out or []
-    kinds = [_io.out_kind(p, ("npy", "csv", "json"), "--out") for p in outs]
+    o = _io.Outputs([args.candidates, args.id_labels, args.is_adjective, args.phrases])
+    kinds = [o.check(p, ("npy", "csv", "json"), "--out") for p in outs]
     if args.detector:
-        _io.out_kind(args.detector, ("npz",), "--detector")
+        o.check(args.detector, ("npz",), "--detector")
     if not outs and not args.detector:
         raise _io.UsageError("nothing to write: give --out FILE (.npy/.csv/.json) and/or "
                          "--detector FILE.npz")
@@ -118,7 +120,7 @@ def cmd_mine(args):
                              "candidates or larger ratios")
     dt = time.perf_counter() - t0
     idx = np.asarray(idx, dtype=np.int64)
-    for path, kind in zip(outs, kinds):
+    for path, kind in zip(map(o.temp, outs), kinds):
         if kind == "npy":
             np.save(path, idx)
         elif kind == "csv":
@@ -135,7 +137,8 @@ def cmd_mine(args):
                                "indices": idx.tolist(),
                                "phrases": [phrases[i] for i in idx] if phrases else None})
     if args.detector:
-        det.save(args.detector)
+        det.save(o.temp(args.detector))
+    o.commit()
     _io.say(args, f"dnm mine: {args.method} selected {idx.size} of {n} candidates "
                f"({int(mask[idx].sum())} adjectives) in {dt:.2f}s; wrote "
                + ", ".join(outs + ([args.detector] if args.detector else [])))
@@ -150,7 +153,8 @@ def cmd_score(args):
     from .detector import NegativeLabelDetector
 
     outs = args.out
-    kinds = [_io.out_kind(p, ("npy", "csv", "json"), "--out") for p in outs]
+    o = _io.Outputs([args.images, args.detector, args.id_labels, args.negatives])
+    kinds = [o.check(p, ("npy", "csv", "json"), "--out") for p in outs]
     X = _io.matrix(args.images, "--images", key=args.key)
     t0 = time.perf_counter()
     if args.detector is not None:
@@ -183,7 +187,7 @@ def cmd_score(args):
                            num_threads=args.threads, progress=not args.quiet)
     dt = time.perf_counter() - t0
     s = np.asarray(s, dtype=np.float64)
-    for path, kind in zip(outs, kinds):
+    for path, kind in zip(map(o.temp, outs), kinds):
         if kind == "npy":
             np.save(path, s)
         elif kind == "csv":
@@ -196,6 +200,7 @@ def cmd_score(args):
             _io.write_json(path, {"method": method, "n": int(s.size),
                                "scores": [v if ok else None for v, ok in
                                           zip(s.tolist(), finite.tolist())]})
+    o.commit()
     _io.say(args, f"dnm score: {method}, {s.size} images in {dt:.2f}s; scores min {s.min():.6g}, "
                f"median {np.median(s):.6g}, max {s.max():.6g}; wrote {', '.join(outs)}")
     return 0
@@ -222,7 +227,8 @@ def cmd_evaluate(args):
     from . import metrics as _metrics
 
     outs = args.out or []
-    kinds = [_io.out_kind(p, ("csv", "json", "md"), "--out") for p in outs]
+    o = _io.Outputs([args.id] + [path for _, path in args.ood])
+    kinds = [o.check(p, ("csv", "json", "md"), "--out") for p in outs]
     a = _io.load_scores(args.id, "--id")
     sets = {}
     for name, path in args.ood:
@@ -233,7 +239,7 @@ def cmd_evaluate(args):
                              num_threads=args.threads)
     md = _metrics.to_markdown(rows, percent=not args.fraction, digits=args.digits)
     print(md, end="")
-    for path, kind in zip(outs, kinds):
+    for path, kind in zip(map(o.temp, outs), kinds):
         if kind == "md":
             with open(path, "w", encoding="utf-8") as f:
                 f.write(md)
@@ -249,6 +255,7 @@ def cmd_evaluate(args):
                                "units": "fraction", "n_id": int(a.size),
                                "n_ood": {k: int(v.size) for k, v in sets.items()},
                                "rows": rows})
+    o.commit()
     if outs:
         _io.say(args, f"dnm evaluate: wrote {', '.join(outs)}")
     return 0
@@ -294,6 +301,9 @@ def cmd_bench(args):
     for name in ("n_images", "n_labels", "n_negatives", "dim", "repeat"):
         if getattr(args, name) < 1:
             raise _io.UsageError(f"--{name.replace('_', '-')}: must be >= 1")
+    o = _io.Outputs()
+    if args.json:
+        o.check(args.json, ("json",), "--json")
     if args.threads is not None:
         set_num_threads(args.threads)
     try:
@@ -345,9 +355,9 @@ def cmd_bench(args):
           "threads; NumPy only multiplies and holds the N x labels matrix, dnm also "
           "normalises, exponentiates and sums groups, in O(tile) memory)")
     if args.json:
-        _io.out_kind(args.json, ("json",), "--json")
-        _io.write_json(args.json, {"n_images": N, "n_labels": C, "n_negatives": M, "dim": D,
+        _io.write_json(o.temp(args.json), {"n_images": N, "n_labels": C, "n_negatives": M, "dim": D,
                                 "threads": nt, "repeat": args.repeat, "rows": rows})
+    o.commit()
     return 0
 
 
@@ -457,7 +467,7 @@ def build_parser():
     p.add_argument("--small", action="store_true", help="the small benchmark (runs in seconds)")
     p.add_argument("--size", choices=("default", "small"), default="default",
                    help="benchmark size (default)")
-    p.add_argument("--seed", type=int, default=0, help="benchmark seed (0)")
+    p.add_argument("--seed", type=_io.seed_arg, default=0, help="benchmark seed (0)")
     p.add_argument("--methods", default=None, metavar="LIST",
                    help="comma-separated subset of " + ",".join(_methods.METHODS))
     p.add_argument("--preset", default=_methods.DEFAULT_BACKBONE,
@@ -496,9 +506,12 @@ def main(argv=None):
             return 2
         if getattr(args, "threads", None) is not None and args.threads < 1:
             raise _io.UsageError("--threads: must be >= 1")
-        return args.func(args)
+        with _io.running(args):
+            return args.func(args)
     except _io.UsageError as exc:
         msg = _io.one_line(exc)
+    except MemoryError as exc:
+        msg = f"out of memory: {_io.one_line(exc)}"
     except (ValueError, TypeError, FileNotFoundError, KeyError, ImportError) as exc:
         msg = _io.one_line(exc)
     except OSError as exc:

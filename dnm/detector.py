@@ -167,9 +167,12 @@ class NegativeLabelDetector:
         over = {n: getattr(self, n) for n in _methods.PARAMS}
         r = _methods.resolve(method, self.preset, check=True, **over)
         check_guard(self.guard)
+        _config.resolve(self.num_threads)
         seed = self.seed
         if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (numbers.Integral, np.integer)):
             raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+        if seed < 0:
+            raise ValueError(f"seed: must be >= 0, got {int(seed)}")
         fitted = {name + "_": r[name] for name in _methods.PARAMS}
         fitted.update(method_=method, guard_=self.guard, seed_=int(seed))
         return fitted
@@ -428,6 +431,10 @@ class NegativeLabelDetector:
         """
         params, fitted, arrays, names = _file.read(path, cls._get_param_names())
         obj = cls(**params)
+        try:  # the parameters pass fit's checks (a hostile file's checksum proves nothing)
+            obj._resolve()
+        except (ValueError, TypeError) as exc:
+            raise DetectorFileError(f"{path}: invalid detector file: params: {exc}") from None
         for name, value in fitted.items():
             setattr(obj, name, value)
         obj.id_labels_ = _frozen(arrays["id_labels"])

@@ -26,14 +26,21 @@ ASCII) of the metadata object without its ``sha256`` key, then for every array m
 sorted name order its name, a NUL byte, and its C-order little-endian data bytes.
 
 ``read`` checks, in order and before trusting anything: the file is a zip archive with exactly
-these members; the metadata header is a 1-D uint8 array of at most 64 MiB; the JSON parses and
-names this format; ``format_version`` is at most the supported version (a newer file asks for
+these members; the metadata header is a 1-D uint8 array of at most 64 MiB; the JSON is read
+strictly (:func:`dnm._io.strict_json`: before anything is built, at most 8 levels of nesting,
+64 arrays/objects and one value per ``id_labels`` / ``negatives`` row plus 512, so the parser's
+memory is a small multiple of the file size; numbers finite float64 or int64 only - no
+``NaN``, ``Infinity``, ``1e999``), parses and names this format; ``format_version`` is at most the supported version (a newer file asks for
 a newer dnm); each member's ``.npy`` header (read with ``read_array_header_1_0/2_0``) agrees
 with the metadata's dtype and shape, the dtype is an allowed one, and the claimed size fits in
 the member (so a header claiming 10^12 rows is refused without allocating); the data are read
 in bounded chunks and must have exactly the claimed size (members must be stored
 uncompressed, so no size can exceed the file's); the checksum matches; the shapes are mutually
-consistent.  Any failure raises :class:`DetectorFileError` (a ``ValueError``).
+consistent; every field passes the checks ``fit`` applies (the fitted scalars here, the
+constructor parameters by ``NegativeLabelDetector.load`` with the detector's own checks: a
+checksum recomputed by an attacker proves nothing); the rows of ``id_labels`` and
+``negatives`` are finite and not all zeros.  Any failure raises :class:`DetectorFileError`
+(a ``ValueError``) naming the file and the field.
 """
 from __future__ import annotations
 
@@ -47,7 +54,8 @@ import zlib
 import numpy as np
 
 from . import methods as _methods
-from ._io import atomic_write
+from ._io import atomic_write, strict_json
+from ._validate import check_fraction
 from .scores import GUARDS
 
 __all__ = ["DetectorFileError", "FORMAT_VERSION", "FITTED_SCALARS", "write", "read"]
@@ -55,6 +63,11 @@ __all__ = ["DetectorFileError", "FORMAT_VERSION", "FITTED_SCALARS", "write", "re
 FORMAT_VERSION = 1
 _FORMAT_NAME = "dnm.NegativeLabelDetector"
 _METADATA_MAX_BYTES = 64 << 20
+# the metadata's JSON is 4 levels deep, with about 10 arrays/objects and 60 values besides
+# the phrase and name lists (one string per array row); these limits leave room to grow
+_METADATA_MAX_DEPTH = 8
+_METADATA_MAX_CONTAINERS = 64
+_METADATA_MAX_OTHER_ITEMS = 512
 _READ_CHUNK = 1 << 20
 #: The fitted scalar attributes a file stores.
 FITTED_SCALARS = ("method_", "temperature_", "tau_", "groups_", "k_", "noun_ratio_",
@@ -148,6 +161,8 @@ def _check_parts(meta, arrays, path, param_names):
     P, Nn = arrays["id_labels"], arrays["negatives"]
     idx, gi = arrays["negative_indices"], arrays.get("groups_index")
     D = fitted["n_features_in_"]
+    if isinstance(D, bool) or not isinstance(D, int):
+        raise bad(f"n_features_in_ {D!r} is not an integer")
     if P.ndim != 2 or Nn.ndim != 2 or idx.ndim != 1 or P.shape[1] != D or Nn.shape[1] != D \
             or idx.shape[0] != Nn.shape[0] or P.shape[0] == 0 or D == 0:
         raise bad(f"shapes id_labels {P.shape}, negatives {Nn.shape}, negative_indices "
@@ -168,29 +183,64 @@ def _check_parts(meta, arrays, path, param_names):
         if v is not None and (not isinstance(v, list) or len(v) != n
                               or not all(isinstance(s, str) for s in v)):
             raise bad(f"{key} must be null or a list of {n} strings")
-    T = fitted["temperature_"]
-    if isinstance(T, bool) or not isinstance(T, (int, float)) or not T > 0:
-        raise bad(f"temperature_ {T!r}")
-    tau = fitted["tau_"]
-    if tau is not None and (isinstance(tau, bool) or not isinstance(tau, (int, float))
-                            or not 0 < tau <= 1):
-        raise bad(f"tau_ {tau!r}")
-    if "tau" in rec.params and tau is None:
-        raise bad(f"tau_ is required for method {method!r}")
-    if fitted["guard_"] not in GUARDS:
-        raise bad(f"guard_ {fitted['guard_']!r}")
+    try:
+        _check_fitted(fitted, rec, gi)
+        if not isinstance(params.get("progress"), bool):
+            raise TypeError(f"params.progress: expected true or false, got {params.get('progress')!r}")
+        for name, a in (("id_labels", P), ("negatives", Nn)):
+            _check_rows(a, name)
+    except (ValueError, TypeError) as exc:
+        raise DetectorFileError(f"{path}: invalid detector file: {exc}") from None
     grp = fitted["groups_"]
     if isinstance(grp, dict):
-        if grp != {"array": "groups_index"} or gi is None:
-            raise bad("groups_ refers to a missing groups_index array")
         fitted["groups_"] = gi.copy()
-    elif grp is not None and (isinstance(grp, bool) or not isinstance(grp, int) or grp < 1):
-        raise bad(f"groups_ {grp!r}")
-    thr = fitted["threshold_"]
-    if thr is not None and (isinstance(thr, bool) or not isinstance(thr, (int, float))):
-        raise bad(f"threshold_ {thr!r}")
     names = {"negative_phrases": meta.get("negative_phrases"), "id_names": meta.get("id_names")}
     return params, fitted, arrays, names
+
+
+def _check_fitted(fitted, rec, gi):
+    """The fitted scalars pass the checks ``fit`` applies to the values they come from
+    (ValueError / TypeError naming the field).  Those the method does not use are set to
+    None, as ``fit`` sets them (their values are never read)."""
+    for name in _methods.PARAMS:
+        v, field = fitted[name + "_"], f"fitted.{name}_"
+        if name not in rec.params:
+            fitted[name + "_"] = None
+        elif name == "groups" and isinstance(v, dict):
+            if v != {"array": "groups_index"} or gi is None:
+                raise ValueError(f"{field}: refers to a missing groups_index array")
+        else:
+            _methods.PARAMS[name].check(v, field)
+    if isinstance(fitted["groups_"], int) and fitted["groups_"] != gi.shape[0]:
+        raise ValueError(f"fitted.groups_: {fitted['groups_']} groups but groups_index has "
+                         f"{gi.shape[0]} rows")
+    if fitted["guard_"] not in GUARDS:
+        raise ValueError(f"fitted.guard_: expected one of {list(GUARDS)}, got "
+                         f"{fitted['guard_']!r}")
+    seed = fitted["seed_"]
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"fitted.seed_: expected an integer, got {seed!r}")
+    thr, tpr = fitted["threshold_"], fitted["threshold_tpr_"]
+    if (thr is None) != (tpr is None):
+        raise ValueError("fitted.threshold_ and fitted.threshold_tpr_: both or neither are set")
+    if thr is not None:
+        if isinstance(thr, bool) or not isinstance(thr, (int, float)):
+            raise TypeError(f"fitted.threshold_: expected a number, got {thr!r}")
+        check_fraction(tpr, "fitted.threshold_tpr_")
+
+
+def _check_rows(a, name, chunk_elems=1 << 20):
+    """Every row of a label array is finite and not all zeros (``score_samples`` refuses
+    the others), checked in chunks of about ``chunk_elems`` values."""
+    step = max(1, chunk_elems // max(1, a.shape[1]))
+    for lo in range(0, a.shape[0], step):
+        c = a[lo:lo + step]
+        fin = np.isfinite(c).all(axis=1)
+        if not fin.all():
+            raise ValueError(f"{name}: row {lo + int(np.argmin(fin))} contains NaN or Inf")
+        nz = (c != 0).any(axis=1)
+        if not nz.all():
+            raise ValueError(f"{name}: row {lo + int(np.argmin(nz))} is all zeros")
 
 
 def _jsonable(v, what):
@@ -244,7 +294,9 @@ def _read_data(zf, info, dtype, shape, fortran, nbytes, path):
         if got != nbytes or f.read(1):
             raise DetectorFileError(f"{path}: member {info.filename}: data size does not match "
                                     f"its header ({got} of {nbytes} bytes read)")
-    a = np.frombuffer(b"".join(chunks), dtype=dtype)
+    data = b"".join(chunks)
+    del chunks  # at most two copies of the data alive at once
+    a = np.frombuffer(data, dtype=dtype)
     return a.reshape(shape, order="F" if fortran else "C").copy(order="C")
 
 
@@ -280,10 +332,22 @@ def _read_metadata(zf, path):
         raise DetectorFileError(f"{path}: metadata must be a 1-D uint8 array of at most "
                                 f"{_METADATA_MAX_BYTES} bytes, got {dtype} {shape}")
     raw = _read_data(zf, info, dtype, shape, fortran, nbytes, path).tobytes()
+    # the JSON holds one string per array row (phrases, names) and a few dozen other values:
+    # bound what the parser may build by the rows the members' headers claim (each claim is
+    # checked against the member's size, so the bound is a multiple of the file size)
+    rows = 0
+    for name in ("id_labels", "negatives"):
+        if name + ".npy" in names:
+            shp = _open_checked(zf, name, path)[1]
+            rows += int(shp[0]) if shp else 0
     try:
-        meta = json.loads(raw.decode("utf-8"))
+        meta = strict_json(raw, max_depth=_METADATA_MAX_DEPTH,
+                           max_containers=_METADATA_MAX_CONTAINERS,
+                           max_items=rows + _METADATA_MAX_OTHER_ITEMS)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DetectorFileError(f"{path}: metadata is not valid JSON ({exc})") from None
+    except ValueError as exc:
+        raise DetectorFileError(f"{path}: metadata refused: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != _FORMAT_NAME:
         raise DetectorFileError(f"{path}: not a dnm detector file (metadata format is "
                                 f"{meta.get('format') if isinstance(meta, dict) else None!r})")

@@ -27,6 +27,8 @@ __all__ = ["encode"]
 _CACHE_FORMAT = 1
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 def _to_numpy(x: Any) -> np.ndarray:
     """An encoder's output as NumPy: torch tensors from any device, else ``np.asarray``."""
     if is_torch(x):
@@ -203,6 +205,11 @@ def encode(
                     emb = emb.astype(np.float64)
                     if not np.isfinite(emb).all():
                         raise ValueError("encoder: returned non-finite values (nan or inf)")
+                    big = float(np.abs(emb).max(initial=0.0))
+                    if big > _FLOAT32_MAX:  # the result is float32: it would become inf
+                        raise ValueError(f"encoder: returned a value of magnitude {big:.4g}, "
+                                         "beyond the float32 range (3.403e38) of the "
+                                         "embeddings")
                     if rule == "normalized_mean":
                         emb = _unit_rows(emb)
                     if out is None:

@@ -100,14 +100,14 @@ def explain(detector, X, k=5, *, chunk_size=None):
     det = detector
     k = check_int(k, "k", low=1)
     T = float(det.temperature_)
-    P = _normalize(det.id_labels_)
+    P = _normalize(det.id_labels_, "id_labels")
     C = P.shape[0]
     if det.groups_index_ is not None:
         mult = np.bincount(det.groups_index_.ravel(), minlength=det.negatives_.shape[0])
     else:
         mult = np.zeros(det.negatives_.shape[0], dtype=np.int64)
     used = np.flatnonzero(mult)
-    Nn = _normalize(det.negatives_[used])
+    Nn = _normalize(det.negatives_[used], "negatives", used)
     logw = np.log(mult[used].astype(np.float64))
     kid, kneg = min(k, C), min(k, used.size)
     n = X.shape[0]
@@ -122,7 +122,7 @@ def explain(detector, X, k=5, *, chunk_size=None):
     id_total = np.empty(n)
     for lo in range(0, n, chunk_size):
         hi = min(n, lo + chunk_size)
-        x = _normalize(X[lo:hi])
+        x = _normalize(X[lo:hi], "X", lo)
         s = x @ P.T
         u = x @ Nn.T
         a_s = s / T
@@ -154,8 +154,22 @@ def explain(detector, X, k=5, *, chunk_size=None):
                        temperature=T, id_names=id_names, negative_phrases=neg_phr)
 
 
-def _normalize(a):
+def _normalize(a, name=None, rows=0):
+    """Rows of ``a`` scaled to unit norm in float64 (each row divided by its largest
+    magnitude first, so a norm beyond the float64 range does not overflow).  With ``name``,
+    a row holding NaN/Inf or all zeros raises the ValueError ``score_samples`` raises; the
+    row is reported as ``rows + i`` (``rows`` an offset, or an array of row numbers)."""
     a = np.asarray(a, dtype=np.float64)
+    amax = np.max(np.abs(a), axis=1, keepdims=True)
+    if name is not None:
+        bad = ~np.isfinite(amax[:, 0]) | (amax[:, 0] == 0)
+        if bad.any():
+            i = int(np.argmax(bad))
+            row = int(rows[i]) if np.ndim(rows) else rows + i
+            if np.isfinite(amax[i, 0]):
+                raise ValueError(f"{name}: row {row} has zero norm and cannot be normalised")
+            raise ValueError(f"{name}: row {row} contains NaN or Inf")
+    a = a / amax
     return a / np.linalg.norm(a, axis=1, keepdims=True)
 
 

@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from . import metrics as _metrics
+from ._validate import check_int
 
 __all__ = ["score_histograms", "roc_curves", "roc_comparison"]
 
@@ -126,6 +127,7 @@ def roc_comparison(curves, *, tpr=0.95, max_points=2000, figsize=(5.0, 4.5),
     otherwise.  Returns the Figure; writes a PNG when ``path`` is given."""
     Figure = _figure_cls()
     t = _metrics._check_tpr(tpr)
+    max_points = check_int(max_points, "max_points", low=2)
     fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.add_subplot()
     for k, (name, (id_s, ood_s)) in enumerate(curves.items()):
@@ -133,7 +135,7 @@ def roc_comparison(curves, *, tpr=0.95, max_points=2000, figsize=(5.0, 4.5),
         b = _metrics._as_scores(ood_s, f"ood_sets[{name!r}]")
         auc = _metrics._run(a, b, t, ood_name=f"ood_sets[{name!r}]").auroc
         fpr, tp, _ = _metrics.roc_curve(a, b)
-        fpr, tp = _thin(fpr, tp, int(max_points))
+        fpr, tp = _thin(fpr, tp, max_points)
         ax.plot(fpr, tp, color=_OOD_COLORS[k % len(_OOD_COLORS)], linewidth=1.5,
                 label=f"{name} (AUROC {auc * 100:.2f}%)")
     ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=0.8, label="chance")

@@ -53,6 +53,8 @@ def make_groups(n_negatives, groups, seed=0):
         Q = M // G
         if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+        if seed < 0:
+            raise ValueError(f"seed: must be >= 0, got {int(seed)}")
         perm = np.random.default_rng(int(seed)).permutation(G * Q)
         return np.ascontiguousarray(perm.reshape(G, Q), dtype=np.int64)
     idx = np.asarray(groups)

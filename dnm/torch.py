@@ -89,8 +89,15 @@ class OODHead(torch.nn.Module):
     def forward(self, features):
         if not isinstance(features, torch.Tensor):
             raise TypeError(f"features: expected a torch.Tensor, got {type(features).__name__}")
+        if features.is_nested or features.layout != torch.strided:
+            raise TypeError("features: expected a dense tensor of shape (N, D) or (..., D), got a "
+                            f"{'nested' if features.is_nested else str(features.layout)} tensor; "
+                            "pad or concatenate its rows into one dense tensor first")
         if features.dim() == 0:
             raise ValueError("features: expected a tensor of shape (N, D) or (..., D), got a scalar")
+        if features.numel() == 0:
+            raise ValueError("features: expected a tensor of shape (N, D) or (..., D) with N >= 1 "
+                             f"rows and D >= 1 features, got shape {tuple(features.shape)}")
         lead = tuple(features.shape[:-1])
         X = to_numpy(features, allow_device_copy=self.allow_device_copy)
         X = X.reshape(-1, X.shape[-1])  # a view whenever the strides allow (2-D: always)
