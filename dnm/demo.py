@@ -61,12 +61,12 @@ class _Timer:
             self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - t0
 
 
-def _bar(iterable, *, desc, quiet, total=None):
+def _bar(iterable, *, desc, quiet, unit, total=None):
     if quiet:
         return iterable
     from ._progress import tqdm_class
 
-    return tqdm_class()(iterable, desc=desc, total=total, leave=False, file=sys.stderr)
+    return tqdm_class()(iterable, desc=desc, total=total, leave=False, file=sys.stderr, unit=unit)
 
 
 def _check_methods(methods):
@@ -175,7 +175,7 @@ def run_demo(out="dnm-demo-output", *, size="default", seed=0, methods=None,
     detectors = {}
     method_times = {m: {} for m in methods}
     with timer.stage("mine"):
-        for m in _bar(methods, desc="mine/fit", quiet=quiet):
+        for m in _bar(methods, desc="mine/fit", quiet=quiet, unit="method"):
             t0 = time.perf_counter()
             # a tile-level bar only for the one long kernel (DNM's N x N kNN pass)
             inner = not quiet and m == "dnm" and len(bench.candidates) >= 10000
@@ -192,7 +192,7 @@ def run_demo(out="dnm-demo-output", *, size="default", seed=0, methods=None,
     scores = {}
     sets = [("ID", bench.id_images)] + [(d, bench.ood_images[d]) for d in datasets]
     with timer.stage("score"):
-        for m in _bar(methods, desc="score", quiet=quiet):
+        for m in _bar(methods, desc="score", quiet=quiet, unit="method"):
             t0 = time.perf_counter()
             det = detectors[m]
             scores[m] = {}
@@ -232,7 +232,7 @@ def run_demo(out="dnm-demo-output", *, size="default", seed=0, methods=None,
 
         with timer.stage("plot"):
             jobs = [("hist", m) for m in methods] + [("cmp", d) for d in datasets]
-            for kind, what in _bar(jobs, desc="plot", quiet=quiet):
+            for kind, what in _bar(jobs, desc="plot", quiet=quiet, unit="figure"):
                 if kind == "cmp":
                     p = os.path.join(out, f"roc_{what}.png")
                     _roc_compare(scores, methods, what, p)
