@@ -1,4 +1,4 @@
-"""Evaluation plots (optional extra: ``pip install dnm[plot]``, i.e. matplotlib).
+"""Evaluation plots (needs matplotlib: ``pip install matplotlib``, or the ``plot`` extra).
 
 * :func:`score_histograms` - ID vs OOD score histograms, one panel per OOD set,
   titled with that set's FPR and AUROC.
@@ -32,7 +32,8 @@ def _figure_cls():
         from matplotlib.figure import Figure
     except ImportError:
         raise ImportError(
-            "dnm.plot needs matplotlib, which is not installed: pip install dnm[plot]"
+            "dnm.plot needs matplotlib, which is not installed: pip install matplotlib "
+            "(or pip install '.[plot]' in the dnm source folder)"
         ) from None
     return Figure
 

@@ -82,5 +82,5 @@ def test_errors(data):
 def test_missing_matplotlib_message(monkeypatch, data):
     a, sets = data
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(ImportError, match=r"pip install dnm\[plot\]"):
+    with pytest.raises(ImportError, match=r"pip install matplotlib .*pip install '\.\[plot\]'"):
         plot.roc_curves(a, sets)
