@@ -8,8 +8,9 @@ Stages (each timed): generate the benchmark, mine negatives / fit one
 :class:`dnm.NegativeLabelDetector` per method, score the ID images and every OOD set,
 evaluate (FPR95, AUROC, AUPR-In, AUPR-Out), plot, write the report.  Outputs in ``out``:
 
-* ``report.json``  - settings, benchmark summary, per-method metrics, negatives, timings;
-* ``metrics.csv``  - one row per (method, dataset) incl. ``Average``;
+* ``report.json``  - settings, benchmark summary, per-method metrics (fractions, full
+  precision), negatives, timings;
+* ``metrics.csv``  - one row per (method, dataset) incl. ``Average``, in % (4 decimals);
 * ``hist_<method>.png``: ID-vs-OOD score histograms, one panel per OOD set;
 * ``roc_<set>.png``: ROC curves of every method on one OOD set.
 
@@ -36,7 +37,10 @@ __all__ = ["run_demo", "DEMO_METHODS", "METHOD_LABELS"]
 #: Methods run by default, in table order (the registry's static methods).
 DEMO_METHODS = tuple(n for n, m in _methods.METHODS.items() if not m.streaming)
 METHOD_LABELS = {n: m.label for n, m in _methods.METHODS.items()}
-_METRIC_COLS = ("FPR95", "AUROC", "AUPR-In")
+#: The metric columns (names of dnm.evaluate; the FPR convention is the papers').
+FPR_CONVENTION = "paper"
+_ALL_COLS = (f"FPR95 ({FPR_CONVENTION})", "AUROC", "AUPR-In", "AUPR-Out")
+_METRIC_COLS = _ALL_COLS[:3]
 
 SYNTHETIC_NOTE = (
     "The data is SYNTHETIC (dnm.synthetic): random CLIP-like embeddings, no CLIP model, "
@@ -87,7 +91,7 @@ def _check_methods(methods):
 
 def _wide_markdown(results, methods, datasets, digits=2):
     """One Markdown table: a row per method, FPR95/AUROC/AUPR-In per dataset (in %)."""
-    head = ["method"] + [f"{d} {c}" for d in datasets for c in _METRIC_COLS]
+    head = ["method"] + [f"{d} {c} [%]" for d in datasets for c in _METRIC_COLS]
     rows = []
     for m in methods:
         cells = [METHOD_LABELS[m]]
@@ -209,8 +213,8 @@ def run_demo(out="dnm-demo-output", *, size="default", seed=0, methods=None,
 
     with timer.stage("evaluate"):
         for m in methods:
-            rows = _metrics.evaluate(scores[m]["ID"], {d: scores[m][d] for d in datasets},
-                                     as_frame=False, num_threads=num_threads)
+            res = _metrics.evaluate(scores[m]["ID"], {d: scores[m][d] for d in datasets},
+                                    convention=FPR_CONVENTION, num_threads=num_threads)
             det = detectors[m]
             results[m] = {
                 "label": METHOD_LABELS[m],
@@ -223,8 +227,7 @@ def run_demo(out="dnm-demo-output", *, size="default", seed=0, methods=None,
                                         ("max_cut", det.max_cut_)) if v is not None},
                 "n_negatives": int(det.negative_indices_.size),
                 "negatives_near_id_share": _near_id_share(bench, det),
-                "metrics": {r["dataset"]: {k: float(v) for k, v in r.items() if k != "dataset"}
-                            for r in rows},
+                "metrics": res.to_dict(),
                 "times": method_times[m],
             }
         if "dnm" in methods:
@@ -256,19 +259,19 @@ def run_demo(out="dnm-demo-output", *, size="default", seed=0, methods=None,
         csv_path = os.path.join(out, "metrics.csv")
         with open(csv_path, "w", newline="", encoding="utf-8") as f:
             wr = csv.writer(f)
-            wr.writerow(["method", "dataset", "FPR95", "AUROC", "AUPR-In", "AUPR-Out"])
+            wr.writerow(["method", "dataset"] + [f"{c} [%]" for c in _ALL_COLS])
             for m in methods:
                 for d in datasets_avg:
                     r = results[m]["metrics"][d]
-                    wr.writerow([m, d] + [repr(r[c]) for c in
-                                          ("FPR95", "AUROC", "AUPR-In", "AUPR-Out")])
+                    wr.writerow([m, d] + [f"{r[c] * 100:.4f}" for c in _ALL_COLS])
     files = ["report.json", "metrics.csv"] + files
     report = {
         "synthetic": True,
         "note": SYNTHETIC_NOTE,
         "dnm_version": __version__,
         "settings": {"size": size, "seed": int(seed), "preset": preset,
-                     "methods": methods, "fpr_convention": "paper", "tpr": 0.95,
+                     "methods": methods, "fpr_convention": FPR_CONVENTION, "tpr": 0.95,
+                     "metrics_units": "fraction",
                      "num_threads": int(num_threads) if num_threads else get_num_threads()},
         "benchmark": {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in summ.items()},
                       "near_id_share_of_corpus": near_corpus},
@@ -287,8 +290,9 @@ def run_demo(out="dnm-demo-output", *, size="default", seed=0, methods=None,
         f.write("\n")
 
     say("")
-    say("FPR95 (lower is better), AUROC and AUPR-In (higher is better), in %, ID = positive; "
-        "FPR95 with the papers' convention:")
+    say(f"FPR95 ({FPR_CONVENTION}): FPR at 95% TPR, {FPR_CONVENTION} convention (the DNM, MCM, "
+        "NegLabel and CSP code; lower is better); AUROC and AUPR-In (higher is better); in %; "
+        "ID = positive:")
     say(table)
     say("negatives per method: " + ", ".join(
         f"{METHOD_LABELS[m]} {results[m]['n_negatives']}" for m in methods

@@ -80,7 +80,7 @@ def score_histograms(id_scores, ood_sets, *, bins=100, density=True, ncols=None,
     fig = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True)
     h_id, _ = np.histogram(a, bins=edges, density=density)
-    fcol = _metrics._fpr_column(t)
+    fcol = _metrics._fpr_column(t, convention)
     for k, ((name, b), st) in enumerate(zip(arrays, stats)):
         ax = axes[k // ncols][k % ncols]
         h_ood, _ = np.histogram(b, bins=edges, density=density)
