@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 
+from ._io import sniff
 from ._validate import check_mask
 
 
@@ -38,6 +39,9 @@ def load_array(spec, what, key=None):
         raise UsageError(f"{what}: file not found: {path}")
     if os.path.isdir(path):
         raise UsageError(f"{what}: {path} is a directory, expected a .npy or .npz file")
+    kind, desc = sniff(path)
+    if kind is None:
+        raise UsageError(f"{what}: {path} is not a NumPy file (.npy or .npz): {desc}")
     try:
         obj = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:

@@ -59,3 +59,32 @@ def markdown_table(head, rows):
 
     sep = "|" + "|".join([":" + "-" * (w[0] + 1)] + ["-" * (x + 1) + ":" for x in w[1:]]) + "|"
     return "\n".join([line(head), sep] + [line(r) for r in rows]) + "\n"
+
+
+_MAGIC = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+          (b"\x1f\x8b", "a gzip-compressed file"), (b"\x89HDF", "an HDF5 file"),
+          (b"%PDF", "a PDF document"), (b"\x80", "a Python pickle (torch.save writes these)"))
+
+
+def sniff(path, n=64):
+    """What a file is, from its first bytes: ``("npy", None)``, ``("zip", None)`` (.npz and
+    torch.save files are zip archives) or ``(None, "it is ...")`` for anything else."""
+    with open(path, "rb") as f:
+        head = f.read(n)
+    if head.startswith(b"\x93NUMPY"):
+        return "npy", None
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "zip", None
+    if not head:
+        return None, "it is empty"
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return None, f"it looks like {what}"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a character cut at the end of the sample is fine
+        text = head[:exc.start].decode("utf-8") if exc.start >= len(head) - 3 else None
+    if text and all(ch.isprintable() or ch in "\t\r\n" for ch in text):
+        first = text.splitlines()[0] if text.strip() else text
+        return None, f"it looks like text, starting {first[:40]!r}"
+    return None, f"it starts with the bytes {head[:8].hex(' ')}"

@@ -480,7 +480,7 @@ def test_load_huge_shape_claim(saved):
 def test_load_other_bad_files(saved, tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"hello, not a zip")
-    with pytest.raises(DetectorFileError, match="not a valid"):
+    with pytest.raises(DetectorFileError, match="not a dnm detector file .*looks like text"):
         NegativeLabelDetector.load(bad)
     m = _members(saved)
     m["metadata"] = np.frombuffer(b"{not json", np.uint8)
