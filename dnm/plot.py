@@ -175,7 +175,8 @@ def score_histograms(id_scores, ood_sets, *, bins=100, density=True, ncols=None,
         for x, lab, col in ((a, id_label, _ID_COLOR), (b, name, color)):
             h, outside = hist(x, f, edges)
             extra = f", {outside:,} beyond the axis" if outside else ""
-            ax.stairs(h, edges, fill=True, alpha=0.45, color=col, label=f"{lab} (n={x.size:,}{extra})")
+            ax.stairs(h, edges, fill=True, alpha=0.45, color=col,
+                      label=f"{lab} (n={x.size:,}{extra})")
         ax.axvline(float(f(thr)), color="black", linestyle="--", linewidth=1.0,
                    label=f"{t * 100:g}% TPR threshold")
         ax.set_title(f"{name}: {fcol} {st['fpr'] * 100:.2f}%, AUROC {st['auroc'] * 100:.2f}%",

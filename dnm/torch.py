@@ -1,4 +1,4 @@
-"""PyTorch interop: a drop-in OOD head for ``nn.Sequential`` (needs ``pip install dnm[torch]``).
+"""PyTorch interop: a drop-in OOD head for ``nn.Sequential`` (needs PyTorch: ``pip install torch``).
 
 ::
 
