@@ -22,7 +22,7 @@ import zlib
 
 import numpy as np
 
-from ._io import strict_json
+from ._io import sniff, strict_json
 from ._validate import check_mask
 
 
@@ -52,6 +52,10 @@ def load_array(spec, what, key=None):
                          "file")
     if _is_torch_input(path):
         return _torch_array(path, what, key)
+    kind, desc = sniff(path)
+    if kind is None:
+        raise UsageError(f"{what}: {path} is not a NumPy or torch file (.npy, .npz, .pt or "
+                         f".pth): {desc}")
     with open(path, "rb") as fh:  # our handle: numpy leaks its own on a damaged archive
         return _numpy_array(fh, path, what, key)
 

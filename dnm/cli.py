@@ -235,26 +235,22 @@ def cmd_evaluate(args):
         if name in sets:
             raise _io.UsageError(f"--ood: duplicate name {name!r}")
         sets[name] = _io.load_scores(path, f"--ood {name}")
-    rows = _metrics.evaluate(a, sets, tpr=args.tpr, convention=args.convention, as_frame=False,
-                             num_threads=args.threads)
-    md = _metrics.to_markdown(rows, percent=not args.fraction, digits=args.digits)
+    res = _metrics.evaluate(a, sets, tpr=args.tpr, convention=args.convention,
+                            num_threads=args.threads)
+    md = _metrics.to_markdown(res, percent=not args.fraction, digits=args.digits)
     print(md, end="")
     for path, kind in zip(map(o.temp, outs), kinds):
         if kind == "md":
             with open(path, "w", encoding="utf-8") as f:
                 f.write(md)
         elif kind == "csv":
-            cols = list(rows[0])
-            with open(path, "w", newline="", encoding="utf-8") as f:
-                w = csv.writer(f)
-                w.writerow(cols)
-                for r in rows:
-                    w.writerow([r[c] if c == "dataset" else repr(float(r[c])) for c in cols])
+            res.to_csv(path, percent=not args.fraction)
         else:
             _io.write_json(path, {"tpr": args.tpr, "convention": args.convention,
-                               "units": "fraction", "n_id": int(a.size),
+                               "units": "fraction", "columns": list(res.columns),
+                               "n_id": int(a.size),
                                "n_ood": {k: int(v.size) for k, v in sets.items()},
-                               "rows": rows})
+                               "rows": list(res)})
     o.commit()
     if outs:
         _io.say(args, f"dnm evaluate: wrote {', '.join(outs)}")
@@ -433,7 +429,8 @@ def build_parser():
     p = sub.add_parser("evaluate", help="FPR95 / AUROC / AUPR of ID vs OOD scores",
                        description="Evaluate ID scores against one or more OOD score sets "
                        "(ID = positive, higher score = more in-distribution). Prints a "
-                       "Markdown table (values in % unless --fraction).")
+                       "Markdown table; headers and caption name the unit (%% unless "
+                       "--fraction) and the FPR convention.")
     p.add_argument("--id", required=True, metavar="SCORES",
                    help="ID scores: .npy/.npz, or .csv/.json written by 'dnm score'")
     p.add_argument("--ood", required=True, action="append", type=_ood_arg, metavar="NAME=SCORES",
@@ -444,7 +441,9 @@ def build_parser():
     p.add_argument("--digits", type=int, default=2, help="decimals in the printed table (2)")
     p.add_argument("--fraction", action="store_true", help="print fractions instead of %%")
     p.add_argument("--out", "-o", action="append", metavar="FILE",
-                   help="write the table: .csv, .json (fractions) or .md (repeatable)")
+                   help="write the table: .md or .csv (%% unless --fraction; CSV with 4 "
+                        "decimals, 6 for fractions) or .json (fractions, full precision); "
+                        "repeatable")
     common(p)
     p.set_defaults(func=cmd_evaluate)
 

@@ -8,8 +8,9 @@ Stages (each timed): generate the benchmark, mine negatives / fit one
 :class:`dnm.NegativeLabelDetector` per method, score the ID images and every OOD set,
 evaluate (FPR95, AUROC, AUPR-In, AUPR-Out), plot, write the report.  Outputs in ``out``:
 
-* ``report.json``  - settings, benchmark summary, per-method metrics, negatives, timings;
-* ``metrics.csv``  - one row per (method, dataset) incl. ``Average``;
+* ``report.json``  - settings, benchmark summary, per-method metrics (fractions, full
+  precision), negatives, timings;
+* ``metrics.csv``  - one row per (method, dataset) incl. ``Average``, in % (4 decimals);
 * ``hist_<method>.png``: ID-vs-OOD score histograms, one panel per OOD set;
 * ``roc_<set>.png``: ROC curves of every method on one OOD set.
 
@@ -36,12 +37,18 @@ __all__ = ["run_demo", "DEMO_METHODS", "METHOD_LABELS"]
 #: Methods run by default, in table order (the registry's static methods).
 DEMO_METHODS = tuple(n for n, m in _methods.METHODS.items() if not m.streaming)
 METHOD_LABELS = {n: m.label for n, m in _methods.METHODS.items()}
-_METRIC_COLS = ("FPR95", "AUROC", "AUPR-In")
+#: The metric columns (names of dnm.evaluate; the FPR convention is the papers').
+FPR_CONVENTION = "paper"
+_ALL_COLS = (f"FPR95 ({FPR_CONVENTION})", "AUROC", "AUPR-In", "AUPR-Out")
+_METRIC_COLS = _ALL_COLS[:3]
 
 SYNTHETIC_NOTE = (
     "The data is SYNTHETIC (dnm.synthetic): random CLIP-like embeddings, no CLIP model, "
     "no images, no words. The numbers say how the methods behave on this random model, "
     "not on ImageNet or any real benchmark.")
+PLOTS_SKIPPED = (
+    "PNG plots skipped: matplotlib is not installed (pip install matplotlib, or "
+    "pip install '.[plot]' in the dnm source folder)")
 DNM_NOTE = (
     "On this synthetic data DNM's kNN log-distance rule is essentially a ranking by raw "
     "embedding norm (see 'dnm_selection' in report.json): it is not evidence that DNM "
@@ -61,12 +68,12 @@ class _Timer:
             self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - t0
 
 
-def _bar(iterable, *, desc, quiet, total=None):
+def _bar(iterable, *, desc, quiet, unit, total=None):
     if quiet:
         return iterable
     from ._progress import tqdm_class
 
-    return tqdm_class()(iterable, desc=desc, total=total, leave=False, file=sys.stderr)
+    return tqdm_class()(iterable, desc=desc, total=total, leave=False, file=sys.stderr, unit=unit)
 
 
 def _check_methods(methods):
@@ -84,7 +91,7 @@ def _check_methods(methods):
 
 def _wide_markdown(results, methods, datasets, digits=2):
     """One Markdown table: a row per method, FPR95/AUROC/AUPR-In per dataset (in %)."""
-    head = ["method"] + [f"{d} {c}" for d in datasets for c in _METRIC_COLS]
+    head = ["method"] + [f"{d} {c} [%]" for d in datasets for c in _METRIC_COLS]
     rows = []
     for m in methods:
         cells = [METHOD_LABELS[m]]
@@ -133,7 +140,8 @@ def run_demo(out="dnm-demo-output", *, size="default", seed=0, methods=None,
     size: ``"default"`` (1,000 ID classes, 20,000 candidates, 5,000 ID + 2 x 2,500 OOD
     images; a few minutes at most on 2 cores) or ``"small"`` (seconds).
     methods: subset of :data:`DEMO_METHODS` (list or comma-separated string); default all.
-    preset: the DNM backbone preset (:mod:`dnm.methods`).  plots: write PNGs (needs matplotlib).
+    preset: the DNM backbone preset (:mod:`dnm.methods`).  plots: write PNGs (with matplotlib;
+    without it everything else is written and one printed line says how to get the PNGs).
     quiet: no progress bars and no printed output.  stream: where to print (stdout).
     """
     from . import __version__, get_num_threads, metrics as _metrics
@@ -149,12 +157,12 @@ def run_demo(out="dnm-demo-output", *, size="default", seed=0, methods=None,
         if not quiet:
             print(*a, file=stream, flush=True)
 
+    plots_skipped = None
     if plots:
         try:
             import matplotlib  # noqa: F401
-        except ImportError:
-            raise ImportError("dnm demo writes plots with matplotlib, which is not installed: "
-                              "pip install dnm[plot], or run with --no-plots") from None
+        except ImportError:  # a plain install: everything but the PNGs
+            plots, plots_skipped = False, PLOTS_SKIPPED
     out = os.fspath(out)
     os.makedirs(out, exist_ok=True)
     timer = _Timer()
@@ -175,7 +183,7 @@ def run_demo(out="dnm-demo-output", *, size="default", seed=0, methods=None,
     detectors = {}
     method_times = {m: {} for m in methods}
     with timer.stage("mine"):
-        for m in _bar(methods, desc="mine/fit", quiet=quiet):
+        for m in _bar(methods, desc="mine/fit", quiet=quiet, unit="method"):
             t0 = time.perf_counter()
             # a tile-level bar only for the one long kernel (DNM's N x N kNN pass)
             inner = not quiet and m == "dnm" and len(bench.candidates) >= 10000
@@ -192,7 +200,7 @@ def run_demo(out="dnm-demo-output", *, size="default", seed=0, methods=None,
     scores = {}
     sets = [("ID", bench.id_images)] + [(d, bench.ood_images[d]) for d in datasets]
     with timer.stage("score"):
-        for m in _bar(methods, desc="score", quiet=quiet):
+        for m in _bar(methods, desc="score", quiet=quiet, unit="method"):
             t0 = time.perf_counter()
             det = detectors[m]
             scores[m] = {}
@@ -205,8 +213,8 @@ def run_demo(out="dnm-demo-output", *, size="default", seed=0, methods=None,
 
     with timer.stage("evaluate"):
         for m in methods:
-            rows = _metrics.evaluate(scores[m]["ID"], {d: scores[m][d] for d in datasets},
-                                     as_frame=False, num_threads=num_threads)
+            res = _metrics.evaluate(scores[m]["ID"], {d: scores[m][d] for d in datasets},
+                                    convention=FPR_CONVENTION, num_threads=num_threads)
             det = detectors[m]
             results[m] = {
                 "label": METHOD_LABELS[m],
@@ -219,8 +227,7 @@ def run_demo(out="dnm-demo-output", *, size="default", seed=0, methods=None,
                                         ("max_cut", det.max_cut_)) if v is not None},
                 "n_negatives": int(det.negative_indices_.size),
                 "negatives_near_id_share": _near_id_share(bench, det),
-                "metrics": {r["dataset"]: {k: float(v) for k, v in r.items() if k != "dataset"}
-                            for r in rows},
+                "metrics": res.to_dict(),
                 "times": method_times[m],
             }
         if "dnm" in methods:
@@ -232,7 +239,7 @@ def run_demo(out="dnm-demo-output", *, size="default", seed=0, methods=None,
 
         with timer.stage("plot"):
             jobs = [("hist", m) for m in methods] + [("cmp", d) for d in datasets]
-            for kind, what in _bar(jobs, desc="plot", quiet=quiet):
+            for kind, what in _bar(jobs, desc="plot", quiet=quiet, unit="figure"):
                 if kind == "cmp":
                     p = os.path.join(out, f"roc_{what}.png")
                     _roc_compare(scores, methods, what, p)
@@ -252,19 +259,19 @@ def run_demo(out="dnm-demo-output", *, size="default", seed=0, methods=None,
         csv_path = os.path.join(out, "metrics.csv")
         with open(csv_path, "w", newline="", encoding="utf-8") as f:
             wr = csv.writer(f)
-            wr.writerow(["method", "dataset", "FPR95", "AUROC", "AUPR-In", "AUPR-Out"])
+            wr.writerow(["method", "dataset"] + [f"{c} [%]" for c in _ALL_COLS])
             for m in methods:
                 for d in datasets_avg:
                     r = results[m]["metrics"][d]
-                    wr.writerow([m, d] + [repr(r[c]) for c in
-                                          ("FPR95", "AUROC", "AUPR-In", "AUPR-Out")])
+                    wr.writerow([m, d] + [f"{r[c] * 100:.4f}" for c in _ALL_COLS])
     files = ["report.json", "metrics.csv"] + files
     report = {
         "synthetic": True,
         "note": SYNTHETIC_NOTE,
         "dnm_version": __version__,
         "settings": {"size": size, "seed": int(seed), "preset": preset,
-                     "methods": methods, "fpr_convention": "paper", "tpr": 0.95,
+                     "methods": methods, "fpr_convention": FPR_CONVENTION, "tpr": 0.95,
+                     "metrics_units": "fraction",
                      "num_threads": int(num_threads) if num_threads else get_num_threads()},
         "benchmark": {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in summ.items()},
                       "near_id_share_of_corpus": near_corpus},
@@ -275,6 +282,7 @@ def run_demo(out="dnm-demo-output", *, size="default", seed=0, methods=None,
         "environment": {"python": platform.python_version(), "numpy": np.__version__,
                         "platform": platform.platform()},
         "files": files,
+        "plots_skipped": plots_skipped,
     }
     json_path = os.path.join(out, "report.json")
     with open(json_path, "w", encoding="utf-8") as f:
@@ -282,8 +290,9 @@ def run_demo(out="dnm-demo-output", *, size="default", seed=0, methods=None,
         f.write("\n")
 
     say("")
-    say("FPR95 (lower is better), AUROC and AUPR-In (higher is better), in %, ID = positive; "
-        "FPR95 with the papers' convention:")
+    say(f"FPR95 ({FPR_CONVENTION}): FPR at 95% TPR, {FPR_CONVENTION} convention (the DNM, MCM, "
+        "NegLabel and CSP code; lower is better); AUROC and AUPR-In (higher is better); in %; "
+        "ID = positive:")
     say(table)
     say("negatives per method: " + ", ".join(
         f"{METHOD_LABELS[m]} {results[m]['n_negatives']}" for m in methods
@@ -306,5 +315,7 @@ def run_demo(out="dnm-demo-output", *, size="default", seed=0, methods=None,
         f"{METHOD_LABELS[m]} mine {method_times[m]['mine']:.2f}s / score "
         f"{method_times[m]['score']:.2f}s" for m in methods))
     say(f"wrote {len(files)} files to {out}{os.sep}: " + ", ".join(files))
+    if plots_skipped:
+        say(plots_skipped)
     say(SYNTHETIC_NOTE)
     return report

@@ -143,7 +143,35 @@ class NegativeLabelDetector:
             same = v is d or (not isinstance(v, np.ndarray) and type(v) is type(d) and v == d)
             if not same:
                 parts.append(f"{name}={'array' + str(np.shape(v)) if isinstance(v, np.ndarray) else repr(v)}")
-        return f"{type(self).__name__}({', '.join(parts)})"
+        text = f"{type(self).__name__}({', '.join(parts)})"
+        if hasattr(self, "id_labels_"):
+            text += f" [fitted: {self._fitted_summary()}]"
+        return text
+
+    def _fitted_summary(self):
+        """What was fitted, in one line: method, preset, label counts, resolved settings."""
+        rec = _methods.METHODS.get(getattr(self, "method_", None))
+        try:
+            preset = _methods.backbone_name(self.preset)
+        except (ValueError, TypeError):
+            preset = self.preset
+        parts = [rec.label if rec is not None else str(getattr(self, "method_", "?")),
+                 f"preset {preset}", f"{self.id_labels_.shape[0]:,} ID labels"]
+        g = self.groups_index_
+        if g is not None and self.negatives_.shape[0]:
+            parts.append(f"{self.negatives_.shape[0]:,} negatives in {g.shape[0]:,} groups of "
+                         f"{g.shape[1]:,}")
+        elif rec is not None and rec.needs_negatives:
+            parts.append("0 negatives")
+        parts.append(f"{self.n_features_in_:,} features")
+        settings = [f"{n}={getattr(self, n + '_')!r}" for n in _methods.PARAMS
+                    if n != "groups" and getattr(self, n + "_", None) is not None]
+        text = ", ".join(parts)
+        if settings:
+            text += "; " + ", ".join(settings)
+        if getattr(self, "threshold_", None) is not None:
+            text += f"; threshold {self.threshold_:.6g} at TPR {self.threshold_tpr_:g}"
+        return text
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "id_labels_")

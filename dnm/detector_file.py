@@ -54,7 +54,7 @@ import zlib
 import numpy as np
 
 from . import methods as _methods
-from ._io import atomic_write, strict_json
+from ._io import atomic_write, sniff, strict_json
 from ._validate import check_fraction
 from .scores import GUARDS
 
@@ -120,6 +120,10 @@ def read(path, param_names):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(path)
+    kind, desc = sniff(path)
+    if kind != "zip":
+        raise DetectorFileError(f"{path}: not a dnm detector file (those are .npz archives): "
+                                + (desc or "it is a .npy array"))
     try:
         with zipfile.ZipFile(path) as zf:
             meta = _read_metadata(zf, path)

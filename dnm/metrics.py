@@ -10,12 +10,14 @@ in-distribution (ID) set is the positive class unless stated.
 * :func:`fpr_at_tpr` - false-positive rate at a target true-positive rate, three
   conventions (``"paper"``, ``"openood"``, ``"interp"``; see its docstring).
 * :func:`all_metrics` - all of the above from a single sort.
-* :func:`evaluate` - one row per OOD set plus an ``"Average"`` row;
-  :func:`to_markdown` prints such a table.
+* :func:`evaluate` - an :class:`EvaluationResult`: one row per OOD set plus an
+  ``"Average"`` row, rendered by its ``to_markdown`` / ``to_csv`` / ``to_latex``
+  (headers and caption name the unit and the FPR convention), ``to_frame`` (pandas)
+  and ``to_dict``.
 * :func:`roc_curve` - the ROC points (NumPy; used by :mod:`dnm.plot`).
 
-All values are **fractions in [0, 1]**; :func:`to_markdown` renders percentages
-(as papers report them) unless ``percent=False``.
+All values are **fractions in [0, 1]** at full precision; the text renderings show
+percentages (as papers report them, rounded) unless ``percent=False``.
 
 Accepted input: 1-D array-likes of real numbers (any float or integer dtype,
 NumPy arrays, lists, CPU tensors).  They are converted once to contiguous
@@ -46,7 +48,7 @@ from ._io import markdown_table
 from ._validate import _to_numpy, check_fraction
 
 __all__ = ["auroc", "aupr_in", "aupr_out", "fpr_at_tpr", "all_metrics", "evaluate",
-           "to_markdown", "roc_curve", "CONVENTIONS"]
+           "EvaluationResult", "to_markdown", "roc_curve", "CONVENTIONS"]
 
 #: FPR@TPR conventions accepted by :func:`fpr_at_tpr`.
 CONVENTIONS = ("paper", "openood", "interp")
@@ -202,56 +204,242 @@ def _check_finite(sorted_scores, name):
 
 # ---- tables ---------------------------------------------------------------
 
-def _fpr_column(tpr):
-    return f"FPR{tpr * 100:g}"
+#: Where each FPR@TPR convention comes from (table captions).
+_CONVENTION_SOURCES = {"paper": "the DNM, MCM, NegLabel and CSP code",
+                       "openood": "OpenOOD, AdaNeg, TANL: OOD positive",
+                       "interp": "CLIPN: interpolated on the ROC"}
 
 
-def evaluate(id_scores, ood_sets, *, tpr=0.95, convention="paper", as_frame=None,
-             num_threads=None):
-    """Evaluate one ID score set against several OOD sets.
+def _fpr_column(tpr, convention):
+    """The FPR column's name, with its convention: ``FPR95 (paper)``."""
+    return f"FPR{tpr * 100:g} ({convention})"
+
+
+def _unit_suffix(percent):
+    return " [%]" if percent else " [fraction]"
+
+
+def _check_digits(digits):
+    if isinstance(digits, bool) or not isinstance(digits, numbers.Integral) or digits < 0:
+        raise ValueError(f"digits: expected an integer >= 0, got {digits!r}")
+    return int(digits)
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$",
+        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _tex(text):
+    return "".join(_TEX.get(ch, ch) for ch in text)
+
+
+def _write_text(path, text):
+    if path is not None:
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+    return text
+
+
+class EvaluationResult:
+    """What :func:`evaluate` returns: one row per OOD set plus ``"Average"``, whatever is
+    installed.
+
+    Values are fractions in [0, 1] at full precision (``values``, ``to_dict()``,
+    ``to_frame()``, row access); the text renderings (``to_markdown``, ``to_csv``,
+    ``to_latex``, ``repr``) are in percent unless ``percent=False``, rounded, and name the
+    unit and the FPR convention in every header and caption.
+
+    Access: ``len(res)``; ``for row in res`` and ``res[0]`` / ``res[-1]`` give row dicts
+    (``{"dataset": name, column: value}``, the list-of-dicts layout); ``res["iNaturalist"]``
+    the row of a set; ``res["Average", "AUROC"]`` one value; ``res.column("AUROC")`` a
+    ``{dataset: value}`` dict.
+
+    Attributes: ``datasets`` (names, ``"Average"`` last), ``columns`` (``FPR95 (paper)``,
+    ``AUROC``, ``AUPR-In``, ``AUPR-Out``; ``fpr_column`` is the first), ``values`` (read-only
+    float64 array, one row per dataset), ``tpr``, ``convention``, ``units`` (``"fraction"``),
+    ``n_id`` and ``n_ood`` (``{name: count}``).
+    """
+
+    units = "fraction"
+
+    def __init__(self, datasets, values, *, tpr, convention, n_id, n_ood):
+        self.datasets = tuple(str(d) for d in datasets)
+        self.tpr = float(tpr)
+        self.convention = _check_convention(convention)
+        self.columns = (_fpr_column(self.tpr, convention), "AUROC", "AUPR-In", "AUPR-Out")
+        v = np.array(values, dtype=np.float64)
+        if v.shape != (len(self.datasets), len(self.columns)):
+            raise ValueError(f"values: expected shape {(len(self.datasets), len(self.columns))}, "
+                             f"got {v.shape}")
+        v.setflags(write=False)
+        self.values = v
+        self.n_id = int(n_id)
+        self.n_ood = {str(k): int(n) for k, n in dict(n_ood).items()}
+
+    @property
+    def fpr_column(self):
+        return self.columns[0]
+
+    # -- list- and dict-like access ------------------------------------------------------------
+
+    def __len__(self):
+        return len(self.datasets)
+
+    def _row(self, i):
+        return {"dataset": self.datasets[i],
+                **{c: float(x) for c, x in zip(self.columns, self.values[i])}}
+
+    def __iter__(self):
+        return (self._row(i) for i in range(len(self.datasets)))
+
+    def __contains__(self, name):
+        return name in self.datasets
+
+    def _index(self, name):
+        try:
+            return self.datasets.index(name)
+        except ValueError:
+            raise KeyError(f"no dataset {name!r}; datasets: {list(self.datasets)}") from None
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple) and len(key) == 2:
+            name, col = key
+            if col not in self.columns:
+                raise KeyError(f"no column {col!r}; columns: {list(self.columns)}")
+            return float(self.values[self._index(name), self.columns.index(col)])
+        if isinstance(key, str):
+            return self._row(self._index(key))
+        if isinstance(key, numbers.Integral) and not isinstance(key, bool):
+            n = len(self.datasets)
+            if not -n <= key < n:
+                raise IndexError(f"row {key} out of range for {n} rows")
+            return self._row(int(key) % n)
+        raise TypeError("EvaluationResult: index with a row number, a dataset name, or "
+                        f"(dataset, column); got {type(key).__name__}")
+
+    def column(self, name):
+        """``{dataset: value}`` of one column (fractions)."""
+        if name not in self.columns:
+            raise KeyError(f"no column {name!r}; columns: {list(self.columns)}")
+        j = self.columns.index(name)
+        return {d: float(x) for d, x in zip(self.datasets, self.values[:, j])}
+
+    # -- conversions -----------------------------------------------------------------------------
+
+    def to_dict(self):
+        """``{dataset: {column: value}}``, fractions at full precision."""
+        return {r.pop("dataset"): r for r in self}
+
+    def to_frame(self):
+        """A ``pandas.DataFrame`` indexed by ``"dataset"`` (fractions, full precision); its
+        ``attrs`` hold ``tpr``, ``convention``, ``units``.  Needs pandas."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("EvaluationResult.to_frame needs pandas, which is not installed: "
+                              "pip install pandas") from None
+        df = pd.DataFrame(np.array(self.values), columns=list(self.columns),
+                          index=pd.Index(list(self.datasets), name="dataset"))
+        df.attrs.update({"tpr": self.tpr, "convention": self.convention, "units": self.units})
+        return df
+
+    def caption(self, *, percent=True):
+        """One line naming every column, the FPR convention, the unit and the sample sizes."""
+        unit = "in %" if percent else "as fractions in [0, 1]"
+        sizes = ", ".join(f"{k} {v:,}" for k, v in self.n_ood.items())
+        return (f"{self.fpr_column}: FPR at {self.tpr * 100:g}% TPR, {self.convention} "
+                f"convention ({_CONVENTION_SOURCES[self.convention]}; lower is better); "
+                f"AUROC, AUPR-In, AUPR-Out (higher is better); {unit}; ID = positive, "
+                f"{self.n_id:,} ID scores; OOD: {sizes}; Average = unweighted mean over the "
+                f"{len(self.n_ood)} OOD set{'s' if len(self.n_ood) != 1 else ''}.")
+
+    def _cells(self, percent, digits):
+        scale = 100.0 if percent else 1.0
+        return [[d] + [f"{x * scale:.{digits}f}" for x in row]
+                for d, row in zip(self.datasets, self.values)]
+
+    def _head(self, percent):
+        return ["dataset"] + [c + _unit_suffix(percent) for c in self.columns]
+
+    def to_markdown(self, path=None, *, percent=True, digits=None, caption=True):
+        """A Markdown table (values in % with 2 decimals, or fractions with 4 when
+        ``percent=False``; ``digits`` overrides), preceded by its caption line unless
+        ``caption=False``.  Returns the text; also written to ``path`` when given."""
+        digits = (2 if percent else 4) if digits is None else _check_digits(digits)
+        text = markdown_table(self._head(percent), self._cells(percent, digits))
+        if caption:
+            text = self.caption(percent=percent) + "\n\n" + text
+        return _write_text(path, text)
+
+    def to_csv(self, path=None, *, percent=True, digits=None):
+        """CSV with a header row naming unit and convention (``FPR95 (paper) [%]``); values in
+        % with 4 decimals, or fractions with 6 (``percent=False``); ``digits`` overrides.
+        Returns the text; also written to ``path`` when given."""
+        import csv
+        import io
+
+        digits = (4 if percent else 6) if digits is None else _check_digits(digits)
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(self._head(percent))
+        w.writerows(self._cells(percent, digits))
+        return _write_text(path, buf.getvalue())
+
+    def to_latex(self, path=None, *, percent=True, digits=None, caption=True):
+        """A booktabs ``tabular`` (in a ``table`` with ``\\caption`` unless ``caption=False``);
+        digits as :meth:`to_markdown`.  Returns the text; also written to ``path``."""
+        digits = (2 if percent else 4) if digits is None else _check_digits(digits)
+
+        lines = [f"\\begin{{tabular}}{{l{'r' * len(self.columns)}}}", "\\toprule",
+                 " & ".join(_tex(h) for h in self._head(percent)) + " \\\\", "\\midrule"]
+        for r in self._cells(percent, digits):
+            if r[0] == "Average":
+                lines.append("\\midrule")
+            lines.append(" & ".join(_tex(c) for c in r) + " \\\\")
+        lines += ["\\bottomrule", "\\end{tabular}"]
+        if caption:
+            lines = (["\\begin{table}", "\\centering",
+                      f"\\caption{{{_tex(self.caption(percent=percent))}}}"] + lines
+                     + ["\\end{table}"])
+        return _write_text(path, "\n".join(lines) + "\n")
+
+    def __repr__(self):
+        n = len(self.n_ood)
+        return (f"<EvaluationResult: {n} OOD set{'s' if n != 1 else ''} + Average; fractions, "
+                f"shown in %>\n{self.to_markdown()}").rstrip("\n")
+
+    def _repr_markdown_(self):
+        return self.to_markdown()
+
+
+def evaluate(id_scores, ood_sets, *, tpr=0.95, convention="paper", num_threads=None):
+    """Evaluate one ID score set against several OOD sets: an :class:`EvaluationResult`.
 
     ``ood_sets``: a mapping ``{"iNaturalist": scores, ...}`` (or a sequence of
     ``(name, scores)`` pairs; a bare array is taken as one set named ``"OOD"``).
-    Returns a table with one row per OOD set, in the given order, and a final
+    The result has one row per OOD set, in the given order, and a final
     ``"Average"`` row (the unweighted mean over sets, as papers report it), with
-    columns ``FPR95`` (named after ``tpr``: ``FPR90`` for 0.9, ...), ``AUROC``,
-    ``AUPR-In``, ``AUPR-Out``.  Values are fractions in [0, 1] (lower FPR and
-    higher areas are better); render percentages with :func:`to_markdown`.
-
-    ``as_frame``: ``None`` (default) returns a ``pandas.DataFrame`` indexed by
-    ``"dataset"`` when pandas is installed, else a list of dicts (each with a
-    ``"dataset"`` key); ``True`` requires pandas; ``False`` always returns the list.
-    The frame's ``attrs`` record ``tpr``, ``convention`` and ``units``.
+    columns ``FPR95 (paper)`` (named after ``tpr`` and ``convention``: ``FPR90 (openood)``,
+    ...), ``AUROC``, ``AUPR-In``, ``AUPR-Out``.  Values are fractions in [0, 1] (lower FPR
+    and higher areas are better); ``.to_markdown()``, ``.to_csv()``, ``.to_latex()`` render
+    percentages, ``.to_frame()`` gives a pandas DataFrame, ``.to_dict()`` a dict.  The
+    type does not depend on what is installed.
     """
     t = _check_tpr(tpr)
     _check_convention(convention)
     sets = _named_sets(ood_sets)
     a = _as_scores(id_scores, "id_scores")
     nt = _config.resolve(num_threads)
-    fcol = _fpr_column(t)
-    rows = []
+    values, n_ood = [], {}
     for name, scores in sets:
         label = f"ood_sets[{name!r}]"
         b = _as_scores(scores, label)
         r = _Result(*_core.metrics(a, b, t, nt, "id_scores", label))
-        rows.append({"dataset": name, fcol: r.fpr(convention), "AUROC": r.auroc,
-                     "AUPR-In": r.aupr_in, "AUPR-Out": r.aupr_out})
-    cols = [fcol, "AUROC", "AUPR-In", "AUPR-Out"]
-    avg = {"dataset": "Average"}
-    for c in cols:
-        avg[c] = float(np.mean([row[c] for row in rows]))
-    rows.append(avg)
-    if as_frame is None or as_frame:
-        try:
-            import pandas as pd
-        except ImportError:
-            if as_frame:
-                raise ImportError("evaluate(as_frame=True) needs pandas: pip install dnm[pandas]") from None
-            return rows
-        df = pd.DataFrame(rows).set_index("dataset")
-        df.attrs.update({"tpr": t, "convention": convention, "units": "fraction"})
-        return df
-    return rows
+        values.append([r.fpr(convention), r.auroc, r.aupr_in, r.aupr_out])
+        n_ood[name] = b.size
+    values.append(np.mean(np.asarray(values, dtype=np.float64), axis=0))
+    return EvaluationResult([n for n, _ in sets] + ["Average"], values, tpr=t,
+                            convention=convention, n_id=a.size, n_ood=n_ood)
 
 
 def _named_sets(ood_sets):
@@ -285,19 +473,22 @@ def _table_rows(table):
     if isinstance(table, (list, tuple)) and table and all(isinstance(r, dict) for r in table):
         cols = [c for c in table[0] if c != "dataset"]
         return cols, [(str(r.get("dataset", i)), [r[c] for c in cols]) for i, r in enumerate(table)]
-    raise TypeError("table: expected the DataFrame or list of dicts returned by dnm.evaluate")
+    raise TypeError("table: expected the EvaluationResult returned by dnm.evaluate, a DataFrame "
+                    "or a list of row dicts")
 
 
 def to_markdown(table, *, percent=True, digits=2):
-    """Render an :func:`evaluate` table as a GitHub-flavoured Markdown string
-    (no ``tabulate`` needed).  ``percent=True`` (default) prints values x 100
-    with ``digits`` decimals, as papers do; ``percent=False`` prints fractions
-    with ``digits + 2`` decimals."""
-    if isinstance(digits, bool) or not isinstance(digits, numbers.Integral) or digits < 0:
-        raise ValueError(f"digits: expected an integer >= 0, got {digits!r}")
+    """Render a table as a GitHub-flavoured Markdown string (no ``tabulate`` needed): an
+    :class:`EvaluationResult` (its :meth:`~EvaluationResult.to_markdown`, with its caption),
+    a DataFrame or a list of row dicts.  ``percent=True`` (default) prints values x 100
+    with ``digits`` decimals, as papers do; ``percent=False`` prints fractions with
+    ``digits + 2`` decimals.  Every header names the unit (``[%]`` or ``[fraction]``)."""
+    digits = _check_digits(digits)
+    if isinstance(table, EvaluationResult):
+        return table.to_markdown(percent=percent, digits=digits if percent else digits + 2)
     cols, rows = _table_rows(table)
-    scale, nd = (100.0, int(digits)) if percent else (1.0, int(digits) + 2)
-    head = ["dataset"] + [f"{c} (%)" if percent else c for c in cols]
+    scale, nd = (100.0, digits) if percent else (1.0, digits + 2)
+    head = ["dataset"] + [c + _unit_suffix(percent) for c in cols]
     body = []
     for name, vals in rows:
         cells = [name]

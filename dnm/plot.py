@@ -1,7 +1,8 @@
-"""Evaluation plots (optional extra: ``pip install dnm[plot]``, i.e. matplotlib).
+"""Evaluation plots (needs matplotlib: ``pip install matplotlib``, or the ``plot`` extra).
 
 * :func:`score_histograms` - ID vs OOD score histograms, one panel per OOD set,
-  titled with that set's FPR and AUROC.
+  titled with that set's FPR (its convention named) and AUROC; the range comes from
+  robust quantiles, or a named percentile scale where scores crowd at one end.
 * :func:`roc_curves` - ROC curves of every OOD set on one axes (ID positive),
   with the AUROC in the legend and the target TPR marked;
   :func:`roc_comparison` - the same for any (ID, OOD) pairs, e.g. methods on one set.
@@ -33,7 +34,8 @@ def _figure_cls():
         from matplotlib.figure import Figure
     except ImportError:
         raise ImportError(
-            "dnm.plot needs matplotlib, which is not installed: pip install dnm[plot]"
+            "dnm.plot needs matplotlib, which is not installed: pip install matplotlib "
+            "(or pip install '.[plot]' in the dnm source folder)"
         ) from None
     return Figure
 
@@ -46,20 +48,86 @@ def _save(fig, path, dpi):
     return fig
 
 
+#: Each set's central 98% must span at least this share of a linear axis; else "auto" plots
+#: the percentile scale.
+READABLE_SPREAD = 0.15
+
+
+def _central(x):
+    lo, hi = np.quantile(x, [0.01, 0.99])
+    return float(lo), float(hi)
+
+
+def _linear_range(arrays):
+    """The x range from robust quantiles: every set's central 99%, plus a small margin."""
+    lo = min(float(np.quantile(x, 0.005)) for x in arrays)
+    hi = max(float(np.quantile(x, 0.995)) for x in arrays)
+    if not hi > lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    pad = 0.03 * (hi - lo)
+    return lo - pad, hi + pad
+
+
+def _spread(arrays, lo, hi):
+    """The smallest share of [lo, hi] that a set's central 98% spans (constant sets skipped)."""
+    widths = [b - a for a, b in map(_central, arrays)]
+    widths = [w for w in widths if w > 0]
+    return min(widths) / (hi - lo) if widths else 1.0
+
+
+class _PercentileScale:
+    """x -> the mean over the sets of each set's mid-rank CDF at x: monotone in the score
+    (rank-preserving), and every set's central 98% spans at least 0.98 / (number of sets)."""
+
+    def __init__(self, arrays):
+        self.sorted = [np.sort(x) for x in arrays]
+
+    def __call__(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        out = np.zeros(x.shape)
+        for s in self.sorted:
+            out += (np.searchsorted(s, x, "left") + np.searchsorted(s, x, "right")) / (2.0 * s.size)
+        return out / len(self.sorted)
+
+    def ticks(self, n=5):
+        """Tick positions and raw-score labels: scores at evenly spaced points of the scale."""
+        pool = np.unique(np.concatenate(self.sorted))
+        f = self(pool)
+        want = np.linspace(0.0, 1.0, n + 2)[1:-1]
+        raw = pool[np.minimum(np.searchsorted(f, want), pool.size - 1)]
+        raw = np.unique(raw)
+        pos = self(raw)
+        for digits in range(3, 18):  # enough digits that each label reads as its position
+            labels = [f"{v:.{digits}g}" for v in raw]
+            back = self(np.array([float(x) for x in labels]))
+            if len(set(labels)) == len(labels) and np.all(np.abs(back - pos) <= 0.01):
+                break
+        return pos, labels
+
+
 def score_histograms(id_scores, ood_sets, *, bins=100, density=True, ncols=None,
-                     tpr=0.95, convention="paper", id_label="ID", panel_size=(4.0, 3.0),
-                     path=None, dpi=120):
+                     tpr=0.95, convention="paper", id_label="ID", scale="auto",
+                     panel_size=(4.0, 3.0), path=None, dpi=120):
     """ID-vs-OOD score histograms, one panel per OOD set.
 
     ``ood_sets``: a mapping ``{name: scores}`` (or ``(name, scores)`` pairs, or one
-    array).  Each panel overlays the ID histogram and that set's histogram on
-    shared bin edges (``bins`` edges over the pooled range of ID and all OOD
-    scores, so panels are comparable), marks the threshold accepting ``tpr`` of
-    ID scores, and shows that set's FPR (``convention``) and AUROC in its title.
-    ``density=True`` normalises each histogram to unit area (sets of different
-    sizes stay comparable).  Returns the Figure; writes a PNG to ``path`` if given.
+    array).  Each panel overlays the ID histogram and that set's histogram, marks the
+    threshold accepting ``tpr`` of ID scores, and shows that set's FPR (``convention``,
+    named) and AUROC in its title.  ``density=True`` normalises each histogram by its
+    set's size (sets of different sizes stay comparable).
+
+    ``scale``: ``"linear"`` - raw scores on shared bins over a range from robust
+    quantiles (every set's central 99%, so one outlier does not squeeze the rest; scores
+    beyond it are counted in the legend); ``"percentile"`` - a monotone, rank-preserving
+    transform, per panel: the mean of ID's and that set's (mid-rank) CDFs, so each set's
+    central 98% spans at least half the axis, with ticks labelled by raw scores and the
+    scale named on the axis; ``"auto"`` (default) - linear when each set's central 98%
+    spans at least :data:`READABLE_SPREAD` of the axis, else percentile (scores crowded at
+    one end, e.g. NegLabel's near 1).  Returns the Figure; writes a PNG to ``path`` if given.
     """
     Figure = _figure_cls()
+    if scale not in ("auto", "linear", "percentile"):
+        raise ValueError(f"scale: expected 'auto', 'linear' or 'percentile', got {scale!r}")
     sets = _metrics._named_sets(ood_sets)
     a = _metrics._as_scores(id_scores, "id_scores")
     arrays = [(name, _metrics._as_scores(s, f"ood_sets[{name!r}]")) for name, s in sets]
@@ -67,31 +135,53 @@ def score_histograms(id_scores, ood_sets, *, bins=100, density=True, ncols=None,
     _metrics._check_convention(convention)
     stats = [_metrics._pack(_metrics._run(a, b, t, ood_name=f"ood_sets[{name!r}]"), convention)
              for name, b in arrays]  # also checks finiteness, naming the set
-    lo = min(float(a.min()), *(float(b.min()) for _, b in arrays))
-    hi = max(float(a.max()), *(float(b.max()) for _, b in arrays))
-    if hi == lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    edges = np.linspace(lo, hi, int(bins) + 1)
+    lo, hi = _linear_range([a] + [b for _, b in arrays])
+    if scale == "auto":
+        scale = ("linear" if _spread([a] + [b for _, b in arrays], lo, hi) >= READABLE_SPREAD
+                 else "percentile")
     thr = float(np.quantile(a, 1.0 - t))  # accepts (about) tpr of ID scores
 
     n = len(arrays)
     ncols = min(n, 3) if ncols is None else max(1, int(ncols))
     nrows = math.ceil(n / ncols)
     fig = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True)
-    h_id, _ = np.histogram(a, bins=edges, density=density)
-    fcol = _metrics._fpr_column(t)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=scale == "linear")
+    fcol = _metrics._fpr_column(t, convention)
+
+    def hist(x, f, edges):
+        h, _ = np.histogram(f(x), bins=edges)
+        outside = x.size - int(h.sum())
+        if density:
+            h = h / (x.size * np.diff(edges))
+        return h, outside
+
     for k, ((name, b), st) in enumerate(zip(arrays, stats)):
         ax = axes[k // ncols][k % ncols]
-        h_ood, _ = np.histogram(b, bins=edges, density=density)
+        if scale == "linear":
+            f = np.asarray
+            edges = np.linspace(lo, hi, int(bins) + 1)
+            ax.set_xlim(lo, hi)
+            ax.set_xlabel("score (higher = more in-distribution)")
+        else:
+            f = _PercentileScale([a, b])
+            edges = np.linspace(0.0, 1.0, int(bins) + 1)
+            ax.set_xlim(0.0, 1.0)
+            pos, labels = f.ticks()
+            ax.set_xticks(pos, labels)
+            ax.set_xlabel("score (higher = more in-distribution), percentile scale:\n"
+                          f"mean CDF of {id_label} and {name}; ticks are raw scores",
+                          fontsize="small")
+        ax.dnm_scale = scale
         color = _OOD_COLORS[k % len(_OOD_COLORS)]
-        ax.stairs(h_id, edges, fill=True, alpha=0.45, color=_ID_COLOR, label=f"{id_label} (n={a.size:,})")
-        ax.stairs(h_ood, edges, fill=True, alpha=0.45, color=color, label=f"{name} (n={b.size:,})")
-        ax.axvline(thr, color="black", linestyle="--", linewidth=1.0,
+        for x, lab, col in ((a, id_label, _ID_COLOR), (b, name, color)):
+            h, outside = hist(x, f, edges)
+            extra = f", {outside:,} beyond the axis" if outside else ""
+            ax.stairs(h, edges, fill=True, alpha=0.45, color=col,
+                      label=f"{lab} (n={x.size:,}{extra})")
+        ax.axvline(float(f(thr)), color="black", linestyle="--", linewidth=1.0,
                    label=f"{t * 100:g}% TPR threshold")
         ax.set_title(f"{name}: {fcol} {st['fpr'] * 100:.2f}%, AUROC {st['auroc'] * 100:.2f}%",
                      fontsize="medium")
-        ax.set_xlabel("score (higher = more in-distribution)")
         ax.tick_params(labelbottom=True)
         ax.set_ylabel("density" if density else "count")
         ax.legend(fontsize="small", frameon=False)

@@ -1,4 +1,4 @@
-"""PyTorch interop: a drop-in OOD head for ``nn.Sequential`` (needs ``pip install dnm[torch]``).
+"""PyTorch interop: a drop-in OOD head for ``nn.Sequential`` (needs PyTorch: ``pip install torch``).
 
 ::
 
@@ -28,6 +28,31 @@ Conversions (each input is converted at most once, never on the float32 path):
 The output is a float64 CPU tensor sharing memory with the NumPy result (the C
 core computes every score in double).  Pass ``dtype=torch.float32`` (or any
 float dtype) for one cast, and ``device=`` to move the result.
+
+Export and deployment (each point is tested in ``tests/test_torch.py``).  The head's
+``forward`` leaves PyTorch: it hands the tensor's memory to NumPy and dnm's C core.
+What works:
+
+* ``nn.Sequential(encoder, OODHead(det))``, under ``torch.no_grad()`` and
+  ``torch.inference_mode()``;
+* ``torch.compile(model)``: TorchDynamo compiles the layers before the head and runs
+  the head as ordinary Python; the scores are the eager ones;
+* saving: ``torch.save(model)`` / ``torch.load(..., weights_only=False)`` pickles the
+  whole module, detector included; or save ``model.state_dict()`` (the head has no
+  state) and the detector with ``detector.save(path)``, and rebuild the head from
+  ``NegativeLabelDetector.load(path)`` (no pickle needed).
+
+What does not, and why:
+
+* ``torch.jit.script``: TorchScript compiles the Python source of ``forward`` into its
+  own language, which has no NumPy and cannot call dnm's C core; it fails with a
+  ``RuntimeError``;
+* ``torch.export.export``: it traces ``forward`` with fake tensors, which have no data
+  to hand to NumPy (``RuntimeError: .numpy() is not supported for tensor subclasses``);
+  export the encoder alone and score its output with the detector;
+* ``torch.jit.trace`` (deprecated by PyTorch) runs, with a ``TracerWarning``, but
+  records the head's output for the example input as a constant: the traced model
+  returns the same scores for every input.  Do not use it.
 """
 from __future__ import annotations
 
@@ -74,6 +99,9 @@ class OODHead(torch.nn.Module):
 
     ``features`` may be (N, D) or have extra leading dimensions (..., D): the scores
     then have shape (...).  A 1-D (D,) input gives a 0-d tensor.
+
+    Works with ``torch.compile`` and ``torch.save``; not with ``torch.jit.script`` or
+    ``torch.export`` (see the module documentation for why).
     """
 
     def __init__(self, detector, *, dtype=None, device=None, allow_device_copy=True):

@@ -86,8 +86,8 @@ print(len(det.negatives_), "negatives, e.g.", det.negative_phrases_[:5])
     code("""
 s_id = det.score_samples(bench.id_images)
 s_ood = {name: det.score_samples(X) for name, X in bench.ood_images.items()}
-table = dnm.evaluate(s_id, s_ood)          # FPR95 (paper convention), AUROC, AUPR-In, AUPR-Out
-print(dnm.metrics.to_markdown(table))
+table = dnm.evaluate(s_id, s_ood)   # an EvaluationResult: FPR95 (paper), AUROC, AUPR-In, AUPR-Out
+print(table.to_markdown())          # also .to_csv(), .to_latex(), .to_frame(), .to_dict()
 """, tag="evaluate"),
     md("""
 Every method on the same data (one estimator, one code path). On this synthetic data DNM's
@@ -100,9 +100,8 @@ for method in ["mcm", "max_logit", "energy", "neglabel", "csp", "dnm"]:
     d = dnm.NegativeLabelDetector(method).fit(bench.id_labels, bench.candidates,
                                               is_adjective=bench.is_adjective)
     a = d.score_samples(bench.id_images)
-    t = dnm.evaluate(a, {k: d.score_samples(X) for k, X in bench.ood_images.items()},
-                     as_frame=False)
-    rows.append({"dataset": method, **{k: v for k, v in t[-1].items() if k != "dataset"}})
+    t = dnm.evaluate(a, {k: d.score_samples(X) for k, X in bench.ood_images.items()})
+    rows.append({**t["Average"], "dataset": method})     # a row: {"dataset": ..., column: value}
 print("Average over OOD sets, per method")
 print(dnm.metrics.to_markdown(rows))
 """, tag="compare"),
@@ -259,7 +258,7 @@ det.fit(id_labels, candidates, is_adjective=is_adjective, phrases=phrases, id_na
 print(det)
 s_id = det.score_samples(X_id)
 table = dnm.evaluate(s_id, {name: det.score_samples(X) for name, X in X_ood.items()})
-print(dnm.metrics.to_markdown(table))
+print(table.to_markdown())
 """, tag="evaluate"),
     code("""
 name = next(iter(X_ood))
@@ -308,6 +307,8 @@ def build(cells, kernel="python3"):
     for i, c in enumerate(cells):  # stable ids: a regenerated notebook differs only where it changed
         c["id"] = f"cell-{i:02d}"
     nb = new_notebook(cells=cells)
+    for i, c in enumerate(nb.cells):  # stable ids: regenerating changes only edited cells
+        c["id"] = f"cell-{i:02d}"
     nb.metadata["kernelspec"] = {"name": kernel, "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     return nb

@@ -232,7 +232,7 @@ def test_score_methods(method, data, capsys):
     (["--images", "{d}/img.npy", "--key", "id", "--id-labels", "{d}/id.npy", "--out",
       "{d}/o.npy"], [".npy file"]),
     (["--images", "{d}/phrases.txt", "--id-labels", "{d}/id.npy", "--out", "{d}/o.npy"],
-     ["cannot read"]),
+     ["phrases.txt is not a NumPy file", "looks like text"]),
     (["--images", "{d}/img.npy", "--id-labels", "{d}/id.npy", "--method", "dnm", "--out",
       "{d}/o.npy"], ["--negatives is required"]),
     (["--images", "{d}/img.npy", "--id-labels", "{d}/id.npy", "--negatives", "{d}/cand.npy",
@@ -281,7 +281,10 @@ def test_evaluate(data, tmp_path, capsys):
     assert status == 0, err
     want = dnm.metrics.all_metrics(s_id, s_far)
     lines = out.splitlines()
-    assert lines[0].startswith("| dataset") and "AUROC (%)" in lines[0]
+    assert lines[0].startswith("FPR95 (paper): FPR at 95% TPR, paper convention") and "in %" in lines[0]
+    lines = [ln for ln in lines if ln.startswith("|")]
+    assert lines[0].startswith("| dataset") and "| FPR95 (paper) [%] |" in lines[0]
+    assert "| AUROC [%] |" in lines[0]
     names = [ln.split("|")[1].strip() for ln in lines[2:]]
     assert names == ["far", "farcsv", "far2", "Average"]
     js = json.loads((tmp_path / "t.json").read_text())
@@ -290,9 +293,19 @@ def test_evaluate(data, tmp_path, capsys):
     assert rows["farcsv"] == {**rows["far"], "dataset": "farcsv"}
     assert rows["far2"] == {**rows["far"], "dataset": "far2"}
     assert 0.5 < rows["Average"]["AUROC"] <= 1.0
+    assert js["columns"] == ["FPR95 (paper)", "AUROC", "AUPR-In", "AUPR-Out"]
+    assert js["units"] == "fraction" and js["convention"] == "paper"
     with open(tmp_path / "t.csv", newline="") as f:
         crow = list(csv.DictReader(f))
-    assert float(crow[0]["AUROC"]) == rows["far"]["AUROC"]
+    # one unit, named in the header; 4 decimals of a percentage
+    assert list(crow[0]) == ["dataset", "FPR95 (paper) [%]", "AUROC [%]", "AUPR-In [%]",
+                             "AUPR-Out [%]"]
+    for r in crow:
+        for c, v in r.items():
+            if c != "dataset":
+                assert len(v.split(".")[1]) == 4, v
+                j = rows[r["dataset"]][c.split(" [")[0]]
+                assert float(v) == pytest.approx(j * 100, abs=5e-5)
     assert (tmp_path / "t.md").read_text() == out
 
 
@@ -303,7 +316,31 @@ def test_evaluate_fraction_and_convention(data, tmp_path, capsys):
                           f"b={tmp_path / 'b.npy'}", "--fraction", "--convention", "openood",
                           "--tpr", 0.9], capsys)
     assert status == 0
-    assert "FPR90" in out and "(%)" not in out
+    assert "FPR90 (openood) [fraction]" in out and "%" not in out.replace("90% TPR", "")
+    assert "openood convention" in out.splitlines()[0]
+
+
+def test_evaluate_names_the_convention_everywhere(tmp_path, capsys):
+    # the same scores give different FPR95 under the two conventions: no header may hide which
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "a.npy", rng.normal(1, 1, 400))
+    np.save(tmp_path / "b.npy", rng.normal(0, 1.5, 300))
+    got = {}
+    for conv in ("paper", "openood"):
+        outs = [tmp_path / f"{conv}.{e}" for e in ("csv", "md", "json")]
+        status, out, err = run(["evaluate", "--id", tmp_path / "a.npy", "--ood",
+                                f"b={tmp_path / 'b.npy'}", "--convention", conv,
+                                *sum((["--out", p] for p in outs), [])], capsys)
+        assert status == 0, err
+        csv_head = (tmp_path / f"{conv}.csv").read_text().splitlines()[0]
+        md = (tmp_path / f"{conv}.md").read_text()
+        assert f"FPR95 ({conv}) [%]" in csv_head
+        assert f"| FPR95 ({conv}) [%] |" in md and f"| FPR95 ({conv}) [%] |" in out
+        assert f"{conv} convention" in md.splitlines()[0]  # the caption
+        other = "openood" if conv == "paper" else "paper"
+        assert other not in csv_head and f"({other})" not in md
+        got[conv] = json.loads((tmp_path / f"{conv}.json").read_text())["rows"][0][f"FPR95 ({conv})"]
+    assert got["paper"] != got["openood"]
 
 
 @pytest.mark.parametrize("argv, needles", [
@@ -311,7 +348,7 @@ def test_evaluate_fraction_and_convention(data, tmp_path, capsys):
     (["--id", "{d}/img.npy", "--ood", "x={d}/far.npy"], ["1-D"]),
     (["--id", "{d}/adj.npy"], ["--ood"]),
     (["--id", "{d}/s.json", "--ood", "=x.npy"], ["empty name"]),
-    (["--id", "{d}/phrases.txt", "--ood", "x={d}/far.npy"], ["cannot read"]),
+    (["--id", "{d}/phrases.txt", "--ood", "x={d}/far.npy"], ["phrases.txt is not a NumPy file"]),
     (["--id", "{d}/s.csv", "--ood", "x={d}/s.csv", "--ood", "x={d}/s.csv"], ["duplicate"]),
     (["--id", "{d}/s.csv", "--ood", "x={d}/s.csv", "--tpr", "1.5"], ["tpr"]),
     (["--id", "{d}/s.csv", "--ood", "x={d}/s.csv", "--convention", "zzz"], ["invalid choice"]),

@@ -30,8 +30,11 @@ def test_demo_prints_table_and_timings(demo_run):
     assert status == 0
     assert "SYNTHETIC" in text
     header = next(ln for ln in text.splitlines() if ln.startswith("| method"))
-    for col in ("near FPR95", "near AUROC", "near AUPR-In", "far FPR95", "Average AUROC"):
-        assert col in header
+    for col in ("near FPR95 (paper) [%]", "near AUROC [%]", "near AUPR-In [%]",
+                "far FPR95 (paper) [%]", "Average AUROC [%]"):
+        assert f"| {col} |" in header
+    caption = text.splitlines()[text.splitlines().index(header) - 1]
+    assert "paper convention" in caption and "in %" in caption
     for label in ("MCM", "max-logit", "energy", "NegLabel", "CSP", "DNM"):
         assert any(ln.startswith(f"| {label} ") for ln in text.splitlines()), label
     assert "time per stage:" in text
@@ -62,7 +65,7 @@ def test_demo_report_json(demo_run):
     for m, r in rep["methods"].items():
         assert set(r["metrics"]) == {"near", "far", "Average"}
         for d, vals in r["metrics"].items():
-            assert set(vals) == {"FPR95", "AUROC", "AUPR-In", "AUPR-Out"}
+            assert set(vals) == {"FPR95 (paper)", "AUROC", "AUPR-In", "AUPR-Out"}
             assert all(0.0 <= v <= 1.0 for v in vals.values())
         # sane range on this benchmark: every method beats chance
         assert r["metrics"]["Average"]["AUROC"] > 0.6
@@ -85,8 +88,11 @@ def test_demo_metrics_csv_matches_json(demo_run):
     assert len(rows) == len(DEMO_METHODS) * 3
     for r in rows:
         want = rep["methods"][r["method"]]["metrics"][r["dataset"]]
-        for c in ("FPR95", "AUROC", "AUPR-In", "AUPR-Out"):
-            assert float(r[c]) == want[c]
+        for c in ("FPR95 (paper)", "AUROC", "AUPR-In", "AUPR-Out"):
+            v = r[f"{c} [%]"]  # one unit, named in the header; 4 decimals, no float noise
+            assert len(v.split(".")[1]) == 4, v
+            assert float(v) == pytest.approx(want[c] * 100, abs=5e-5)
+    assert rep["settings"]["metrics_units"] == "fraction"
 
 
 def test_demo_deterministic_metrics(tmp_path):

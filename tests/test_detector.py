@@ -480,7 +480,7 @@ def test_load_huge_shape_claim(saved):
 def test_load_other_bad_files(saved, tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"hello, not a zip")
-    with pytest.raises(DetectorFileError, match="not a valid"):
+    with pytest.raises(DetectorFileError, match="not a dnm detector file .*looks like text"):
         NegativeLabelDetector.load(bad)
     m = _members(saved)
     m["metadata"] = np.frombuffer(b"{not json", np.uint8)
@@ -623,3 +623,22 @@ def test_packed_labels_are_checked():
             _core.pack_labels(Q, None, None, 0, code)
     with pytest.raises(ValueError, match="packs no labels"):
         _core.pack_labels(P, None, None, 0, _config.KERNELS["blas"])
+
+
+def test_repr_of_fitted_detector(data):
+    det = fitted("dnm", data, k=10)
+    r = repr(det)
+    assert r.startswith("NegativeLabelDetector(groups=5, k=10) [fitted: DNM, preset ViT-B/16, ")
+    C, M = det.id_labels_.shape[0], det.negatives_.shape[0]
+    G, Q = det.groups_index_.shape
+    assert f"{C} ID labels, {M} negatives in {G} groups of {Q}, " in r
+    assert f"{det.n_features_in_} features" in r
+    assert f"tau={det.tau_!r}" in r and "k=10" in r and f"temperature={det.temperature_!r}" in r
+    assert str(det) == r and "\n" not in r
+    m = fitted("mcm", data)
+    assert "MCM, preset ViT-B/16" in repr(m) and "negatives" not in repr(m)
+    ids = data[0]
+    m.set_threshold(ids + 0.01, tpr=0.9)
+    assert repr(m).endswith(f"; threshold {m.threshold_:.6g} at TPR 0.9]")
+    # the unfitted repr stays scikit-learn's
+    assert repr(NegativeLabelDetector("mcm")) == "NegativeLabelDetector(method='mcm')"

@@ -1,4 +1,6 @@
 """dnm.metrics: C kernel against scikit-learn and the NumPy twins (tests/slow/metrics.py)."""
+import sys
+
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
@@ -182,7 +184,7 @@ def test_inputs_unchanged():
     b = np.round(rng.normal(size=800), 1)
     a0, b0 = a.copy(), b.copy()
     M.all_metrics(a, b)
-    M.evaluate(a, {"x": b}, as_frame=False)
+    M.evaluate(a, {"x": b})
     M.roc_curve(a, b)
     np.testing.assert_array_equal(a, a0)
     np.testing.assert_array_equal(b, b0)
@@ -280,19 +282,55 @@ def _sets(rng):
             "Textures": rng.normal(0.6, 1, 100)}
 
 
-def test_evaluate_list_of_dicts():
+def test_evaluate_result_rows():
     rng = np.random.default_rng(8)
     a = rng.normal(1, 1, 500)
     sets = _sets(rng)
-    rows = M.evaluate(a, sets, as_frame=False)
-    assert [r["dataset"] for r in rows] == ["iNaturalist", "SUN", "Textures", "Average"]
-    assert list(rows[0]) == ["dataset", "FPR95", "AUROC", "AUPR-In", "AUPR-Out"]
+    res = M.evaluate(a, sets)
+    assert isinstance(res, M.EvaluationResult)
+    rows = list(res)  # the list-of-dicts layout
+    assert len(res) == 4 and [r["dataset"] for r in rows] == ["iNaturalist", "SUN", "Textures",
+                                                             "Average"]
+    assert list(rows[0]) == ["dataset", "FPR95 (paper)", "AUROC", "AUPR-In", "AUPR-Out"]
+    assert res.columns == ("FPR95 (paper)", "AUROC", "AUPR-In", "AUPR-Out")
+    assert res.fpr_column == "FPR95 (paper)" and res.units == "fraction"
     for r, (name, b) in zip(rows, sets.items()):
         assert r["AUROC"] == M.auroc(a, b)
-        assert r["FPR95"] == M.fpr_at_tpr(a, b)
+        assert r["FPR95 (paper)"] == M.fpr_at_tpr(a, b)
         assert r["AUPR-In"] == M.aupr_in(a, b) and r["AUPR-Out"] == M.aupr_out(a, b)
-    for c in ["FPR95", "AUROC", "AUPR-In", "AUPR-Out"]:
+        assert res[name] == r and res[name, "AUROC"] == r["AUROC"]
+    for c in res.columns:
         assert rows[-1][c] == pytest.approx(np.mean([r[c] for r in rows[:-1]]), abs=1e-15)
+    assert res[-1] == res["Average"] == rows[-1] and res[0] == rows[0]
+    assert res.column("AUROC") == {r["dataset"]: r["AUROC"] for r in rows}
+    assert res.to_dict() == {r["dataset"]: {k: v for k, v in r.items() if k != "dataset"}
+                             for r in rows}
+    assert "SUN" in res and "nope" not in res
+    assert res.n_id == 500 and res.n_ood == {"iNaturalist": 300, "SUN": 200, "Textures": 100}
+    np.testing.assert_array_equal(res.values[:, 1], [r["AUROC"] for r in rows])
+    with pytest.raises(ValueError):
+        res.values[0, 0] = 1.0  # read-only
+    with pytest.raises(KeyError, match="no dataset 'nope'.*iNaturalist"):
+        res["nope"]
+    with pytest.raises(KeyError, match="no column 'FPR95'.*FPR95 \\(paper\\)"):
+        res["SUN", "FPR95"]
+    with pytest.raises(IndexError):
+        res[4]
+    with pytest.raises(TypeError):
+        res[1.5]
+
+
+def test_evaluate_same_type_without_pandas(monkeypatch):
+    rng = np.random.default_rng(8)
+    a, sets = rng.normal(1, 1, 100), _sets(rng)
+    with_pd = M.evaluate(a, sets)
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    res = M.evaluate(a, sets)
+    assert type(res) is type(with_pd) is M.EvaluationResult
+    assert res.to_markdown() == with_pd.to_markdown() and res.to_csv() == with_pd.to_csv()
+    assert res.to_dict() == with_pd.to_dict() and repr(res) == repr(with_pd)
+    with pytest.raises(ImportError, match="pip install pandas"):
+        res.to_frame()
 
 
 def test_evaluate_frame_and_options():
@@ -300,17 +338,58 @@ def test_evaluate_frame_and_options():
     rng = np.random.default_rng(9)
     a = rng.normal(1, 1, 500)
     sets = _sets(rng)
-    df = M.evaluate(a, sets, tpr=0.9, convention="openood")
+    df = M.evaluate(a, sets, tpr=0.9, convention="openood").to_frame()
     assert isinstance(df, pd.DataFrame)
     assert list(df.index) == ["iNaturalist", "SUN", "Textures", "Average"]
-    assert list(df.columns) == ["FPR90", "AUROC", "AUPR-In", "AUPR-Out"]
+    assert df.index.name == "dataset"
+    assert list(df.columns) == ["FPR90 (openood)", "AUROC", "AUPR-In", "AUPR-Out"]
     assert df.attrs == {"tpr": 0.9, "convention": "openood", "units": "fraction"}
-    assert df.loc["SUN", "FPR90"] == M.fpr_at_tpr(a, sets["SUN"], 0.9, "openood")
+    assert df.loc["SUN", "FPR90 (openood)"] == M.fpr_at_tpr(a, sets["SUN"], 0.9, "openood")
     # pairs and a bare array
-    df2 = M.evaluate(a, list(sets.items()), tpr=0.9, convention="openood")
+    df2 = M.evaluate(a, list(sets.items()), tpr=0.9, convention="openood").to_frame()
     pd.testing.assert_frame_equal(df, df2)
-    one = M.evaluate(a, sets["SUN"], as_frame=True)
-    assert list(one.index) == ["OOD", "Average"]
+    one = M.evaluate(a, sets["SUN"])
+    assert one.datasets == ("OOD", "Average")
+
+
+def test_evaluate_renderings():
+    res = M.EvaluationResult(["iNat", "Average"], [[0.5834, 0.9512345, 0.5, 1.0],
+                                                  [0.5834, 0.9512345, 0.5, 1.0]],
+                             tpr=0.95, convention="openood", n_id=1000, n_ood={"iNat": 500})
+    md = res.to_markdown()
+    cap, blank, *table = md.rstrip("\n").split("\n")
+    assert blank == ""
+    assert "FPR at 95% TPR, openood convention" in cap and "in %" in cap and "1,000 ID" in cap
+    assert table[0].split("|")[1:-1] == [" dataset ", " FPR95 (openood) [%] ", " AUROC [%] ",
+                                         " AUPR-In [%] ", " AUPR-Out [%] "]
+    assert [c.strip() for c in table[2].split("|")[1:-1]] == ["iNat", "58.34", "95.12", "50.00",
+                                                              "100.00"]
+    assert len({len(line) for line in table}) == 1  # aligned
+    frac = res.to_markdown(percent=False, caption=False)
+    assert frac.startswith("| dataset | FPR95 (openood) [fraction] |") and "0.9512" in frac
+    assert "%" not in frac
+    # CSV: one unit in the header, 4 decimals of a percentage (no float noise), or 6 of a fraction
+    assert res.to_csv().splitlines() == [
+        "dataset,FPR95 (openood) [%],AUROC [%],AUPR-In [%],AUPR-Out [%]",
+        "iNat,58.3400,95.1234,50.0000,100.0000", "Average,58.3400,95.1234,50.0000,100.0000"]
+    assert res.to_csv(percent=False).splitlines()[1] == "iNat,0.583400,0.951234,0.500000,1.000000"
+    tex = res.to_latex()
+    assert "\\caption{FPR95 (openood): FPR at 95\\% TPR, openood convention" in tex
+    assert "FPR95 (openood) [\\%] & AUROC [\\%]" in tex and "iNat & 58.34 & 95.12" in tex
+    assert res.to_latex(caption=False).startswith("\\begin{tabular}{lrrrr}")
+    r = repr(res)
+    assert r.startswith("<EvaluationResult: 1 OOD set + Average; fractions, shown in %>")
+    assert "| FPR95 (openood) [%] |" in r and res._repr_markdown_() == md
+    with pytest.raises(ValueError, match="digits"):
+        res.to_csv(digits=-1)
+
+
+def test_evaluate_writes_files(tmp_path):
+    rng = np.random.default_rng(4)
+    res = M.evaluate(rng.normal(1, 1, 50), {"x": rng.normal(0, 1, 40)})
+    for ext, fn in (("md", res.to_markdown), ("csv", res.to_csv), ("tex", res.to_latex)):
+        text = fn(tmp_path / f"t.{ext}")
+        assert (tmp_path / f"t.{ext}").read_text() == text
 
 
 def test_evaluate_errors():
@@ -331,29 +410,33 @@ def test_markdown():
              "AUPR-Out": 1.0}]
     md = M.to_markdown(rows)
     lines = md.strip().split("\n")
-    assert lines[0].split("|")[1:-1] == [" dataset ", " FPR95 (%) ", " AUROC (%) ",
-                                          " AUPR-In (%) ", " AUPR-Out (%) "]
+    assert lines[0].split("|")[1:-1] == [" dataset ", " FPR95 [%] ", " AUROC [%] ",
+                                          " AUPR-In [%] ", " AUPR-Out [%] "]
     assert set(lines[1]) <= set("|:-")
     assert [c.strip() for c in lines[2].split("|")[1:-1]] == ["iNat", "25.00", "95.12", "50.00",
                                                               "100.00"]
     assert len({len(line) for line in lines}) == 1  # aligned
     frac = M.to_markdown(rows, percent=False, digits=1)
-    assert "0.951" in frac and "(%)" not in frac
+    assert "0.951" in frac and "%" not in frac and "AUROC [fraction]" in frac
     with pytest.raises(TypeError):
         M.to_markdown("nope")
     with pytest.raises(ValueError, match="digits"):
         M.to_markdown(rows, digits=-1)
 
 
-def test_markdown_of_frame():
-    pytest.importorskip("pandas")
+def test_markdown_of_result_and_frame():
     rng = np.random.default_rng(10)
     a = rng.normal(1, 1, 200)
     sets = _sets(rng)
-    md = M.to_markdown(M.evaluate(a, sets))
-    assert md.count("\n") == 2 + 4
+    res = M.evaluate(a, sets)
+    md = M.to_markdown(res)
+    assert md == res.to_markdown()
+    assert md.count("\n") == 2 + 2 + 4 and md.splitlines()[0] == res.caption()
     assert "| Average " in md
-    assert md == M.to_markdown(M.evaluate(a, sets, as_frame=False))
+    assert M.to_markdown(res, percent=False, digits=1) == res.to_markdown(percent=False, digits=3)
+    assert M.to_markdown(list(res)) == res.to_markdown(caption=False)
+    pytest.importorskip("pandas")
+    assert M.to_markdown(res.to_frame()) == res.to_markdown(caption=False)
 
 
 def test_roc_curve_matches_sklearn():

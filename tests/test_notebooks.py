@@ -74,7 +74,7 @@ def _auroc_values(table_text):
     """AUROC column (in %) of every row of a to_markdown table."""
     lines = [ln for ln in table_text.splitlines() if ln.startswith("|")]
     head = [c.strip() for c in lines[0].strip("|").split("|")]
-    col = head.index("AUROC (%)")
+    col = head.index("AUROC [%]")
     return {ln.strip("|").split("|")[0].strip(): float(ln.strip("|").split("|")[col])
             for ln in lines[2:]}
 

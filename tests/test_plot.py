@@ -82,5 +82,91 @@ def test_errors(data):
 def test_missing_matplotlib_message(monkeypatch, data):
     a, sets = data
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(ImportError, match=r"pip install dnm\[plot\]"):
+    with pytest.raises(ImportError, match=r"pip install matplotlib .*pip install '\.\[plot\]'"):
         plot.roc_curves(a, sets)
+
+
+# ---- readable histograms: the axes cover every set's central 98% with a readable spread ----
+
+def _mid_cdf(ref, x):
+    ref = np.sort(ref)
+    return (np.searchsorted(ref, x, "left") + np.searchsorted(ref, x, "right")) / (2.0 * ref.size)
+
+
+def _check_readable(fig, id_scores, ood_sets):
+    """On each panel: where the central 98% (1st to 99th percentile) of ID and of that panel's
+    OOD set land on the x axis; both inside the axis limits, each spanning >= 15% of it."""
+    axes = [ax for ax in fig.axes]
+    assert len(axes) == len(ood_sets)
+    for ax, (name, b) in zip(axes, ood_sets.items()):
+        lo, hi = ax.get_xlim()
+        label = ax.get_xlabel()
+        if "percentile scale" in label:  # the named transform: mean of the two mid-rank CDFs
+            assert f"of ID and {name}" in label and "ticks are raw scores" in label
+
+            def f(x, b=b):
+                return 0.5 * (_mid_cdf(id_scores, x) + _mid_cdf(b, x))
+        else:
+            assert label.startswith("score")
+
+            def f(x):
+                return np.asarray(x, dtype=np.float64)
+        for x in (id_scores, b):
+            q1, q99 = f(np.quantile(x, [0.01, 0.99]))
+            assert lo <= q1 <= q99 <= hi, (name, lo, q1, q99, hi)
+            assert (q99 - q1) / (hi - lo) >= 0.15, (name, label, (q99 - q1) / (hi - lo))
+
+
+@pytest.fixture(scope="module")
+def demo_scores():
+    import dnm
+    from dnm.synthetic import make_benchmark
+
+    b = make_benchmark("small", seed=0)
+    out = {}
+    for m in ("mcm", "energy", "neglabel", "csp", "dnm"):
+        d = dnm.NegativeLabelDetector(m).fit(b.id_labels, b.candidates,
+                                             is_adjective=b.is_adjective)
+        out[m] = (d.score_samples(b.id_images),
+                  {k: d.score_samples(X) for k, X in b.ood_images.items()})
+    return out
+
+
+@pytest.mark.parametrize("method", ["mcm", "energy", "neglabel", "csp", "dnm"])
+def test_histograms_readable_on_demo_scores(method, demo_scores):
+    a, sets = demo_scores[method]
+    _check_readable(plot.score_histograms(a, sets), a, sets)
+
+
+def test_histograms_readable_with_outliers_and_crowding():
+    rng = np.random.default_rng(5)
+    # one far outlier: the range comes from robust quantiles, not from min/max
+    a = np.r_[rng.normal(1.0, 0.1, 999), -1e3]
+    sets = {"x": rng.normal(0.7, 0.1, 500)}
+    fig = plot.score_histograms(a, sets)
+    assert fig.axes[0].dnm_scale == "linear"
+    _check_readable(fig, a, sets)
+    assert "1 beyond the axis" in " ".join(t.get_text() for t in fig.axes[0].get_legend().texts)
+    # scores crowded at 1 for ID (as NegLabel's), spread for OOD: a named monotone scale
+    a = 1.0 - rng.exponential(1e-4, 2000)
+    sets = {"near": 1.0 - rng.exponential(1e-2, 800), "far": rng.uniform(0.3, 1.0, 600)}
+    fig = plot.score_histograms(a, sets)
+    assert [ax.dnm_scale for ax in fig.axes] == ["percentile", "percentile"]
+    _check_readable(fig, a, sets)
+    # forcing linear shows the squeezed picture the check rejects
+    with pytest.raises(AssertionError):
+        _check_readable(plot.score_histograms(a, sets, scale="linear"), a, sets)
+    with pytest.raises(ValueError, match="scale"):
+        plot.score_histograms(a, sets, scale="log")
+
+
+def test_histogram_ticks_are_raw_scores():
+    rng = np.random.default_rng(6)
+    a = 1.0 - rng.exponential(1e-4, 500)
+    b = rng.uniform(0.3, 1.0, 300)
+    ax = plot.score_histograms(a, {"b": b}, scale="percentile").axes[0]
+    labels = [float(t.get_text()) for t in ax.get_xticklabels()]
+    pos = ax.get_xticks()
+    assert len(labels) >= 3 and labels == sorted(labels)
+    # each tick sits where its raw score falls on the scale
+    np.testing.assert_allclose(pos, 0.5 * (_mid_cdf(a, labels) + _mid_cdf(b, labels)), atol=0.02)

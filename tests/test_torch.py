@@ -166,3 +166,66 @@ def test_bad_inputs(score_fn):
 def test_to_numpy_passes_non_tensors_through():
     a = np.zeros((2, 3))
     assert to_numpy(a) is a
+
+
+# ---- export: what the docs of dnm.torch claim works, and what fails -------------------------
+
+def _model(detector):
+    return torch.nn.Sequential(extractor(), OODHead(detector))
+
+
+def _images(seed):
+    return torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_export_saving_the_model(detector, tmp_path):
+    import io
+
+    model = _model(detector)
+    x = _images(1)
+    with torch.inference_mode():
+        want = model(x)
+    buf = io.BytesIO()
+    torch.save(model, buf)  # the whole module, detector included (pickled with it)
+    buf.seek(0)
+    again = torch.load(buf, weights_only=False)
+    with torch.inference_mode():
+        assert torch.equal(again(x), want)
+    # the weights way: the head has no state; the detector is saved on its own
+    assert list(model[1].state_dict()) == []
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    detector.save(tmp_path / "det.npz")
+    rebuilt = torch.nn.Sequential(extractor(), OODHead(dnm.NegativeLabelDetector.load(tmp_path / "det.npz")))
+    rebuilt.load_state_dict(torch.load(tmp_path / "w.pt", weights_only=True))
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), want)
+
+
+def test_export_torch_compile(detector):
+    model = _model(detector)
+    compiled = torch.compile(model, backend="eager")  # the default backend works too (slow here)
+    for seed in (1, 2):
+        x = _images(seed)
+        with torch.no_grad():
+            assert torch.equal(compiled(x), model(x))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning")
+def test_export_jit_script_and_export_fail(detector):
+    model = _model(detector)
+    # TorchScript compiles Python source to its own language: NumPy and the C core are not in it
+    with pytest.raises(RuntimeError, match="cannot statically infer|Python builtin|not supported"):
+        torch.jit.script(model)
+    with pytest.raises(Exception, match="numpy"):  # the graph would leave torch at the head
+        torch.export.export(model, (_images(1),))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning")
+def test_export_jit_trace_freezes_the_scores(detector):
+    # documented as a trap: tracing records the head's output for the example as a constant
+    model = _model(detector)
+    with pytest.warns(torch.jit.TracerWarning):
+        traced = torch.jit.trace(model, (_images(1),), check_trace=False)
+    with torch.no_grad():
+        assert torch.equal(traced(_images(2)), model(_images(1)))
+        assert not torch.equal(traced(_images(2)), model(_images(2)))
