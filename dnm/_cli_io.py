@@ -54,8 +54,8 @@ def load_array(spec, what, key=None):
         return _torch_array(path, what, key)
     kind, desc = sniff(path)
     if kind is None:
-        raise UsageError(f"{what}: {path} is not a NumPy or torch file (.npy, .npz, .pt or "
-                         f".pth): {desc}")
+        raise UsageError(f"{what}: {path} is not a NumPy file (.npy or .npz): {desc}; nor a "
+                         "torch file (.pt, .pth)")
     with open(path, "rb") as fh:  # our handle: numpy leaks its own on a damaged archive
         return _numpy_array(fh, path, what, key)
 

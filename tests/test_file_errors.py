@@ -12,6 +12,7 @@ def files(tmp_path):
     (tmp_path / "text.npy").write_text("hello world\n1 2 3\n")
     (tmp_path / "empty.npy").write_bytes(b"")
     (tmp_path / "image.npy").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    (tmp_path / "pickle.npy").write_bytes(b"\x80\x02}q\x00.")
     (tmp_path / "pickle.pt").write_bytes(b"\x80\x02}q\x00.")
     (tmp_path / "binary.npy").write_bytes(bytes(range(200, 256)))
     np.save(tmp_path / "ok.npy", np.ones((3, 4), np.float32))
@@ -21,7 +22,7 @@ def files(tmp_path):
 
 @pytest.mark.parametrize("name, says", [
     ("text.npy", "looks like text, starting 'hello world'"), ("empty.npy", "is empty"),
-    ("image.npy", "PNG image"), ("pickle.pt", "Python pickle"),
+    ("image.npy", "PNG image"), ("pickle.npy", "Python pickle"),
     ("binary.npy", "starts with the bytes c8 c9 ca"),
 ])
 def test_cli_says_not_a_numpy_file(name, says, files, capsys):
@@ -32,6 +33,15 @@ def test_cli_says_not_a_numpy_file(name, says, files, capsys):
     assert err.startswith(f"dnm: error: --images: {files / name} is not a NumPy file "
                           "(.npy or .npz): ")
     assert says in err and "pickled" not in err and "allow_pickle" not in err
+
+
+def test_cli_says_a_torch_named_file_is_not_readable_torch(files, capsys):
+    status = cli.main(["score", "--images", str(files / "pickle.pt"), "--id-labels",
+                       str(files / "id.npy"), "--out", str(files / "o.npy")])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"dnm: error: --images: cannot read {files / 'pickle.pt'} as a torch "
+                          "file")
 
 
 def test_detector_load_says_what_the_file_is(files):
