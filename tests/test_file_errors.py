@@ -22,7 +22,7 @@ def files(tmp_path):
 
 @pytest.mark.parametrize("name, says", [
     ("text.npy", "looks like text, starting 'hello world'"), ("empty.npy", "is empty"),
-    ("image.npy", "PNG image"), ("pickle.npy", "Python pickle"),
+    ("image.npy", "PNG image"),
     ("binary.npy", "starts with the bytes c8 c9 ca"),
 ])
 def test_cli_says_not_a_numpy_file(name, says, files, capsys):
@@ -35,13 +35,14 @@ def test_cli_says_not_a_numpy_file(name, says, files, capsys):
     assert says in err and "pickled" not in err and "allow_pickle" not in err
 
 
-def test_cli_says_a_torch_named_file_is_not_readable_torch(files, capsys):
-    status = cli.main(["score", "--images", str(files / "pickle.pt"), "--id-labels",
+@pytest.mark.parametrize("name", ["pickle.pt", "pickle.npy"])
+def test_cli_says_a_pickle_is_not_a_readable_torch_file(name, files, capsys):
+    """A pickle (by name or by content) is taken for a torch file, and refused as one."""
+    status = cli.main(["score", "--images", str(files / name), "--id-labels",
                        str(files / "id.npy"), "--out", str(files / "o.npy")])
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1, err
-    assert err.startswith(f"dnm: error: --images: cannot read {files / 'pickle.pt'} as a torch "
-                          "file")
+    assert err.startswith(f"dnm: error: --images: cannot read {files / name} as a torch file")
 
 
 def test_detector_load_says_what_the_file_is(files):
