@@ -490,6 +490,7 @@ static PyObject *py_metrics(PyObject *self, PyObject *args)
 }
 
 /* METRICS_DEFS */
+static PyObject *py_softmax_rows(PyObject *self, PyObject *args); /* TTA_DEFS */
 
 static PyMethodDef methods[] = {
     {"score", (PyCFunction)(void (*)(void))py_score, METH_VARARGS | METH_KEYWORDS,
@@ -519,6 +520,9 @@ static PyMethodDef methods[] = {
      "metrics(id, ood, tpr, num_threads, id_name, ood_name) -> (auroc, aupr_in, aupr_out, "
      "fpr_paper, fpr_openood, fpr_interp, n_thresholds)"},
     /* METRICS_METHODS */
+    {"softmax_rows", py_softmax_rows, METH_VARARGS,
+     "softmax_rows(stream, labels, temperature, num_threads, progress) -> float64 (N, L): "
+     "softmax over the labels of the logits of the normalised rows (csrc/tta.c)"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moduledef = {
@@ -544,4 +548,48 @@ PyMODINIT_FUNC PyInit__core(void)
     PyModule_AddIntConstant(m, "HAVE_AVX512", dnm_have_avx512());
     PyModule_AddIntConstant(m, "HAVE_AVX2", dnm_have_avx2());
     return m;
+}
+
+/* ---- test-time adaptive scores (csrc/tta.c) -------------------------------- */
+#include "tta.h"
+
+/* softmax_rows(images, labels, temperature, num_threads, progress) -> float64 (N, L) */
+static PyObject *py_softmax_rows(PyObject *self, PyObject *args)
+{
+    PyObject *img_o, *lab_o, *progress;
+    double temperature;
+    int nthreads;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOdiO", &img_o, &lab_o, &temperature, &nthreads, &progress))
+        return NULL;
+    dnm_matrix img, lab;
+    if (to_matrix(img_o, "stream", &img) || to_matrix(lab_o, "labels", &lab)) return NULL;
+    if (lab.dtype == DNM_F16 || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)lab_o) ||
+        lab.cols != img.cols || lab.rows < 1 || img.cols < 1) {
+        PyErr_SetString(PyExc_ValueError, "labels: expected a C-contiguous float32/float64 "
+                                          "matrix with the stream's dimension");
+        return NULL;
+    }
+    if (!(temperature > 0 && isfinite(temperature))) {
+        PyErr_SetString(PyExc_ValueError, "temperature: must be a finite number > 0");
+        return NULL;
+    }
+    npy_intp dims[2] = {img.rows, lab.rows};
+    PyArrayObject *out = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT64);
+    if (!out) return NULL;
+    tick_ctx ctx = {progress};
+    dnm_error err;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = dnm_softmax_rows(&img, &lab, temperature, (double *)PyArray_DATA(out), nthreads,
+                          py_tick, &ctx, &err);
+    Py_END_ALLOW_THREADS
+    if (rc != DNM_OK) {
+        static const char *const names[] = {"stream", "labels"};
+        Py_DECREF(out);
+        raise_error(&err, names);
+        return NULL;
+    }
+    if (PyErr_Occurred()) { Py_DECREF(out); return NULL; }
+    return (PyObject *)out;
 }
