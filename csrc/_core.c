@@ -521,7 +521,7 @@ static PyMethodDef methods[] = {
      "fpr_paper, fpr_openood, fpr_interp, n_thresholds)"},
     /* METRICS_METHODS */
     {"softmax_rows", py_softmax_rows, METH_VARARGS,
-     "softmax_rows(stream, labels, temperature, num_threads, progress) -> float64 (N, L): "
+     "softmax_rows(batch, labels, temperature, num_threads, progress) -> float64 (N, L): "
      "softmax over the labels of the logits of the normalised rows (csrc/tta.c)"},
     {NULL, NULL, 0, NULL}};
 
@@ -553,7 +553,7 @@ PyMODINIT_FUNC PyInit__core(void)
 /* ---- test-time adaptive scores (csrc/tta.c) -------------------------------- */
 #include "tta.h"
 
-/* softmax_rows(images, labels, temperature, num_threads, progress) -> float64 (N, L) */
+/* softmax_rows(batch, labels, temperature, num_threads, progress) -> float64 (N, L) */
 static PyObject *py_softmax_rows(PyObject *self, PyObject *args)
 {
     PyObject *img_o, *lab_o, *progress;
@@ -563,7 +563,7 @@ static PyObject *py_softmax_rows(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOdiO", &img_o, &lab_o, &temperature, &nthreads, &progress))
         return NULL;
     dnm_matrix img, lab;
-    if (to_matrix(img_o, "stream", &img) || to_matrix(lab_o, "labels", &lab)) return NULL;
+    if (to_matrix(img_o, "batch", &img) || to_matrix(lab_o, "labels", &lab)) return NULL;
     if (lab.dtype == DNM_F16 || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)lab_o) ||
         lab.cols != img.cols || lab.rows < 1 || img.cols < 1) {
         PyErr_SetString(PyExc_ValueError, "labels: expected a C-contiguous float32/float64 "
@@ -585,7 +585,7 @@ static PyObject *py_softmax_rows(PyObject *self, PyObject *args)
                           py_tick, &ctx, &err);
     Py_END_ALLOW_THREADS
     if (rc != DNM_OK) {
-        static const char *const names[] = {"stream", "labels"};
+        static const char *const names[] = {"batch", "labels"};
         Py_DECREF(out);
         raise_error(&err, names);
         return NULL;

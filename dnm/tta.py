@@ -158,7 +158,14 @@ def _run_stream(obj, stream, batch_size, progress, desc):
     bar = tqdm_class()(total=len(parts), desc=desc, unit="batch", leave=False) if progress else None
     try:
         for lo, hi in parts:
-            out[lo:hi] = obj.update(X[lo:hi])
+            try:
+                out[lo:hi] = obj.update(X[lo:hi])
+            except ValueError as exc:  # the kernel numbers the batch's rows: the stream's
+                msg = str(exc)
+                if msg.startswith("batch: row "):
+                    r, rest = msg[len("batch: row "):].split(" ", 1)
+                    raise ValueError(f"stream: row {lo + int(r)} {rest}") from None
+                raise
             if bar is not None:
                 bar.update(1)
     finally:

@@ -46,7 +46,7 @@ class AdaNegTwin:
         self.L = memory_length
         self.weight = weight
         self.samada = sample_adaptive
-        self.beta = int(beta)
+        self.beta = float(beta)  # as given (the official script passes 5.5 and casts it to 5)
         self.rule = replacement
         self.T = temperature
         self.output = output
