@@ -370,3 +370,40 @@ def test_evaluation_stream_roundtrip(rng):
     np.testing.assert_array_equal(oods, B[:, 0] * 10)
     with pytest.raises(ValueError, match="order"):
         tta.split_scores(s, np.zeros(50, dtype=int), n_id)
+
+
+def test_adaneg_entropy_ties_in_full_lists(rng):
+    """Images that differ only in the signs of components no label has give the same logits,
+    hence exactly tied entropies but different proxies: a full list keeps its images on
+    H == max (strictly lower only) and replaces the last of its tied maximal slots.  All
+    values are dyadic (rows of norm 2 or 4), so every product is exact in any summation order."""
+    D = 16
+    t = np.zeros((4, D))
+    for c, dims in enumerate(((0, 1, 2, 3), (0, 1, 4, 5), (6, 7, 8, 9), (8, 9, 10, 11))):
+        t[c, list(dims)] = 1.0
+    n = np.zeros((20, D))
+    for r in n:
+        r[6 + rng.choice(6, 4, replace=False)] = rng.choice([-1.0, 1.0], 4)
+    soft = np.zeros(D)
+    soft[[0, 1, 2, 4]] = 1.0   # as close to label 1 as to label 0: high entropy
+    sharp = np.zeros(D)
+    sharp[[0, 1, 2, 3]] = 1.0  # label 0: low entropy
+    rows = []
+    for base, signs in ((soft, [1, 1, 1]), (soft, [-1, 1, 1]), (soft, [1, -1, 1]),
+                        (sharp, [1, 1, -1]), (soft, [-1, -1, 1]), (sharp, [-1, -1, 1]),
+                        (sharp, [1, 1, 1]), (sharp, [1, -1, -1]), (soft, [1, 1, -1])):
+        x = base.copy()
+        x[12:15] = 2.0 * np.array(signs)  # |x|^2 = 4 + 12 = 16
+        rows.append(x)
+    X = np.array(rows)
+    for bs in (1, 3, 4):
+        for kw in (dict(output="adaptive"), dict(output="adaptive", replacement="first")):
+            a, ref = adaneg_pair(X, t, n, bs, groups=2, memory_length=3, temperature=0.05, **kw)
+            np.testing.assert_allclose(a, ref, rtol=0, atol=1e-12)
+    obj = dnm.AdaNeg(t, n, groups=2, memory_length=3, temperature=0.05)
+    H = []
+    for i in range(len(X)):
+        obj.update(X[i:i + 1])
+        H.append(obj.entropies_[0].copy())
+    assert H[1][0] == H[1][1] > 0.5  # two tied soft images fill the list
+    assert H[3][0] > H[3][1]         # the sharp one replaced the last of the tied slots
