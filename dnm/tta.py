@@ -116,15 +116,16 @@ def _permutation(order, n, name):
     return a
 
 
-def _softmax(X, labels, T, nt, progress=False):
+def _softmax(X, labels, T, nt, progress=False, n_id=0, index=None, rows=True):
+    """(rows (B, L) or None, ID mass (B,), group masses (B, G) or None) of the softmax over
+    the labels (csrc/tta.c)."""
     with TileProgress(progress, "tta product") as cb:
-        return _core.softmax_rows(X, labels, T, nt, cb)
+        return _core.softmax_rows(X, labels, T, nt, cb, n_id, index, rows)
 
 
-def _grouped(a_id, P_neg, index):
-    """NegLabel's grouped score from softmax rows: mean_j A / (A + sum_{k in j} P_k), where A
-    is the image's ID share (the common normaliser cancels in every ratio)."""
-    Nj = P_neg[:, index].sum(axis=2)
+def _grouped(a_id, Nj):
+    """NegLabel's grouped score from softmax masses: mean_j A / (A + N_j), A = the image's ID
+    share, N_j = group j's (the common normaliser cancels in every ratio)."""
     return (a_id[:, None] / (a_id[:, None] + Nj)).mean(axis=1)
 
 
@@ -353,15 +354,15 @@ class AdaNeg:
         X = _batch(batch, self.n_features_in_)
         C = self.n_id_
         nt = _config.resolve(self.num_threads)
-        P = _softmax(X, self._labels_cd, self.temperature, nt, self.progress)
-        Pid, Pneg = P[:, :C], P[:, C:]
-        a_id = Pid.sum(axis=1)
-        v = _grouped(a_id, Pneg, self.index)
+        P, a_id, Nj = _softmax(X, self._labels_cd, self.temperature, nt, self.progress, C,
+                               self.index, self.output != "vanilla")
+        v = _grouped(a_id, Nj)
         if self.output == "vanilla":
             self.n_images_seen_ += X.shape[0]
             self.n_batches_seen_ += 1
             return v
         Xn = _normalised64(X)
+        Pid, Pneg = P[:, :C], P[:, C:]
         up, down = v > self.hi, v < self.lo
         lab = np.concatenate([np.argmax(Pid[up], axis=1), C + np.argmax(Pneg[down], axis=1)])
         rows = np.concatenate([np.flatnonzero(up), np.flatnonzero(down)])
@@ -379,12 +380,13 @@ class AdaNeg:
                 Z = self._sample_adaptive_logits(Xn, Z)
                 Z -= Z.max(axis=1, keepdims=True)
                 E = np.exp(Z)
-                a = _grouped(E[:, :C].sum(axis=1), E[:, C:], self.index)
+                a = _grouped(E[:, :C].sum(axis=1), E[:, C:][:, self.index].sum(axis=2))
             else:
                 proxies_before = (touched, self._proxies[touched].copy())
                 self._refresh_proxies(touched)
-                P2 = _softmax(X, self._proxies, self.temperature, nt, self.progress)
-                a = _grouped(P2[:, :C].sum(axis=1), P2[:, C:], self.index)
+                _, a_p, N_p = _softmax(X, self._proxies, self.temperature, nt, self.progress, C,
+                                       self.index, False)
+                a = _grouped(a_p, N_p)
         except BaseException:
             self._undo(undo)
             if proxies_before is not None:
@@ -621,9 +623,9 @@ class TANL:
     def _rows(self, Q64):
         """(ID shares, corpus activations) of the rows of Q64."""
         nt = _config.resolve(self.num_threads)
-        P = _softmax(np.ascontiguousarray(Q64, dtype=self._dtype), self._labels_cd,
-                     self.temperature, nt, self.progress)
-        return P[:, :self.n_id_].sum(axis=1), P[:, self.n_id_:]
+        P, a_id, _ = _softmax(np.ascontiguousarray(Q64, dtype=self._dtype), self._labels_cd,
+                              self.temperature, nt, self.progress, self.n_id_)
+        return a_id, P[:, self.n_id_:]
 
     def reset(self):
         """Back to the initial queues (ID texts, noise) and score queue."""
@@ -649,8 +651,8 @@ class TANL:
         """
         X = _batch(batch, self.n_features_in_)
         nt = _config.resolve(self.num_threads)
-        P = _softmax(X, self._labels_cd, self.temperature, nt, self.progress)
-        a_id, R = P[:, :self.n_id_].sum(axis=1), P[:, self.n_id_:]
+        P, a_id, _ = _softmax(X, self._labels_cd, self.temperature, nt, self.progress, self.n_id_)
+        R = P[:, self.n_id_:]
         mpos, mneg = self._qpos.mean(), self._qneg.mean()
         sel0 = _top(mneg - mpos, self.top)
         s0 = _aas(a_id, R[:, sel0], self.top, self.step)
