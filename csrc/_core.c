@@ -521,7 +521,8 @@ static PyMethodDef methods[] = {
      "fpr_paper, fpr_openood, fpr_interp, n_thresholds)"},
     /* METRICS_METHODS */
     {"softmax_rows", py_softmax_rows, METH_VARARGS,
-     "softmax_rows(batch, labels, temperature, num_threads, progress, n_id, index, want_rows) "
+     "softmax_rows(batch, labels, temperature, num_threads, progress, n_id, index, want_rows, "
+     "out=None) "
      "-> (rows or None, id_mass, group_mass or None): softmax over the labels of the logits "
      "of the normalised rows, its ID mass and group masses (csrc/tta.c)"},
     {NULL, NULL, 0, NULL}};
@@ -554,17 +555,18 @@ PyMODINIT_FUNC PyInit__core(void)
 /* ---- test-time adaptive scores (csrc/tta.c) -------------------------------- */
 #include "tta.h"
 
-/* softmax_rows(batch, labels, temperature, num_threads, progress, n_id, index, want_rows)
+/* softmax_rows(batch, labels, temperature, num_threads, progress, n_id, index, want_rows,
+ *              out=None: a float64 (N, L) buffer for the rows)
  *   -> (rows (N, L) float64 or None, id_mass (N,), group_mass (N, G) or None) */
 static PyObject *py_softmax_rows(PyObject *self, PyObject *args)
 {
-    PyObject *img_o, *lab_o, *progress, *idx_o;
+    PyObject *img_o, *lab_o, *progress, *idx_o, *out_o = Py_None;
     double temperature;
     int nthreads, want_rows;
     long long n_id;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOdiOLOp", &img_o, &lab_o, &temperature, &nthreads, &progress,
-                          &n_id, &idx_o, &want_rows))
+    if (!PyArg_ParseTuple(args, "OOdiOLOp|O", &img_o, &lab_o, &temperature, &nthreads, &progress,
+                          &n_id, &idx_o, &want_rows, &out_o))
         return NULL;
     dnm_matrix img, lab;
     if (to_matrix(img_o, "batch", &img) || to_matrix(lab_o, "labels", &lab)) return NULL;
@@ -600,7 +602,22 @@ static PyObject *py_softmax_rows(PyObject *self, PyObject *args)
         }
     }
     npy_intp dims[2] = {img.rows, lab.rows}, n = img.rows, gd[2] = {img.rows, p.groups};
-    PyArrayObject *rows = want_rows ? (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT64) : NULL;
+    PyArrayObject *rows = NULL;
+    if (want_rows && out_o != Py_None) { /* the caller's buffer for the rows, reused */
+        PyArrayObject *o = (PyArrayObject *)out_o;
+        if (!PyArray_Check(out_o) || PyArray_TYPE(o) != NPY_FLOAT64 || PyArray_NDIM(o) != 2 ||
+            !PyArray_IS_C_CONTIGUOUS(o) || !PyArray_ISWRITEABLE(o) ||
+            PyArray_DIM(o, 0) != dims[0] || PyArray_DIM(o, 1) != dims[1]) {
+            Py_XDECREF(ix);
+            PyErr_SetString(PyExc_ValueError, "out: expected a writeable C-contiguous float64 "
+                                              "(N, L) array");
+            return NULL;
+        }
+        Py_INCREF(out_o);
+        rows = o;
+    } else if (want_rows) {
+        rows = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT64);
+    }
     PyArrayObject *idm = (PyArrayObject *)PyArray_SimpleNew(1, &n, NPY_FLOAT64);
     PyArrayObject *grm = ix ? (PyArrayObject *)PyArray_SimpleNew(2, gd, NPY_FLOAT64) : NULL;
     if ((want_rows && !rows) || !idm || (ix && !grm)) {

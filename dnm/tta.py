@@ -116,11 +116,16 @@ def _permutation(order, n, name):
     return a
 
 
-def _softmax(X, labels, T, nt, progress=False, n_id=0, index=None, rows=True):
+def _softmax(X, labels, T, nt, progress=False, n_id=0, index=None, rows=True, out=None):
     """(rows (B, L) or None, ID mass (B,), group masses (B, G) or None) of the softmax over
-    the labels (csrc/tta.c)."""
+    the labels (csrc/tta.c); ``out`` a float64 (B, L) buffer for the rows."""
     with TileProgress(progress, "tta product") as cb:
-        return _core.softmax_rows(X, labels, T, nt, cb, n_id, index, rows)
+        return _core.softmax_rows(X, labels, T, nt, cb, n_id, index, rows, out)
+
+
+def _masked_mean(R, mask):
+    """R[mask].mean(axis=0) without copying the rows."""
+    return np.add.reduce(R, axis=0, where=mask[:, None]) / np.count_nonzero(mask)
 
 
 def _grouped(a_id, Nj):
@@ -195,8 +200,9 @@ class AdaNeg:
     ``sample_adaptive`` (weights exp(-beta (1 - <x, m>)) over the slots).  ``output``:
     ``"combined"`` (adaptive + weight x vanilla, the default), ``"adaptive"`` or ``"vanilla"``.
 
-    Memory: (C + M) x (memory_length - 1) x D values in the compute dtype (float32, float64
-    for float64 input), touched only where images are stored.
+    Memory: the stored images once each (at most (C + M) x (memory_length - 1) rows of D
+    values in the compute dtype: float32, float64 for float64 input) in a pool that grows
+    with them, plus (C + M) x D proxies.
     """
 
     _FORMAT = "dnm.AdaNeg"
@@ -250,7 +256,10 @@ class AdaNeg:
         n_lab, cap, D = self.n_id_ + self.n_negatives_, self.memory_length - 1, self.n_features_in_
         self.counts_ = np.zeros(n_lab, dtype=np.int64)
         self.entropies_ = np.zeros((n_lab, cap))
-        self._mem = np.zeros((n_lab, cap, D), dtype=self._dtype)  # pages touched on use only
+        # the stored images, once each, in a pool that grows with them; slot -> pool row
+        self._slot = np.full((n_lab, cap), -1, dtype=np.int64)
+        self._pool = np.empty((0, D), dtype=self._dtype)
+        self._pool_n = 0
         self._proxies = self._labels_cd.copy()
         self.n_images_seen_ = 0
         self.n_batches_seen_ = 0
@@ -273,8 +282,17 @@ class AdaNeg:
         undo.append(("counts", np.unique(ls), self.counts_[np.unique(ls)].copy()))
         if app.any():
             la, sa, ra = ls[app], slot[app], order[app]
-            undo.append(("slots", la, sa, self._mem[la, sa].copy(), self.entropies_[la, sa].copy()))
-            self._mem[la, sa] = Xn[ra]
+            k = la.size
+            undo.append(("append", la, sa, self._pool_n))
+            if self._pool_n + k > self._pool.shape[0]:
+                grown = np.empty((max(2 * self._pool.shape[0], self._pool_n + k, 64),
+                                  self._pool.shape[1]), dtype=self._dtype)
+                grown[:self._pool_n] = self._pool[:self._pool_n]
+                self._pool = grown
+            rows_new = self._pool_n + np.arange(k)
+            self._pool[rows_new] = Xn[ra]
+            self._pool_n += k
+            self._slot[la, sa] = rows_new
             self.entropies_[la, sa] = H[ra]
         np.add.at(self.counts_, ls[app], 1)
         if self.replacement == "entropy":
@@ -291,9 +309,10 @@ class AdaNeg:
                 rep = H[rk] < mx
                 if rep.any():
                     lr, sr, rr = lk[rep], last[rep], rk[rep]
-                    undo.append(("slots", lr, sr, self._mem[lr, sr].copy(),
+                    pr = self._slot[lr, sr]
+                    undo.append(("replace", lr, sr, self._pool[pr].copy(),
                                  self.entropies_[lr, sr].copy()))
-                    self._mem[lr, sr] = Xn[rr]
+                    self._pool[pr] = Xn[rr]
                     self.entropies_[lr, sr] = H[rr]
         return touched[0]
 
@@ -301,9 +320,14 @@ class AdaNeg:
         for item in reversed(undo):
             if item[0] == "counts":
                 self.counts_[item[1]] = item[2]
+            elif item[0] == "append":
+                _, la, sa, n_before = item
+                self._slot[la, sa] = -1
+                self.entropies_[la, sa] = 0.0
+                self._pool_n = n_before
             else:
                 _, la, sa, mem, ent = item
-                self._mem[la, sa] = mem
+                self._pool[self._slot[la, sa]] = mem
                 self.entropies_[la, sa] = ent
 
     def _proxy_rows(self, labels):
@@ -314,7 +338,7 @@ class AdaNeg:
             has = cnt > s
             if not has.any():
                 break
-            acc[has] += self._mem[labels[has], s]
+            acc[has] += self._pool[self._slot[labels[has], s]]
         return acc / np.linalg.norm(acc, axis=1, keepdims=True)
 
     def _refresh_proxies(self, labels):
@@ -328,8 +352,9 @@ class AdaNeg:
         if A.size == 0:
             return Z
         cap = self.memory_length - 1
-        S = np.concatenate([self._text[A][:, None, :],
-                            np.asarray(self._mem[A], dtype=np.float64)], axis=1)  # (nA, 1+cap, D)
+        imgs = np.asarray(self._pool[self._slot[A]], dtype=np.float64)  # (nA, cap, D)
+        imgs[self._slot[A] < 0] = 0.0  # empty slots (their pool row is garbage)
+        S = np.concatenate([self._text[A][:, None, :], imgs], axis=1)  # (nA, 1 + cap, D)
         valid = np.concatenate([np.ones((A.size, 1), bool),
                                 np.arange(cap)[None, :] < self.counts_[A][:, None]], axis=1)
         G = np.einsum("asd,atd->ast", S, S)
@@ -419,7 +444,7 @@ class AdaNeg:
             np.zeros((self.counts_.size, 0), bool)
         arrays = {"id_labels": self._raw[0], "negatives": self._raw[1], "groups_index": self.index,
                   "counts": self.counts_, "entropies": self.entropies_,
-                  "memory_images": self._mem[filled]}
+                  "memory_images": self._pool[self._slot[filled]]}
         state = {"n_images_seen": self.n_images_seen_, "n_batches_seen": self.n_batches_seen_}
         return _save(path, self._FORMAT, self._params(), state, arrays)
 
@@ -444,7 +469,9 @@ class AdaNeg:
         obj.counts_ = counts
         obj.entropies_ = ents
         filled = np.arange(cap)[None, :] < counts[:, None]
-        obj._mem[filled] = imgs
+        obj._pool = np.ascontiguousarray(imgs, dtype=obj._dtype)
+        obj._pool_n = imgs.shape[0]
+        obj._slot[filled] = np.arange(imgs.shape[0])
         obj._refresh_proxies(np.flatnonzero(counts > 0))
         _set_counters(obj, meta, path)
         return obj
@@ -541,22 +568,23 @@ class _Ring:
         self.n = 0
         self.start = 0  # physical row of the oldest entry once full
 
-    def append(self, rows):
+    def append(self, R, mask=None):
+        """Append the rows of R (those where mask is true), in order."""
         L = self.buf.shape[0]
-        rows = rows[-L:]
-        k = rows.shape[0]
-        if k == 0:
+        idx = np.arange(R.shape[0]) if mask is None else np.flatnonzero(mask)
+        idx = idx[-L:]
+        if idx.size == 0:
             return
         if self.n < L:
-            take = min(L - self.n, k)
-            self.buf[self.n:self.n + take] = rows[:take]
+            take = min(L - self.n, idx.size)
+            np.take(R, idx[:take], axis=0, out=self.buf[self.n:self.n + take])
             self.n += take
-            rows = rows[take:]
-            k = rows.shape[0]
-        if k:
-            pos = (self.start + np.arange(k)) % L
-            self.buf[pos] = rows
-            self.start = int((self.start + k) % L)
+            idx = idx[take:]
+        while idx.size:  # full: overwrite the oldest rows, in contiguous runs
+            run = min(L - self.start, idx.size)
+            np.take(R, idx[:run], axis=0, out=self.buf[self.start:self.start + run])
+            self.start = (self.start + run) % L
+            idx = idx[run:]
 
     def mean(self):
         return self.buf[:self.n].mean(axis=0)
@@ -618,6 +646,7 @@ class TANL:
         self.n_id_, self.n_corpus_, self.n_features_in_ = C, U.shape[0], D
         self._labels_cd = np.ascontiguousarray(np.concatenate([self._t, self._u]),
                                                dtype=self._dtype)
+        self._buf = None
         self.reset()
 
     def _rows(self, Q64):
@@ -651,7 +680,11 @@ class TANL:
         """
         X = _batch(batch, self.n_features_in_)
         nt = _config.resolve(self.num_threads)
-        P, a_id, _ = _softmax(X, self._labels_cd, self.temperature, nt, self.progress, self.n_id_)
+        B, L = X.shape[0], self._labels_cd.shape[0]
+        if self._buf is None or self._buf.shape[0] != B:  # the batch's rows, reused
+            self._buf = np.empty((B, L))
+        P, a_id, _ = _softmax(X, self._labels_cd, self.temperature, nt, self.progress, self.n_id_,
+                              out=self._buf)
         R = P[:, self.n_id_:]
         mpos, mneg = self._qpos.mean(), self._qneg.mean()
         sel0 = _top(mneg - mpos, self.top)
@@ -661,14 +694,14 @@ class TANL:
         up = s0 > th + self.gap * (1.0 - th)
         down = s0 < th - self.gap * th
         al = self.alpha
-        pos = al * mpos + (1.0 - al) * R[up].mean(axis=0) if up.any() else mpos
-        neg = al * mneg + (1.0 - al) * R[down].mean(axis=0) if down.any() else mneg
+        pos = al * mpos + (1.0 - al) * _masked_mean(R, up) if up.any() else mpos
+        neg = al * mneg + (1.0 - al) * _masked_mean(R, down) if down.any() else mneg
         sel1 = _top(neg - pos, self.top)
         out = _aas(a_id, R[:, sel1], self.top, self.step)
         # the state changes only from here on (no step below can fail)
         self._squeue = squeue
-        self._qpos.append(R[up])
-        self._qneg.append(R[down])
+        self._qpos.append(R, up)
+        self._qneg.append(R, down)
         self.n_images_seen_ += X.shape[0]
         self.n_batches_seen_ += 1
         self.last_threshold_ = th
