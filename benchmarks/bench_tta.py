@@ -10,9 +10,11 @@ synthetic (half the images near an ID label, half pure noise).  In one run, per 
   (b) the yardstick: NumPy's products of the stream against the same label matrix, batch
       by batch (AdaNeg: [ID; negatives] twice, for the vanilla and the adaptive pass;
       TANL: [ID; corpus] once) - NumPy's own OpenBLAS and threads;
-  (c) PyTorch (CPU, float32, torch's threads): the method as its official code computes it,
-      vectorised over the batch (AdaNeg's memory insertion is a loop over the cached images,
-      as there), on the first --torch-n images only (it is slow), time per image;
+  (c) PyTorch (CPU, float32, torch's threads): the method vectorised over the batch
+      (AdaNeg's memory insertion a loop over the cached images, as in the official code; TANL's
+      activation-aware score by prefix sums), on the first --torch-n images, time per image of
+      the stream (the reset excluded); and TANL once more with the official code's
+      activation-aware score (ceil(beta / step) softmaxes per image) on --official-n images;
   (d) peak resident memory of the process and the size of the method's state.
 --quick: N = 2,048, K = 20,000 (a minute or so).  Writes benchmarks/results/tta.txt (or
 tta_quick.txt with --quick) with the CPU, the float kernel and the thread count.
@@ -94,6 +96,7 @@ def torch_adaneg(X, t, n, bs, G=5, L=10, thr=0.5, gap=0.5, lam=0.1, T=0.01):
         return (S / (S + N)).mean(1)
 
     out = []
+    t0 = time.perf_counter()
     for i in range(0, len(X), bs):
         x = torch.nn.functional.normalize(torch.from_numpy(X[i:i + bs]), dim=1)
         z = x @ labels.T / T
@@ -117,10 +120,11 @@ def torch_adaneg(X, t, n, bs, G=5, L=10, thr=0.5, gap=0.5, lam=0.1, T=0.01):
         prox = torch.nn.functional.normalize(mem.sum(1), dim=1)
         a = grouped(x @ prox.T / T)
         out.append(a + lam * v)
-    return torch.cat(out).numpy()
+    return torch.cat(out).numpy(), time.perf_counter() - t0
 
 
-def torch_tanl(X, t, u, z, bs, beta=1000, step=1, gap=0.5, Lq=300, SL=20000, T=0.01):
+def torch_tanl(X, t, u, z, bs, beta=1000, step=1, gap=0.5, Lq=300, SL=20000, T=0.01,
+               official_aas=False):
     import torch
     t = torch.nn.functional.normalize(torch.from_numpy(t), dim=1)
     u = torch.nn.functional.normalize(torch.from_numpy(u), dim=1)
@@ -132,7 +136,16 @@ def torch_tanl(X, t, u, z, bs, beta=1000, step=1, gap=0.5, Lq=300, SL=20000, T=0
     def act(q):
         return torch.softmax(q @ lab.T / T, 1)
 
-    def aas(P, sel):
+    def aas(P, sel, Z=None):
+        if official_aas and Z is not None:  # ceil(beta / step) softmaxes, as the official code
+            a, b = Z[:, :C], Z[:, C:][:, sel]
+            n = sel.numel()
+            ks = range(1, math.ceil(beta / step) + 1) if step else [n]
+            acc = 0
+            for k in ks:
+                Pk = min(k * step, n) if step else n
+                acc = acc + torch.softmax(torch.cat([a, b[:, :Pk]], 1), 1)[:, :C].sum(1)
+            return acc / len(ks)
         A = P[:, :C].sum(1, keepdim=True)
         cs = torch.cumsum(P[:, C:][:, sel], 1)
         n = sel.numel()
@@ -165,23 +178,25 @@ def torch_tanl(X, t, u, z, bs, beta=1000, step=1, gap=0.5, Lq=300, SL=20000, T=0
     sel0 = torch.topk(qneg.mean(0) - qpos.mean(0), min(beta, u.shape[0])).indices
     squeue = torch.cat([aas(Pt, sel0), aas(Pz, sel0)])
     out = []
+    t0 = time.perf_counter()
     for i in range(0, len(X), bs):
         x = torch.nn.functional.normalize(torch.from_numpy(X[i:i + bs]), dim=1)
-        P = act(x)
+        Z = x @ lab.T / T
+        P = torch.softmax(Z, 1)
         R = P[:, C:]
         mpos, mneg = qpos.mean(0), qneg.mean(0)
         sel0 = torch.topk(mneg - mpos, min(beta, u.shape[0])).indices
-        s0 = aas(P, sel0)
+        s0 = aas(P, sel0, Z)
         squeue = torch.cat([squeue, s0])[-SL:]
         th = otsu(squeue)
         up, down = s0 > th + gap * (1 - th), s0 < th - gap * th
         pos = R[up].mean(0) if up.any() else mpos
         neg = R[down].mean(0) if down.any() else mneg
         sel1 = torch.topk(neg - pos, min(beta, u.shape[0])).indices
-        out.append(aas(P, sel1))
+        out.append(aas(P, sel1, Z))
         qpos = torch.cat([qpos, R[up]])[-Lq:]
         qneg = torch.cat([qneg, R[down]])[-Lq:]
-    return torch.cat(out).numpy()
+    return torch.cat(out).numpy(), time.perf_counter() - t0
 
 
 def main():
@@ -194,6 +209,9 @@ def main():
     ap.add_argument("--d", type=int, default=512)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--torch-n", type=int, default=512, help="images the PyTorch versions score")
+    ap.add_argument("--official-n", type=int, default=256,
+                    help="images the PyTorch TANL with the official AAS (ceil(beta/step) "
+                         "softmaxes per image) scores")
     ap.add_argument("--methods", default="adaneg,tanl")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -211,6 +229,7 @@ def main():
         f"{'method':8s} {'reset s':>7s} {'dnm s':>8s} {'dnm ms/img':>10s} {'numpy s':>8s} {'ratio':>6s} "
         f"{'torch ms/img':>12s} {'speedup':>8s} {'state MiB':>9s} {'peak RSS MiB':>12s}",
     ]
+    extra = []
     for method in args.methods.split(","):
         if method == "adaneg":
             t0 = time.perf_counter()
@@ -224,9 +243,7 @@ def main():
                      + obj._slot.nbytes)
             yard = numpy_products(X, np.concatenate([t, n]), args.batch, 2)
             tn = min(args.torch_n, args.n)
-            t0 = time.perf_counter()
-            torch_adaneg(X[:tn], t, n, args.batch)
-            tt = (time.perf_counter() - t0) / tn
+            tt = torch_adaneg(X[:tn], t, n, args.batch)[1] / tn
         else:
             t0 = time.perf_counter()
             obj = dnm.TANL(t, u, z)
@@ -238,18 +255,23 @@ def main():
             state = obj._qpos.buf.nbytes + obj._qneg.buf.nbytes + obj._squeue.nbytes
             yard = numpy_products(X, np.concatenate([t, u]), args.batch, 1)
             tn = min(args.torch_n, args.n)
-            t0 = time.perf_counter()
-            torch_tanl(X[:tn], t, u, z, args.batch)
-            tt = (time.perf_counter() - t0) / tn
+            tt = torch_tanl(X[:tn], t, u, z, args.batch)[1] / tn
+            on = min(args.official_n, args.n)
+            to = torch_tanl(X[:on], t, u, z, args.batch, official_aas=True)[1] / on
+            extra.append(f"tanl: PyTorch with the official activation-aware score (one softmax "
+                         f"per prefix, {on} images): {to * 1e3:.3f} ms/img = "
+                         f"{to / (el / args.n):.1f} x dnm")
         del obj
         per = el / args.n
         lines.append(f"{method:8s} {t_reset:7.2f} {el:8.2f} {per * 1e3:10.3f} {yard:8.2f} {el / yard:6.2f} "
                      f"{tt * 1e3:12.3f} {tt / per:8.1f} {state / MIB:9.0f} "
                      f"{proc_status('VmHWM') / MIB:12.0f}")
         print(lines[-1], flush=True)
+    lines += extra
+    lines.append(f"load average at the end: {os.getloadavg()[0]:.2f} (shared 2-core machine)")
     lines.append("reset s = construction (TANL: the ID texts' activation rows and initial "
                  "scores); dnm s = the stream; ratio = dnm s / numpy products; speedup = torch / "
-                 "dnm per image (torch on the first --torch-n images, its reset included).")
+                 "dnm per image (torch: the stream of the first --torch-n images, its reset excluded).")
     text = "\n".join(lines) + "\n"
     print(text)
     out = args.out or str(Path(__file__).resolve().parent / "results" /
