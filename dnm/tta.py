@@ -13,11 +13,18 @@ What runs where
 The heavy part of both methods - the logits of a batch against all labels ([ID; negatives],
 [ID; proxies] or [ID; corpus]) and their softmax in double - is one C kernel
 (``dnm._core.softmax_rows``, csrc/tta.c): single-threaded SGEMM (DGEMM for float64 input)
-tiles on a fixed grid in OpenMP threads with the GIL released, then one sequential softmax
-pass per row.  It returns the batch's (B, L) softmax rows; everything after it (grouped sums,
-entropies, memory updates, proxies, top-beta selection, prefix sums, Otsu) is vectorised
+tiles of 128 images on a fixed grid in OpenMP threads with the GIL released (progress and
+Ctrl-C between tiles), then a fused epilogue per row: one exp per logit (a polynomial with
+correctly rounded fma, so the same bits on every CPU), the ID mass and the masses of
+AdaNeg's groups summed in 8 fixed lanes, and, when asked, the softmax row itself in double.
+AdaNeg's adaptive pass needs only the masses, so no (B, C + M) matrix is made for it; its
+vanilla pass and TANL keep the batch's (B, L) float64 rows (the entropies and argmaxes,
+TANL's queues and activation-aware scores are taken from them).  Everything after the kernel
+(entropies, the memory and its proxies, top-beta selection, prefix sums, Otsu) is vectorised
 NumPy over the batch, without per-image Python loops.  Memory: the state plus O(B x L)
-float64 per batch (not per stream).  The sample-adaptive AdaNeg proxies are NumPy throughout.
+float64 per batch, never per stream.  The sample-adaptive AdaNeg proxies are NumPy
+throughout.  Scores are bitwise identical across thread counts; on another CPU model the
+BLAS tiles (not dnm's own register-tile kernel) may round the products differently.
 
 Precision.  The official runs are float16 on a GPU; dnm computes the products in float32
 (float64 when an input is float64) and everything after them in float64.  Two behaviours of
@@ -197,8 +204,10 @@ class AdaNeg:
     than the largest stored one (that slot, the last such on ties; the text slot is never
     replaced) with ``replacement="entropy"``, never with ``"first"`` (what the official float16
     run does).  Proxies are normalise(text + stored images), or per image with
-    ``sample_adaptive`` (weights exp(-beta (1 - <x, m>)) over the slots).  ``output``:
-    ``"combined"`` (adaptive + weight x vanilla, the default), ``"adaptive"`` or ``"vanilla"``.
+    ``sample_adaptive`` (weights exp(-beta (1 - <x, m>)) over the slots; ``beta`` is used as
+    given: the official script passes 5.5, which its code truncates to 5, the default).  ``output``:
+    ``"combined"`` (adaptive + weight x vanilla, the default), ``"adaptive"`` or ``"vanilla"``
+    (NegLabel's grouped score; the memory is then not kept).
 
     Memory: the stored images once each (at most (C + M) x (memory_length - 1) rows of D
     values in the compute dtype: float32, float64 for float64 input) in a pool that grows

@@ -109,14 +109,13 @@ def test_adaneg_real_geometry(clip_data):
     t = clip_data["imagenet"][:60]
     n = clip_data["lvis"][:240]
     D = t.shape[1]
-    tn, nn = normalize(t.astype(np.float64)), normalize(n.astype(np.float64))
+    tn = normalize(t.astype(np.float64))
     X = np.concatenate([tn[rng.integers(0, 60, 70)], normalize(clip_data["coco"][:60].astype(np.float64))[rng.integers(0, 60, 50)]])
     X = X + rng.normal(size=X.shape) * 2.5 / np.sqrt(D)
     X = X[rng.permutation(len(X))]
     for kw in (dict(), dict(memory_length=3), dict(sample_adaptive=True, memory_length=3)):
         a, b = adaneg_pair(X, t.astype(np.float64), n.astype(np.float64), 32, groups=5, **kw)
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
-    del nn
 
 
 def tanl_pair(X, t, u, z, bs, **kw):
@@ -251,8 +250,7 @@ def test_reset_reproduces_and_batches_equal_functional(prob, which):
 @pytest.mark.parametrize("which", [0, 1])
 def test_bitwise_across_thread_counts(rng, which):
     prob = problem(rng, C=40, M=400, K=2000, D=64, N=600)
-    make, _, X = objects(prob)
-    make = objects(prob)[which]
+    make, X = objects(prob)[which], objects(prob)[2]
     runs = [feed(make(num_threads=nt), X, 256) for nt in (1, 2, 3)]
     np.testing.assert_array_equal(runs[0], runs[1])
     np.testing.assert_array_equal(runs[0], runs[2])

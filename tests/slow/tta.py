@@ -14,7 +14,6 @@ def normalize(a):
 def grouped(a, b, index):
     """NegLabel's grouped score of one image: a = its ID logits (C,), b = its logits against
     the M negatives (or proxies), index = (G, Q) rows of b."""
-    S = np.exp(a - a.max())
     out = 0.0
     for g in range(index.shape[0]):
         bg = b[index[g]]
@@ -22,7 +21,6 @@ def grouped(a, b, index):
         s = np.exp(a - m).sum()
         n = np.exp(bg - m).sum()
         out += s / (s + n)
-    del S
     return out / index.shape[0]
 
 
