@@ -498,6 +498,8 @@ static PyObject *py_metrics(PyObject *self, PyObject *args)
                          r.fpr_interp, (long long)r.n_thresholds);
 }
 
+static PyObject *py_softmax_rows(PyObject *self, PyObject *args); /* csrc/tta.c, below */
+
 static PyMethodDef methods[] = {
     {"score", (PyCFunction)(void (*)(void))py_score, METH_VARARGS | METH_KEYWORDS,
      "score(kind, images, id_labels, negatives, index, temperature, tau, guard, num_threads, "
@@ -524,6 +526,11 @@ static PyMethodDef methods[] = {
     {"metrics", py_metrics, METH_VARARGS,
      "metrics(id, ood, tpr, num_threads, id_name, ood_name) -> (auroc, aupr_in, aupr_out, "
      "fpr_paper, fpr_openood, fpr_interp, n_thresholds)"},
+    {"softmax_rows", py_softmax_rows, METH_VARARGS,
+     "softmax_rows(batch, labels, temperature, num_threads, progress, n_id, index, want_rows, "
+     "out=None) "
+     "-> (rows or None, id_mass, group_mass or None): softmax over the labels of the logits "
+     "of the normalised rows, its ID mass and group masses (csrc/tta.c)"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moduledef = {
@@ -564,4 +571,96 @@ PyMODINIT_FUNC PyInit__core(void)
     PyModule_AddIntConstant(m, "KERNEL_AVX512", DNM_KERNEL_AVX512);
     PyModule_AddIntConstant(m, "KERNEL_AVX2", DNM_KERNEL_AVX2);
     return m;
+}
+
+/* ---- test-time adaptive scores (csrc/tta.c) -------------------------------- */
+#include "tta.h"
+
+/* softmax_rows(batch, labels, temperature, num_threads, progress, n_id, index, want_rows,
+ *              out=None: a float64 (N, L) buffer for the rows)
+ *   -> (rows (N, L) float64 or None, id_mass (N,), group_mass (N, G) or None) */
+static PyObject *py_softmax_rows(PyObject *self, PyObject *args)
+{
+    PyObject *img_o, *lab_o, *progress, *idx_o, *out_o = Py_None;
+    double temperature;
+    int nthreads, want_rows;
+    long long n_id;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOdiOLOp|O", &img_o, &lab_o, &temperature, &nthreads, &progress,
+                          &n_id, &idx_o, &want_rows, &out_o))
+        return NULL;
+    dnm_matrix img, lab;
+    if (to_matrix(img_o, "batch", &img) || to_matrix(lab_o, "labels", &lab)) return NULL;
+    if (lab.dtype == DNM_F16 || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)lab_o) ||
+        lab.cols != img.cols || lab.rows < 1 || img.cols < 1 || n_id < 0 || n_id > lab.rows) {
+        PyErr_SetString(PyExc_ValueError, "labels: expected a C-contiguous float32/float64 "
+                                          "matrix with the batch's dimension and n_id rows or more");
+        return NULL;
+    }
+    if (!(temperature > 0 && isfinite(temperature))) {
+        PyErr_SetString(PyExc_ValueError, "temperature: must be a finite number > 0");
+        return NULL;
+    }
+    dnm_tta_params p = {temperature, (int64_t)n_id, 0, 0, NULL};
+    PyArrayObject *ix = NULL;
+    if (idx_o != Py_None) {
+        ix = (PyArrayObject *)PyArray_FROMANY(idx_o, NPY_INT64, 2, 2, NPY_ARRAY_CARRAY_RO);
+        if (!ix) return NULL;
+        p.groups = PyArray_DIM(ix, 0);
+        p.group_size = PyArray_DIM(ix, 1);
+        p.index = (const int64_t *)PyArray_DATA(ix);
+        for (npy_intp q = 0; q < p.groups * p.group_size; q++) {
+            if (p.index[q] < 0 || p.index[q] >= lab.rows - n_id) {
+                Py_DECREF(ix);
+                PyErr_SetString(PyExc_ValueError, "groups: index out of range");
+                return NULL;
+            }
+        }
+        if (p.groups < 1 || p.group_size < 1) {
+            Py_DECREF(ix);
+            PyErr_SetString(PyExc_ValueError, "groups: index array must be non-empty");
+            return NULL;
+        }
+    }
+    npy_intp dims[2] = {img.rows, lab.rows}, n = img.rows, gd[2] = {img.rows, p.groups};
+    PyArrayObject *rows = NULL;
+    if (want_rows && out_o != Py_None) { /* the caller's buffer for the rows, reused */
+        PyArrayObject *o = (PyArrayObject *)out_o;
+        if (!PyArray_Check(out_o) || PyArray_TYPE(o) != NPY_FLOAT64 || PyArray_NDIM(o) != 2 ||
+            !PyArray_IS_C_CONTIGUOUS(o) || !PyArray_ISWRITEABLE(o) ||
+            PyArray_DIM(o, 0) != dims[0] || PyArray_DIM(o, 1) != dims[1]) {
+            Py_XDECREF(ix);
+            PyErr_SetString(PyExc_ValueError, "out: expected a writeable C-contiguous float64 "
+                                              "(N, L) array");
+            return NULL;
+        }
+        Py_INCREF(out_o);
+        rows = o;
+    } else if (want_rows) {
+        rows = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT64);
+    }
+    PyArrayObject *idm = (PyArrayObject *)PyArray_SimpleNew(1, &n, NPY_FLOAT64);
+    PyArrayObject *grm = ix ? (PyArrayObject *)PyArray_SimpleNew(2, gd, NPY_FLOAT64) : NULL;
+    if ((want_rows && !rows) || !idm || (ix && !grm)) {
+        Py_XDECREF(rows); Py_XDECREF(idm); Py_XDECREF(grm); Py_XDECREF(ix);
+        return NULL;
+    }
+    tick_ctx ctx = {progress};
+    dnm_error err;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = dnm_softmax_rows(&img, &lab, &p, rows ? (double *)PyArray_DATA(rows) : NULL,
+                          (double *)PyArray_DATA(idm), grm ? (double *)PyArray_DATA(grm) : NULL,
+                          nthreads, py_tick, &ctx, &err);
+    Py_END_ALLOW_THREADS
+    Py_XDECREF(ix);
+    if (rc != DNM_OK || PyErr_Occurred()) {
+        static const char *const names[] = {"batch", "labels"};
+        Py_XDECREF(rows); Py_DECREF(idm); Py_XDECREF(grm);
+        if (rc != DNM_OK) raise_error(&err, names);
+        return NULL;
+    }
+    if (!rows) { Py_INCREF(Py_None); rows = (PyArrayObject *)Py_None; }
+    if (!grm) { Py_INCREF(Py_None); grm = (PyArrayObject *)Py_None; }
+    return Py_BuildValue("NNN", rows, idm, grm);
 }

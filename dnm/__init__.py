@@ -44,6 +44,8 @@ from .mining import (knn_log_distance, neglabel_closeness, select_csp,  # noqa: 
 from ._config import get_num_threads, set_num_threads  # noqa: E402
 from .scores import (DNMGuardWarning, dnm_score, energy_score, make_groups,  # noqa: E402
                      max_logit_score, mcm_score, neglabel_score)
+from . import tta  # noqa: E402
+from .tta import AdaNeg, TANL, adaneg_score, tanl_score  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -77,4 +79,5 @@ __all__ = [
     "presets", "metrics", "plot", "synthetic", "evaluate",
     "knn_log_distance", "select_dnm", "neglabel_closeness", "select_neglabel", "select_csp",
     "benchmark", "dumps", "encoders", "images", "run_benchmark",
+    "tta", "AdaNeg", "TANL", "adaneg_score", "tanl_score",
 ]

@@ -1,0 +1,187 @@
+/* tta.c - see tta.h. */
+#include "tta.h"
+#include "dnm_blas.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <omp.h>
+
+/* Lets the clamps of exp_le0 become vector blends (no effect on any value, only on which
+ * floating-point exception flags a speculated comparison may raise). */
+#pragma GCC optimize("no-trapping-math")
+
+#define DNM_TTA_IT 128   /* images per task (fixed: the grid never depends on threads) */
+#define DNM_TTA_LT 2048 /* labels per GEMM call */
+#define LANES 8
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(DNM_NO_CLONES)
+#define DNM_TCLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define DNM_TCLONES
+#endif
+
+/* exp(x) for x <= 0 (0 below -708): x = n ln2 + r, |r| <= ln2 / 2, a degree-13 Taylor
+ * polynomial in r (the coefficients of dnm_exp_pd4 in simd_exp.h), times 2^n made in the
+ * exponent bits.  Plain C with fma(): the same bits on every CPU, and a loop over it
+ * vectorises where the CPU has FMA. */
+static inline double exp_le0(double x)
+{
+    static const double c[14] = {
+        1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
+        1.0 / 362880.0,     1.0 / 40320.0,     1.0 / 5040.0,     1.0 / 720.0,
+        1.0 / 120.0,        1.0 / 24.0,        1.0 / 6.0,        0.5,
+        1.0,                1.0};
+    const double under = x < -708.0 ? 0.0 : 1.0;
+    x = x < -708.0 ? -708.0 : x;
+    const double big = 6755399441055744.0; /* 1.5 * 2^52: adding it rounds to an integer */
+    const double nb = x * 1.4426950408889634 + big;
+    const double n = nb - big;
+    double r = fma(-n, 0.6931471803691238, x);
+    r = fma(-n, 1.9082149292705877e-10, r);
+    double q = c[0];
+#pragma GCC unroll 14
+    for (int i = 1; i < 14; i++) q = fma(q, r, c[i]);
+    union { double d; int64_t i; } u = {nb}, v;
+    v.i = (u.i - 0x4338000000000000LL + 1023) * ((int64_t)1 << 52); /* 2^n, n in [-1021, 0] */
+    return q * v.d * under;
+}
+
+/* One row of cosines z[0..L) in place -> exp((z - max) / T); returns their sum (8 fixed
+ * lanes, then added in lane order). */
+DNM_TCLONES static double exp_row(double *z, int64_t L, double invT)
+{
+    double mx[LANES];
+    for (int l = 0; l < LANES; l++) mx[l] = -INFINITY;
+    int64_t k = 0;
+    for (; k + LANES <= L; k += LANES)
+        for (int l = 0; l < LANES; l++) mx[l] = z[k + l] > mx[l] ? z[k + l] : mx[l];
+    double m = -INFINITY;
+    for (; k < L; k++) m = z[k] > m ? z[k] : m;
+    for (int l = 0; l < LANES; l++) m = mx[l] > m ? mx[l] : m; /* the max: exact in any order */
+    for (int64_t j = 0; j < L; j++) z[j] = exp_le0((z[j] - m) * invT);
+    double acc[LANES] = {0};
+    int64_t j = 0;
+    for (; j + LANES <= L; j += LANES)
+        for (int l = 0; l < LANES; l++) acc[l] += z[j + l];
+    for (int l = 0; j < L; j++, l++) acc[l] += z[j];
+    double s = 0.0;
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    return s;
+}
+
+DNM_TCLONES static void scale_row(double *z, int64_t L, double f)
+{
+    for (int64_t j = 0; j < L; j++) z[j] *= f;
+}
+
+static double lane_sum(const double *z, int64_t n)
+{
+    double acc[LANES] = {0};
+    int64_t j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int l = 0; l < LANES; l++) acc[l] += z[j + l];
+    for (int l = 0; j < n; j++, l++) acc[l] += z[j];
+    double s = 0.0;
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    return s;
+}
+
+int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const dnm_tta_params *p,
+                     double *rows, double *id_mass, double *group_mass, int nthreads,
+                     dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
+{
+    const int64_t N = images->rows, D = images->cols, L = labels->rows;
+    const int64_t C = p->n_id, G = p->groups, Q = p->group_size;
+    const int dbl = labels->dtype == DNM_F64;
+    err->code = DNM_OK;
+    err->row = err->col = -1;
+    err->which = -1;
+    if (labels->cols != D || (labels->dtype != DNM_F32 && !dbl) ||
+        labels->s1 != (ptrdiff_t)(dbl ? sizeof(double) : sizeof(float)) ||
+        labels->s0 != labels->s1 * (ptrdiff_t)D || C < 0 || C > L || G < 0 ||
+        (G > 0 && (Q < 1 || !p->index))) {
+        err->code = DNM_EDOMAIN;
+        return DNM_EDOMAIN;
+    }
+    double invT = 1.0 / p->temperature;
+    if (!isfinite(invT)) invT = DBL_MAX;
+    const int64_t ntiles = (N + DNM_TTA_IT - 1) / DNM_TTA_IT;
+    int nt = dnm_threads_begin(nthreads);
+    if ((double)N * (double)L * (double)D < 1e7) nt = 1;
+    if (nt > ntiles) nt = (int)ntiles;
+    if (nt < 1) nt = 1;
+    volatile int stop = 0;
+    int64_t done = 0;
+    const size_t esz = dbl ? sizeof(double) : sizeof(float);
+#pragma omp parallel num_threads(nt)
+    {
+        void *xb = malloc((size_t)DNM_TTA_IT * (size_t)D * esz);
+        float *sb = dbl ? NULL
+                        : (float *)malloc((size_t)DNM_TTA_IT * DNM_TTA_LT * sizeof(float));
+        double *own = rows ? NULL : (double *)malloc((size_t)DNM_TTA_IT * (size_t)L * sizeof(double));
+        if (!xb || (!dbl && !sb) || (!rows && !own)) {
+            dnm_error_record(err, DNM_ENOMEM, -1, -1);
+            stop = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < ntiles; t++) {
+            if (stop) continue;
+            const int64_t r0 = t * DNM_TTA_IT, nr = r0 + DNM_TTA_IT < N ? DNM_TTA_IT : N - r0;
+            int64_t bad = -1;
+            const int rc = dbl ? dnm_pack_rows_d(images, r0, r0 + nr, (double *)xb, D, 1, NULL, &bad)
+                               : dnm_pack_rows_f(images, r0, r0 + nr, (float *)xb, D, 1, NULL, &bad);
+            if (rc != DNM_OK) {
+                dnm_error_record(err, rc, 0, bad);
+                stop = 1;
+                continue;
+            }
+            double *zt = rows ? rows + r0 * L : own;
+            for (int64_t j0 = 0; j0 < L; j0 += DNM_TTA_LT) {
+                const int64_t w = j0 + DNM_TTA_LT < L ? DNM_TTA_LT : L - j0;
+                if (dbl) {
+                    DNM_BLAS(cblas_dgemm)(DnmRowMajor, DnmNoTrans, DnmTrans, (int)nr, (int)w,
+                                          (int)D, 1.0, (const double *)xb, (int)D,
+                                          (const double *)labels->data + j0 * D, (int)D, 0.0,
+                                          zt + j0, (int)L);
+                } else {
+                    DNM_BLAS(cblas_sgemm)(DnmRowMajor, DnmNoTrans, DnmTrans, (int)nr, (int)w,
+                                          (int)D, 1.0f, (const float *)xb, (int)D,
+                                          (const float *)labels->data + j0 * D, (int)D, 0.0f,
+                                          sb, (int)w);
+                    for (int64_t r = 0; r < nr; r++)
+                        for (int64_t j = 0; j < w; j++) zt[r * L + j0 + j] = (double)sb[r * w + j];
+                }
+            }
+            for (int64_t r = 0; r < nr; r++) {
+                double *z = zt + r * L;
+                const double s = exp_row(z, L, invT);
+                const double f = 1.0 / s;
+                if (id_mass) id_mass[r0 + r] = lane_sum(z, C) * f;
+                if (group_mass) {
+                    const double *zn = z + C;
+                    for (int64_t g = 0; g < G; g++) {
+                        const int64_t *ix = p->index + g * Q;
+                        double acc[LANES] = {0};
+                        int64_t q = 0;
+                        for (; q + LANES <= Q; q += LANES)
+                            for (int l = 0; l < LANES; l++) acc[l] += zn[ix[q + l]];
+                        for (int l = 0; q < Q; q++, l++) acc[l] += zn[ix[q]];
+                        double sg = 0.0;
+                        for (int l = 0; l < LANES; l++) sg += acc[l];
+                        group_mass[(r0 + r) * G + g] = sg * f;
+                    }
+                }
+                if (rows) scale_row(z, L, f);
+            }
+            dnm_tick_done(tick, tick_ctx, &done, ntiles, &stop, err);
+        }
+        free(xb);
+        free(sb);
+        free(own);
+    }
+    dnm_threads_end();
+    if (err->code == DNM_OK && tick && tick(tick_ctx, ntiles, ntiles)) err->code = DNM_ECANCEL;
+    return err->code;
+}
