@@ -482,6 +482,10 @@ int SIMD_FN(dnm_score_f)(const dnm_matrix *images, const dnm_matrix *id, const d
             }
             reset_state(sm, ss, (1 + G) * ITP);
             for (int64_t j0 = 0; j0 < L; j0 += LB) {
+                if (j0 > 0) { /* Ctrl-C between label blocks: a tile of many labels is long */
+                    dnm_tick_check(tick, tick_ctx, &done, ntiles, &stop, err);
+                    if (stop) break;
+                }
                 const int64_t w = j0 + LB < L ? LB : L - j0;
                 const int64_t np = (w + NR - 1) / NR;
                 const float *pb = lab + j0 * D; /* j0 is a multiple of NR */
@@ -493,6 +497,7 @@ int SIMD_FN(dnm_score_f)(const dnm_matrix *images, const dnm_matrix *id, const d
                                ITP, NULL, 0);
                 }
             }
+            if (stop) continue;
             finish_tile(p, C, sm, ss, ITP, nr, row, out + r0, &my_floored);
             dnm_tick_done(tick, tick_ctx, &done, ntiles, &stop, err);
         }

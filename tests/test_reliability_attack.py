@@ -213,6 +213,28 @@ def test_ctrl_c_inside_a_big_float64_tile():
     np.testing.assert_array_equal(dnm.max_logit_score(X[:64], P), ref)  # still usable
 
 
+_FLOAT_KERNELS = ["blas"] + [k for k in ("avx512", "avx2") if getattr(_core, "HAVE_" + k.upper())]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("kernel", _FLOAT_KERNELS)
+def test_ctrl_c_inside_a_big_float32_tile(kernel):
+    """float32 on every kernel the CPU has: one image tile of 4096 images against 20,000
+    labels of D = 1024 is seconds of work; dnm's own kernel looks for Ctrl-C between label
+    blocks, the BLAS tiles between their GEMMs."""
+    from dnm import _config
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((8192, 1024), dtype=np.float32)  # 2 tiles: one per thread
+    P = rng.standard_normal((20000, 1024), dtype=np.float32)
+    with _config.float_kernel(kernel):
+        ref = dnm.max_logit_score(X[:64], P[:500])
+        with _config.tile_grid(4096):
+            latency = _interrupt_latency(lambda: dnm.mcm_score(X, P))
+        np.testing.assert_array_equal(dnm.max_logit_score(X[:64], P[:500]), ref)
+    assert latency < 1.0, f"KeyboardInterrupt {latency:.2f} s after SIGINT ({kernel})"
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_during_metrics_on_huge_score_sets():
     """metrics on 2 x 3e7 scores (~3 s of radix sort and sweep) used to never look for
