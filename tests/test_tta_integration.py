@@ -1,0 +1,222 @@
+"""AdaNeg and TANL wired in through the method registry: the records, the official negative
+selection (against a NumPy twin), the detector (fit, score_samples as one stream, stream(),
+save / load, old files), the CLI, dnm.dask.score_streams and the benchmark runner."""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dnm
+from dnm import methods
+from dnm.detector import DetectorFileError, NegativeLabelDetector
+
+DATA = Path(__file__).parent / "data"
+
+
+def normalize(a):
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def prob():
+    """ID labels, a candidate corpus with a part-of-speech mask, noise and a stream."""
+    rng = np.random.default_rng(3)
+    C, K, D = 12, 160, 16
+    P = rng.normal(size=(C, D)).astype(np.float32)
+    U = rng.normal(size=(K, D)).astype(np.float32)
+    adj = rng.random(K) < 0.3
+    Z = (rng.normal(size=(15, D)) + 1.5).astype(np.float32)
+    n_id = 50
+    X = np.concatenate([P[rng.integers(0, C, n_id)] + 0.4 * rng.normal(size=(n_id, D)),
+                        U[rng.integers(0, K, 60)] + 0.4 * rng.normal(size=(60, D))])
+    return P, U, adj, Z, X[rng.permutation(len(X))].astype(np.float32)
+
+
+def twin_selection(P, U, adj, M, eta=0.95):
+    """The official selection in float64, from TTA.md: order statistic floor(eta C), no
+    interpolation; floor(M n_adj / N) adjectives, the rest nouns, lowest first."""
+    cos = np.sort(normalize(U.astype(np.float64)) @ normalize(P.astype(np.float64)).T, axis=1)
+    q = cos[:, int(np.floor(eta * P.shape[0]))]
+    m_adj = M * int(adj.sum()) // len(adj)
+    nouns, adjs = np.flatnonzero(~adj), np.flatnonzero(adj)
+    return np.concatenate([nouns[np.argsort(q[nouns], kind="stable")[:M - m_adj]],
+                           adjs[np.argsort(q[adjs], kind="stable")[:m_adj]]])
+
+
+# ---- the records ---------------------------------------------------------------------------
+
+def test_records_hold_the_official_defaults():
+    a, t = methods.get("adaneg"), methods.get("tanl")
+    assert a.streaming and t.streaming and a.stream is not None and t.stream is not None
+    assert methods.streaming_methods() == ("adaneg", "tanl")
+    assert dict(a.defaults) == dict(n_negatives=10000, percentile=0.95, groups=5,
+                                    temperature=0.01, batch_size=256, cache_threshold=0.5,
+                                    gap=0.5, memory_length=10, weight=0.1,
+                                    sample_adaptive=False, beta=5.0, replacement="entropy",
+                                    variant="combined")
+    assert dict(t.defaults) == dict(n_negatives=10000, percentile=0.95, temperature=0.01,
+                                    batch_size=256, top=1000, step=1, alpha=0.0, gap=0.5,
+                                    queue_length=300, score_queue_length=20000)
+    assert t.needs_noise and not a.needs_noise
+    # the static methods are untouched; the demo's list leaves the streaming ones out
+    assert not any(methods.get(n).streaming for n in ("dnm", "neglabel", "csp", "mcm"))
+    from dnm.demo import DEMO_METHODS
+    assert not set(DEMO_METHODS) & {"adaneg", "tanl"}
+
+
+@pytest.mark.parametrize("C", [1, 7, 12, 20, 1000])
+def test_official_selection_matches_twin(C):
+    rng = np.random.default_rng(C)
+    P = rng.normal(size=(C, 8))
+    U = rng.normal(size=(90, 8))
+    adj = rng.random(90) < 0.4
+    got = methods.official_selection(P, U, adj, 40)
+    np.testing.assert_array_equal(got, twin_selection(P, U, adj, 40))
+
+
+def test_official_selection_bad_input(prob):
+    P, U, adj, Z, X = prob
+    with pytest.raises(ValueError, match="n_negatives: 1000 .* only 160 candidates"):
+        methods.official_selection(P, U, adj, 1000)
+    with pytest.raises(ValueError, match="n_negatives: must be >= 1"):
+        methods.official_selection(P, U, adj, 0)
+    with pytest.raises(ValueError, match="is_adjective: expected a 1-D array of length 160"):
+        methods.official_selection(P, U, adj[:-1], 10)
+
+
+# ---- the detector --------------------------------------------------------------------------
+
+def adaneg_det(prob, **kw):
+    P, U, adj, Z, X = prob
+    kw = dict(dict(n_negatives=60, batch_size=16), **kw)
+    return NegativeLabelDetector("adaneg", **kw).fit(P, U, adj)
+
+
+def tanl_det(prob, **kw):
+    P, U, adj, Z, X = prob
+    kw = dict(dict(n_negatives=60, batch_size=16, top=40), **kw)
+    return NegativeLabelDetector("tanl", **kw).fit(P, U, adj, noise=Z)
+
+
+def test_adaneg_detector_is_the_functional_form(prob):
+    P, U, adj, Z, X = prob
+    det = adaneg_det(prob, seed=2, memory_length=4, variant="adaptive")
+    sel = twin_selection(P, U, adj, 60)
+    np.testing.assert_array_equal(det.negative_indices_, sel)
+    assert det.groups_index_.shape == (5, 12) and det.noise_ is None
+    ref = dnm.adaneg_score(X, P, U[sel], batch_size=16, groups=5, seed=2, memory_length=4,
+                           output="adaptive")
+    np.testing.assert_array_equal(det.score_samples(X), ref)
+    np.testing.assert_array_equal(det.score_samples(X), ref)  # calls share no state
+
+
+def test_tanl_detector_is_the_functional_form(prob):
+    P, U, adj, Z, X = prob
+    det = tanl_det(prob, seed=4, step=2)
+    perm = det.negative_indices_
+    sel = twin_selection(P, U, adj, 60)
+    np.testing.assert_array_equal(perm[:60], sel)  # the selection first, then the rest
+    np.testing.assert_array_equal(np.sort(perm), np.arange(len(U)))
+    np.testing.assert_array_equal(perm[60:], np.setdiff1d(np.arange(len(U)), sel))
+    assert det.groups_index_ is None and det.noise_.shape == (15, 16)
+    ref = dnm.tanl_score(X, P, U[perm], Z, batch_size=16, top=40, step=2, seed=4)
+    np.testing.assert_array_equal(det.score_samples(X), ref)
+
+
+@pytest.mark.parametrize("make", [adaneg_det, tanl_det])
+def test_stream_objects_are_fresh_and_continue(prob, make, tmp_path):
+    X = prob[4]
+    det = make(prob)
+    whole = det.score_samples(X)
+    s = det.stream()
+    assert isinstance(s, dnm.AdaNeg if det.method == "adaneg" else dnm.TANL)
+    parts = [s.update(X[i:i + 16]) for i in range(0, 64, 16)]
+    s.save(tmp_path / "state.npz")  # mid-stream: a restored object goes on with the same bits
+    r = type(s).load(tmp_path / "state.npz")
+    rest = [r.update(X[i:i + 16]) for i in range(64, len(X), 16)]
+    np.testing.assert_array_equal(np.concatenate(parts + rest), whole)
+    assert det.stream() is not s and det.stream().n_images_seen_ == 0
+
+
+@pytest.mark.parametrize("make", [adaneg_det, tanl_det])
+def test_detector_file_round_trip(prob, make, tmp_path):
+    X = prob[4]
+    det = make(prob, seed=3)
+    det.set_threshold(X[:30])
+    det.save(tmp_path / "d.npz")
+    new = NegativeLabelDetector.load(tmp_path / "d.npz")
+    assert new.get_params() == det.get_params()
+    np.testing.assert_array_equal(new.score_samples(X), det.score_samples(X))
+    np.testing.assert_array_equal(new.predict(X), det.predict(X))
+    for name in ("negatives_", "negative_indices_", "noise_", "groups_index_"):
+        a, b = getattr(new, name), getattr(det, name)
+        assert (a is None and b is None) or np.array_equal(a, b), name
+    with np.load(tmp_path / "d.npz", allow_pickle=False) as z:
+        meta = json.loads(z["metadata"].tobytes())
+        assert ("noise" in z.files) == (det.method == "tanl")
+    assert meta["format_version"] == 2
+
+
+def test_old_detector_files_still_load(tmp_path):
+    # written by dnm before the streaming methods (format_version 1)
+    old = NegativeLabelDetector.load(DATA / "detector_v1_neglabel.npz")
+    assert old.method_ == "neglabel" and old.batch_size is None and old.noise_ is None
+    assert old.threshold_ is not None and old.groups_index_.shape[0] == 3
+    X = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
+    np.testing.assert_array_equal(old.score_samples(X), dnm.neglabel_score(
+        X, old.id_labels_, old.negatives_, groups=old.groups_index_))
+    # and a detector of the older methods is still written as that format, byte for byte
+    again = tmp_path / "again.npz"
+    old.save(again)
+    assert again.read_bytes() == (DATA / "detector_v1_neglabel.npz").read_bytes()
+
+
+def test_tanl_file_without_noise_is_refused(prob, tmp_path):
+    import zipfile
+
+    det = tanl_det(prob)
+    det.save(tmp_path / "t.npz")
+    with zipfile.ZipFile(tmp_path / "t.npz") as zin, \
+            zipfile.ZipFile(tmp_path / "bad.npz", "w") as zout:
+        for info in zin.infolist():
+            if info.filename != "noise.npy":
+                zout.writestr(info, zin.read(info))
+    with pytest.raises(DetectorFileError, match="noise|members"):
+        NegativeLabelDetector.load(tmp_path / "bad.npz")
+
+
+def test_detector_bad_input(prob):
+    P, U, adj, Z, X = prob
+    with pytest.raises(ValueError, match="noise: method 'tanl' needs"):
+        NegativeLabelDetector("tanl", n_negatives=60).fit(P, U, adj)
+    with pytest.raises(ValueError, match="noise: expected the embeddings of the 15"):
+        NegativeLabelDetector("tanl", n_negatives=60).fit(P, U, adj, noise=Z[:14])
+    with pytest.raises(ValueError, match="noise.*features"):
+        NegativeLabelDetector("tanl", n_negatives=60).fit(P, U, adj, noise=Z[:, :8])
+    with pytest.raises(ValueError, match="noise: only method 'tanl'"):
+        NegativeLabelDetector("adaneg", n_negatives=60).fit(P, U, adj, noise=Z)
+    with pytest.raises(ValueError, match="n_negatives: 10000 .* only 160"):
+        NegativeLabelDetector("adaneg").fit(P, U, adj)
+    for kw, match in ((dict(memory_length=0), "memory_length: must be >= 1"),
+                      (dict(batch_size=0), "batch_size: must be >= 1"),
+                      (dict(replacement="best"), "replacement: expected one of"),
+                      (dict(variant="x"), "variant: expected one of"),
+                      (dict(cache_threshold=1.5), "cache_threshold: must lie in"),
+                      (dict(sample_adaptive=1), "sample_adaptive: expected a bool")):
+        with pytest.raises((ValueError, TypeError), match=match):
+            NegativeLabelDetector("adaneg", n_negatives=60, **kw).fit(P, U, adj)
+    with pytest.raises(TypeError, match="step: expected an integer"):
+        NegativeLabelDetector("tanl", n_negatives=60, step=1.5).fit(P, U, adj, noise=Z)
+    det = adaneg_det(prob)
+    with pytest.raises(ValueError, match="X: has 8 features"):
+        det.score_samples(X[:, :8])
+    with pytest.raises(ValueError, match="explain is not defined for the streaming"):
+        det.explain(X[:3])
+    with pytest.raises(ValueError, match="not a streaming method"):
+        NegativeLabelDetector("mcm").fit(P).stream()
+    bad = X.copy()
+    bad[20, 3] = np.nan
+    with pytest.raises(ValueError, match="row 20"):
+        det.score_samples(bad)
