@@ -405,7 +405,9 @@ class NegativeLabelDetector:
         if rec.streaming:
             from .tta import _run_stream
 
-            return _run_stream(self.stream(), X, self.batch_size_, self.progress, rec.name)
+            # one bar over the batches, none per batch
+            return _run_stream(self._stream(False), X, self.batch_size_, self.progress,
+                               rec.name)
         return self._score(X, stacklevel=3)
 
     def stream(self):
@@ -415,6 +417,9 @@ class NegativeLabelDetector:
         independent of the detector (it holds its own copies) and of other streams; save
         and restore it with its own ``save`` / ``load``.  ValueError for the other
         methods."""
+        return self._stream(self.progress)
+
+    def _stream(self, progress):
         self._check_fitted()
         rec = _methods.METHODS[self.method_]
         if not rec.streaming:
@@ -423,7 +428,7 @@ class NegativeLabelDetector:
         params = {name: getattr(self, name + "_") for name in rec.params}
         return rec.stream(self.id_labels_, self.negatives_, getattr(self, "noise_", None),
                           self.groups_index_, params, seed=self.seed_,
-                          num_threads=self.num_threads, progress=self.progress)
+                          num_threads=self.num_threads, progress=progress)
 
     def _packed_labels(self):
         """The fitted labels packed for dnm's own kernel, made on first use and kept.

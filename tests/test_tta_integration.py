@@ -220,3 +220,127 @@ def test_detector_bad_input(prob):
     bad[20, 3] = np.nan
     with pytest.raises(ValueError, match="row 20"):
         det.score_samples(bad)
+
+
+# ---- the command line ----------------------------------------------------------------------
+
+@pytest.fixture
+def files(prob, tmp_path):
+    P, U, adj, Z, X = prob
+    for name, a in (("P", P), ("U", U), ("adj", adj), ("Z", Z), ("X", X)):
+        np.save(tmp_path / f"{name}.npy", a)
+    return tmp_path
+
+
+def run(capsys, *argv):
+    from dnm.cli import main
+
+    rc = main([str(a) for a in argv])
+    return rc, capsys.readouterr().err
+
+
+def one_error(rc, err, match):
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dnm: error: "), err
+    assert match in lines[0], lines[0]
+
+
+def test_cli_mine_and_score_adaneg(prob, files, capsys):
+    P, U, adj, Z, X = prob
+    f = files
+    rc, err = run(capsys, "mine", "--method", "adaneg", "--candidates", f / "U.npy",
+                  "--id-labels", f / "P.npy", "--is-adjective", f / "adj.npy",
+                  "--n-negatives", 60, "-o", f / "sel.npy", "--detector", f / "a.npz",
+                  "--batch-size", 16, "-q")
+    assert rc == 0, err
+    sel = np.load(f / "sel.npy")
+    np.testing.assert_array_equal(sel, twin_selection(P, U, adj, 60))
+    ref = dnm.adaneg_score(X, P, U[sel], batch_size=16)
+    rc, err = run(capsys, "score", "--detector", f / "a.npz", "--images", f / "X.npy",
+                  "-o", f / "s1.npy", "--save-state", f / "st.npz", "-q")
+    assert rc == 0, err
+    np.testing.assert_array_equal(np.load(f / "s1.npy"), ref)
+    np.save(f / "N.npy", U[sel])
+    rc, err = run(capsys, "score", "--method", "adaneg", "--id-labels", f / "P.npy",
+                  "--negatives", f / "N.npy", "--images", f / "X.npy", "--batch-size", 16,
+                  "-o", f / "s2.npy", "-o", f / "s2.json", "-q")
+    assert rc == 0, err
+    np.testing.assert_array_equal(np.load(f / "s2.npy"), ref)
+    assert json.loads((f / "s2.json").read_text())["method"] == "adaneg"
+    # --resume goes on with the saved stream: the same as one object fed both files
+    rc, err = run(capsys, "score", "--resume", f / "st.npz", "--images", f / "X.npy",
+                  "--batch-size", 16, "-o", f / "s3.npy", "-q")
+    assert rc == 0, err
+    obj = dnm.AdaNeg(P, U[sel])
+    both = np.concatenate([obj.update(X[i:i + 16]) for i in range(0, len(X), 16)]
+                          + [obj.update(X[i:i + 16]) for i in range(0, len(X), 16)])
+    np.testing.assert_array_equal(np.load(f / "s3.npy"), both[len(X):])
+
+
+def test_cli_mine_and_score_tanl(prob, files, capsys):
+    P, U, adj, Z, X = prob
+    f = files
+    rc, err = run(capsys, "mine", "--method", "tanl", "--candidates", f / "U.npy",
+                  "--id-labels", f / "P.npy", "--is-adjective", f / "adj.npy",
+                  "--n-negatives", 60, "-o", f / "perm.npy", "-q")
+    assert rc == 0, err  # the corpus order needs no noise
+    perm = np.load(f / "perm.npy")
+    np.testing.assert_array_equal(perm[:60], twin_selection(P, U, adj, 60))
+    rc, err = run(capsys, "mine", "--method", "tanl", "--candidates", f / "U.npy",
+                  "--id-labels", f / "P.npy", "--is-adjective", f / "adj.npy",
+                  "--n-negatives", 60, "--detector", f / "t.npz", "--noise", f / "Z.npy",
+                  "--top", 40, "--batch-size", 16, "-q")
+    assert rc == 0, err
+    ref = dnm.tanl_score(X, P, U[perm], Z, batch_size=16, top=40)
+    rc, err = run(capsys, "score", "--detector", f / "t.npz", "--images", f / "X.npy",
+                  "-o", f / "s1.npy", "-q")
+    assert rc == 0, err
+    np.testing.assert_array_equal(np.load(f / "s1.npy"), ref)
+    np.save(f / "C.npy", U[perm])
+    rc, err = run(capsys, "score", "--method", "tanl", "--id-labels", f / "P.npy",
+                  "--corpus", f / "C.npy", "--noise", f / "Z.npy", "--top", 40,
+                  "--batch-size", 16, "--images", f / "X.npy", "-o", f / "s2.npy", "-q")
+    assert rc == 0, err
+    np.testing.assert_array_equal(np.load(f / "s2.npy"), ref)
+
+
+def test_cli_user_errors(prob, files, capsys):
+    f = files
+    np.save(f / "N.npy", prob[1][:40])
+    base = ("score", "--id-labels", f / "P.npy", "--images", f / "X.npy", "-o", f / "s.npy")
+    for extra, match in (
+            (("--method", "tanl", "--negatives", f / "N.npy"), "--negatives: tanl scores"),
+            (("--method", "tanl", "--corpus", f / "U.npy"), "--corpus and --noise are required"),
+            (("--method", "adaneg"), "--negatives is required for method 'adaneg'"),
+            (("--method", "adaneg", "--negatives", f / "N.npy", "--noise", f / "Z.npy"),
+             "only method 'tanl' uses them"),
+            (("--method", "adaneg", "--negatives", f / "N.npy", "--memory-length", 0),
+             "memory_length: must be >= 1"),
+            (("--method", "adaneg", "--negatives", f / "N.npy", "--replacement", "best"),
+             "replacement: expected one of"),
+            (("--method", "adaneg", "--negatives", f / "N.npy", "--sample-adaptive", "maybe"),
+             "--sample-adaptive: expected true or false"),
+            (("--method", "tanl", "--corpus", f / "U.npy", "--noise", f / "P.npy"),
+             "noise: expected the embeddings of the 15"),
+            (("--method", "dnm", "--negatives", f / "N.npy", "--batch-size", 8),
+             "--batch-size: only the streaming methods"),
+            (("--method", "adaneg", "--negatives", f / "N.npy", "--resume", f / "P.npy"),
+             "--resume continues a saved stream")):
+        one_error(*run(capsys, *base, *extra), match)
+    rc, err = run(capsys, "score", "--resume", f / "P.npy", "--images", f / "X.npy", "-o",
+                  f / "s.npy")
+    one_error(rc, err, "--resume: ")
+    assert not (f / "s.npy").exists()
+    rc, err = run(capsys, "mine", "--method", "tanl", "--candidates", f / "U.npy",
+                  "--id-labels", f / "P.npy", "--is-adjective", f / "adj.npy", "--n-negatives",
+                  60, "--detector", f / "t.npz")
+    one_error(rc, err, "--noise is required for a tanl detector")
+    rc, err = run(capsys, "mine", "--method", "adaneg", "--candidates", f / "U.npy",
+                  "--id-labels", f / "P.npy", "--is-adjective", f / "adj.npy", "-o",
+                  f / "sel.npy")
+    one_error(rc, err, "n_negatives: 10000 negatives asked for but there are only 160")
+    NegativeLabelDetector("neglabel", groups=2).fit(prob[0], prob[1], prob[2]).save(f / "n.npz")
+    rc, err = run(capsys, "score", "--detector", f / "n.npz", "--images", f / "X.npy", "-o",
+                  f / "s.npy", "--batch-size", 4)
+    one_error(rc, err, "--batch-size: not used by the neglabel detector")
