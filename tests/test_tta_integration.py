@@ -344,3 +344,107 @@ def test_cli_user_errors(prob, files, capsys):
     rc, err = run(capsys, "score", "--detector", f / "n.npz", "--images", f / "X.npy", "-o",
                   f / "s.npy", "--batch-size", 4)
     one_error(rc, err, "--batch-size: not used by the neglabel detector")
+
+
+# ---- dnm.dask: one task per stream ---------------------------------------------------------
+
+def dask_streams(prob):
+    X = prob[4]
+    rng = np.random.default_rng(5)
+    return {"a": X, "b": X[rng.permutation(len(X))][:77], "c": X[::2]}
+
+
+@pytest.mark.parametrize("make", [adaneg_det, tanl_det])
+def test_dask_streams_threaded_equal_one_process(prob, make):
+    import dask
+    import dask.array as da
+    import dnm.dask as dd
+
+    det = make(prob)
+    streams = dask_streams(prob)
+    lazy = dd.score_streams(det, {k: (da.from_array(v, chunks=(20, v.shape[1])) if k == "b"
+                                      else v) for k, v in streams.items()}, client=False)
+    assert set(lazy) == set(streams) and all(isinstance(v, da.Array) for v in lazy.values())
+    got = dask.compute(lazy, scheduler="threads")[0]
+    for k, X in streams.items():
+        np.testing.assert_array_equal(got[k], det.score_samples(X))
+
+
+def test_dask_streams_objects_and_factories(prob):
+    import functools
+
+    import dask
+    import dnm.dask as dd
+
+    P, U, adj, Z, X = prob
+    N = U[:40]
+    obj = dnm.AdaNeg(P, N, memory_length=3)
+    obj.update(X[:30])  # mid-stream: every task goes on from this state, obj is not changed
+    seen = obj.n_images_seen_
+    streams = dask_streams(prob)
+    got = dask.compute(dd.score_streams(obj, streams, batch_size=8, client=False),
+                       scheduler="threads")[0]
+    assert obj.n_images_seen_ == seen
+    import copy
+    for k, Xs in streams.items():
+        ref = copy.deepcopy(obj)
+        np.testing.assert_array_equal(got[k], np.concatenate(
+            [ref.update(Xs[i:i + 8]) for i in range(0, len(Xs), 8)]))
+    fac = functools.partial(dnm.TANL, P, U, Z, top=30)
+    got = dask.compute(dd.score_streams(fac, streams, client=False), scheduler="threads")[0]
+    for k, Xs in streams.items():
+        np.testing.assert_array_equal(got[k], dnm.tanl_score(Xs, P, U, Z, top=30))
+
+
+def test_dask_streams_bad_input(prob):
+    import dnm.dask as dd
+
+    P, U, adj, Z, X = prob
+    with pytest.raises(dnm.NotFittedError):
+        dd.score_streams(NegativeLabelDetector("adaneg"), {"a": X})
+    static = NegativeLabelDetector("neglabel", groups=2).fit(P, U, adj)
+    with pytest.raises(TypeError, match="does not adapt to the stream; use dnm.dask.score_samples"):
+        dd.score_streams(static, {"a": X})
+    det = adaneg_det(prob)
+    with pytest.raises(ValueError, match="adapts to the test stream.*score_streams"):
+        dd.score_samples(det, X)
+    with pytest.raises(TypeError, match="streams: expected a non-empty mapping"):
+        dd.score_streams(det, X)
+    with pytest.raises(ValueError, match="streams\\['a'\\]: expected a 2-D"):
+        dd.score_streams(det, {"a": X[0]})
+    with pytest.raises(ValueError, match="batch_size: must be >= 1"):
+        dd.score_streams(det, {"a": X}, batch_size=0)
+    with pytest.raises(TypeError, match="method: expected"):
+        dd.score_streams(42, {"a": X})
+
+
+@pytest.fixture(scope="module")
+def client():
+    import logging
+
+    distributed = pytest.importorskip("distributed")
+    for name in ("distributed", "distributed.scheduler", "distributed.nanny",
+                 "distributed.worker", "distributed.core", "distributed.http.proxy"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=logging.ERROR)
+    c = distributed.Client(cluster)
+    try:
+        yield c
+    finally:
+        c.close()
+        cluster.close()
+
+
+def test_dask_streams_local_cluster_equal_one_process(client, prob):
+    import dask
+    import dnm.dask as dd
+
+    streams = dask_streams(prob)
+    for det in (adaneg_det(prob), tanl_det(prob)):
+        lazy = dd.score_streams(det, streams)
+        scattered = [k for k in client.who_has() if k.startswith("NegativeLabelDetector-")]
+        assert scattered and all(len(client.who_has()[k]) == 2 for k in scattered)
+        got = dask.compute(lazy)[0]
+        for k, X in streams.items():
+            np.testing.assert_array_equal(got[k], det.score_samples(X))
