@@ -448,3 +448,77 @@ def test_dask_streams_local_cluster_equal_one_process(client, prob):
         got = dask.compute(lazy)[0]
         for k, X in streams.items():
             np.testing.assert_array_equal(got[k], det.score_samples(X))
+
+
+# ---- the benchmark runner ------------------------------------------------------------------
+
+def bench_inputs(prob):
+    P, U, adj, Z, X = prob
+    rng = np.random.default_rng(9)
+    feats = {"ID": X[:40], "A": X[40:80], "B": (X[80:] + rng.normal(size=X[80:].shape)
+                                             ).astype(np.float32)}
+    return feats, dict(id_labels=P, candidates=U, is_adjective=adj, noise=Z)
+
+
+def official_eval(det, feats, seed, name):
+    """TTA.md: ID + one OOD set, shuffled with the seed, one fresh stream."""
+    X = np.concatenate([feats["ID"], feats[name]])
+    perm = np.random.default_rng(seed).permutation(len(X))
+    s = np.empty(len(X))
+    s[perm] = det.score_samples(X[perm])
+    return s[:len(feats["ID"])], s[len(feats["ID"]):]
+
+
+def test_benchmark_runs_adaneg_and_tanl_by_name(prob):
+    feats, lab = bench_inputs(prob)
+    params = {"adaneg": dict(n_negatives=60, batch_size=16),
+              "tanl": dict(n_negatives=60, batch_size=16, top=40)}
+    res = dnm.run_benchmark(feats, methods=["adaneg", "tanl", "mcm"], seeds=[0, 1],
+                            params=params, progress=False, conventions=["openood"], **lab)
+    P, U, adj, Z, X = prob
+    for method in ("adaneg", "tanl"):
+        for seed in (0, 1):
+            det = NegativeLabelDetector(method, seed=seed, **params[method]).fit(
+                P, U, adj, noise=Z if method == "tanl" else None)
+            got = res.scores[(method, seed)]
+            for name in ("A", "B"):
+                a, b = official_eval(det, feats, seed, name)
+                np.testing.assert_array_equal(got[name], b)
+                np.testing.assert_array_equal(got[f"ID (stream with {name})"], a)
+                row = [r for r in res.per_seed if (r["method"], r["seed"], r["dataset"])
+                       == (method, seed, name)][0]
+                assert row["AUROC"] == dnm.metrics.auroc(a, b)
+    # the seed matters (grouping, queue orders), so the two seeds' scores differ
+    assert not np.array_equal(res.scores[("adaneg", 0)]["A"], res.scores[("adaneg", 1)]["A"])
+    assert not np.array_equal(res.scores[("tanl", 0)]["A"], res.scores[("tanl", 1)]["A"])
+
+
+def test_benchmark_adaneg_on_given_negatives_and_detectors(prob):
+    feats, lab = bench_inputs(prob)
+    P, U, adj, Z, X = prob
+    res = dnm.run_benchmark(feats, id_labels=P, negatives=U[:50], methods=["adaneg"],
+                            params={"adaneg": dict(batch_size=16)}, seeds=[3], progress=False)
+    ref = dnm.adaneg_score
+    Xs = np.concatenate([feats["ID"], feats["A"]])
+    perm = np.random.default_rng(3).permutation(len(Xs))
+    s = np.empty(len(Xs))
+    s[perm] = ref(Xs[perm], P, U[:50], batch_size=16, seed=3)
+    np.testing.assert_array_equal(res.scores[("adaneg", 3)]["A"], s[40:])
+    # a fitted streaming detector is streamed too (as it is)
+    det = NegativeLabelDetector("tanl", n_negatives=60, batch_size=16, top=40).fit(
+        P, U, adj, noise=Z)
+    res = dnm.run_benchmark(feats, methods={"t": det}, seeds=[2], progress=False)
+    np.testing.assert_array_equal(res.scores[("t", 2)]["B"], official_eval(det, feats, 2, "B")[1])
+
+
+def test_benchmark_streaming_bad_input(prob):
+    feats, lab = bench_inputs(prob)
+    P, U, adj, Z, X = prob
+    with pytest.raises(ValueError, match="'tanl' needs noise="):
+        dnm.run_benchmark(feats, id_labels=P, candidates=U, is_adjective=adj,
+                          methods=["tanl"], progress=False)
+    with pytest.raises(ValueError, match="'tanl' scores against the whole corpus"):
+        dnm.run_benchmark(feats, id_labels=P, negatives=U[:50], noise=Z, methods=["tanl"],
+                          progress=False)
+    with pytest.raises(ValueError, match="n_negatives: 10000 .* only 160"):
+        dnm.run_benchmark(feats, methods=["adaneg"], progress=False, **lab)
