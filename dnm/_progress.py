@@ -138,7 +138,7 @@ class LogBar:
         try:
             unit = self.unit
             if self.n != 1 and unit.isalpha() and unit != "it" and not unit.endswith("s"):
-                unit += "s"
+                unit += "es" if unit.endswith(("ch", "sh", "x")) else "s"
             print(f"{'  ' * self._level}{label}{done} {unit} in {dt:.1f}s", file=stream,
                   flush=True)
         except (ValueError, OSError):  # a closed or broken stream: never fail the work

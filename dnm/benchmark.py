@@ -29,7 +29,11 @@ per seed; fitted: scored as they are, for every seed), or a mapping ``{label: me
 method may also be a callable ``f(X, seed) -> scores`` or an object with
 ``score_stream(X, seed) -> scores``: a test-time adaptive method, run as the official
 evaluations do, one stream per OOD set (that set's and the ID features, shuffled with the run's
-seed; the scores are put back in order before the metrics).
+seed; the scores are put back in order before the metrics).  The registry's streaming methods
+``"adaneg"`` and ``"tanl"`` run that way by name: fitted once (the official selection of
+negatives from ``candidates``; AdaNeg also scores given ``negatives`` as they are; TANL needs
+``candidates``, its corpus, and ``noise=``, the (15, D) noise-image embeddings), then for each
+seed one fresh stream per OOD set with that seed (AdaNeg's grouping, TANL's queue orders).
 
 **Seeds**: mining does not depend on the seed (DNM's kNN rule, NegLabel's percentile rule);
 the grouping of the negatives does.  A method is fitted once and re-grouped per seed, which is
@@ -66,7 +70,13 @@ __all__ = ["run_benchmark", "BenchmarkResult", "load_features", "main_args", "bu
 #: Metric columns besides the FPR ones, in table order.
 METRICS = ("AUROC", "AUPR-In", "AUPR-Out")
 _FEATURE_SUFFIXES = (".npy", ".npz", ".pt", ".pth")
-_NEEDS_NEGATIVES = ("dnm", "neglabel", "csp")
+_NEEDS_NEGATIVES = ("dnm", "neglabel", "csp", "adaneg", "tanl")
+
+
+def _record(name):
+    from . import methods as _methods
+
+    return _methods.METHODS.get(name)
 
 
 def fpr_column(tpr, convention):
@@ -239,6 +249,10 @@ class _Scorer:
         self.per_seed = {}
         if isinstance(method, str):
             name = method.lower().replace("-", "_")
+            rec = _record(name)
+            if rec is not None and rec.streaming:
+                self._init_stream(name, rec, ctx)
+                return
             if name in _NEEDS_NEGATIVES and ctx["negatives"] is not None:
                 from . import presets as _presets
 
@@ -257,10 +271,55 @@ class _Scorer:
                 det = NegativeLabelDetector(**method.get_params())
                 det.set_params(seed=ctx["seeds"][0])
                 self.template = self._fit(det, ctx)
+            rec = _record(getattr(method, "method_", method.method))
+            if rec is not None and rec.streaming:  # one stream per OOD set, as by name
+                if self.fixed is not None:
+                    self.stream = lambda X, seed: self.fixed.score_samples(X)
+                else:
+                    self.stream = lambda X, seed: self._stream_detector(seed).score_samples(X)
         elif callable(getattr(method, "score_stream", None)):
             self.stream = method.score_stream
         else:
             self.fn = method
+
+    def _init_stream(self, name, rec, ctx):
+        """A streaming record by name: ``self.stream(X, seed)`` runs one fresh stream."""
+        from . import methods as _methods
+        from .detector import NegativeLabelDetector
+        from .tta import _run_stream
+
+        over = dict(ctx["params"].get(name, {}))
+        if ctx["negatives"] is not None and not rec.needs_noise:  # AdaNeg on given negatives
+            r = _methods.resolve(name, ctx["preset"], check=True, **over)
+
+            def run(X, seed):
+                obj = rec.stream(ctx["id_labels"], ctx["negatives"], None, r["groups"], r,
+                                 seed=seed, num_threads=ctx["num_threads"])
+                return _run_stream(obj, X, r["batch_size"], False, name)
+
+            self.stream = run
+            return
+        det = NegativeLabelDetector(name, preset=ctx["preset"], seed=ctx["seeds"][0],
+                                    num_threads=ctx["num_threads"], **over)
+        self.template = self._fit(det, ctx)
+        self.stream = lambda X, seed: self._stream_detector(seed).score_samples(X)
+
+    def _stream_detector(self, seed):
+        """The fitted streaming detector with ``seed`` (its grouping regrouped, TANL's queue
+        orders drawn from it): exactly what fitting with that seed gives."""
+        det = self.template
+        if seed == det.seed_:
+            return det
+        if seed not in self.per_seed:
+            from .scores import make_groups
+
+            d = copy.copy(det)
+            d.seed = seed
+            d.seed_ = seed
+            if det.groups_index_ is not None and isinstance(det.groups_, int):
+                d.groups_index_ = _frozen(make_groups(d.negatives_.shape[0], d.groups_, seed))
+            self.per_seed = {seed: d}
+        return self.per_seed[seed]
 
     @staticmethod
     def check_inputs(method, ctx):
@@ -276,6 +335,14 @@ class _Scorer:
         if ctx["id_labels"] is None:
             raise ValueError(f"method {name!r} needs id_labels (or a dump, or an encoder "
                              "with id_names)")
+        rec = _record(name)
+        if rec is not None and rec.needs_noise:
+            if ctx["noise"] is None:
+                raise ValueError(f"method {name!r} needs noise= (the (15, D) embeddings of "
+                                 "dnm.tta.noise_images by the image encoder of the features)")
+            if ctx["candidates"] is None:
+                raise ValueError(f"method {name!r} scores against the whole corpus and needs "
+                                 "candidates (+ is_adjective), not only selected negatives")
         if (name in _NEEDS_NEGATIVES and ctx["candidates"] is None
                 and (ctx["negatives"] is None or not isinstance(method, str))):
             raise ValueError(f"method {name!r} mines negative labels and needs candidates "
@@ -285,9 +352,11 @@ class _Scorer:
     def _fit(det, ctx):
         needs = det.method in _NEEDS_NEGATIVES
         _Scorer.check_inputs(det, ctx)
+        rec = _record(det.method)
         if needs:
             det.fit(ctx["id_labels"], ctx["candidates"], ctx["is_adjective"], ctx["phrases"],
-                    id_names=ctx["id_names"])
+                    id_names=ctx["id_names"],
+                    noise=ctx["noise"] if rec is not None and rec.needs_noise else None)
         else:
             det.fit(ctx["id_labels"], id_names=ctx["id_names"])
         return det
@@ -335,7 +404,7 @@ def run_benchmark(features, *, id_name=None, id_labels=None, candidates=None,
                   id_names=None, corpus=None, methods=("mcm", "neglabel", "csp", "dnm"),
                   seeds=(0,), preset="ViT-B/16", params=None, tpr=0.95,
                   conventions=("paper",), ddof=0, out_dir=None, plots=False, progress=True,
-                  num_threads=None, on_error="skip") -> "BenchmarkResult":
+                  num_threads=None, on_error="skip", noise=None) -> "BenchmarkResult":
     """Run ``methods`` x ``seeds`` on every OOD set; see the module docstring.
 
     Returns a :class:`BenchmarkResult`; with ``out_dir`` it is also saved there
@@ -358,6 +427,7 @@ def run_benchmark(features, *, id_name=None, id_labels=None, candidates=None,
     # labels from dumps, files, or the encoder
     id_labels, candidates = _read_arg(id_labels, "id_labels"), _read_arg(candidates, "candidates")
     negatives, is_adjective = _read_arg(negatives, "negatives"), is_adjective
+    noise = _read_arg(noise, "noise")
     feats_from_dump = None
     dumps_list = [] if dump is None else (list(dump) if isinstance(dump, (list, tuple))
                                           else [dump])
@@ -397,7 +467,7 @@ def run_benchmark(features, *, id_name=None, id_labels=None, candidates=None,
     ctx = dict(id_labels=id_labels, candidates=candidates, is_adjective=is_adjective,
                phrases=phrases, negatives=negatives, id_names=None if id_names is None
                else [str(s) for s in id_names], preset=preset, params=params, seeds=seeds,
-               num_threads=num_threads)
+               num_threads=num_threads, noise=noise)
     ood_names = [k for k in feats if k != id_name]
     X_id = feats[id_name]
     fcols = [fpr_column(t, c) for c in conventions]
@@ -666,6 +736,8 @@ def add_arguments(ap):
     ap.add_argument("--dump", action="append", default=[], metavar="PATH",
                     help="an official dump: neg_dump_new_*.pth, pos_dump_new_ens.pth, "
                     "neg_dump.pth, CLIP_features_*.pth (repeatable)")
+    ap.add_argument("--noise", metavar="PATH", help="tanl: the (15, D) embeddings of the noise "
+                    "images (dnm.tta.noise_images) by the features' image encoder")
     ap.add_argument("--methods", default="mcm,neglabel,csp,dnm",
                     help="comma-separated methods (default: %(default)s)")
     ap.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
@@ -727,7 +799,7 @@ def run_args(args, *, stdout=None):
         is_adj = is_adj.astype(bool)
     res = run_benchmark(features, id_name=args.id_name, id_labels=args.id_labels,
                         candidates=args.candidates, is_adjective=is_adj,
-                        negatives=args.negatives, dump=args.dump or None,
+                        negatives=args.negatives, dump=args.dump or None, noise=args.noise,
                         methods=args.methods, seeds=args.seeds, preset=args.preset,
                         tpr=args.tpr, conventions=args.conventions, ddof=args.ddof,
                         out_dir=args.out, plots=args.plots, progress=not args.quiet,

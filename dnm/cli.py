@@ -5,7 +5,9 @@ Subcommands::
     dnm mine      select negative labels from candidate embeddings (.npy/.npz)
                   -> indices (.npy / .csv / .json) and/or a detector file (.npz)
     dnm score     score image embeddings with a detector file, or with ID labels
-                  (+ negatives) given as arrays -> scores (.npy / .csv / .json)
+                  (+ negatives) given as arrays -> scores (.npy / .csv / .json);
+                  for the streaming methods (adaneg, tanl) the images are one test
+                  stream, in file order, fed in batches of --batch-size
     dnm evaluate  FPR95 / AUROC / AUPR of ID scores against OOD score files
                   -> Markdown table on stdout, CSV / JSON files
     dnm benchmark methods x seeds on features per dataset -> mean ± std tables (dnm.benchmark)
@@ -99,6 +101,15 @@ def cmd_mine(args):
     if P is None and (rec.needs_id_labels_to_mine or args.detector):
         need = "a detector file" if args.detector else f"method {args.method!r}"
         raise _io.UsageError(f"--id-labels is required for {need}")
+    Z = None
+    if args.noise is not None:
+        if not rec.needs_noise:
+            raise _io.UsageError(f"--noise: method {args.method!r} does not use noise "
+                                 "embeddings (only tanl does)")
+        Z = _io.matrix(args.noise, "--noise")
+    elif rec.needs_noise and args.detector:
+        raise _io.UsageError(f"--noise is required for a {args.method} detector: the (15, D) "
+                             "embeddings of dnm.tta.noise_images by your image encoder")
     over = _param_overrides(args)
     t0 = time.perf_counter()
     det = None
@@ -106,8 +117,13 @@ def cmd_mine(args):
         det = NegativeLabelDetector(args.method, preset=args.preset, seed=args.seed,
                                     guard=args.guard, num_threads=args.threads,
                                     progress=not args.quiet, **over)
-        det.fit(P, X, is_adjective=mask, phrases=phrases)
-        idx = det.negative_indices_
+        if Z is None and rec.needs_noise:  # only the selection is asked for: no noise needed
+            idx = rec.mine(P, X, mask, _methods.resolve(rec.name, args.preset, check=True,
+                                                        **over),
+                           num_threads=args.threads, progress=not args.quiet)
+        else:
+            det.fit(P, X, is_adjective=mask, phrases=phrases, noise=Z)
+            idx = det.negative_indices_
         params = {k: v for k, v in _methods.resolve(rec.name, args.preset, **over).items()
                   if v is not None}
     else:  # a rule that does not use the ID labels (DNM's)
@@ -149,25 +165,123 @@ def cmd_mine(args):
 # dnm score
 # ---------------------------------------------------------------------------------------------
 
+_STREAM_ONLY = ("batch_size", "cache_threshold", "gap", "memory_length", "weight",
+                "sample_adaptive", "beta", "replacement", "variant", "top", "step", "alpha",
+                "queue_length", "score_queue_length")
+
+
+def _opt(name):
+    return "--" + name.replace("_", "-")
+
+
+def _score_stream(args, X, method):
+    """``dnm score`` of a streaming method: the images are one stream, in file order.
+    Returns (scores, method)."""
+    from . import tta as _tta
+
+    state_in = args.resume
+    if state_in is not None:
+        if args.id_labels is not None or args.negatives is not None or args.corpus is not None \
+                or args.noise is not None:
+            raise _io.UsageError("--resume continues a saved stream: it cannot be combined with "
+                                 "--id-labels/--negatives/--corpus/--noise")
+        if not os.path.isfile(state_in):
+            raise _io.UsageError(f"--resume: file not found: {state_in}")
+        obj = None
+        for cls in (_tta.AdaNeg, _tta.TANL):
+            try:
+                obj = cls.load(state_in, num_threads=args.threads)
+                break
+            except _tta.StateFileError as exc:
+                if f"not a {cls._FORMAT} state file" not in str(exc):
+                    raise _io.UsageError(f"--resume: {_io.one_line(exc)}") from None
+        if obj is None:
+            raise _io.UsageError(f"--resume: {state_in} is not an AdaNeg or TANL state file")
+        name = "adaneg" if isinstance(obj, _tta.AdaNeg) else "tanl"
+        if method is not None and method != name:
+            raise _io.UsageError(f"--resume: {state_in} holds a stream of {name}, not of {method}")
+        given = [_opt(n) for n in _STREAM_ONLY if n != "batch_size"
+                 and getattr(args, n, None) is not None]
+        if given:
+            raise _io.UsageError(f"{', '.join(given)}: a resumed stream keeps its saved "
+                                 "settings")
+        bs = _methods.resolve(name, check=True, batch_size=args.batch_size)["batch_size"]
+        return _tta._run_stream(obj, X, bs, not args.quiet, name), name, obj
+    rec = _methods.get(method)
+    if args.id_labels is None:
+        raise _io.UsageError(f"--id-labels is required for method {method!r} (or --detector, "
+                             "or --resume STATE.npz)")
+    P = _io.matrix(args.id_labels, "--id-labels")
+    over = _param_overrides(args, [n for n in rec.params if not _methods.PARAMS[n].mining])
+    r = _methods.resolve(method, args.preset, check=True, **over)
+    if rec.needs_noise:
+        if args.negatives is not None:
+            raise _io.UsageError("--negatives: tanl scores against the whole corpus; give it as "
+                                 "--corpus U.npy (the selected negatives first)")
+        if args.corpus is None or args.noise is None:
+            raise _io.UsageError("--corpus and --noise are required for method 'tanl' (the "
+                                 "candidate corpus and the 15 noise-image embeddings)")
+        labels = (_io.matrix(args.corpus, "--corpus"), _io.matrix(args.noise, "--noise"))
+    else:
+        if args.corpus is not None or args.noise is not None:
+            raise _io.UsageError(f"--corpus/--noise: only method 'tanl' uses them, not "
+                                 f"{method!r}")
+        if args.negatives is None:
+            raise _io.UsageError(f"--negatives is required for method {method!r}")
+        labels = (_io.matrix(args.negatives, "--negatives"), None)
+    obj = rec.stream(P, labels[0], labels[1], r.get("groups"), r, seed=args.seed,
+                     num_threads=args.threads, progress=False)  # one bar, over the batches
+    return _tta._run_stream(obj, X, r["batch_size"], not args.quiet, method), method, obj
+
+
 def cmd_score(args):
     from .detector import NegativeLabelDetector
 
     outs = args.out
-    o = _io.Outputs([args.images, args.detector, args.id_labels, args.negatives])
+    o = _io.Outputs([args.images, args.detector, args.id_labels, args.negatives, args.corpus,
+                     args.noise, args.resume])
     kinds = [o.check(p, ("npy", "csv", "json"), "--out") for p in outs]
+    if args.save_state is not None:
+        o.check(args.save_state, ("npz",), "--save-state")
     X = _io.matrix(args.images, "--images", key=args.key)
     t0 = time.perf_counter()
+    obj = None
+    method_rec = _methods.get(args.method) if args.method is not None else None
     if args.detector is not None:
-        if args.id_labels is not None or args.negatives is not None or args.method is not None:
-            raise _io.UsageError("--detector cannot be combined with --id-labels/--negatives/--method")
+        if args.id_labels is not None or args.negatives is not None or args.method is not None \
+                or args.corpus is not None or args.noise is not None or args.resume is not None:
+            raise _io.UsageError("--detector cannot be combined with --id-labels/--negatives/"
+                                 "--corpus/--noise/--method/--resume")
         if not os.path.isfile(args.detector):
             raise _io.UsageError(f"--detector: file not found: {args.detector}")
         det = NegativeLabelDetector.load(args.detector)
         if args.threads is not None:
             det.num_threads = args.threads
         det.progress = not args.quiet
-        s = det.score_samples(X)
+        streaming = _methods.METHODS[det.method_].streaming
+        given = [_opt(n) for n in _STREAM_ONLY if getattr(args, n, None) is not None]
+        if given and not streaming:
+            raise _io.UsageError(f"{', '.join(given)}: not used by the {det.method_} detector "
+                                 f"of {args.detector}")
+        if [g for g in given if g != "--batch-size"]:
+            raise _io.UsageError(f"{', '.join(g for g in given if g != '--batch-size')}: a "
+                                 "detector file keeps its settings (only --batch-size may "
+                                 "be changed)")
+        if streaming:
+            bs = det.batch_size_ if args.batch_size is None else _methods.resolve(
+                det.method_, check=True, batch_size=args.batch_size)["batch_size"]
+            obj = det._stream(False)
+            from .tta import _run_stream
+
+            s = _run_stream(obj, X, bs, not args.quiet, det.method_)
+        else:
+            if args.save_state is not None:
+                raise _io.UsageError(f"--save-state: the {det.method_} detector has no stream "
+                                     "state (only adaneg and tanl do)")
+            s = det.score_samples(X)
         method = det.method_
+    elif args.resume is not None or (method_rec is not None and method_rec.streaming):
+        s, method, obj = _score_stream(args, X, args.method)
     else:
         if args.id_labels is None:
             raise _io.UsageError("give --detector FILE.npz, or --id-labels (and --negatives)")
@@ -178,6 +292,11 @@ def cmd_score(args):
             raise _io.UsageError(f"--negatives is required for method {method!r}")
         if not rec.needs_negatives and args.negatives is not None:
             raise _io.UsageError(f"method {method!r} does not use --negatives")
+        bad = [_opt(n) for n in _STREAM_ONLY + ("corpus", "noise", "save_state")
+               if getattr(args, n, None) is not None]
+        if bad:
+            raise _io.UsageError(f"{', '.join(bad)}: only the streaming methods (adaneg, tanl) "
+                                 f"use it, not {method!r}")
         over = _param_overrides(args, ("temperature", "tau", "groups"))
         r = _methods.resolve(method, args.preset, check=True, **over)
         Nn = _io.matrix(args.negatives, "--negatives") if rec.needs_negatives else None
@@ -187,6 +306,8 @@ def cmd_score(args):
                            num_threads=args.threads, progress=not args.quiet)
     dt = time.perf_counter() - t0
     s = np.asarray(s, dtype=np.float64)
+    if args.save_state is not None:
+        obj.save(o.temp(args.save_state))
     for path, kind in zip(map(o.temp, outs), kinds):
         if kind == "npy":
             np.save(path, s)
@@ -201,8 +322,9 @@ def cmd_score(args):
                                "scores": [v if ok else None for v, ok in
                                           zip(s.tolist(), finite.tolist())]})
     o.commit()
+    wrote = outs + ([args.save_state] if args.save_state else [])
     _io.say(args, f"dnm score: {method}, {s.size} images in {dt:.2f}s; scores min {s.min():.6g}, "
-               f"median {np.median(s):.6g}, max {s.max():.6g}; wrote {', '.join(outs)}")
+               f"median {np.median(s):.6g}, max {s.max():.6g}; wrote {', '.join(wrote)}")
     return 0
 
 
@@ -395,7 +517,12 @@ def build_parser():
     pos.add_argument("--all-nouns", action="store_true", help="treat every candidate as a noun")
     p.add_argument("--phrases", metavar="FILE.txt",
                    help="candidate phrases, one per line (names the negatives in outputs)")
-    p.add_argument("--method", choices=_methods.mining_methods(), default="dnm", help="selection rule (dnm)")
+    p.add_argument("--method", choices=_methods.mining_methods(), default="dnm",
+                   help="selection rule (dnm); adaneg: the official AdaNeg selection "
+                        "(--n-negatives of lowest closeness); tanl: the whole corpus, that "
+                        "selection first (all candidates, in TANL's order)")
+    p.add_argument("--noise", metavar="Z.npy", help="tanl with --detector: (15, D) "
+                   "embeddings of the noise images (dnm.tta.noise_images)")
     p.add_argument("--out", "-o", action="append", metavar="FILE",
                    help="write the selected indices: .npy, .csv or .json (repeatable)")
     p.add_argument("--detector", metavar="FILE.npz",
@@ -417,8 +544,17 @@ def build_parser():
                    "or NegativeLabelDetector.save")
     p.add_argument("--id-labels", metavar="P.npy", help="(C, D) ID label embeddings")
     p.add_argument("--negatives", metavar="N.npy", help="(M, D) negative label embeddings")
+    p.add_argument("--corpus", metavar="U.npy", help="tanl: (K, D) the whole candidate corpus, "
+                   "selected negatives first (dnm mine --method tanl gives the order)")
+    p.add_argument("--noise", metavar="Z.npy", help="tanl: (15, D) embeddings of the noise "
+                   "images (dnm.tta.noise_images)")
     p.add_argument("--method", choices=tuple(_methods.METHODS),
-                   help="score (default: dnm with --negatives, else mcm)")
+                   help="score (default: dnm with --negatives, else mcm); adaneg and tanl "
+                        "treat --images as one stream, in file order")
+    p.add_argument("--save-state", metavar="STATE.npz", help="adaneg/tanl: also write the "
+                   "stream's state after the last image (continue with --resume)")
+    p.add_argument("--resume", metavar="STATE.npz", help="adaneg/tanl: continue a stream "
+                   "saved with --save-state (or AdaNeg/TANL.save) with these images")
     p.add_argument("--out", "-o", action="append", required=True, metavar="FILE",
                    help="write scores: .npy (float64), .csv or .json (repeatable)")
     _add_params(p, mining=False)

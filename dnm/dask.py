@@ -24,6 +24,11 @@ its chunk on the tile grid a single call on the whole array would use
 (``dnm._core.image_tile_rows(N)`` rows: 256, 512 or 1024 by N), and chunk boundaries
 are moved to multiples of that tile when needed (each new chunk close to the old size).
 
+:func:`score_streams`: the test-time adaptive methods (AdaNeg, TANL) are sequential inside
+a stream, but independent streams (one per OOD set in the usual evaluation, one per camera,
+shard or day) are independent tasks: one task per stream, each running the same stream
+object as one process would, so each result is bitwise equal to the single-process scores.
+
 :func:`knn_log_distance`: DNM's kNN log-distance (docs/design.md, "Mining") over row blocks; each
 task computes the rho of its rows against **all** candidates with the same streamed C
 kernel (``dnm.mining.knn_log_distance(raw, k, rows=(i0, i1))``), bitwise equal to the
@@ -45,7 +50,7 @@ import dask.array as da
 from . import _config, _core
 from ._validate import score_function
 
-__all__ = ["score_samples", "knn_log_distance", "IMAGE_TILE", "KNN_TILE"]
+__all__ = ["score_samples", "score_streams", "knn_log_distance", "IMAGE_TILE", "KNN_TILE"]
 
 #: Rows per image tile of dnm's scoring kernel (csrc/score.c DNM_IMG_TILE).
 IMAGE_TILE = int(getattr(_core, "IMG_TILE", 256))
@@ -125,6 +130,11 @@ def score_samples(detector, X, *, client=None, align=True):
     scattered = _is_future(detector)
     if not scattered:
         _score_fn(detector)  # fail early, in the client, for a wrong object
+        if _is_streaming_detector(detector):
+            raise ValueError(f"detector: method {detector.method_!r} adapts to the test stream, "
+                             "so chunks cannot be scored independently; use "
+                             "dnm.dask.score_streams(detector, {name: stream}) (one task per "
+                             "stream)")
     X = da.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"X: expected a 2-D dask array (n_images, n_features), got {X.ndim}-D "
@@ -151,6 +161,111 @@ def score_samples(detector, X, *, client=None, align=True):
     return X.map_blocks(_score_block, det, tile, drop_axis=1, dtype=np.float64,
                         meta=np.empty((0,), dtype=np.float64),
                         token="dnm-score-samples")
+
+
+# ---- test-time adaptive methods: one task per stream ---------------------------------------
+
+def _is_streaming_detector(obj):
+    from . import methods as _methods
+    from .detector import NegativeLabelDetector
+
+    rec = _methods.METHODS.get(getattr(obj, "method_", None))
+    return isinstance(obj, NegativeLabelDetector) and rec is not None and rec.streaming
+
+
+def _new_stream(method):
+    """A fresh stream object for one task: the detector's (reset), a copy of a stream
+    object in its current state, or the factory's result."""
+    import copy
+
+    if _is_streaming_detector(method):
+        return method._stream(False)
+    if callable(getattr(method, "update", None)):
+        return copy.deepcopy(method)
+    obj = method()
+    if not callable(getattr(obj, "update", None)):
+        raise TypeError(f"method: the factory returned {type(obj).__name__}, not a stream "
+                        "object with update(batch)")
+    return obj
+
+
+def _stream_task(method, X, batch_size):
+    """One task: one whole stream, in order (what one process computes)."""
+    from .tta import _run_stream
+
+    return _run_stream(_new_stream(method), np.asarray(X), batch_size, False, "stream")
+
+
+def score_streams(method, streams, *, batch_size=None, client=None):
+    """Score independent test streams of a streaming method, one task per stream.
+
+    Parameters
+    ----------
+    method : a fitted NegativeLabelDetector of a streaming method ("adaneg", "tanl"), a
+        stream object (:class:`dnm.AdaNeg`, :class:`dnm.TANL`), or a factory: a callable
+        with no argument returning a fresh stream object (e.g.
+        ``functools.partial(dnm.AdaNeg, P, N, memory_length=5)``).  Every stream starts from
+        the detector's reset state, from a copy of the object's **current** state (so a
+        restored mid-stream object goes on the same way in every task; the object itself
+        is not changed), or from a new factory object.  Must pickle (for a distributed
+        cluster).
+    streams : mapping {name: (N, D) array}
+        NumPy or Dask arrays, each one stream in stream order (a Dask array is gathered
+        into its task whole; streams are sequential).
+    batch_size : int or None
+        Images per batch; None: the detector's ``batch_size_``, else the registry's
+        default (256).
+    client : distributed.Client, False or None
+        None: the active client, if any; with one, ``method`` is scattered to every worker
+        once (``broadcast=True``); False (or no client): one ``dask.delayed`` node shared by
+        the tasks.
+
+    Returns ``{name: lazy float64 (N,) dask array}``; each equals, bit for bit, the scores of
+    the same stream in one process (``det.score_samples(X)``, ``dnm.adaneg_score``, ...).
+    """
+    from collections.abc import Mapping
+
+    from . import methods as _methods
+    from ._validate import check_int
+
+    from .detector import NegativeLabelDetector
+
+    if isinstance(method, NegativeLabelDetector):
+        method._check_fitted()
+        if not _is_streaming_detector(method):
+            raise TypeError(f"method: the detector's method {method.method_!r} does not adapt "
+                            "to the stream; use dnm.dask.score_samples")
+    elif not (_is_future(method) or callable(getattr(method, "update", None))
+              or callable(method)):
+        raise TypeError("method: expected a fitted NegativeLabelDetector of a streaming method, "
+                        "a stream object (dnm.AdaNeg, dnm.TANL) or a factory returning one, "
+                        f"got {type(method).__name__}")
+    if not isinstance(streams, Mapping) or not streams:
+        raise TypeError("streams: expected a non-empty mapping {name: (N, D) array}")
+    if batch_size is None:
+        batch_size = method.batch_size_ if _is_streaming_detector(method) else \
+            _methods.get("adaneg").defaults["batch_size"]
+    batch_size = check_int(batch_size, "batch_size", low=1)
+    arrays = {}
+    for name, X in streams.items():
+        if not isinstance(X, da.Array):
+            from ._validate import as_matrix
+
+            X = as_matrix(X, f"streams[{name!r}]")
+        elif X.ndim != 2 or any(np.isnan(c) for c in X.chunks[0]):
+            raise ValueError(f"streams[{name!r}]: expected a 2-D dask array with known chunk "
+                             f"sizes, got shape {X.shape}")
+        arrays[name] = X
+    if client is None:
+        client = _active_client()
+    if client:
+        obj = client.scatter(method, broadcast=True, hash=False)
+    else:
+        obj = dask.delayed(method, pure=True, traverse=False)
+    task = dask.delayed(_stream_task, pure=True)
+    return {name: da.from_delayed(task(obj, X, batch_size), shape=(X.shape[0],),
+                                  dtype=np.float64, meta=np.empty((0,), dtype=np.float64))
+            for name, X in arrays.items()}
 
 
 # ---- DNM mining: kNN log-distance over row blocks ----------------------------------------

@@ -1,6 +1,7 @@
 """``NegativeLabelDetector``: zero-shot OOD detection with negative labels, scikit-learn style.
 
-One estimator for every method of the package (DNM, NegLabel, CSP, MCM, energy, max-logit)::
+One estimator for every method of the package (DNM, NegLabel, CSP, MCM, energy, max-logit, and
+the test-time adaptive AdaNeg and TANL)::
 
     det = dnm.NegativeLabelDetector("dnm", preset="ViT-B/16")
     det.fit(id_label_embeddings, raw_candidate_embeddings, phrases=corpus)  # mines negatives
@@ -15,6 +16,14 @@ Conventions (scikit-learn): ``__init__`` only stores its arguments; they are che
 ``sklearn.base.clone`` works.  Learned attributes end in ``_``.  ``None`` parameters are taken
 from the method registry (:mod:`dnm.methods`); parameters a method does not use are ignored
 and resolve to ``None``.  Using an unfitted detector raises :class:`NotFittedError`.
+
+Streaming methods (``"adaneg"``, ``"tanl"``; ``dnm.methods.streaming_methods()``): a score
+depends on the images scored before it.  ``det.stream()`` hands out a fresh stream object
+(:class:`dnm.AdaNeg` / :class:`dnm.TANL`: ``update(batch)``, ``reset()``, ``save()`` /
+``load()``) for a stream that goes on across calls; ``score_samples(X)`` runs **one new
+stream** over the rows of X in their order, in batches of ``batch_size``, so that, as
+scikit-learn expects, each call is a function of its input only (the same X gives the same
+scores; calls share no state).
 
 The file format of ``save`` / ``load`` is described in :mod:`dnm.detector_file`;
 :class:`Explanation` (what ``explain`` returns) lives in :mod:`dnm.explain`.
@@ -54,11 +63,14 @@ class NegativeLabelDetector:
 
     Parameters
     ----------
-    method : {"dnm", "neglabel", "csp", "mcm", "energy", "max_logit"}
+    method : {"dnm", "neglabel", "csp", "mcm", "energy", "max_logit", "adaneg", "tanl"}
         "dnm": Debiased Negative Mining (kNN log-distance mining on the *raw* candidate
         embeddings, debiased grouped score); "neglabel": η-quantile mining, grouped NegLabel
         score; "csp": NegLabel with ``max_cut`` 0.95; "mcm", "energy", "max_logit": scores on
-        the ID labels only (no negatives).
+        the ID labels only (no negatives).  "adaneg", "tanl": test-time adaptive (streaming,
+        see above; :mod:`dnm.tta`): ``fit`` selects the negatives as their official code does
+        (AdaNeg: ``n_negatives`` of lowest closeness; TANL: the whole corpus, that selection
+        first) and TANL also takes ``noise=``.
     preset : str
         Backbone of the DNM parameter table (:mod:`dnm.methods`): "ViT-B/16" (default), "ViT-B/32",
         "ViT-L/14", "ViT-L/14@336px", "RN50" (case, '-', '/' and '@' insensitive, so open_clip
@@ -67,6 +79,13 @@ class NegativeLabelDetector:
     temperature, tau, groups, k, noun_ratio, adj_ratio, ratio, percentile, max_cut :
         Override the preset when not None.  ``groups`` may also be a (G, Q) integer index array
         into the *selected* negatives (as in :func:`dnm.make_groups`).
+    n_negatives, batch_size, cache_threshold, gap, memory_length, weight, sample_adaptive, beta,
+    replacement, variant, top, step, alpha, queue_length, score_queue_length :
+        The streaming methods' parameters (None: the registry's defaults, the official
+        scripts' values; see :mod:`dnm.methods`).  AdaNeg: ``cache_threshold`` and ``gap``
+        set the memory's cut points, ``variant`` is "combined" (adaptive + weight x
+        vanilla), "adaptive" or "vanilla" (the others are those of :class:`dnm.AdaNeg`);
+        TANL: those of :class:`dnm.TANL` (``top`` = its beta, ``step`` = its gamma).
     seed : int
         Seed of the grouping permutation.
     guard : {"floor", "dcl", "raise"}
@@ -79,10 +98,14 @@ class NegativeLabelDetector:
     Attributes (after ``fit``)
     --------------------------
     method_, temperature_, tau_, groups_, k_, noun_ratio_, adj_ratio_, ratio_, percentile_,
-    max_cut_, guard_, seed_ : the resolved settings (None where the method does not use them).
+    max_cut_, guard_, seed_, ... : the resolved settings, one per parameter (None where the
+        method does not use it).
     id_labels_ : (C, D) copy of the ID label embeddings.
-    negatives_ : (M, D) float32 copy of the selected candidate rows (M = 0 without negatives).
-    negative_indices_ : (M,) int64 rows of the candidates, in selection order.
+    negatives_ : (M, D) float32 copy of the selected candidate rows (M = 0 without negatives;
+        TANL: the whole corpus, in its order).
+    negative_indices_ : (M,) int64 rows of the candidates, in selection order (TANL: a
+        permutation of the candidates, the selected ones first).
+    noise_ : (15, D) copy of TANL's noise embeddings (None for the other methods).
     negative_phrases_ : list of M str, or None when no phrases were given.
     id_names_ : list of C str, or None.
     groups_index_ : (G, Q) int64 grouping of ``negatives_`` (None without negatives).
@@ -92,8 +115,11 @@ class NegativeLabelDetector:
 
     def __init__(self, method="dnm", preset=_methods.DEFAULT_BACKBONE, *, temperature=None, tau=None,
                  groups=None, seed=0, k=None, noun_ratio=None, adj_ratio=None, ratio=None,
-                 percentile=None, max_cut=None, guard="floor", num_threads=None,
-                 progress=False):
+                 percentile=None, max_cut=None, n_negatives=None, batch_size=None,
+                 cache_threshold=None, gap=None, memory_length=None, weight=None,
+                 sample_adaptive=None, beta=None, replacement=None, variant=None, top=None,
+                 step=None, alpha=None, queue_length=None, score_queue_length=None,
+                 guard="floor", num_threads=None, progress=False):
         self.method = method
         self.preset = preset
         self.temperature = temperature
@@ -106,6 +132,21 @@ class NegativeLabelDetector:
         self.ratio = ratio
         self.percentile = percentile
         self.max_cut = max_cut
+        self.n_negatives = n_negatives
+        self.batch_size = batch_size
+        self.cache_threshold = cache_threshold
+        self.gap = gap
+        self.memory_length = memory_length
+        self.weight = weight
+        self.sample_adaptive = sample_adaptive
+        self.beta = beta
+        self.replacement = replacement
+        self.variant = variant
+        self.top = top
+        self.step = step
+        self.alpha = alpha
+        self.queue_length = queue_length
+        self.score_queue_length = score_queue_length
         self.guard = guard
         self.num_threads = num_threads
         self.progress = progress
@@ -158,7 +199,9 @@ class NegativeLabelDetector:
         parts = [rec.label if rec is not None else str(getattr(self, "method_", "?")),
                  f"preset {preset}", f"{self.id_labels_.shape[0]:,} ID labels"]
         g = self.groups_index_
-        if g is not None and self.negatives_.shape[0]:
+        if rec is not None and rec.name == "tanl":
+            parts.append(f"a corpus of {self.negatives_.shape[0]:,}")
+        elif g is not None and self.negatives_.shape[0]:
             parts.append(f"{self.negatives_.shape[0]:,} negatives in {g.shape[0]:,} groups of "
                          f"{g.shape[1]:,}")
         elif rec is not None and rec.needs_negatives:
@@ -218,8 +261,9 @@ class NegativeLabelDetector:
 
         return _corpus.load(rec.pool, **kwargs)
 
-    def fit(self, id_labels, candidates=None, is_adjective=None, phrases=None, *, id_names=None):
-        """Resolve the parameters and, for dnm / neglabel / csp, mine the negative labels.
+    def fit(self, id_labels, candidates=None, is_adjective=None, phrases=None, *, id_names=None,
+            noise=None):
+        """Resolve the parameters and, for the methods with negatives, mine them.
 
         Parameters
         ----------
@@ -237,6 +281,9 @@ class NegativeLabelDetector:
             A Corpus also supplies ``is_adjective``; given both, they must agree.
         id_names : list of C str, optional
             Names of the ID classes, used by ``explain``.
+        noise : (15, D) array-like of floats, "tanl" only (required there)
+            The caller's image-encoder embeddings of TANL's 15 noise images
+            (:func:`dnm.tta.noise_images`, encoded without mean/std normalisation).
 
         Returns self.  For "dnm", warns (DNMGuardWarning) when r = Q(1-τ)/(τC) > 1 and
         ``guard`` is not "dcl" (the denominator can then be <= 0 for confident ID images).
@@ -255,6 +302,20 @@ class NegativeLabelDetector:
         negatives = np.zeros((0, D), dtype=np.float32)
         neg_phrases = None
         groups_index = None
+        Z = None
+        if rec.needs_noise:
+            if noise is None:
+                raise ValueError(f"noise: method {method!r} needs the embeddings of the 15 noise "
+                                 "images (dnm.tta.noise_images, encoded by your image encoder)")
+            Z = as_matrix(noise, "noise")
+            check_same_dim([("id_labels", P), ("noise", Z)])
+            from .tta import N_NOISE
+
+            if Z.shape[0] != N_NOISE:
+                raise ValueError(f"noise: expected the embeddings of the {N_NOISE} noise images "
+                                 f"(dnm.tta.noise_images), got {Z.shape[0]} rows")
+        elif noise is not None:
+            raise ValueError(f"noise: only method 'tanl' uses noise embeddings, not {method!r}")
         if rec.needs_negatives:
             if candidates is None:
                 raise ValueError(f"fit: method {method!r} mines negative labels and needs "
@@ -290,7 +351,9 @@ class NegativeLabelDetector:
             negatives = np.ascontiguousarray(X[neg_idx], dtype=np.float32)
             if phrase_list is not None:
                 neg_phrases = [phrase_list[i] for i in neg_idx]
-            groups_index = make_groups(negatives.shape[0], fitted["groups_"], fitted["seed_"])
+            if "groups" in rec.params:
+                groups_index = make_groups(negatives.shape[0], fitted["groups_"],
+                                           fitted["seed_"])
             if rec.kind == "dnm":
                 warn_ratio("NegativeLabelDetector.fit", C, groups_index.shape[1],
                            fitted["tau_"], fitted["guard_"], stacklevel=2)
@@ -304,6 +367,7 @@ class NegativeLabelDetector:
         self.negative_phrases_ = neg_phrases
         self.groups_index_ = _frozen(None if groups_index is None else
                                      np.array(groups_index, order="C", copy=True))
+        self.noise_ = None if Z is None else _frozen(np.array(Z, order="C", copy=True))
         self.n_features_in_ = int(D)
         self.threshold_ = None
         self.threshold_tpr_ = None
@@ -329,8 +393,42 @@ class NegativeLabelDetector:
         settings, bitwise equal to calling that function.  For "dnm" with r > 1 the score
         function warns (DNMGuardWarning) on every call, as it does when called directly,
         unless ``guard="dcl"``.
+
+        Streaming methods (adaneg, tanl): the rows of X are **one test stream, in their
+        order**: a fresh stream object (:meth:`stream`) is fed batches of ``batch_size``
+        rows (the last may be short), bitwise equal to :func:`dnm.adaneg_score` /
+        :func:`dnm.tanl_score` with the fitted arrays.  Calls share no state; to go on
+        with one stream across calls, use ``det.stream().update(batch)``.
         """
-        return self._score(self._check_X(X), stacklevel=3)
+        X = self._check_X(X)
+        rec = _methods.METHODS[self.method_]
+        if rec.streaming:
+            from .tta import _run_stream
+
+            # one bar over the batches, none per batch
+            return _run_stream(self._stream(False), X, self.batch_size_, self.progress,
+                               rec.name)
+        return self._score(X, stacklevel=3)
+
+    def stream(self):
+        """A fresh stream object of a streaming method (:class:`dnm.AdaNeg` for "adaneg",
+        :class:`dnm.TANL` for "tanl") built from the fitted arrays and settings, its state
+        just reset: ``s = det.stream(); s.update(batch1); s.update(batch2); ...``.  It is
+        independent of the detector (it holds its own copies) and of other streams; save
+        and restore it with its own ``save`` / ``load``.  ValueError for the other
+        methods."""
+        return self._stream(self.progress)
+
+    def _stream(self, progress):
+        self._check_fitted()
+        rec = _methods.METHODS[self.method_]
+        if not rec.streaming:
+            raise ValueError(f"method: {self.method_!r} is not a streaming method (those are "
+                             f"{list(_methods.streaming_methods())}); use score_samples")
+        params = {name: getattr(self, name + "_") for name in rec.params}
+        return rec.stream(self.id_labels_, self.negatives_, getattr(self, "noise_", None),
+                          self.groups_index_, params, seed=self.seed_,
+                          num_threads=self.num_threads, progress=progress)
 
     def _packed_labels(self):
         """The fitted labels packed for dnm's own kernel, made on first use and kept.
@@ -427,9 +525,14 @@ class NegativeLabelDetector:
 
         See :class:`Explanation`.  Computed with NumPy in float64, vectorised over chunks of
         images (``chunk_size`` rows, default: about 2^21 logits per chunk), so memory stays
-        bounded.  The temperature is the fitted one (max_logit: 0.01).
+        bounded.  The temperature is the fitted one (max_logit: 0.01).  Not defined for the
+        streaming methods (their labels change with the stream): ValueError.
         """
-        return _explain(self, self._check_X(X), k, chunk_size=chunk_size)
+        X = self._check_X(X)
+        if _methods.METHODS[self.method_].streaming:
+            raise ValueError(f"method: explain is not defined for the streaming method "
+                             f"{self.method_!r} (its labels adapt to the stream)")
+        return _explain(self, X, k, chunk_size=chunk_size)
 
     # -- persistence --------------------------------------------------------------------------
 
@@ -445,6 +548,8 @@ class NegativeLabelDetector:
                   "negative_indices": self.negative_indices_}
         if self.groups_index_ is not None:
             arrays["groups_index"] = self.groups_index_
+        if getattr(self, "noise_", None) is not None:
+            arrays["noise"] = self.noise_
         return _file.write(path, self.get_params(),
                            {name: getattr(self, name) for name in _file.FITTED_SCALARS},
                            {"negative_phrases": self.negative_phrases_,
@@ -469,6 +574,7 @@ class NegativeLabelDetector:
         obj.negatives_ = _frozen(arrays["negatives"])
         obj.negative_indices_ = arrays["negative_indices"]
         obj.groups_index_ = _frozen(arrays.get("groups_index"))
+        obj.noise_ = _frozen(arrays.get("noise"))
         obj.negative_phrases_ = names["negative_phrases"]
         obj.id_names_ = names["id_names"]
         return obj

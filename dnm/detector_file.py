@@ -1,7 +1,15 @@
 """The detector file format: how :class:`dnm.NegativeLabelDetector` is saved and loaded.
 
-File format (``save`` / ``load``), format_version 1
+File format (``save`` / ``load``), format_version 2
 ---------------------------------------------------
+Version 2 added the streaming methods (``adaneg``, ``tanl``): their constructor parameters
+and fitted scalars (``n_negatives``, ``batch_size``, ``cache_threshold``, ``gap``,
+``memory_length``, ``weight``, ``sample_adaptive``, ``beta``, ``replacement``, ``variant``,
+``top``, ``step``, ``alpha``, ``queue_length``, ``score_queue_length``) and the ``noise``
+member.  A detector whose new parameters are all None (every detector of the older methods,
+unless one was set by hand) is still written as format_version 1, byte for byte the layout
+older dnm versions read; version-1 files load with the new parameters None.
+
 One ``.npz`` archive as written by ``numpy.savez`` (a zip of ``.npy`` members, uncompressed).
 It never holds pickled objects and is read without executing code: the ``.npy`` headers are
 parsed with ``numpy.lib.format`` (a literal parser) and the data with ``numpy.frombuffer``.
@@ -19,7 +27,10 @@ Members:
 ``id_labels.npy``       (C, D) float16/32/64: the ID label embeddings as given to ``fit``.
 ``negatives.npy``       (M, D) float32: the selected negative rows (raw, as given).
 ``negative_indices.npy`` (M,) int64: their rows in the candidates given to ``fit``.
-``groups_index.npy``    (G, Q) int64, only for dnm / neglabel / csp: the grouping of negatives.
+``groups_index.npy``    (G, Q) int64, only for dnm / neglabel / csp / adaneg: the grouping of
+                        negatives.
+``noise.npy``           (15, D) float16/32/64, only for tanl: the noise-image embeddings.
+                        (For tanl, ``negatives`` is the whole corpus in TANL's order.)
 
 ``sha256`` is the hex SHA-256 of: the canonical JSON (sorted keys, separators ``,`` ``:``,
 ASCII) of the metadata object without its ``sha256`` key, then for every array member in
@@ -60,7 +71,7 @@ from .scores import GUARDS
 
 __all__ = ["DetectorFileError", "FORMAT_VERSION", "FITTED_SCALARS", "write", "read"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _FORMAT_NAME = "dnm.NegativeLabelDetector"
 _METADATA_MAX_BYTES = 64 << 20
 # the metadata's JSON is 4 levels deep, with about 10 arrays/objects and 60 values besides
@@ -72,9 +83,18 @@ _READ_CHUNK = 1 << 20
 #: The fitted scalar attributes a file stores.
 FITTED_SCALARS = ("method_", "temperature_", "tau_", "groups_", "k_", "noun_ratio_",
                   "adj_ratio_", "ratio_", "percentile_", "max_cut_", "guard_", "seed_",
-                  "n_features_in_", "threshold_", "threshold_tpr_")
+                  "n_features_in_", "threshold_", "threshold_tpr_",
+                  # format_version 2: the streaming methods' parameters
+                  "n_negatives_", "batch_size_", "cache_threshold_", "gap_", "memory_length_",
+                  "weight_", "sample_adaptive_", "beta_", "replacement_", "variant_", "top_",
+                  "step_", "alpha_", "queue_length_", "score_queue_length_")
+#: The constructor parameters (and, with a "_", fitted scalars) format_version 2 added.
+V2_PARAMS = ("n_negatives", "batch_size", "cache_threshold", "gap", "memory_length", "weight",
+             "sample_adaptive", "beta", "replacement", "variant", "top", "step", "alpha",
+             "queue_length", "score_queue_length")
 _ARRAY_DTYPES = {"id_labels": ("<f2", "<f4", "<f8"), "negatives": ("<f4",),
-                 "negative_indices": ("<i8",), "groups_index": ("<i8",)}
+                 "negative_indices": ("<i8",), "groups_index": ("<i8",),
+                 "noise": ("<f2", "<f4", "<f8")}
 
 
 class DetectorFileError(ValueError):
@@ -96,8 +116,15 @@ def write(path, params, fitted, names, arrays, dnm_version):
     f = {name: _jsonable(fitted[name], name) for name in FITTED_SCALARS}
     if isinstance(fitted["groups_"], np.ndarray) or np.ndim(fitted["groups_"]) == 2:
         f["groups_"] = {"array": "groups_index"}
+    version = FORMAT_VERSION
+    if "noise" not in arrays and all(p.get(n) is None and f.get(n + "_") is None
+                                     for n in V2_PARAMS):
+        version = 1  # what older dnm versions read
+        for n in V2_PARAMS:
+            p.pop(n, None)
+            f.pop(n + "_", None)
     meta = {
-        "format": _FORMAT_NAME, "format_version": FORMAT_VERSION, "dnm_version": dnm_version,
+        "format": _FORMAT_NAME, "format_version": version, "dnm_version": dnm_version,
         "params": p, "fitted": f, **names,
         "arrays": {k: {"dtype": v.dtype.str, "shape": list(v.shape)} for k, v in arrays.items()},
     }
@@ -152,6 +179,10 @@ def _check_parts(meta, arrays, path, param_names):
         raise bad(f"params must be a JSON object, got {type(params).__name__}")
     params = dict(params)
     names = set(param_names)
+    if meta.get("format_version") == 1:  # written before the streaming methods
+        for n in V2_PARAMS:
+            if n in names:
+                params.setdefault(n, None)
     if set(params) != names:
         raise bad(f"parameters {sorted(set(params) ^ names)} missing or unknown")
     if isinstance(params.get("groups"), dict):
@@ -159,11 +190,16 @@ def _check_parts(meta, arrays, path, param_names):
         if params["groups"] is None:
             raise bad("groups refers to a missing groups_index array")
     fitted = meta.get("fitted")
+    if isinstance(fitted, dict) and meta.get("format_version") == 1:
+        fitted = dict(fitted)
+        for n in V2_PARAMS:
+            fitted.setdefault(n + "_", None)
     if not isinstance(fitted, dict) or set(fitted) != set(FITTED_SCALARS):
         raise bad("fitted attributes missing or unknown")
     fitted = dict(fitted)
     P, Nn = arrays["id_labels"], arrays["negatives"]
     idx, gi = arrays["negative_indices"], arrays.get("groups_index")
+    Z = arrays.get("noise")
     D = fitted["n_features_in_"]
     if isinstance(D, bool) or not isinstance(D, int):
         raise bad(f"n_features_in_ {D!r} is not an integer")
@@ -177,11 +213,20 @@ def _check_parts(meta, arrays, path, param_names):
     rec = _methods.METHODS.get(method) if isinstance(method, str) else None
     if rec is None:
         raise bad(f"unknown method {method!r}")
-    if rec.needs_negatives:
+    if rec.needs_negatives and "groups" in rec.params:
         if gi is None or gi.ndim != 2 or gi.size == 0 or gi.min() < 0 or gi.max() >= Nn.shape[0]:
             raise bad("groups_index missing or out of range")
     elif gi is not None:
         raise bad(f"groups_index present for method {method!r}")
+    if rec.needs_negatives and Nn.shape[0] == 0:
+        raise bad(f"no negatives for method {method!r}")
+    if rec.needs_noise:
+        from .tta import N_NOISE
+
+        if Z is None or Z.ndim != 2 or Z.shape != (N_NOISE, D):
+            raise bad(f"noise missing or not ({N_NOISE}, {D})")
+    elif Z is not None:
+        raise bad(f"noise present for method {method!r}")
     for key, n in (("negative_phrases", Nn.shape[0]), ("id_names", P.shape[0])):
         v = meta.get(key)
         if v is not None and (not isinstance(v, list) or len(v) != n
@@ -191,8 +236,9 @@ def _check_parts(meta, arrays, path, param_names):
         _check_fitted(fitted, rec, gi)
         if not isinstance(params.get("progress"), bool):
             raise TypeError(f"params.progress: expected true or false, got {params.get('progress')!r}")
-        for name, a in (("id_labels", P), ("negatives", Nn)):
-            _check_rows(a, name)
+        for name, a in (("id_labels", P), ("negatives", Nn), ("noise", Z)):
+            if a is not None:
+                _check_rows(a, name)
     except (ValueError, TypeError) as exc:
         raise DetectorFileError(f"{path}: invalid detector file: {exc}") from None
     grp = fitted["groups_"]

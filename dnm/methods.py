@@ -21,6 +21,14 @@ Sources of the defaults:
 * NegLabel (Jiang et al., ICLR 2024): ``ratio`` 0.15 for nouns and adjectives,
   ``percentile`` eta = 0.95, T = 0.01, G = 100.  CSP uses NegLabel's settings plus
   ``max_cut`` 0.95.
+* AdaNeg (Zhang et al., NeurIPS 2024) and TANL (CVPR 2026): the official scripts' values,
+  as the contract in ``dnm/tta.py`` states them: AdaNeg ``groups`` 5, ``cache_threshold``
+  0.5, ``gap`` 0.5, ``memory_length`` 10, ``weight`` 0.1, ``beta`` 5 (the script's 5.5 cast
+  by ``int()``), entropy replacement, T = 0.01, batches of 256; negatives chosen as the
+  official code does (``n_negatives`` 10,000 of lowest order statistic at index
+  floor(0.95 C) of the cosines to the ID labels, adjectives and nouns in proportion).  TANL
+  ``top`` 1000, ``step`` 1, ``alpha`` 0, ``gap`` 0.5, queues of 300, a score queue of
+  20,000, T = 0.01, batches of 256, on the whole corpus (the same selection first).
 * MCM (Ming et al., NeurIPS 2022): T = 1.  Energy: T = 0.01 (the logit scale of CLIP).
   max-logit has no parameter; its ``temperature`` is only used by
   :meth:`dnm.NegativeLabelDetector.explain` to express shares of exp(s/T).
@@ -38,7 +46,8 @@ import numpy as np
 from ._validate import check_fraction, check_int, check_positive
 
 __all__ = ["Method", "Param", "METHODS", "PARAMS", "BACKBONES", "DEFAULT_BACKBONE", "get",
-           "backbone_name", "resolve", "mining_methods"]
+           "backbone_name", "resolve", "mining_methods", "streaming_methods",
+           "official_selection"]
 
 #: The backbone whose parameters are used when none is named.
 DEFAULT_BACKBONE = "ViT-B/16"
@@ -69,6 +78,51 @@ def _closed_fraction(v, name):
     return check_fraction(v, name, open_low=False)
 
 
+def _check_real(v, name):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(v).__name__}")
+    if not np.isfinite(float(v)):
+        raise ValueError(f"{name}: must be finite, got {v!r}")
+    return float(v)
+
+
+def _check_beta(v, name):
+    v = _check_real(v, name)
+    if v <= 0:
+        raise ValueError(f"{name}: must be > 0, got {v!r}")
+    return v
+
+
+def _check_bool(v, name):
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {type(v).__name__}")
+    return bool(v)
+
+
+def _choice(*choices):
+    def check(v, name):
+        if not isinstance(v, str) or v not in choices:
+            raise ValueError(f"{name}: expected one of {list(choices)}, got {v!r}")
+        return v
+    return check
+
+
+def _int_at_least(low):
+    return lambda v, n: check_int(v, n, low=low)
+
+
+def _bool_arg(text):
+    """argparse type of a yes/no option."""
+    t = str(text).strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    import argparse
+
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 @dataclass(frozen=True)
 class Param:
     """One method parameter: its check (value, name) -> value and its help text.
@@ -96,6 +150,29 @@ PARAMS = MappingProxyType({p.name: p for p in (
     Param("percentile", _closed_fraction, "eta quantile of the cosines to the ID labels",
           mining=True),
     Param("max_cut", _check_max_cut, "max-cosine cut (None: no cut)", mining=True),
+    # the test-time adaptive methods (dnm.tta)
+    Param("n_negatives", _int_at_least(1), "number of negatives M chosen (adjectives and "
+          "nouns in proportion)", int, mining=True),
+    Param("batch_size", _int_at_least(1), "images per batch of the test stream", int),
+    Param("cache_threshold", _closed_fraction, "AdaNeg: threshold of the memory's caching "
+          "(the cut points are threshold +- gap)"),
+    Param("gap", _closed_fraction, "gap of the ID-like / OOD-like cut points"),
+    Param("memory_length", _int_at_least(1), "AdaNeg: slots per label (text + images)", int),
+    Param("weight", _check_real, "AdaNeg: weight of the vanilla score in adaptive + weight "
+          "x vanilla"),
+    Param("sample_adaptive", _check_bool, "AdaNeg: per-image proxies", _bool_arg),
+    Param("beta", _check_beta, "AdaNeg: sharpness of the sample-adaptive proxy weights"),
+    Param("replacement", _choice("entropy", "first"), "AdaNeg: rule of a full memory list "
+          "(entropy: as designed; first: as the official float16 run behaves)", str),
+    Param("variant", _choice("combined", "adaptive", "vanilla"), "AdaNeg: the score returned",
+          str),
+    Param("top", _int_at_least(1), "TANL: negatives used per image (beta)", int),
+    Param("step", _int_at_least(0), "TANL: prefix step gamma of the activation-aware score "
+          "(0: one sum)", int),
+    Param("alpha", _closed_fraction, "TANL: weight of the queues in the batch's direction"),
+    Param("queue_length", _int_at_least(1), "TANL: rows of each activation queue", int),
+    Param("score_queue_length", _int_at_least(1), "TANL: scores kept for Otsu's threshold",
+          int),
 )})
 
 
@@ -122,6 +199,95 @@ def _mine_closeness(id_labels, candidates, is_adjective, p, *, num_threads=None,
                            num_threads=num_threads, progress=progress)
 
 
+def official_selection(id_labels, candidates, is_adjective, n_negatives, percentile=0.95, *,
+                       num_threads=None, progress=False):
+    """The negatives of the official AdaNeg / TANL code: int64 indices, nouns then adjectives
+    (dnm's order for every selection; TTA.md does not fix it, and it only matters through the
+    grouping permutation and the M mod G dropped negatives).
+
+    Closeness of a candidate = the order statistic at index ``floor(percentile * C)`` (in
+    double) of its ascending cosines to the C ID labels, without interpolation; of the M =
+    ``n_negatives`` kept, ``floor(M * N_adj / N)`` are the adjectives of lowest closeness and
+    the rest the nouns of lowest closeness (ties: lower index first).  ValueError when M
+    exceeds the candidates or a part of speech has too few.
+    """
+    from .mining import neglabel_closeness
+    from ._validate import as_matrix, check_mask
+
+    P = as_matrix(id_labels, "id_labels")
+    X = as_matrix(candidates, "candidates")
+    adj = check_mask(is_adjective, X.shape[0])
+    M = check_int(n_negatives, "n_negatives", low=1)
+    eta = check_fraction(percentile, "percentile", open_low=False)
+    N, C = X.shape[0], P.shape[0]
+    if M > N:
+        raise ValueError(f"n_negatives: {M} negatives asked for but there are only {N} "
+                         "candidates; pass a smaller n_negatives")
+    k = min(int(np.floor(eta * C)), C - 1)
+    # NumPy's "linear" quantile at position k exactly: a fraction q with (C - 1) q == k in
+    # double, so the kernel's interpolation weight is exactly 0
+    q = 0.0 if C == 1 else k / (C - 1)
+    while C > 1 and (C - 1) * q < k:
+        q = float(np.nextafter(q, 2.0))
+    while C > 1 and (C - 1) * q > k:
+        q = float(np.nextafter(q, -1.0))
+    close = neglabel_closeness(P, X, min(q, 1.0), num_threads=num_threads, progress=progress)
+    n_adj = int(adj.sum())
+    m_adj = (M * n_adj) // N
+    m_noun = M - m_adj
+    out = []
+    for mask, m, what in ((~adj, m_noun, "nouns"), (adj, m_adj, "adjectives")):
+        idx = np.flatnonzero(mask)
+        if m > idx.size:
+            raise ValueError(f"n_negatives: {m} {what} asked for (in proportion) but there "
+                             f"are only {idx.size}")
+        out.append(idx[np.argsort(close[idx], kind="stable")[:m]])
+    return np.concatenate(out).astype(np.int64, copy=False)
+
+
+def _mine_official(id_labels, candidates, is_adjective, p, *, num_threads=None,
+                   progress=False):
+    """AdaNeg: the official selection (:func:`official_selection`)."""
+    return official_selection(id_labels, candidates, is_adjective, p["n_negatives"],
+                              p["percentile"], num_threads=num_threads, progress=progress)
+
+
+def _mine_corpus(id_labels, candidates, is_adjective, p, *, num_threads=None, progress=False):
+    """TANL: the whole corpus, the official selection first, then every other candidate in
+    index order (a permutation of the candidates)."""
+    sel = _mine_official(id_labels, candidates, is_adjective, p, num_threads=num_threads,
+                         progress=progress)
+    rest = np.ones(np.shape(candidates)[0], dtype=bool)
+    rest[sel] = False
+    return np.concatenate([sel, np.flatnonzero(rest)]).astype(np.int64, copy=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# streams: how a streaming record builds its stream object from the fitted arrays
+# ---------------------------------------------------------------------------------------------
+
+def _stream_adaneg(id_labels, negatives, noise, groups_index, p, *, seed, num_threads=None,
+                   progress=False):
+    from .tta import AdaNeg
+
+    return AdaNeg(id_labels, negatives, groups=groups_index, seed=seed,
+                  threshold=p["cache_threshold"], gap=p["gap"],
+                  memory_length=p["memory_length"], weight=p["weight"],
+                  sample_adaptive=p["sample_adaptive"], beta=p["beta"],
+                  replacement=p["replacement"], temperature=p["temperature"],
+                  output=p["variant"], num_threads=num_threads, progress=progress)
+
+
+def _stream_tanl(id_labels, negatives, noise, groups_index, p, *, seed, num_threads=None,
+                 progress=False):
+    from .tta import TANL
+
+    return TANL(id_labels, negatives, noise, top=p["top"], step=p["step"], alpha=p["alpha"],
+                gap=p["gap"], queue_length=p["queue_length"],
+                score_queue_length=p["score_queue_length"], seed=seed,
+                temperature=p["temperature"], num_threads=num_threads, progress=progress)
+
+
 # ---------------------------------------------------------------------------------------------
 # the records
 # ---------------------------------------------------------------------------------------------
@@ -133,14 +299,18 @@ class Method:
     name : the ``method=`` string.
     label : its name in tables and plots.
     kind : the score kind of the C kernel (``"mcm"``, ``"max_logit"``, ``"energy"``,
-        ``"neglabel"``, ``"dnm"``; ``dnm._core.SCORE_<KIND>`` is its code).
+        ``"neglabel"``, ``"dnm"``; ``dnm._core.SCORE_<KIND>`` is its code); for a streaming
+        record its own name (its kernel is ``csrc/tta.c``, run by its stream object).
     mine : None (scores on the ID labels only) or ``f(id_labels, candidates,
         is_adjective, params, *, num_threads, progress) -> indices`` choosing the negatives.
     defaults : the parameters the method uses, with their defaults.
     by_backbone : per CLIP backbone, the defaults where they depend on it (else empty).
     streaming : True for a method that adapts to the test stream (its scores depend on
         the images seen before); such a record also names ``stream``, the factory of its
-        stream object.
+        stream object: ``f(id_labels, negatives, noise, groups_index, params, *, seed,
+        num_threads, progress)`` -> an object with ``update(batch)``, ``reset()``, ``save()``.
+    needs_noise : the method also takes the embeddings of TANL's 15 noise images
+        (``fit(..., noise=)``).
     summary : one line for ``--help`` and the docs.
     needs_id_labels_to_mine : False when ``mine`` ignores the ID labels (DNM).
     pool : the :func:`dnm.corpus.load` preset of the method's candidate pool (its paper's
@@ -159,6 +329,7 @@ class Method:
     stream: Optional[Callable] = None
     needs_id_labels_to_mine: bool = True
     pool: Optional[str] = None
+    needs_noise: bool = False
 
     @property
     def needs_negatives(self):
@@ -210,12 +381,30 @@ METHODS = MappingProxyType({m.name: m for m in (
     Method("dnm", "DNM", "dnm", _DNM_ROWS[DEFAULT_BACKBONE],
            "Debiased Negative Mining: kNN log-distance mining, debiased grouped score",
            mine=_mine_knn, by_backbone=_DNM_ROWS, needs_id_labels_to_mine=False, pool="dnm"),
+    Method("adaneg", "AdaNeg", "adaneg", MappingProxyType(dict(
+               n_negatives=10000, percentile=0.95, groups=5, temperature=0.01, batch_size=256,
+               cache_threshold=0.5, gap=0.5, memory_length=10, weight=0.1,
+               sample_adaptive=False, beta=5.0, replacement="entropy", variant="combined")),
+           "AdaNeg: test-time memory of ID-like and OOD-like images adapting the labels "
+           "(streaming)", mine=_mine_official, streaming=True, stream=_stream_adaneg,
+           pool="neglabel"),
+    Method("tanl", "TANL", "tanl", MappingProxyType(dict(
+               n_negatives=10000, percentile=0.95, temperature=0.01, batch_size=256, top=1000,
+               step=1, alpha=0.0, gap=0.5, queue_length=300, score_queue_length=20000)),
+           "TANL: test-time activated negative labels over the whole corpus (streaming; needs "
+           "noise-image embeddings)", mine=_mine_corpus, streaming=True, stream=_stream_tanl,
+           pool="neglabel", needs_noise=True),
 )})
 
 
 def mining_methods():
     """The names of the methods that mine negatives."""
     return tuple(n for n, m in METHODS.items() if m.needs_negatives)
+
+
+def streaming_methods():
+    """The names of the methods that adapt to the test stream."""
+    return tuple(n for n, m in METHODS.items() if m.streaming)
 
 
 def get(method):

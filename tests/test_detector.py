@@ -58,7 +58,7 @@ def test_init_only_stores_and_get_set_params():
     assert p["method"] == "bogus" and p["tau"] == -3 and p["groups"] == "x"
     assert set(p) == {"method", "preset", "temperature", "tau", "groups", "seed", "k",
                       "noun_ratio", "adj_ratio", "ratio", "percentile", "max_cut", "guard",
-                      "num_threads", "progress"}
+                      "num_threads", "progress"} | set(dnm.detector_file.V2_PARAMS)
     assert NegativeLabelDetector().get_params()["method"] == "dnm"
     assert NegativeLabelDetector().get_params()["preset"] == "ViT-B/16"
     assert det.set_params(method="mcm", tau=None) is det

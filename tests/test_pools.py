@@ -150,7 +150,8 @@ def test_registry_names_each_methods_pool():
     from dnm import methods
 
     assert {n: methods.get(n).pool for n in methods.mining_methods()} == {
-        "neglabel": "neglabel", "csp": "csp", "dnm": "dnm"}
+        "neglabel": "neglabel", "csp": "csp", "dnm": "dnm", "adaneg": "neglabel",
+        "tanl": "neglabel"}
     assert methods.get("mcm").pool is None
 
 
