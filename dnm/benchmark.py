@@ -53,6 +53,7 @@ import json
 import math
 import numbers
 import os
+import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -406,18 +407,22 @@ def run_benchmark(features, *, id_name=None, id_labels=None, candidates=None,
     for _, method in items:
         _Scorer.check_inputs(method, ctx)
     tqdm = tqdm_class()
-    per_seed, scores = [], {}
+    per_seed, scores, timings = [], {}, {}
     notes = []
     with tqdm(total=len(items) * len(seeds), disable=not progress, desc="benchmark",
               unit="run", leave=False) as bar:
         for label, method in items:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
+                t0 = time.perf_counter()
                 scorer = _Scorer(label, method, ctx)
+                tm = timings[label] = {"fit": time.perf_counter() - t0, "score": 0.0,
+                                       "evaluate": 0.0}
                 for seed in seeds:
                     got = {}
                     rows = []
                     for name in ood_names:
+                        t0 = time.perf_counter()
                         if scorer.stream is not None:
                             a, b = _stream(scorer.stream, X_id, feats[name], seed)
                             got[name] = b
@@ -427,7 +432,10 @@ def run_benchmark(features, *, id_name=None, id_labels=None, candidates=None,
                                 got[id_name] = scorer.scores(seed, X_id, ctx)
                             a = got[id_name]
                             b = got[name] = scorer.scores(seed, feats[name], ctx)
+                        t1 = time.perf_counter()
                         r = _metrics.all_metrics(a, b, t, num_threads=num_threads)
+                        tm["score"] += t1 - t0
+                        tm["evaluate"] += time.perf_counter() - t1
                         row = {"method": label, "seed": seed, "dataset": name}
                         for c, col in zip(conventions, fcols):
                             row[col] = float(r[f"fpr_{c}"])
@@ -455,7 +463,7 @@ def run_benchmark(features, *, id_name=None, id_labels=None, candidates=None,
                   "n_id": int(np.shape(X_id)[0]),
                   "n_ood": {k: int(np.shape(feats[k])[0]) for k in ood_names},
                   "negatives_given": negatives is not None},
-        scores=scores, notes=notes)
+        scores=scores, notes=notes, timings=timings)
     if out_dir is not None:
         res.save(out_dir, plots=plots)
     return res
@@ -506,6 +514,8 @@ class BenchmarkResult:
     settings: dict = field(default_factory=dict)
     scores: dict = field(default_factory=dict, repr=False)
     notes: list = field(default_factory=list)
+    #: seconds per method: ``{label: {"fit": s, "score": s, "evaluate": s}}`` (all seeds)
+    timings: dict = field(default_factory=dict)
 
     def to_frame(self, which="summary"):
         """A pandas DataFrame of ``"summary"`` or ``"per_seed"`` (needs pandas)."""
@@ -592,7 +602,7 @@ class BenchmarkResult:
         report = {"id": self.id_name, "datasets": self.datasets, "methods": self.methods,
                   "seeds": self.seeds, "metrics": self.metrics, "settings": self.settings,
                   "summary": self.summary, "per_seed": self.per_seed, "notes": self.notes,
-                  "files": files}
+                  "timings_seconds": self.timings, "files": files}
         _write(out / "report.json", json.dumps(report, indent=1, default=_json_default,
                                                allow_nan=True))
         return files
