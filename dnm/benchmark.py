@@ -41,7 +41,9 @@ seed (std 0).
 ``std``) of every metric per OOD set and of the per-seed averages (``summary``).  Metric columns
 are ``FPR<tpr> (<convention>)`` for each FPR convention asked (``"paper"``, ``"openood"``,
 ``"interp"``; see :func:`dnm.metrics.fpr_at_tpr`), ``AUROC``, ``AUPR-In``, ``AUPR-Out``; values
-are fractions in [0, 1] (CSV) or percentages (Markdown, LaTeX).
+are fractions in [0, 1] at full precision in Python (``summary``, ``per_seed``, ``to_frame``)
+and in ``report.json``; the CSV, Markdown and LaTeX writers give percentages (CSV: 4 decimals;
+``percent=False``: fractions with 6) and name the unit in every header.
 """
 from __future__ import annotations
 
@@ -528,14 +530,26 @@ class BenchmarkResult:
             raise ValueError(f"which: expected 'summary' or 'per_seed', got {which!r}")
         return self.summary if which == "summary" else self.per_seed
 
-    def to_csv(self, path=None, which="summary"):
-        """CSV (fractions, full precision); returns the text, also written to ``path``."""
+    def to_csv(self, path=None, which="summary", *, percent=True, digits=None):
+        """CSV of ``"summary"`` (mean and std per method and dataset) or ``"per_seed"``, as
+        :meth:`dnm.metrics.EvaluationResult.to_csv`: the unit and the FPR convention in every
+        metric header (``FPR95 (paper) mean [%]``), values in % with 4 decimals, or fractions
+        with 6 (``percent=False``, ``... [fraction]``); ``digits`` overrides.  Full precision
+        stays in ``summary`` / ``per_seed``, ``to_frame()`` and ``report.json``.  Returns the
+        text; also written to ``path`` when given."""
+        from .metrics import _check_digits, _unit_suffix
+
         rows = self._rows(which)
+        digits = (4 if percent else 6) if digits is None else _check_digits(digits)
+        scale = 100.0 if percent else 1.0
+        values = set(self.metrics) | {f"{c} {s}" for c in self.metrics for s in ("mean", "std")}
+        keys = list(rows[0])
         buf = io.StringIO()
-        wr = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        wr.writeheader()
+        wr = csv.writer(buf, lineterminator="\n")
+        wr.writerow([k + _unit_suffix(percent) if k in values else k for k in keys])
         for r in rows:
-            wr.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+            wr.writerow([("nan" if math.isnan(r[k]) else f"{r[k] * scale:.{digits}f}")
+                         if k in values else r[k] for k in keys])
         return _write(path, buf.getvalue())
 
     def _cells(self, percent, digits, layout):
