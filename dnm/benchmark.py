@@ -45,7 +45,9 @@ seed (std 0).
 ``std``) of every metric per OOD set and of the per-seed averages (``summary``).  Metric columns
 are ``FPR<tpr> (<convention>)`` for each FPR convention asked (``"paper"``, ``"openood"``,
 ``"interp"``; see :func:`dnm.metrics.fpr_at_tpr`), ``AUROC``, ``AUPR-In``, ``AUPR-Out``; values
-are fractions in [0, 1] (CSV) or percentages (Markdown, LaTeX).
+are fractions in [0, 1] at full precision in Python (``summary``, ``per_seed``, ``to_frame``)
+and in ``report.json``; the CSV, Markdown and LaTeX writers give percentages (CSV: 4 decimals;
+``percent=False``: fractions with 6) and name the unit in every header.
 """
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ import json
 import math
 import numbers
 import os
+import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -476,18 +479,22 @@ def run_benchmark(features, *, id_name=None, id_labels=None, candidates=None,
     for _, method in items:
         _Scorer.check_inputs(method, ctx)
     tqdm = tqdm_class()
-    per_seed, scores = [], {}
+    per_seed, scores, timings = [], {}, {}
     notes = []
     with tqdm(total=len(items) * len(seeds), disable=not progress, desc="benchmark",
               unit="run", leave=False) as bar:
         for label, method in items:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
+                t0 = time.perf_counter()
                 scorer = _Scorer(label, method, ctx)
+                tm = timings[label] = {"fit": time.perf_counter() - t0, "score": 0.0,
+                                       "evaluate": 0.0}
                 for seed in seeds:
                     got = {}
                     rows = []
                     for name in ood_names:
+                        t0 = time.perf_counter()
                         if scorer.stream is not None:
                             a, b = _stream(scorer.stream, X_id, feats[name], seed)
                             got[name] = b
@@ -497,7 +504,10 @@ def run_benchmark(features, *, id_name=None, id_labels=None, candidates=None,
                                 got[id_name] = scorer.scores(seed, X_id, ctx)
                             a = got[id_name]
                             b = got[name] = scorer.scores(seed, feats[name], ctx)
+                        t1 = time.perf_counter()
                         r = _metrics.all_metrics(a, b, t, num_threads=num_threads)
+                        tm["score"] += t1 - t0
+                        tm["evaluate"] += time.perf_counter() - t1
                         row = {"method": label, "seed": seed, "dataset": name}
                         for c, col in zip(conventions, fcols):
                             row[col] = float(r[f"fpr_{c}"])
@@ -525,7 +535,7 @@ def run_benchmark(features, *, id_name=None, id_labels=None, candidates=None,
                   "n_id": int(np.shape(X_id)[0]),
                   "n_ood": {k: int(np.shape(feats[k])[0]) for k in ood_names},
                   "negatives_given": negatives is not None},
-        scores=scores, notes=notes)
+        scores=scores, notes=notes, timings=timings)
     if out_dir is not None:
         res.save(out_dir, plots=plots)
     return res
@@ -576,6 +586,8 @@ class BenchmarkResult:
     settings: dict = field(default_factory=dict)
     scores: dict = field(default_factory=dict, repr=False)
     notes: list = field(default_factory=list)
+    #: seconds per method: ``{label: {"fit": s, "score": s, "evaluate": s}}`` (all seeds)
+    timings: dict = field(default_factory=dict)
 
     def to_frame(self, which="summary"):
         """A pandas DataFrame of ``"summary"`` or ``"per_seed"`` (needs pandas)."""
@@ -588,14 +600,26 @@ class BenchmarkResult:
             raise ValueError(f"which: expected 'summary' or 'per_seed', got {which!r}")
         return self.summary if which == "summary" else self.per_seed
 
-    def to_csv(self, path=None, which="summary"):
-        """CSV (fractions, full precision); returns the text, also written to ``path``."""
+    def to_csv(self, path=None, which="summary", *, percent=True, digits=None):
+        """CSV of ``"summary"`` (mean and std per method and dataset) or ``"per_seed"``, as
+        :meth:`dnm.metrics.EvaluationResult.to_csv`: the unit and the FPR convention in every
+        metric header (``FPR95 (paper) mean [%]``), values in % with 4 decimals, or fractions
+        with 6 (``percent=False``, ``... [fraction]``); ``digits`` overrides.  Full precision
+        stays in ``summary`` / ``per_seed``, ``to_frame()`` and ``report.json``.  Returns the
+        text; also written to ``path`` when given."""
+        from .metrics import _check_digits, _unit_suffix
+
         rows = self._rows(which)
+        digits = (4 if percent else 6) if digits is None else _check_digits(digits)
+        scale = 100.0 if percent else 1.0
+        values = set(self.metrics) | {f"{c} {s}" for c in self.metrics for s in ("mean", "std")}
+        keys = list(rows[0])
         buf = io.StringIO()
-        wr = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        wr.writeheader()
+        wr = csv.writer(buf, lineterminator="\n")
+        wr.writerow([k + _unit_suffix(percent) if k in values else k for k in keys])
         for r in rows:
-            wr.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+            wr.writerow([("nan" if math.isnan(r[k]) else f"{r[k] * scale:.{digits}f}")
+                         if k in values else r[k] for k in keys])
         return _write(path, buf.getvalue())
 
     def _cells(self, percent, digits, layout):
@@ -662,7 +686,7 @@ class BenchmarkResult:
         report = {"id": self.id_name, "datasets": self.datasets, "methods": self.methods,
                   "seeds": self.seeds, "metrics": self.metrics, "settings": self.settings,
                   "summary": self.summary, "per_seed": self.per_seed, "notes": self.notes,
-                  "files": files}
+                  "timings_seconds": self.timings, "files": files}
         _write(out / "report.json", json.dumps(report, indent=1, default=_json_default,
                                                allow_nan=True))
         return files

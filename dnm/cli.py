@@ -390,6 +390,12 @@ def cmd_benchmark(args):
     return 0
 
 
+def _demo_methods():
+    from .demo import DEMO_METHODS
+
+    return DEMO_METHODS
+
+
 def cmd_demo(args):
     from .demo import run_demo
 
@@ -594,17 +600,19 @@ def build_parser():
     # demo
     p = sub.add_parser("demo", help="all methods on the embedded SYNTHETIC benchmark",
                        description="Generate the synthetic CLIP-like benchmark (dnm.synthetic; "
-                       "NOT real CLIP data), fit every method, score, evaluate, print one table "
-                       "with stage timings, and write PNG plots plus report.json and "
-                       "metrics.csv into --out.")
+                       "NOT real CLIP data), fit every method, score and evaluate them with "
+                       "dnm.benchmark.run_benchmark (AdaNeg and TANL as one stream per OOD "
+                       "set), print one table with stage timings, and write PNG plots plus "
+                       "report.json and metrics.csv into --out.")
     p.add_argument("--out", "-o", default="dnm-demo-output", metavar="DIR",
                    help="output folder (dnm-demo-output)")
     p.add_argument("--small", action="store_true", help="the small benchmark (runs in seconds)")
     p.add_argument("--size", choices=("default", "small"), default="default",
                    help="benchmark size (default)")
-    p.add_argument("--seed", type=_io.seed_arg, default=0, help="benchmark seed (0)")
+    p.add_argument("--seed", type=_io.seed_arg, default=0,
+                   help="seed of the benchmark, the groupings and the streams (0)")
     p.add_argument("--methods", default=None, metavar="LIST",
-                   help="comma-separated subset of " + ",".join(_methods.METHODS))
+                   help="comma-separated subset of " + ",".join(_demo_methods()))
     p.add_argument("--preset", default=_methods.DEFAULT_BACKBONE,
                    help=f"DNM backbone preset ({_methods.DEFAULT_BACKBONE})")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")

@@ -1,4 +1,5 @@
-"""Scoring and DNM mining on Dask (``pip install dnm[dask]``): lazy, chunked, any cluster.
+"""Scoring and DNM mining on Dask (``pip install "dask[array]" distributed``, or the ``dask``
+extra): lazy, chunked, any cluster.
 
 ::
 
@@ -44,8 +45,13 @@ from __future__ import annotations
 
 import numpy as np
 
-import dask  # absolute import: the real Dask, not this module
-import dask.array as da
+try:
+    import dask  # absolute import: the real Dask, not this module
+    import dask.array as da
+except ImportError:
+    raise ImportError("dnm.dask needs dask, which is not installed: pip install "
+                      "\"dask[array]\" distributed (or pip install '.[dask]' in the dnm source "
+                      "folder)") from None
 
 from . import _config, _core
 from ._validate import score_function

@@ -2,10 +2,10 @@
 
 ::
 
-    from transformers import CLIPModel, CLIPProcessor          # pip install dnm[hf]
+    from transformers import CLIPModel, CLIPProcessor          # pip install transformers tokenizers
     enc = dnm.encoders.HFClipEncoder(CLIPModel.from_pretrained(name), CLIPProcessor.from_pretrained(name),
                                      device="cuda", dtype="float16", cache_dir="~/.cache/dnm")
-    import open_clip                                           # pip install dnm[open_clip]
+    import open_clip                                           # pip install open_clip_torch
     model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-16", pretrained="openai")
     enc = dnm.encoders.OpenClipEncoder(model, preprocess, open_clip.get_tokenizer("ViT-B-16"))
 
@@ -504,8 +504,9 @@ class HFClipEncoder(ClipEncoder):
         try:
             from transformers import AutoModel, AutoProcessor
         except ImportError:
-            raise ImportError("HFClipEncoder.from_pretrained needs transformers: "
-                              "pip install dnm[hf]") from None
+            raise ImportError("HFClipEncoder.from_pretrained needs transformers, which is not "
+                              "installed: pip install transformers tokenizers (or pip install "
+                              "'.[hf]' in the dnm source folder)") from None
         model = AutoModel.from_pretrained(name_or_path, local_files_only=local_files_only,
                                           **(model_kwargs or {}))
         processor = AutoProcessor.from_pretrained(name_or_path,
@@ -594,8 +595,9 @@ class OpenClipEncoder(ClipEncoder):
         try:
             import open_clip
         except ImportError:
-            raise ImportError("OpenClipEncoder.from_name needs open_clip: "
-                              "pip install dnm[open_clip]") from None
+            raise ImportError("OpenClipEncoder.from_name needs open_clip, which is not "
+                              "installed: pip install open_clip_torch (or pip install "
+                              "'.[open_clip]' in the dnm source folder)") from None
         model, _, preprocess = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, **(create_kwargs or {}))
         tokenizer = open_clip.get_tokenizer(name)

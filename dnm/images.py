@@ -18,7 +18,7 @@ decoding failure is recorded as an :class:`ImageFailure` (index, path, reason). 
 skip those rows with a :class:`UnreadableImageWarning` naming each file, or refuse with an
 :class:`UnreadableImageError` listing every one of them (``on_error="skip"`` / ``"raise"``).
 
-Decoding uses Pillow (``pip install dnm[images]``) inside a ``torch.utils.data.DataLoader`` with
+Decoding uses Pillow (``pip install pillow``, or the ``images`` extra) inside a ``torch.utils.data.DataLoader`` with
 ``num_workers`` worker processes; images are converted to RGB before the model's transform.
 """
 from __future__ import annotations
@@ -244,7 +244,8 @@ def _pil():
     try:
         from PIL import Image
     except ImportError:
-        raise ImportError("reading images needs Pillow: pip install dnm[images]") from None
+        raise ImportError("reading images needs Pillow, which is not installed: pip install "
+                          "pillow (or pip install '.[images]' in the dnm source folder)") from None
     return Image
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -114,7 +115,9 @@ def score_histograms(id_scores, ood_sets, *, bins=100, density=True, ncols=None,
     array).  Each panel overlays the ID histogram and that set's histogram, marks the
     threshold accepting ``tpr`` of ID scores, and shows that set's FPR (``convention``,
     named) and AUROC in its title.  ``density=True`` normalises each histogram by its
-    set's size (sets of different sizes stay comparable).
+    set's size (sets of different sizes stay comparable).  ``id_scores``: one array, or a
+    mapping ``{name: ID scores}`` with the ID scores of each OOD set's panel (a test-time
+    adaptive method streams the ID set once per OOD set, so its ID scores differ per set).
 
     ``scale``: ``"linear"`` - raw scores on shared bins over a range from robust
     quantiles (every set's central 99%, so one outlier does not squeeze the rest; scores
@@ -129,17 +132,24 @@ def score_histograms(id_scores, ood_sets, *, bins=100, density=True, ncols=None,
     if scale not in ("auto", "linear", "percentile"):
         raise ValueError(f"scale: expected 'auto', 'linear' or 'percentile', got {scale!r}")
     sets = _metrics._named_sets(ood_sets)
-    a = _metrics._as_scores(id_scores, "id_scores")
     arrays = [(name, _metrics._as_scores(s, f"ood_sets[{name!r}]")) for name, s in sets]
+    if isinstance(id_scores, Mapping):  # one ID set per OOD set (test-time adaptive streams)
+        missing = [name for name, _ in arrays if name not in id_scores]
+        if missing:
+            raise ValueError(f"id_scores: a mapping needs the ID scores of every OOD set; "
+                             f"missing {missing}")
+        ids = [_metrics._as_scores(id_scores[name], f"id_scores[{name!r}]")
+               for name, _ in arrays]
+    else:
+        ids = [_metrics._as_scores(id_scores, "id_scores")] * len(arrays)
     t = _metrics._check_tpr(tpr)
     _metrics._check_convention(convention)
     stats = [_metrics._pack(_metrics._run(a, b, t, ood_name=f"ood_sets[{name!r}]"), convention)
-             for name, b in arrays]  # also checks finiteness, naming the set
-    lo, hi = _linear_range([a] + [b for _, b in arrays])
+             for a, (name, b) in zip(ids, arrays)]  # also checks finiteness, naming the set
+    pool = list({id(a): a for a in ids}.values()) + [b for _, b in arrays]
+    lo, hi = _linear_range(pool)
     if scale == "auto":
-        scale = ("linear" if _spread([a] + [b for _, b in arrays], lo, hi) >= READABLE_SPREAD
-                 else "percentile")
-    thr = float(np.quantile(a, 1.0 - t))  # accepts (about) tpr of ID scores
+        scale = "linear" if _spread(pool, lo, hi) >= READABLE_SPREAD else "percentile"
 
     n = len(arrays)
     ncols = min(n, 3) if ncols is None else max(1, int(ncols))
@@ -155,8 +165,9 @@ def score_histograms(id_scores, ood_sets, *, bins=100, density=True, ncols=None,
             h = h / (x.size * np.diff(edges))
         return h, outside
 
-    for k, ((name, b), st) in enumerate(zip(arrays, stats)):
+    for k, (a, (name, b), st) in enumerate(zip(ids, arrays, stats)):
         ax = axes[k // ncols][k % ncols]
+        thr = float(np.quantile(a, 1.0 - t))  # accepts (about) tpr of ID scores
         if scale == "linear":
             f = np.asarray
             edges = np.linspace(lo, hi, int(bins) + 1)

@@ -77,6 +77,8 @@ as in real CLIP, against 0.6-0.9 between texts.  OOD sets: ``"far"`` images show
 concepts in world topics (covered by the candidate corpus, so negative labels help),
 ``"near"`` images new concepts in ID topics, and ``"novel"`` (optional) concepts in
 topics that neither the ID set nor the corpus contains.
+``noise_images`` (15, D) stand in for TANL's encoded noise images (see
+:class:`SyntheticBenchmark`).
 
 Generation is vectorised NumPy in float64 without BLAS calls, cast to float32 at the
 end: the arrays are bitwise identical for a given seed and parameters.
@@ -290,6 +292,13 @@ class SyntheticBenchmark:
     L2-normalised image embeddings.  Ground truth: ``id_image_labels``,
     ``is_adjective``, ``is_near_id`` / ``near_id_of`` (planted false negatives and
     their ID class), ``candidate_kind`` (see ``KIND_NAMES``), topics and clusters.
+
+    ``noise_images`` (15, D): a stand-in for the embeddings of TANL's 15 noise images
+    (:func:`dnm.tta.noise_images`, three of each of five noise kinds, in that order) made by
+    an image encoder: L2-normalised image embeddings with the modality gap and the common
+    text direction of every image, no concept of the benchmark, and one "noise kind"
+    direction shared by the three images of a kind.  Like everything here they are
+    synthetic; with a real model, encode ``dnm.tta.noise_images()`` instead.
     """
     config: SyntheticConfig
     seed: int
@@ -310,6 +319,7 @@ class SyntheticBenchmark:
     candidate_topic: np.ndarray
     candidate_cluster: np.ndarray
     ood_topic: Dict[str, np.ndarray] = field(default_factory=dict)
+    noise_images: Optional[np.ndarray] = None
 
     @property
     def ood_names(self) -> List[str]:
@@ -610,6 +620,8 @@ def _generate(cfg: SyntheticConfig, seed: int) -> SyntheticBenchmark:
             cand_names.append(f"noun_{ni:0{nw}d}")
             ni += 1
 
+    noise = _noise_embeddings(cfg, seed, m, m_img)
+
     return SyntheticBenchmark(
         config=cfg, seed=seed,
         id_labels=id_raw.astype(np.float32), id_names=id_names,
@@ -620,4 +632,22 @@ def _generate(cfg: SyntheticConfig, seed: int) -> SyntheticBenchmark:
         ood_images=ood_images, ood_kinds=ood_kinds,
         id_topic=id_topic.astype(np.int32), id_cluster=id_cluster.astype(np.int32),
         candidate_topic=cand_topic, candidate_cluster=cand_cluster, ood_topic=ood_topic,
+        noise_images=noise,
     )
+
+
+#: Number of TANL noise images (dnm.tta.N_NOISE) and of noise kinds among them.
+N_NOISE, _NOISE_KINDS = 15, 5
+
+
+def _noise_embeddings(cfg, seed, m, m_img):
+    """(15, D) stand-ins for encoded noise images; their own random stream (seed, "dnm",
+    "noise"), so adding them changed no other array of a seed."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x646E6D, 0x6E6F6973]))
+    D = cfg.dim
+    kinds = _unit_perp(rng, _NOISE_KINDS, D, [m, m_img])       # one direction per noise kind
+    s = kinds[np.repeat(np.arange(_NOISE_KINDS), N_NOISE // _NOISE_KINDS)]
+    a_sem = float(cfg.image_semantic[1])  # a strong "kind" signal: alike within a kind
+    eps = rng.standard_normal((N_NOISE, D)) / np.sqrt(D)
+    x = cfg.image_gap * m_img + cfg.image_text * m + a_sem * s + cfg.image_noise * eps
+    return _normalise(x).astype(np.float32)

@@ -66,15 +66,36 @@ def test_conventions_named_in_columns():
 def test_writers_parse_back(tmp_path):
     res = run_benchmark(FEATS, methods={"flip": flip, "same": lambda X, s: X[:, 0]},
                         seeds=[0, 1], progress=False)
-    rows = list(csv.DictReader(io.StringIO(res.to_csv())))
+    text = res.to_csv()
+    rows = list(csv.DictReader(io.StringIO(text)))
     assert len(rows) == len(res.summary)
+    assert list(rows[0])[:5] == ["method", "dataset", "n_seeds", "FPR95 (paper) mean [%]",
+                                 "FPR95 (paper) std [%]"]
     for got, want in zip(rows, res.summary):
         assert got["method"] == want["method"] and got["dataset"] == want["dataset"]
+        assert int(got["n_seeds"]) == want["n_seeds"] == 2
         for k, v in want.items():
             if k.endswith(" mean") or k.endswith(" std"):
-                assert float(got[k]) == v
+                cell = got[f"{k} [%]"]  # one unit, named in the header; 4 decimals, no noise
+                assert len(cell.split(".")[1]) == 4, cell
+                assert float(cell) == pytest.approx(100 * v, abs=5e-5)
+    frac = list(csv.DictReader(io.StringIO(res.to_csv(percent=False))))
+    for got, want in zip(frac, res.summary):
+        cell = got["AUROC mean [fraction]"]
+        assert len(cell.split(".")[1]) == 6 and float(cell) == pytest.approx(
+            want["AUROC mean"], abs=5e-7)
+    assert "AUROC std [%]" in res.to_csv(digits=1).splitlines()[0]
+    assert res.to_csv(digits=1).splitlines()[1].split(",")[3].count(".") == 1
+    with pytest.raises(ValueError, match="digits"):
+        res.to_csv(digits=-1)
     per = list(csv.DictReader(io.StringIO(res.to_csv(which="per_seed"))))
     assert [int(r["seed"]) for r in per] == [r["seed"] for r in res.per_seed]
+    assert list(per[0])[3:] == [f"{c} [%]" for c in res.metrics]
+    for got, want in zip(per, res.per_seed):
+        assert float(got["AUPR-In [%]"]) == pytest.approx(100 * want["AUPR-In"], abs=5e-5)
+    # a std over one seed with ddof=1 is undefined: written as nan
+    one = run_benchmark(FEATS, methods={"flip": flip}, seeds=0, ddof=1, progress=False)
+    assert list(csv.DictReader(io.StringIO(one.to_csv())))[0]["AUROC std [%]"] == "nan"
 
     md = res.to_markdown()
     lines = [ln for ln in md.splitlines() if ln.startswith("|")]
@@ -273,8 +294,11 @@ def test_main_args(tmp_path, capsys):
     assert [(r["method"], r["dataset"]) for r in rows] == [(w["method"], w["dataset"])
                                                             for w in want]
     for got, w in zip(rows, want):
-        assert float(got["FPR95 (openood) mean"]) == w["FPR95 (openood) mean"]
-        assert float(got["AUROC std"]) == w["AUROC std"]
+        assert float(got["FPR95 (openood) mean [%]"]) == pytest.approx(
+            100 * w["FPR95 (openood) mean"], abs=5e-5)
+        assert float(got["AUROC std [%]"]) == pytest.approx(100 * w["AUROC std"], abs=5e-5)
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())  # full precision there
+    assert rep["summary"] == want
     rc = main_args(["--set", f"ID={tmp_path / 'labels.npy'}", "--methods", "dnm",
                     "--out", str(tmp_path / "o2")])
     assert rc == 2

@@ -255,7 +255,7 @@ def test_benchmark_command_equals_the_python_call(files, tmp_path, capsys):
                                                             for w in want.summary]
     for got, w in zip(rows, want.summary):
         for col in ("FPR95 (paper) mean", "FPR95 (openood) std", "AUROC mean", "AUROC std"):
-            assert float(got[col]) == w[col], col
+            assert float(got[f"{col} [%]"]) == pytest.approx(100 * w[col], abs=5e-5), col
     assert stdout.startswith(want.to_markdown().splitlines()[0])
     assert f"written to {out}" in stdout
     assert {"per_seed.csv", "summary.md", "summary.tex", "report.json"} <= set(os.listdir(out))
@@ -270,7 +270,8 @@ def test_benchmark_command_equals_the_python_call(files, tmp_path, capsys):
     want2 = run_benchmark({"ID": IMAGES["ID"], "far": IMAGES["far"]}, id_labels=ID_LABELS,
                           methods=["mcm"], progress=False)
     rows = _summary_csv(tmp_path / "res2" / "summary.csv")
-    assert [float(r["AUROC mean"]) for r in rows] == [w["AUROC mean"] for w in want2.summary]
+    assert [float(r["AUROC mean [%]"]) for r in rows] == [
+        pytest.approx(100 * w["AUROC mean"], abs=5e-5) for w in want2.summary]
 
 
 def test_benchmark_help(capsys):

@@ -1,10 +1,12 @@
-"""`dnm demo --small`: table printed, PNG / JSON / CSV written, JSON keys, honest notes."""
+"""`dnm demo --small`: table printed, PNG / JSON / CSV written, JSON keys, honest notes; the
+demo is a run_benchmark call, with AdaNeg and TANL as one stream per OOD set."""
 import csv
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib")
@@ -35,8 +37,9 @@ def test_demo_prints_table_and_timings(demo_run):
         assert f"| {col} |" in header
     caption = text.splitlines()[text.splitlines().index(header) - 1]
     assert "paper convention" in caption and "in %" in caption
-    for label in ("MCM", "max-logit", "energy", "NegLabel", "CSP", "DNM"):
+    for label in ("MCM", "max-logit", "energy", "NegLabel", "CSP", "DNM", "AdaNeg", "TANL"):
         assert any(ln.startswith(f"| {label} ") for ln in text.splitlines()), label
+    assert "AdaNeg, TANL: test-time adaptive, one stream per OOD set" in text
     assert "time per stage:" in text
     for stage in ("generate", "mine", "score", "evaluate", "plot"):
         assert f"{stage} " in text.split("time per stage:")[1].splitlines()[0]
@@ -70,7 +73,8 @@ def test_demo_report_json(demo_run):
         # sane range on this benchmark: every method beats chance
         assert r["metrics"]["Average"]["AUROC"] > 0.6
         assert set(r["times"]) == {"mine", "score"}
-    for m in ("neglabel", "csp", "dnm"):
+    assert rep["settings"]["runner"] == "dnm.benchmark.run_benchmark"
+    for m in ("neglabel", "csp", "dnm", "adaneg", "tanl"):
         assert rep["methods"][m]["n_negatives"] > 0
         assert 0.0 <= rep["methods"][m]["negatives_near_id_share"] <= 1.0
     assert rep["methods"]["mcm"]["n_negatives"] == 0
@@ -122,3 +126,40 @@ def test_demo_bad_option_exit_2(tmp_path, capsys):
     assert cli.main(["demo", "--methods", "nope", "--small", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("dnm: error:") and err.count("\n") == 1
+
+
+def test_demo_is_a_benchmark_run(tmp_path):
+    """The demo's numbers are run_benchmark's on the synthetic benchmark: the static methods
+    from detectors fitted with the seed, AdaNeg and TANL from dnm.adaneg_score /
+    dnm.tanl_score on one shuffled stream per OOD set, NegLabel's negatives, TANL's corpus
+    = those negatives first, then the other candidates."""
+    import dnm
+    from dnm.synthetic import make_benchmark
+
+    seed = 3
+    rep = run_demo(tmp_path, size="small", seed=seed, methods="adaneg,tanl,neglabel,mcm",
+                   plots=False, quiet=True)
+    assert rep["settings"]["methods"] == ["adaneg", "tanl", "neglabel", "mcm"]
+    b = make_benchmark("small", seed=seed)
+    det = dnm.NegativeLabelDetector("neglabel", seed=seed).fit(
+        b.id_labels, b.candidates, is_adjective=b.is_adjective)
+    idx = det.negative_indices_
+    rest = np.setdiff1d(np.arange(len(b.candidates)), idx)
+    corpus = b.candidates[np.r_[idx, rest]]
+    for name, X in b.ood_images.items():
+        st, order, n_id = dnm.tta.evaluation_stream(b.id_images, X, seed=seed)
+        want = {
+            "adaneg": dnm.adaneg_score(st, b.id_labels, det.negatives_, seed=seed),
+            "tanl": dnm.tanl_score(st, b.id_labels, corpus, b.noise_images, seed=seed),
+        }
+        for m, s in want.items():
+            a, o = dnm.tta.split_scores(s, order, n_id)
+            got = rep["methods"][m]["metrics"][name]
+            ev = dnm.evaluate(a, {name: o})
+            for c in ("FPR95 (paper)", "AUROC", "AUPR-In", "AUPR-Out"):
+                assert got[c] == ev[name, c], (m, name, c)
+        ev = dnm.evaluate(det.score_samples(b.id_images), {name: det.score_samples(X)})
+        assert rep["methods"]["neglabel"]["metrics"][name]["AUROC"] == ev[name, "AUROC"]
+    assert rep["methods"]["adaneg"]["params"]["groups"] == 5  # the official defaults
+    assert rep["methods"]["tanl"]["params"]["top"] == 1000
+    assert rep["methods"]["tanl"]["corpus_size"] == len(b.candidates)

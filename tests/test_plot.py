@@ -170,3 +170,24 @@ def test_histogram_ticks_are_raw_scores():
     assert len(labels) >= 3 and labels == sorted(labels)
     # each tick sits where its raw score falls on the scale
     np.testing.assert_allclose(pos, 0.5 * (_mid_cdf(a, labels) + _mid_cdf(b, labels)), atol=0.02)
+
+
+def test_histograms_with_one_id_set_per_panel():
+    """A test-time adaptive method streams the ID set once per OOD set: each panel then shows
+    its own ID scores, its own threshold and its own metrics."""
+    rng = np.random.default_rng(11)
+    ids = {"near": rng.normal(1.0, 0.1, 400), "far": rng.normal(3.0, 0.1, 400)}
+    sets = {"near": rng.normal(0.8, 0.1, 300), "far": rng.normal(2.0, 0.1, 300)}
+    fig = plot.score_histograms(ids, sets, scale="linear")
+    for ax, name in zip(fig.axes, sets):
+        want = M.all_metrics(ids[name], sets[name])
+        assert f"AUROC {want['auroc'] * 100:.2f}%" in ax.get_title()
+        thr = [ln.get_xdata()[0] for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+        assert thr == [pytest.approx(np.quantile(ids[name], 0.05))]
+        n_id = [t.get_text() for t in ax.get_legend().texts if t.get_text().startswith("ID")]
+        assert n_id == ["ID (n=400)"]
+    for name in sets:  # each panel readable with its own ID set (the auto scale)
+        one = plot.score_histograms({name: ids[name]}, {name: sets[name]})
+        _check_readable(one, ids[name], {name: sets[name]})
+    with pytest.raises(ValueError, match=r"id_scores: .*missing \['far'\]"):
+        plot.score_histograms({"near": ids["near"]}, sets)

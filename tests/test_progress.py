@@ -58,7 +58,7 @@ def test_demo_log_is_bounded(tmp_path):
     assert b"\r" not in err and b"\x1b" not in err
     lines = err.decode().splitlines()
     assert len(lines) <= 4 and len(err) < 300, err  # one line per stage
-    assert [ln.split(":")[0] for ln in lines] == ["mine/fit", "score"]
+    assert [ln.split(":")[0] for ln in lines] == ["mine/fit", "benchmark"]
     status, err = _run(["demo", "--small", "--no-plots", "--out", "d", "--quiet"], tmp_path)
     assert status == 0 and err == b""
 

@@ -197,3 +197,32 @@ def test_methods_auroc_far_default(default):
     assert mcm > 0.85
     assert neglabel > 0.88 and cspa > 0.88 and dnma > 0.9
     assert neglabel > mcm and cspa > mcm and dnma > mcm
+
+
+# --------------------------------------------------------------- TANL's noise stand-ins
+def test_noise_images(small):
+    Z = small.noise_images
+    assert Z.shape == (15, small.dim) and Z.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(Z.astype(np.float64), axis=1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(Z, make_benchmark("small", seed=0).noise_images)
+    assert not np.array_equal(Z, make_benchmark("small", seed=1).noise_images)
+    # three images per noise kind: closer to each other than to the other kinds
+    G = _unit(Z) @ _unit(Z).T
+    kind = np.repeat(np.arange(5), 3)
+    same = kind[:, None] == kind[None, :]
+    off = ~np.eye(15, dtype=bool)
+    assert G[same & off].mean() > G[~same].mean() + 0.05
+    # image-like (modality gap: cosine to text as low as real images'), but of no concept:
+    # below the ID images' cosine to their own class text
+    U = _unit(small.id_labels)
+    own = (_unit(small.id_images) * U[small.id_image_labels]).sum(1)
+    best = (_unit(Z) @ U.T).max(1)
+    assert np.median(best) < np.median(own)
+
+
+def test_noise_images_feed_tanl(small):
+    corpus = small.candidates
+    st, order, n_id = dnm.tta.evaluation_stream(small.id_images, small.ood_images["far"], seed=0)
+    s = dnm.tanl_score(st, small.id_labels, corpus, small.noise_images, top=200)
+    a, b = dnm.tta.split_scores(s, order, n_id)
+    assert dnm.metrics.auroc(a, b) > 0.9
