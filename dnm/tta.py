@@ -127,7 +127,8 @@ def _softmax(X, labels, T, nt, progress=False, n_id=0, index=None, rows=True, ou
     """(rows (B, L) or None, ID mass (B,), group masses (B, G) or None) of the softmax over
     the labels (csrc/tta.c); ``out`` a float64 (B, L) buffer for the rows."""
     with TileProgress(progress, "tta product") as cb:
-        return _core.softmax_rows(X, labels, T, nt, cb, n_id, index, rows, out)
+        return _core.softmax_rows(X, labels, T, nt, cb, n_id, index, rows, out,
+                                  kernel=_config.kernel())
 
 
 def _masked_mean(R, mask):
