@@ -587,12 +587,12 @@ class _Ring:
             return
         if self.n < L:
             take = min(L - self.n, idx.size)
-            np.take(R, idx[:take], axis=0, out=self.buf[self.n:self.n + take])
+            self.buf[self.n:self.n + take] = R[idx[:take]]  # (np.take(out=) buffers: slower)
             self.n += take
             idx = idx[take:]
         while idx.size:  # full: overwrite the oldest rows, in contiguous runs
             run = min(L - self.start, idx.size)
-            np.take(R, idx[:run], axis=0, out=self.buf[self.start:self.start + run])
+            self.buf[self.start:self.start + run] = R[idx[:run]]
             self.start = (self.start + run) % L
             idx = idx[run:]
 
