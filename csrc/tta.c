@@ -113,10 +113,11 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
     }
     if (kr == DNM_KERNEL_AVX512 || kr == DNM_KERNEL_AVX2) {
         /* dnm's own kernel (tta_simd.h), on the labels in packed order [ID; groups; rest]
-         * when there are groups; group columns used twice take the BLAS tiles */
+         * when only the masses are wanted; group columns used twice there take the BLAS
+         * tiles */
         int64_t *col = NULL;
         int own = 1;
-        if (G > 0) {
+        if (G > 0 && !rows) {
             col = (int64_t *)malloc((size_t)L * sizeof(int64_t));
             unsigned char *seen = (unsigned char *)calloc((size_t)(L - C), 1);
             if (!col || !seen) {

@@ -21,8 +21,8 @@ typedef struct {
  * group_mass[i * G + g] = sum over group g of P_{i, n_id + index[.]}.
  *
  * `kernel` (DNM_KERNEL_*, score.h) chooses the float32 kernel.  On dnm's own
- * kernel (tta_simd.h, AVX2 or AVX-512; float32 labels and group columns that
- * are all distinct) every logit is one FMA chain over k in order and each row's
+ * kernel (tta_simd.h, AVX2 or AVX-512; float32 labels, and group columns that
+ * are all distinct when rows is NULL) every logit is one FMA chain over k in order and each row's
  * epilogue depends on that row only: a row's outputs are bitwise the same in
  * any batch, with any thread count, in both builds.  Memory: the outputs, the
  * packed image tile and, per tile, (G + 3) doubles per image and label block.

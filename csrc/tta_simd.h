@@ -6,8 +6,9 @@
  * image packing (pack_tile) and vector vocabulary it uses.
  *
  * The labels are taken in "packed order": [ID; group 0; ...; group G-1; the
- * other columns in index order] (col[p] = the label row at packed position p,
- * NULL for the identity), cut into blocks of LB labels (a multiple of 42, the
+ * other columns in index order] when only the masses are wanted (col[p] = the
+ * label row at packed position p), in their own order when the rows are (col
+ * NULL; the group masses are then summed from the finished row), cut into blocks of LB labels (a multiple of 42, the
  * same blocks in both builds).  An image tile (up to DNM_TTA_SIMD_IT images,
  * normalised and packed once) is multiplied block by block; the blocks are the
  * threads' tasks (each packs its block into panels of NR labels, L2-resident,
@@ -120,7 +121,9 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
                                 void *tick_ctx, dnm_error *err)
 {
     const int64_t N = images->rows, D = images->cols, L = labels->rows;
-    const int64_t C = p->n_id, G = p->groups, Q = p->group_size, NA = G + 2;
+    /* with rows, the group masses are gathered from the finished row (col is NULL then) */
+    const int64_t C = p->n_id, G = p->groups, Q = p->group_size;
+    const int gather = rows && G > 0, NA = gather ? 2 : G + 2;
     const float *lab = (const float *)labels->data;
     double invT = 1.0 / p->temperature;
     if (!isfinite(invT)) invT = DBL_MAX;
@@ -149,7 +152,7 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
     }
     bnd[0] = 0;
     bnd[1] = C;
-    for (int64_t g = 0; g < G; g++) bnd[2 + g] = C + (g + 1) * Q;
+    for (int64_t g = 0; g < NA - 2; g++) bnd[2 + g] = C + (g + 1) * Q;
     bnd[NA] = L;
     if ((double)N * (double)L * (double)D < 1e7) nt = 1;
     if (nt > nblocks) nt = (int)nblocks;
@@ -208,7 +211,7 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
                     for (int64_t a = 0; a < NA; a++) tot += S[a * MR + i];
                     const double inv = 1.0 / tot;
                     if (id_mass) id_mass[r] = S[i] * inv;
-                    if (group_mass)
+                    if (group_mass && !gather)
                         for (int64_t g = 0; g < G; g++) group_mass[r * G + g] = S[(1 + g) * MR + i] * inv;
                     if (!rows) continue;
                     double *row = rows + r * L;
@@ -219,6 +222,20 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
                             for (int64_t j = j0; j < j1; j++) row[col[j]] *= c;
                         } else {
                             for (int64_t j = j0; j < j1; j++) row[j] *= c;
+                        }
+                    }
+                    if (group_mass && gather) { /* 8 fixed lanes, as the BLAS tiles */
+                        const double *zn = row + C;
+                        for (int64_t g = 0; g < G; g++) {
+                            const int64_t *ix = p->index + g * Q;
+                            double acc[8] = {0};
+                            int64_t q = 0;
+                            for (; q + 8 <= Q; q += 8)
+                                for (int l = 0; l < 8; l++) acc[l] += zn[ix[q + l]];
+                            for (int l = 0; q < Q; q++, l++) acc[l] += zn[ix[q]];
+                            double sg = 0.0;
+                            for (int l = 0; l < 8; l++) sg += acc[l];
+                            group_mass[r * G + g] = sg;
                         }
                     }
                 }
