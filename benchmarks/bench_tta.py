@@ -9,7 +9,8 @@ synthetic (half the images near an ID label, half pure noise).  In one run, per 
   (a) dnm: the functional form over the whole stream (state reset included), wall time;
   (b) the yardstick: NumPy's products of the stream against the same label matrix, batch
       by batch (AdaNeg: [ID; negatives] twice, for the vanilla and the adaptive pass;
-      TANL: [ID; corpus] once) - NumPy's own OpenBLAS and threads;
+      TANL: [ID; corpus] once) - NumPy's own OpenBLAS and threads - timed in alternation
+      with (a), batch by batch, and reported also as the median over batches of the ratio;
   (c) PyTorch (CPU, float32, torch's threads): the method vectorised over the batch
       (AdaNeg's memory insertion a loop over the cached images, as in the official code; TANL's
       activation-aware score by prefix sums), on the first --torch-n images, time per image of
@@ -38,6 +39,10 @@ except ImportError:  # run from a checkout without installing: use the in-place 
 from _bench import proc_status
 
 MIB = 1024 ** 2
+KERNEL_TEXT = {
+    "avx2": "csrc/tta_simd.h: dnm's register-tile product, fused per-block softmax epilogue",
+    "avx512": "csrc/tta_simd.h: dnm's register-tile product, fused per-block softmax epilogue",
+    "blas": "csrc/tta.c: OpenBLAS SGEMM tiles + fused softmax epilogue"}
 
 
 def cpu_name():
@@ -62,13 +67,24 @@ def data(args, seed=0):
     return t, n, u, z, X
 
 
-def numpy_products(X, lab, bs, times):
+def round_robin(obj, X, lab, bs, times):
+    """The stream through obj and NumPy's product(s) of each batch, batch by batch in
+    alternation (which goes first alternates too), so that both see the same load of a
+    shared machine.  Returns (dnm s, numpy s, median over batches of dnm / numpy)."""
     L = lab.T.copy()
-    t0 = time.perf_counter()
-    for _ in range(times):
-        for i in range(0, len(X), bs):
-            X[i:i + bs] @ L
-    return time.perf_counter() - t0
+    td, tn = [], []
+    for b, i in enumerate(range(0, len(X), bs)):
+        xb = X[i:i + bs]
+        for first in ((0, 1) if b % 2 == 0 else (1, 0)):
+            t0 = time.perf_counter()
+            if first == 0:
+                obj.update(xb)
+            else:
+                for _ in range(times):
+                    xb @ L
+            (td if first == 0 else tn).append(time.perf_counter() - t0)
+    td, tn = np.array(td), np.array(tn)
+    return td.sum(), tn.sum(), float(np.median(td / tn))
 
 
 # ---- PyTorch versions (float32, as the official code on a CPU) --------------------------------
@@ -224,9 +240,11 @@ def main():
         f"bench_tta: C={args.c} M={args.m} K={args.k} D={args.d} N={args.n} batch={args.batch} "
         "float32 synthetic",
         f"CPU: {cpu_name()}; dnm threads {dnm.get_num_threads()}; torch threads "
-        f"{torch.get_num_threads()}; kernel: csrc/tta.c (OpenBLAS SGEMM tiles + fused softmax "
-        f"epilogue); numpy {np.__version__}, torch {torch.__version__}",
+        f"{torch.get_num_threads()}; float kernel: {dnm._config.resolved_kernel()} "
+        f"({KERNEL_TEXT[dnm._config.resolved_kernel()]}); numpy {np.__version__}, "
+        f"torch {torch.__version__}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '')}",
         f"{'method':8s} {'reset s':>7s} {'dnm s':>8s} {'dnm ms/img':>10s} {'numpy s':>8s} {'ratio':>6s} "
+        f"{'median':>6s} "
         f"{'torch ms/img':>12s} {'speedup':>8s} {'state MiB':>9s} {'peak RSS MiB':>12s}",
     ]
     extra = []
@@ -235,25 +253,17 @@ def main():
             t0 = time.perf_counter()
             obj = dnm.AdaNeg(t, n)
             t_reset = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            for i in range(0, args.n, args.batch):
-                obj.update(X[i:i + args.batch])
-            el = time.perf_counter() - t0
+            el, yard, med = round_robin(obj, X, np.concatenate([t, n]), args.batch, 2)
             state = (obj._pool[:obj._pool_n].nbytes + obj._proxies.nbytes + obj.entropies_.nbytes
                      + obj._slot.nbytes)
-            yard = numpy_products(X, np.concatenate([t, n]), args.batch, 2)
             tn = min(args.torch_n, args.n)
             tt = torch_adaneg(X[:tn], t, n, args.batch)[1] / tn
         else:
             t0 = time.perf_counter()
             obj = dnm.TANL(t, u, z)
             t_reset = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            for i in range(0, args.n, args.batch):
-                obj.update(X[i:i + args.batch])
-            el = time.perf_counter() - t0
+            el, yard, med = round_robin(obj, X, np.concatenate([t, u]), args.batch, 1)
             state = obj._qpos.buf.nbytes + obj._qneg.buf.nbytes + obj._squeue.nbytes
-            yard = numpy_products(X, np.concatenate([t, u]), args.batch, 1)
             tn = min(args.torch_n, args.n)
             tt = torch_tanl(X[:tn], t, u, z, args.batch)[1] / tn
             on = min(args.official_n, args.n)
@@ -264,13 +274,16 @@ def main():
         del obj
         per = el / args.n
         lines.append(f"{method:8s} {t_reset:7.2f} {el:8.2f} {per * 1e3:10.3f} {yard:8.2f} {el / yard:6.2f} "
+                     f"{med:6.2f} "
                      f"{tt * 1e3:12.3f} {tt / per:8.1f} {state / MIB:9.0f} "
                      f"{proc_status('VmHWM') / MIB:12.0f}")
         print(lines[-1], flush=True)
     lines += extra
     lines.append(f"load average at the end: {os.getloadavg()[0]:.2f} (shared 2-core machine)")
     lines.append("reset s = construction (TANL: the ID texts' activation rows and initial "
-                 "scores); dnm s = the stream; ratio = dnm s / numpy products; speedup = torch / "
+                 "scores); dnm s = the stream; ratio = dnm s / numpy products; median = the median over "
+                 "batches of dnm / numpy, timed in alternation batch by batch (the figure to quote "
+                 "on a loaded machine); speedup = torch / "
                  "dnm per image (torch: the stream of the first --torch-n images, its reset excluded).")
     text = "\n".join(lines) + "\n"
     print(text)

@@ -498,7 +498,7 @@ static PyObject *py_metrics(PyObject *self, PyObject *args)
                          r.fpr_interp, (long long)r.n_thresholds);
 }
 
-static PyObject *py_softmax_rows(PyObject *self, PyObject *args); /* csrc/tta.c, below */
+static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw); /* below */
 
 static PyMethodDef methods[] = {
     {"score", (PyCFunction)(void (*)(void))py_score, METH_VARARGS | METH_KEYWORDS,
@@ -526,9 +526,9 @@ static PyMethodDef methods[] = {
     {"metrics", py_metrics, METH_VARARGS,
      "metrics(id, ood, tpr, num_threads, id_name, ood_name) -> (auroc, aupr_in, aupr_out, "
      "fpr_paper, fpr_openood, fpr_interp, n_thresholds)"},
-    {"softmax_rows", py_softmax_rows, METH_VARARGS,
+    {"softmax_rows", (PyCFunction)(void (*)(void))py_softmax_rows, METH_VARARGS | METH_KEYWORDS,
      "softmax_rows(batch, labels, temperature, num_threads, progress, n_id, index, want_rows, "
-     "out=None) "
+     "out=None, kernel=0) "
      "-> (rows or None, id_mass, group_mass or None): softmax over the labels of the logits "
      "of the normalised rows, its ID mass and group masses (csrc/tta.c)"},
     {NULL, NULL, 0, NULL}};
@@ -577,18 +577,22 @@ PyMODINIT_FUNC PyInit__core(void)
 #include "tta.h"
 
 /* softmax_rows(batch, labels, temperature, num_threads, progress, n_id, index, want_rows,
- *              out=None: a float64 (N, L) buffer for the rows)
+ *              out=None: a float64 (N, L) buffer for the rows, kernel=0 (DNM_KERNEL_*))
  *   -> (rows (N, L) float64 or None, id_mass (N,), group_mass (N, G) or None) */
-static PyObject *py_softmax_rows(PyObject *self, PyObject *args)
+static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw)
 {
+    static char *kwlist[] = {"batch", "labels", "temperature", "num_threads", "progress", "n_id",
+                             "index", "want_rows", "out", "kernel", NULL};
     PyObject *img_o, *lab_o, *progress, *idx_o, *out_o = Py_None;
     double temperature;
-    int nthreads, want_rows;
+    int nthreads, want_rows, kernel = DNM_KERNEL_AUTO;
     long long n_id;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOdiOLOp|O", &img_o, &lab_o, &temperature, &nthreads, &progress,
-                          &n_id, &idx_o, &want_rows, &out_o))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOdiOLOp|Oi", kwlist, &img_o, &lab_o,
+                                     &temperature, &nthreads, &progress, &n_id, &idx_o,
+                                     &want_rows, &out_o, &kernel))
         return NULL;
+    if (check_kernel(kernel)) return NULL;
     dnm_matrix img, lab;
     if (to_matrix(img_o, "batch", &img) || to_matrix(lab_o, "labels", &lab)) return NULL;
     if (lab.dtype == DNM_F16 || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)lab_o) ||
@@ -651,7 +655,7 @@ static PyObject *py_softmax_rows(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     rc = dnm_softmax_rows(&img, &lab, &p, rows ? (double *)PyArray_DATA(rows) : NULL,
                           (double *)PyArray_DATA(idm), grm ? (double *)PyArray_DATA(grm) : NULL,
-                          nthreads, py_tick, &ctx, &err);
+                          kernel, nthreads, py_tick, &ctx, &err);
     Py_END_ALLOW_THREADS
     Py_XDECREF(ix);
     if (rc != DNM_OK || PyErr_Occurred()) {

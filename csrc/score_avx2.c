@@ -63,9 +63,12 @@ TGT static inline VD vd_select(VM m, VD x, VD y) { return _mm256_blendv_pd(y, x,
 
 #include "score_simd.h"
 #include "mining_simd.h"
+#include "tta_simd.h"
 
 #else /* no AVX2 kernel in this build */
 #include "mining.h"
 DNM_DEFINE_SIMD_STUBS(avx2)
 DNM_DEFINE_MINING_STUBS(avx2)
+#include "tta.h"
+DNM_DEFINE_TTA_STUBS(avx2)
 #endif

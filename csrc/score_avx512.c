@@ -62,9 +62,12 @@ TGT static inline VD vd_select(VM m, VD x, VD y) { return _mm512_mask_blend_pd(m
 
 #include "score_simd.h"
 #include "mining_simd.h"
+#include "tta_simd.h"
 
 #else /* no AVX512 kernel in this build */
 #include "mining.h"
 DNM_DEFINE_SIMD_STUBS(avx512)
 DNM_DEFINE_MINING_STUBS(avx512)
+#include "tta.h"
+DNM_DEFINE_TTA_STUBS(avx512)
 #endif

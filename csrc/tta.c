@@ -1,6 +1,7 @@
 /* tta.c - see tta.h. */
 #include "tta.h"
 #include "dnm_blas.h"
+#include "score.h" /* the float kernel choice (DNM_KERNEL_*) */
 
 #include <float.h>
 #include <math.h>
@@ -89,7 +90,7 @@ static double lane_sum(const double *z, int64_t n)
 }
 
 int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const dnm_tta_params *p,
-                     double *rows, double *id_mass, double *group_mass, int nthreads,
+                     double *rows, double *id_mass, double *group_mass, int kernel, int nthreads,
                      dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
 {
     const int64_t N = images->rows, D = images->cols, L = labels->rows;
@@ -104,6 +105,48 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
         (G > 0 && (Q < 1 || !p->index))) {
         err->code = DNM_EDOMAIN;
         return DNM_EDOMAIN;
+    }
+    const int kr = dbl ? DNM_KERNEL_BLAS : dnm_kernel_resolve(kernel);
+    if (kr < 0) {
+        err->code = DNM_EDOMAIN;
+        return DNM_EDOMAIN;
+    }
+    if (kr == DNM_KERNEL_AVX512 || kr == DNM_KERNEL_AVX2) {
+        /* dnm's own kernel (tta_simd.h), on the labels in packed order [ID; groups; rest]
+         * when only the masses are wanted; group columns used twice there take the BLAS
+         * tiles */
+        int64_t *col = NULL;
+        int own = 1;
+        if (G > 0 && !rows) {
+            col = (int64_t *)malloc((size_t)L * sizeof(int64_t));
+            unsigned char *seen = (unsigned char *)calloc((size_t)(L - C), 1);
+            if (!col || !seen) {
+                free(col);
+                free(seen);
+                err->code = DNM_ENOMEM;
+                return DNM_ENOMEM;
+            }
+            int64_t q = 0;
+            for (; q < C; q++) col[q] = q;
+            for (int64_t g = 0; g < G * Q && own; g++) {
+                own = !seen[p->index[g]];
+                seen[p->index[g]] = 1;
+                col[q++] = C + p->index[g];
+            }
+            for (int64_t j = 0; j < L - C && own; j++)
+                if (!seen[j]) col[q++] = C + j;
+            free(seen);
+        }
+        if (own) {
+            const int nt = dnm_threads_begin(nthreads);
+            const int rc = (kr == DNM_KERNEL_AVX512 ? dnm_softmax_rows_f_avx512
+                                                    : dnm_softmax_rows_f_avx2)(
+                images, labels, p, col, rows, id_mass, group_mass, nt, tick, tick_ctx, err);
+            dnm_threads_end();
+            free(col);
+            return rc;
+        }
+        free(col);
     }
     double invT = 1.0 / p->temperature;
     if (!isfinite(invT)) invT = DBL_MAX;

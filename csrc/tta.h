@@ -20,15 +20,45 @@ typedef struct {
  * (NULL): rows[i * L + j] = P_ij; id_mass[i] = sum_{j < n_id} P_ij;
  * group_mass[i * G + g] = sum over group g of P_{i, n_id + index[.]}.
  *
- * The logits are single-threaded GEMM tiles of DNM_TTA_IT images on a fixed
- * grid (one tile per task, all labels in chunks of DNM_TTA_LT), the epilogue a
- * fixed sequence per row (exp by one polynomial with correctly rounded fma,
- * sums in 8 fixed lanes): the result does not depend on the thread count or
- * the CPU.  NaN/Inf or zero image rows are errors (which = 0).  Memory: the
- * outputs plus, per thread, one tile of logits (DNM_TTA_IT x L doubles when
- * rows is NULL). */
+ * `kernel` (DNM_KERNEL_*, score.h) chooses the float32 kernel.  On dnm's own
+ * kernel (tta_simd.h, AVX2 or AVX-512; float32 labels, and group columns that
+ * are all distinct when rows is NULL) every logit is one FMA chain over k in order and each row's
+ * epilogue depends on that row only: a row's outputs are bitwise the same in
+ * any batch, with any thread count, in both builds.  Memory: the outputs, the
+ * packed image tile and, per tile, (G + 3) doubles per image and label block.
+ * Otherwise (float64, the BLAS kernel, CPUs without AVX2) the logits are
+ * single-threaded GEMM tiles of DNM_TTA_IT images on a fixed grid (one tile
+ * per task, all labels in chunks of DNM_TTA_LT), the epilogue a fixed sequence
+ * per row (exp by one polynomial with correctly rounded fma, sums in 8 fixed
+ * lanes): the result does not depend on the thread count.  Memory: the outputs
+ * plus, per thread, one tile of logits (DNM_TTA_IT x L doubles when rows is
+ * NULL).  The two kernels agree to float32 rounding.  NaN/Inf or zero image
+ * rows are errors (which = 0); a kernel the CPU cannot run is DNM_EDOMAIN. */
 int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const dnm_tta_params *p,
-                     double *rows, double *id_mass, double *group_mass, int nthreads,
+                     double *rows, double *id_mass, double *group_mass, int kernel, int nthreads,
                      dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
+
+/* Internal: the float32 kernel on dnm's own product kernel (tta_simd.h, built
+ * per instruction set in score_avx512.c / score_avx2.c).  col[p] = the label
+ * row at packed position p ([ID; groups in order; the rest]), NULL for the
+ * identity; nt threads already resolved. */
+#define DNM_DECLARE_TTA_SIMD(ISA)                                                            \
+    int dnm_softmax_rows_f_##ISA(const dnm_matrix *images, const dnm_matrix *labels,        \
+                                 const dnm_tta_params *p, const int64_t *col, double *rows, \
+                                 double *id_mass, double *group_mass, int nt,              \
+                                 dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
+DNM_DECLARE_TTA_SIMD(avx512)
+DNM_DECLARE_TTA_SIMD(avx2)
+#define DNM_DEFINE_TTA_STUBS(ISA)                                                            \
+    int dnm_softmax_rows_f_##ISA(const dnm_matrix *images, const dnm_matrix *labels,        \
+                                 const dnm_tta_params *p, const int64_t *col, double *rows, \
+                                 double *id_mass, double *group_mass, int nt,              \
+                                 dnm_tick_fn tick, void *tick_ctx, dnm_error *err)         \
+    {                                                                                        \
+        (void)images, (void)labels, (void)p, (void)col, (void)rows, (void)id_mass;          \
+        (void)group_mass, (void)nt, (void)tick, (void)tick_ctx;                              \
+        err->code = DNM_EDOMAIN;                                                             \
+        return DNM_EDOMAIN;                                                                  \
+    }
 
 #endif

@@ -12,19 +12,24 @@ What runs where
 ---------------
 The heavy part of both methods - the logits of a batch against all labels ([ID; negatives],
 [ID; proxies] or [ID; corpus]) and their softmax in double - is one C kernel
-(``dnm._core.softmax_rows``, csrc/tta.c): single-threaded SGEMM (DGEMM for float64 input)
-tiles of 128 images on a fixed grid in OpenMP threads with the GIL released (progress and
-Ctrl-C between tiles), then a fused epilogue per row: one exp per logit (a polynomial with
-correctly rounded fma, so the same bits on every CPU), the ID mass and the masses of
-AdaNeg's groups summed in 8 fixed lanes, and, when asked, the softmax row itself in double.
-AdaNeg's adaptive pass needs only the masses, so no (B, C + M) matrix is made for it; its
-vanilla pass and TANL keep the batch's (B, L) float64 rows (the entropies and argmaxes,
-TANL's queues and activation-aware scores are taken from them).  Everything after the kernel
-(entropies, the memory and its proxies, top-beta selection, prefix sums, Otsu) is vectorised
-NumPy over the batch, without per-image Python loops.  Memory: the state plus O(B x L)
-float64 per batch, never per stream.  The sample-adaptive AdaNeg proxies are NumPy
-throughout.  Scores are bitwise identical across thread counts; on another CPU model the
-BLAS tiles (not dnm's own register-tile kernel) may round the products differently.
+(``dnm._core.softmax_rows``) with the GIL released, OpenMP threads, progress and Ctrl-C
+between tiles.  Float32 input runs on dnm's own register-tile product (csrc/tta_simd.h, AVX2
+or AVX-512, the kernel of ``dnm._config.float_kernel``): the labels in blocks (the threads'
+tasks, [ID; groups; the rest] in that order), a fused epilogue per block and image (one exp per
+logit in double against the block's maximum, the ID, group and total sums in column order),
+then per image the blocks combined in block order and, when asked, the softmax row written
+once and scaled once.  Every logit is one FMA chain in k order, so a row's values do not depend
+on its batch, the thread count or the instruction set.  Float64 input and CPUs without AVX2 run
+single-threaded SGEMM/DGEMM tiles of 128 images on a fixed grid (csrc/tta.c) with the same
+epilogue row by row (exp by a polynomial with correctly rounded fma, sums in 8 fixed lanes).
+The two kernels agree to float32 rounding.  AdaNeg's adaptive pass needs only the masses, so
+no (B, C + M) matrix is made for it; its vanilla pass and TANL keep the batch's (B, L) float64
+rows (the entropies and argmaxes, TANL's queues and activation-aware scores are taken from
+them).  Everything after the kernel (entropies, the memory and its proxies, top-beta
+selection, prefix sums, Otsu) is vectorised NumPy over the batch, without per-image Python
+loops.  Memory: the state plus O(B x L) float64 per batch, never per stream.  The
+sample-adaptive AdaNeg proxies are NumPy throughout.  Scores are bitwise identical across
+thread counts.
 
 Precision.  The official runs are float16 on a GPU; dnm computes the products in float32
 (float64 when an input is float64) and everything after them in float64.  Two behaviours of
@@ -127,7 +132,8 @@ def _softmax(X, labels, T, nt, progress=False, n_id=0, index=None, rows=True, ou
     """(rows (B, L) or None, ID mass (B,), group masses (B, G) or None) of the softmax over
     the labels (csrc/tta.c); ``out`` a float64 (B, L) buffer for the rows."""
     with TileProgress(progress, "tta product") as cb:
-        return _core.softmax_rows(X, labels, T, nt, cb, n_id, index, rows, out)
+        return _core.softmax_rows(X, labels, T, nt, cb, n_id, index, rows, out,
+                                  kernel=_config.kernel())
 
 
 def _masked_mean(R, mask):
@@ -586,12 +592,12 @@ class _Ring:
             return
         if self.n < L:
             take = min(L - self.n, idx.size)
-            np.take(R, idx[:take], axis=0, out=self.buf[self.n:self.n + take])
+            self.buf[self.n:self.n + take] = R[idx[:take]]  # (np.take(out=) buffers: slower)
             self.n += take
             idx = idx[take:]
         while idx.size:  # full: overwrite the oldest rows, in contiguous runs
             run = min(L - self.start, idx.size)
-            np.take(R, idx[:run], axis=0, out=self.buf[self.start:self.start + run])
+            self.buf[self.start:self.start + run] = R[idx[:run]]
             self.start = (self.start + run) % L
             idx = idx[run:]
 

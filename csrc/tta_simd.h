@@ -1,0 +1,256 @@
+/* tta_simd.h - the float32 softmax rows of the test-time adaptive scores
+ * (dnm_softmax_rows, tta.h) on dnm's own product kernel, with their own
+ * epilogue.  Included by score_avx512.c and score_avx2.c after score_simd.h,
+ * whose microkernel (ukernel / block_product: one FMA chain per logit over
+ * k = 0..D-1 in order, MR images along the vector lanes, NR broadcast labels),
+ * image packing (pack_tile) and vector vocabulary it uses.
+ *
+ * The labels are taken in "packed order": [ID; group 0; ...; group G-1; the
+ * other columns in index order] when only the masses are wanted (col[p] = the
+ * label row at packed position p), in their own order when the rows are (col
+ * NULL; the group masses are then summed from the finished row), cut into blocks of LB labels (a multiple of 42, the
+ * same blocks in both builds).  An image tile (up to DNM_TTA_SIMD_IT images,
+ * normalised and packed once) is multiplied block by block; the blocks are the
+ * threads' tasks (each packs its block into panels of NR labels, L2-resident,
+ * then runs every image panel against it).  Per image and block the epilogue
+ * takes the block's maximum m_b (from the microkernel) as shift and computes,
+ * in double, e_j = exp((z_j - m_b) / T), one exp per logit; it sums them per
+ * accumulator (ID, each group, the rest) in column order, lane by lane, and
+ * writes them to the image's row when rows are wanted.  Once every block is
+ * done, each image combines its blocks in block order: m = max m_b,
+ * f_b = exp((m_b - m) / T), S_a = sum_b f_b s_ab, S = sum_a S_a; the masses
+ * are S_a / S and the row's block b is scaled by f_b / S (one more pass over
+ * the row).  Nothing in a row's arithmetic depends on the other rows, the
+ * tile, the thread count or the vector width: a row's results are bitwise the
+ * same in any batch, with any threads, in the AVX2 and AVX-512 builds.
+ */
+#include "tta.h"
+
+#ifndef DNM_TTA_SIMD_IT
+#define DNM_TTA_SIMD_IT 256 /* images per tile, at most */
+#endif
+#define DNM_TTA_PAIRS_BYTES (64.0 * 1048576.0) /* per-block partial sums of a tile, at most */
+
+/* Labels [j0, j0 + w) of packed order into panels of NR labels [k][NR] at lp
+ * (labels past w are zero). */
+static void tta_pack_block(const float *lab, int64_t D, const int64_t *col, int64_t j0, int64_t w,
+                           float *lp)
+{
+    const int64_t np = (w + NR - 1) / NR;
+    for (int64_t jp = 0; jp < np; jp++) {
+        const float *src[NR];
+        for (int i = 0; i < NR; i++) {
+            const int64_t j = jp * NR + i;
+            src[i] = j < w ? lab + (col ? col[j0 + j] : j0 + j) * D : NULL;
+        }
+        float *panel = lp + jp * NR * D;
+        for (int i = 0; i < NR; i++) {
+            if (src[i]) {
+                for (int64_t k = 0; k < D; k++) panel[k * NR + i] = src[i][k];
+            } else {
+                for (int64_t k = 0; k < D; k++) panel[k * NR + i] = 0.0f;
+            }
+        }
+    }
+}
+
+/* The epilogue of one block for MR images: sb ([w][MR] logits), mx (the
+ * images' maxima over the block).  pm[0..MR) = the shifts m_b, pm[(1 + a) * ld
+ * + i] = accumulator a's sum of e_j (acc a covers packed columns [bnd[a],
+ * bnd[a + 1]); zero when the block has none of it).  With eb, e_j goes to
+ * eb[j * MR + i]. */
+TGT static void tta_fold(const float *sb, const float *mx, int64_t j0, int64_t w,
+                         const int64_t *bnd, int64_t NA, double invT, double *pm, int64_t ld,
+                         double *eb)
+{
+    const VF mx0 = vf_load(mx), mx1 = vf_load(mx + W);
+    const VD m[4] = {vd_lo(mx0), vd_hi(mx0), vd_lo(mx1), vd_hi(mx1)};
+    const VD vi = vd_set1(invT);
+    for (int h = 0; h < 4; h++) vd_storeu(pm + WD * h, m[h]);
+    for (int64_t a = 0; a < NA; a++) {
+        const int64_t lo = bnd[a] > j0 ? bnd[a] - j0 : 0;
+        const int64_t hi = bnd[a + 1] < j0 + w ? bnd[a + 1] - j0 : w;
+        VD s[4] = {vd_zero(), vd_zero(), vd_zero(), vd_zero()};
+        for (int64_t j = lo; j < hi; j++) {
+            const VF z0 = vf_load(sb + j * MR), z1 = vf_load(sb + j * MR + W);
+            const VD z[4] = {vd_lo(z0), vd_hi(z0), vd_lo(z1), vd_hi(z1)};
+            for (int h = 0; h < 4; h++) {
+                const VD e = exp_pd(vd_mul(vd_sub(z[h], m[h]), vi));
+                s[h] = vd_add(s[h], e);
+                if (eb) vd_storeu(eb + j * MR + WD * h, e);
+            }
+        }
+        for (int h = 0; h < 4; h++) vd_storeu(pm + (1 + a) * ld + WD * h, s[h]);
+    }
+    SIMD_LEAVE();
+}
+
+/* The blocks of MR images combined in block order (pairs: block b's shifts at
+ * pairs + b * (NA + 1) * ld, its sums after them, as tta_fold stores them):
+ * S[a * MR + i] = sum_b f_b s_ab with f_b = exp((m_b - m) / T), m = max_b m_b;
+ * f_b replaces m_b in pairs. */
+TGT static void tta_combine(double *pairs, int64_t nblocks, int64_t NA, int64_t ld, double invT,
+                            double *S)
+{
+    const VD vi = vd_set1(invT);
+    VD m[4];
+    for (int h = 0; h < 4; h++) m[h] = vd_set1(-INFINITY);
+    for (int64_t b = 0; b < nblocks; b++)
+        for (int h = 0; h < 4; h++) m[h] = vd_max(m[h], vd_loadu(pairs + b * (NA + 1) * ld + WD * h));
+    for (int64_t a = 0; a < NA; a++)
+        for (int h = 0; h < 4; h++) vd_storeu(S + a * MR + WD * h, vd_zero());
+    for (int64_t b = 0; b < nblocks; b++) {
+        double *pm = pairs + b * (NA + 1) * ld;
+        VD f[4];
+        for (int h = 0; h < 4; h++) {
+            f[h] = exp_pd(vd_mul(vd_sub(vd_loadu(pm + WD * h), m[h]), vi));
+            vd_storeu(pm + WD * h, f[h]);
+        }
+        for (int64_t a = 0; a < NA; a++)
+            for (int h = 0; h < 4; h++) {
+                double *sp = S + a * MR + WD * h;
+                vd_storeu(sp, vd_fma(f[h], vd_loadu(pm + (1 + a) * ld + WD * h), vd_loadu(sp)));
+            }
+    }
+    SIMD_LEAVE();
+}
+
+int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labels,
+                                const dnm_tta_params *p, const int64_t *col, double *rows,
+                                double *id_mass, double *group_mass, int nt, dnm_tick_fn tick,
+                                void *tick_ctx, dnm_error *err)
+{
+    const int64_t N = images->rows, D = images->cols, L = labels->rows;
+    /* with rows, the group masses are gathered from the finished row (col is NULL then) */
+    const int64_t C = p->n_id, G = p->groups, Q = p->group_size;
+    const int gather = rows && G > 0, NA = gather ? 2 : G + 2;
+    const float *lab = (const float *)labels->data;
+    double invT = 1.0 / p->temperature;
+    if (!isfinite(invT)) invT = DBL_MAX;
+    int64_t LB = (int64_t)DNM_LB_BYTES / (D * (int64_t)sizeof(float)) / 42 * 42;
+    LB = LB < 42 ? 42 : LB > 882 ? 882 : LB;
+    const int64_t nblocks = (L + LB - 1) / LB;
+    int64_t IT = (N + MR - 1) / MR * MR;
+    if (IT > DNM_TTA_SIMD_IT) IT = DNM_TTA_SIMD_IT;
+    {
+        const int64_t cap = (int64_t)(DNM_TTA_PAIRS_BYTES /
+                                      ((double)nblocks * (double)(NA + 1) * sizeof(double))) /
+                            MR * MR;
+        if (IT > cap) IT = cap < MR ? MR : cap;
+    }
+    const int64_t ntiles = (N + IT - 1) / IT, total = ntiles * nblocks;
+    int64_t *bnd = (int64_t *)malloc((size_t)(NA + 1) * sizeof(int64_t));
+    float *xb = (float *)malloc((size_t)IT * (size_t)D * sizeof(float));
+    float *ap = (float *)alloc64((size_t)IT * (size_t)D * sizeof(float));
+    double *pairs = (double *)malloc((size_t)nblocks * (size_t)(NA + 1) * (size_t)IT *
+                                     sizeof(double));
+    volatile int stop = 0;
+    int64_t done = 0;
+    if (!bnd || !xb || !ap || !pairs) {
+        dnm_error_record(err, DNM_ENOMEM, -1, -1);
+        goto out;
+    }
+    bnd[0] = 0;
+    bnd[1] = C;
+    for (int64_t g = 0; g < NA - 2; g++) bnd[2 + g] = C + (g + 1) * Q;
+    bnd[NA] = L;
+    if ((double)N * (double)L * (double)D < 1e7) nt = 1;
+    if (nt > nblocks) nt = (int)nblocks;
+    if (nt < 1) nt = 1;
+
+#pragma omp parallel num_threads(nt)
+    {
+        float *lp = (float *)alloc64((size_t)LB * (size_t)D * sizeof(float));
+        float *sb = (float *)alloc64((size_t)MR * (size_t)(LB + 1) * sizeof(float));
+        float *mx = sb ? sb + MR * LB : NULL;
+        double *eb = rows ? (double *)malloc((size_t)LB * MR * sizeof(double)) : NULL;
+        double *S = (double *)malloc((size_t)NA * MR * sizeof(double));
+        const int ok = lp && sb && S && (!rows || eb);
+        if (!ok) {
+            dnm_error_record(err, DNM_ENOMEM, -1, -1);
+            stop = 1;
+        }
+        for (int64_t t = 0; t < ntiles; t++) {
+            const int64_t r0 = t * IT, r1 = r0 + IT < N ? r0 + IT : N, nr = r1 - r0;
+            const int64_t nmp = (nr + MR - 1) / MR, ld = nmp * MR;
+#pragma omp single
+            {
+                if (!stop && pack_tile(images, r0, r1, xb, ap, 1, 0, err) != DNM_OK) stop = 1;
+            }
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t b = 0; b < nblocks; b++) {
+                if (stop || !ok) continue;
+                const int64_t j0 = b * LB, w = j0 + LB < L ? LB : L - j0;
+                const int64_t np = (w + NR - 1) / NR;
+                double *pb = pairs + b * (NA + 1) * ld;
+                tta_pack_block(lab, D, col, j0, w, lp);
+                for (int64_t ip = 0; ip < nmp; ip++) {
+                    block_product(ap + ip * MR * D, lp, np, w, D, sb, mx);
+                    tta_fold(sb, mx, j0, w, bnd, NA, invT, pb + ip * MR, ld, eb);
+                    if (!rows) continue;
+                    const int64_t i1 = nr - ip * MR < MR ? nr - ip * MR : MR;
+                    for (int64_t i = 0; i < i1; i++) {
+                        double *row = rows + (r0 + ip * MR + i) * L;
+                        if (col) {
+                            for (int64_t j = 0; j < w; j++) row[col[j0 + j]] = eb[j * MR + i];
+                        } else {
+                            for (int64_t j = 0; j < w; j++) row[j0 + j] = eb[j * MR + i];
+                        }
+                    }
+                }
+                dnm_tick_done(tick, tick_ctx, &done, total, &stop, err);
+            }
+#pragma omp for schedule(static)
+            for (int64_t ip = 0; ip < nmp; ip++) {
+                if (stop || !ok) continue;
+                tta_combine(pairs + ip * MR, nblocks, NA, ld, invT, S);
+                const int64_t i1 = nr - ip * MR < MR ? nr - ip * MR : MR;
+                for (int64_t i = 0; i < i1; i++) {
+                    const int64_t r = r0 + ip * MR + i;
+                    double tot = 0.0;
+                    for (int64_t a = 0; a < NA; a++) tot += S[a * MR + i];
+                    const double inv = 1.0 / tot;
+                    if (id_mass) id_mass[r] = S[i] * inv;
+                    if (group_mass && !gather)
+                        for (int64_t g = 0; g < G; g++) group_mass[r * G + g] = S[(1 + g) * MR + i] * inv;
+                    if (!rows) continue;
+                    double *row = rows + r * L;
+                    for (int64_t b = 0; b < nblocks; b++) {
+                        const double c = pairs[b * (NA + 1) * ld + ip * MR + i] * inv;
+                        const int64_t j0 = b * LB, j1 = j0 + LB < L ? j0 + LB : L;
+                        if (col) {
+                            for (int64_t j = j0; j < j1; j++) row[col[j]] *= c;
+                        } else {
+                            for (int64_t j = j0; j < j1; j++) row[j] *= c;
+                        }
+                    }
+                    if (group_mass && gather) { /* 8 fixed lanes, as the BLAS tiles */
+                        const double *zn = row + C;
+                        for (int64_t g = 0; g < G; g++) {
+                            const int64_t *ix = p->index + g * Q;
+                            double acc[8] = {0};
+                            int64_t q = 0;
+                            for (; q + 8 <= Q; q += 8)
+                                for (int l = 0; l < 8; l++) acc[l] += zn[ix[q + l]];
+                            for (int l = 0; q < Q; q++, l++) acc[l] += zn[ix[q]];
+                            double sg = 0.0;
+                            for (int l = 0; l < 8; l++) sg += acc[l];
+                            group_mass[r * G + g] = sg;
+                        }
+                    }
+                }
+            }
+        }
+        free(lp);
+        free(sb);
+        free(eb);
+        free(S);
+    }
+out:
+    free(bnd);
+    free(xb);
+    free(ap);
+    free(pairs);
+    if (err->code == DNM_OK && tick && tick(tick_ctx, total, total)) err->code = DNM_ECANCEL;
+    return err->code;
+}

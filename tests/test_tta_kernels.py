@@ -1,0 +1,162 @@
+"""The float32 softmax rows of AdaNeg / TANL (dnm._core.softmax_rows, csrc/tta.c and
+csrc/tta_simd.h) on every kernel this CPU has: dnm's own kernel (AVX2, AVX-512) and the BLAS
+tiles agree with the float64 twin to float32 rounding, and on dnm's own kernel a row's outputs
+do not depend on its batch, the thread count or the instruction set."""
+import numpy as np
+import pytest
+
+import dnm
+from dnm import _config, _core
+from slow import tta as twin
+
+KERNELS = ["blas"] + [k for k in ("avx512", "avx2") if getattr(_core, "HAVE_" + k.upper())]
+OWN = [k for k in KERNELS if k != "blas"]
+CODE = {"blas": _core.KERNEL_BLAS, "avx512": _core.KERNEL_AVX512, "avx2": _core.KERNEL_AVX2}
+
+# float32 products, exps and sums in float64: a softmax entry moves by about |dz| / T
+# relative.  Measured worst cases against the float64 twin at T = 0.01, D = 512 (random rows
+# with cosines up to 0.9): entries 5.5e-5 on dnm's kernel (one FMA chain per logit), 3.0e-5 on
+# the BLAS tiles; ID masses 1.3e-5, group masses 4.7e-5.
+P_RTOL = 1.5e-4
+MASS_RTOL = 1e-4
+
+
+def normalize(a):
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+
+def softmax_twin(X, lab, T, C, index):
+    """float64: rows, ID mass, group masses of the softmax of the normalised rows' logits."""
+    z = twin.normalize(X) @ np.asarray(lab, np.float64).T / T
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    P = e / e.sum(axis=1, keepdims=True)
+    gm = P[:, C:][:, index].sum(axis=2) if index is not None else None
+    return P, P[:, :C].sum(axis=1), gm
+
+
+def run(X, lab, kernel, C, index=None, rows=True, nt=2, T=0.01, out=None):
+    return _core.softmax_rows(X, lab, T, nt, None, C, index, rows, out, kernel=CODE[kernel])
+
+
+def data(rng, N=300, C=40, L=2500, D=512):
+    lab = normalize(rng.standard_normal((L, D))).astype(np.float32)
+    X = rng.standard_normal((N, D)).astype(np.float32)
+    X[: N // 2] += 2.0 * lab[rng.integers(0, C, N // 2)] * np.sqrt(D) / 4
+    return X, lab, C
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_softmax_rows_match_float64_twin(rng, kernel):
+    X, lab, C = data(rng)
+    idx = dnm.make_groups(lab.shape[0] - C, 5, 0)  # drops (L - C) mod 5 columns
+    P0, a0, g0 = softmax_twin(X, lab, 0.01, C, idx)
+    P, a, g = run(X, lab, kernel, C, idx)
+    np.testing.assert_allclose(P, P0, rtol=P_RTOL, atol=0)
+    np.testing.assert_allclose(a, a0, rtol=MASS_RTOL, atol=1e-300)
+    np.testing.assert_allclose(g, g0, rtol=MASS_RTOL, atol=1e-300)
+    _, a2, g2 = run(X, lab, kernel, C, idx, rows=False)  # masses alone: the same products
+    np.testing.assert_allclose(a2, a, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(g2, g, rtol=1e-13, atol=0)
+    P3, a3, g3 = run(X, lab, kernel, C)  # no groups
+    np.testing.assert_allclose(P3, P0, rtol=P_RTOL, atol=0)
+    assert g3 is None
+
+
+def test_softmax_rows_real_geometry(clip_data):
+    lab = np.concatenate([clip_data["imagenet"][:300], clip_data["lvis"][:1500]])
+    lab = normalize(lab.astype(np.float64)).astype(np.float32)
+    rng = np.random.default_rng(5)
+    X = (normalize(lab[rng.integers(0, 300, 200)].astype(np.float64))
+         + rng.normal(size=(200, lab.shape[1])) * 2.5 / np.sqrt(lab.shape[1])).astype(np.float32)
+    idx = dnm.make_groups(lab.shape[0] - 300, 3, 1)
+    P0, a0, g0 = softmax_twin(X, lab, 0.01, 300, idx)
+    for k in KERNELS:
+        P, a, g = run(X, lab, k, 300, idx)
+        np.testing.assert_allclose(P, P0, rtol=P_RTOL, atol=0)
+        np.testing.assert_allclose(a, a0, rtol=MASS_RTOL)
+        np.testing.assert_allclose(g, g0, rtol=MASS_RTOL)
+
+
+def test_own_kernels_agree_with_blas_and_each_other(rng):
+    """The AVX2 and AVX-512 builds give the same bits (compared over every kernel this CPU
+    has) and agree with the BLAS tiles to float32 rounding."""
+    X, lab, C = data(rng, N=130, L=3000)
+    idx = dnm.make_groups(lab.shape[0] - C, 4, 2)
+    got = {k: run(X, lab, k, C, idx) for k in KERNELS}
+    for k in OWN:
+        for x, y in zip(got[k], got["blas"]):
+            np.testing.assert_allclose(x, y, rtol=2 * P_RTOL, atol=0)
+        for x, y in zip(got[k], got[OWN[0]]):
+            np.testing.assert_array_equal(x, y)
+    assert len(got) == len(KERNELS) >= 1
+
+
+@pytest.mark.parametrize("kernel", OWN or ["blas"])
+def test_own_kernel_rows_do_not_depend_on_batch_or_threads(rng, kernel):
+    """On dnm's own kernel a row's outputs depend on that row only: any slice of the batch,
+    any order of its rows and any thread count give its bits.  (On a CPU without AVX2 the
+    BLAS tiles promise the thread counts.)"""
+    X, lab, C = data(rng, N=300, L=2600)
+    idx = dnm.make_groups(lab.shape[0] - C, 3, 0)
+    full = run(X, lab, kernel, C, idx, nt=2)
+    for nt in (1, 3):
+        for x, y in zip(run(X, lab, kernel, C, idx, nt=nt), full):
+            np.testing.assert_array_equal(x, y)
+    if kernel == "blas":
+        return
+    for a, b in ((0, 1), (7, 40), (31, 300), (255, 299)):
+        for x, y in zip(run(X[a:b], lab, kernel, C, idx, nt=2), full):
+            np.testing.assert_array_equal(x, y[a:b])
+    perm = rng.permutation(len(X))
+    for x, y in zip(run(X[perm], lab, kernel, C, idx, nt=2), full):
+        np.testing.assert_array_equal(x, y[perm])
+    buf = np.full((300, lab.shape[0]), np.nan)  # the caller's buffer: every entry written
+    P, _, _ = run(X, lab, kernel, C, idx, out=buf)
+    assert P is buf
+    np.testing.assert_array_equal(buf, full[0])
+
+
+def test_repeated_group_columns(rng):
+    """Groups that use a column twice are outside dnm's own kernel's packed order: a call for
+    the masses alone runs the BLAS tiles (the same bits as asking for them); with the rows,
+    dnm's kernel sums the groups from the rows (float32 rounding of the BLAS tiles)."""
+    X, lab, C = data(rng, N=50, L=600, D=64)
+    idx = np.arange(200).reshape(4, 50)
+    idx[2, 3] = idx[0, 0]
+    want = run(X, lab, "blas", C, idx, rows=False)
+    _, _, g0 = softmax_twin(X, lab, 0.01, C, idx)
+    for k in OWN:
+        for x, y in zip(run(X, lab, k, C, idx, rows=False), want):
+            np.testing.assert_array_equal(x, y)
+        np.testing.assert_allclose(run(X, lab, k, C, idx)[2], g0, rtol=MASS_RTOL)
+
+
+def test_streams_on_every_kernel(rng):
+    """AdaNeg and TANL on float32 input: the own kernels give the same bits, and every kernel
+    stays within float32 rounding of the float64 twin on most images (a score can move more
+    where rounding flips a cache decision or a top-beta choice)."""
+    from test_tta import problem
+    t, n, u, z, X = problem(rng, C=30, M=300, K=900, D=64, N=200)
+    f = lambda a: a.astype(np.float32)  # noqa: E731
+    idx = dnm.make_groups(300, 4, 0)
+    io, no = np.random.default_rng(3).permutation(30), np.random.default_rng(4).permutation(15)
+    ref_a = twin.adaneg(f(X), f(t), f(n), idx, batch_size=32, memory_length=4, temperature=0.03)
+    ref_t = twin.tanl(f(X), f(t), f(u), f(z), io, no, batch_size=32, top=60, queue_length=25)
+    got = {}
+    for k in KERNELS:
+        with _config.float_kernel(k):
+            got[k] = (dnm.adaneg_score(f(X), f(t), f(n), batch_size=32, groups=idx,
+                                       memory_length=4, temperature=0.03),
+                      dnm.tanl_score(f(X), f(t), f(u), f(z), batch_size=32, top=60,
+                                     queue_length=25, id_order=io, noise_order=no))
+        assert np.mean(np.abs(got[k][0] - ref_a) < 1e-4) > 0.97
+        assert np.mean(np.abs(got[k][1] - ref_t) < 1e-4) > 0.97
+    for k in OWN:
+        np.testing.assert_array_equal(got[k][0], got[OWN[0]][0])
+        np.testing.assert_array_equal(got[k][1], got[OWN[0]][1])
+
+
+def test_kernel_argument_is_checked(rng):
+    X, lab, C = data(rng, N=4, L=50, D=8)
+    with pytest.raises(ValueError, match="kernel"):
+        _core.softmax_rows(X, lab, 0.01, 1, None, C, None, True, kernel=9)
