@@ -60,10 +60,10 @@ def test_records_hold_the_official_defaults():
                                     batch_size=256, top=1000, step=1, alpha=0.0, gap=0.5,
                                     queue_length=300, score_queue_length=20000)
     assert t.needs_noise and not a.needs_noise
-    # the static methods are untouched; the demo's list leaves the streaming ones out
+    # the static methods are untouched; the demo runs the streaming ones last, once each
     assert not any(methods.get(n).streaming for n in ("dnm", "neglabel", "csp", "mcm"))
     from dnm.demo import DEMO_METHODS
-    assert not set(DEMO_METHODS) & {"adaneg", "tanl"}
+    assert DEMO_METHODS[-2:] == ("adaneg", "tanl") and len(set(DEMO_METHODS)) == len(DEMO_METHODS)
 
 
 @pytest.mark.parametrize("C", [1, 7, 12, 20, 1000])
@@ -443,8 +443,10 @@ def test_dask_streams_local_cluster_equal_one_process(client, prob):
     streams = dask_streams(prob)
     for det in (adaneg_det(prob), tanl_det(prob)):
         lazy = dd.score_streams(det, streams)
-        scattered = [k for k in client.who_has() if k.startswith("NegativeLabelDetector-")]
-        assert scattered and all(len(client.who_has()[k]) == 2 for k in scattered)
+        who = client.who_has()  # one snapshot: keys come and go between two calls
+        scattered = [k for k in who if k.startswith("NegativeLabelDetector-")]
+        # this detector on both workers (an earlier one may be being released meanwhile)
+        assert any(len(who[k]) == 2 for k in scattered)
         got = dask.compute(lazy)[0]
         for k, X in streams.items():
             np.testing.assert_array_equal(got[k], det.score_samples(X))
