@@ -19,8 +19,9 @@ from __future__ import annotations
 import argparse
 import gzip
 import io
-import sys
 from pathlib import Path
+
+from .build_wordnet import write_or_check
 
 #: The files of the published lists (sorted; adjective files first).
 FILES = (
@@ -61,18 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--check", action="store_true", help="compare with the files in --out")
     args = ap.parse_args(argv)
-    files = build(args.source)
-    if args.check:
-        bad = [n for n, b in files.items() if not (args.out / n).is_file() or (args.out / n).read_bytes() != b]
-        for n in bad:
-            print(f"differs: {n}", file=sys.stderr)
-        print(f"{len(files) - len(bad)}/{len(files)} files identical")
-        return 1 if bad else 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        (args.out / name).write_bytes(data)
-    print(f"wrote {len(files)} files, {sum(len(b) for b in files.values())} bytes, to {args.out}")
-    return 0
+    return write_or_check(build(args.source), args.out, args.check)
 
 
 if __name__ == "__main__":

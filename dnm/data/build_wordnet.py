@@ -96,18 +96,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--check", action="store_true", help="compare with the files in --out")
     args = ap.parse_args(argv)
-    files = build(args.wordnet_dir)
-    if args.check:
-        bad = [n for n, b in files.items() if not (args.out / n).is_file() or (args.out / n).read_bytes() != b]
+    return write_or_check(build(args.wordnet_dir), args.out, args.check)
+
+
+def write_or_check(files: dict, out: Path, check: bool) -> int:
+    """Write the built ``files`` (name -> bytes) to ``out``, or with ``check`` compare them
+    with the files there; the exit status (1: some file differs)."""
+    if check:
+        bad = [n for n, b in files.items() if not (out / n).is_file() or (out / n).read_bytes() != b]
         for n in bad:
             print(f"differs: {n}", file=sys.stderr)
         print(f"{len(files) - len(bad)}/{len(files)} files identical")
         return 1 if bad else 0
-    args.out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
-        (args.out / name).write_bytes(data)
+        (out / name).write_bytes(data)
     total = sum(len(b) for b in files.values())
-    print(f"wrote {len(files)} files, {total} bytes, to {args.out}")
+    print(f"wrote {len(files)} files, {total} bytes, to {out}")
     return 0
 
 
