@@ -254,6 +254,20 @@ void dnm_tick_check(dnm_tick_fn tick, void *ctx, int64_t *done, int64_t total,
     }
 }
 
+void dnm_error_set(dnm_error *err, int code, int which, int64_t row, int64_t col, double value)
+{
+    err->code = code;
+    err->which = which;
+    err->row = row;
+    err->col = col;
+    err->value = value;
+}
+
+void dnm_error_reset(dnm_error *err)
+{
+    dnm_error_set(err, DNM_OK, -1, -1, -1, 0.0);
+}
+
 void dnm_error_record(dnm_error *err, int code, int which, int64_t row)
 {
 #pragma omp critical(dnm_error_record)

@@ -43,6 +43,11 @@ typedef struct {
  * reported is the first bad one whatever the schedule.  which/row may be -1. */
 void dnm_error_record(dnm_error *err, int code, int which, int64_t row);
 
+/* Set every field of err (single-threaded code); dnm_error_reset clears it to
+ * DNM_OK with no row, column or input. */
+void dnm_error_set(dnm_error *err, int code, int which, int64_t row, int64_t col, double value);
+void dnm_error_reset(dnm_error *err);
+
 /* Progress / cancellation callback: called by the calling thread only, between
  * tiles, with work done so far and total.  A nonzero return stops the kernel
  * with DNM_ECANCEL.  May be NULL. */

@@ -33,15 +33,6 @@ const int dnm_knn_tile = DNM_KNN_TILE;
 #define DNM_MCLONES
 #endif
 
-static void set_err(dnm_error *err, int code, int which, int64_t row, int64_t col, double value)
-{
-    err->code = code;
-    err->which = which;
-    err->row = row;
-    err->col = col;
-    err->value = value;
-}
-
 /* ---- float instance ---- */
 #define REAL float
 #define SUF f
@@ -68,27 +59,22 @@ static void set_err(dnm_error *err, int code, int which, int64_t row, int64_t co
 #undef PACK
 #undef IS_FLOAT
 
-static void clear_err(dnm_error *err)
-{
-    set_err(err, DNM_OK, -1, -1, -1, 0.0);
-}
-
 int dnm_knn_log_distance_rows(const dnm_matrix *x, int64_t k, int64_t row_start,
                               int64_t row_stop, double *rho, int kernel, int nthreads,
                               dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
 {
-    clear_err(err);
+    dnm_error_reset(err);
     if (x->rows < 1 || x->cols < 1 || k < 0 || k >= x->rows) {
-        set_err(err, DNM_EDOMAIN, 0, -1, -1, (double)k);
+        dnm_error_set(err, DNM_EDOMAIN, 0, -1, -1, (double)k);
         return DNM_EDOMAIN;
     }
     if (row_start < 0 || row_start >= row_stop || row_stop > x->rows) {
-        set_err(err, DNM_EDOMAIN, 0, row_start, row_stop, (double)k);
+        dnm_error_set(err, DNM_EDOMAIN, 0, row_start, row_stop, (double)k);
         return DNM_EDOMAIN;
     }
     const int kr = x->dtype == DNM_F64 ? DNM_KERNEL_BLAS : dnm_kernel_resolve(kernel);
     if (kr < 0) {
-        set_err(err, DNM_EDOMAIN, -1, -1, -1, (double)kernel);
+        dnm_error_set(err, DNM_EDOMAIN, -1, -1, -1, (double)kernel);
         return DNM_EDOMAIN;
     }
     int nt = dnm_threads_begin(nthreads);
@@ -110,16 +96,16 @@ int dnm_neglabel_closeness(const dnm_matrix *id, const dnm_matrix *cand, double 
                            double max_cut, double *out, int kernel, int nthreads,
                            dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
 {
-    clear_err(err);
+    dnm_error_reset(err);
     if (id->rows < 1 || cand->rows < 1 || id->cols < 1 || id->cols != cand->cols ||
         !(percentile >= 0.0 && percentile <= 1.0)) {
-        set_err(err, DNM_EDOMAIN, -1, -1, -1, percentile);
+        dnm_error_set(err, DNM_EDOMAIN, -1, -1, -1, percentile);
         return DNM_EDOMAIN;
     }
     int use_double = id->dtype == DNM_F64 || cand->dtype == DNM_F64;
     const int kr = use_double ? DNM_KERNEL_BLAS : dnm_kernel_resolve(kernel);
     if (kr < 0) {
-        set_err(err, DNM_EDOMAIN, -1, -1, -1, (double)kernel);
+        dnm_error_set(err, DNM_EDOMAIN, -1, -1, -1, (double)kernel);
         return DNM_EDOMAIN;
     }
     int nt = dnm_threads_begin(nthreads);

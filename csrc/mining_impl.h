@@ -120,40 +120,26 @@ static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, int64_t lo, int64_
     volatile int stop = 0;
     int64_t done = 0;
     if (!r || !inv || !thr || !hsize || !heap || !pi || !locks) {
-        set_err(err, DNM_ENOMEM, 0, -1, -1, 0.0);
+        dnm_error_set(err, DNM_ENOMEM, 0, -1, -1, 0.0);
         goto out;
     }
 
-    /* 1. norms (double, scaled) and NaN/Inf detection, in parallel */
-    {
-        int64_t bad_row = N;
-        int bad_code = DNM_OK;
+    /* 1. norms (double, scaled) and NaN/Inf detection, in parallel (the first bad
+     * row wins, whatever the schedule: dnm_error_record) */
 #pragma omp parallel num_threads(nt)
-        {
-            REAL *scratch = (REAL *)malloc((size_t)T * (size_t)D * sizeof(REAL));
+    {
+        REAL *scratch = (REAL *)malloc((size_t)T * (size_t)D * sizeof(REAL));
+        if (!scratch) dnm_error_record(err, DNM_ENOMEM, -1, -1);
 #pragma omp for schedule(static)
-            for (int64_t t = 0; t < NT; t++) {
-                const int64_t r0 = t * T, r1 = r0 + T < N ? r0 + T : N;
-                int64_t bad = -1;
-                int prc = scratch ? PACK(x, r0, r1, scratch, D, 0, r + r0, &bad) : DNM_ENOMEM;
-                if (prc != DNM_OK) {
-#pragma omp critical(dnm_mining_err)
-                    if (prc == DNM_ENOMEM) {
-                        bad_code = DNM_ENOMEM;
-                        bad_row = -1;
-                    } else if (bad_code != DNM_ENOMEM && bad < bad_row) {
-                        bad_row = bad;
-                        bad_code = prc;
-                    }
-                }
-            }
-            free(scratch);
+        for (int64_t t = 0; t < NT; t++) {
+            const int64_t r0 = t * T, r1 = r0 + T < N ? r0 + T : N;
+            int64_t bad = -1;
+            int prc = scratch ? PACK(x, r0, r1, scratch, D, 0, r + r0, &bad) : DNM_OK;
+            if (prc != DNM_OK) dnm_error_record(err, prc, prc == DNM_ENOMEM ? -1 : 0, bad);
         }
-        if (bad_code != DNM_OK) {
-            set_err(err, bad_code, 0, bad_row, -1, 0.0);
-            goto out;
-        }
+        free(scratch);
     }
+    if (err->code != DNM_OK) goto out;
 
     /* 2. the guards on the norms (see mining.h) */
     {
@@ -167,15 +153,15 @@ static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, int64_t lo, int64_
             if (r[i] <= 1.0 && le1 < 0) le1 = i;
         }
         if (zero >= 0) {
-            set_err(err, DNM_EZERO, 0, zero, -1, 0.0);
+            dnm_error_set(err, DNM_EZERO, 0, zero, -1, 0.0);
             goto out;
         }
         if (maxdev <= DNM_KNN_UNIT_TOL) {
-            set_err(err, DNM_EDOMAIN, 0, -1, DNM_KNN_UNIT_NORM, maxdev);
+            dnm_error_set(err, DNM_EDOMAIN, 0, -1, DNM_KNN_UNIT_NORM, maxdev);
             goto out;
         }
         if (le1 >= 0) {
-            set_err(err, DNM_EDOMAIN, 0, le1, DNM_KNN_NORM_LE1, r[le1]);
+            dnm_error_set(err, DNM_EDOMAIN, 0, le1, DNM_KNN_NORM_LE1, r[le1]);
             goto out;
         }
 
@@ -211,7 +197,7 @@ static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, int64_t lo, int64_
             } else {
                 X = (REAL *)malloc((size_t)N * (size_t)D * es);
                 if (!X) {
-                    set_err(err, DNM_ENOMEM, 0, -1, -1, 0.0);
+                    dnm_error_set(err, DNM_ENOMEM, 0, -1, -1, 0.0);
                     goto out;
                 }
     #pragma omp parallel for num_threads(nt) schedule(static)
@@ -305,7 +291,7 @@ static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, int64_t lo, int64_
             rho[i] = s / (double)K1;
         }
         if (bad_row < R) {
-            set_err(err, DNM_EDOMAIN, 0, lo + bad_row, DNM_KNN_DIST_LE0, bad_val);
+            dnm_error_set(err, DNM_EDOMAIN, 0, lo + bad_row, DNM_KNN_DIST_LE0, bad_val);
             goto out;
         }
     }
@@ -353,29 +339,18 @@ static int DNM_MCAT(closeness, SUF)(const dnm_matrix *id, const dnm_matrix *cand
 
     REAL *L = (REAL *)malloc((size_t)C * (size_t)D * sizeof(REAL));
     if (!L) {
-        set_err(err, DNM_ENOMEM, -1, -1, -1, 0.0);
+        dnm_error_set(err, DNM_ENOMEM, -1, -1, -1, 0.0);
         return DNM_ENOMEM;
     }
-    {
-        int64_t bad_row = C;
-        int bad_code = DNM_OK;
 #pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t i = 0; i < C; i++) {
-            int64_t bad = -1;
-            int prc = PACK(id, i, i + 1, L + i * D, D, 1, NULL, &bad);
-            if (prc != DNM_OK) {
-#pragma omp critical(dnm_mining_err)
-                if (prc == DNM_ENOMEM || (bad_code != DNM_ENOMEM && i < bad_row)) {
-                    bad_row = prc == DNM_ENOMEM ? -1 : i;
-                    bad_code = prc;
-                }
-            }
-        }
-        if (bad_code != DNM_OK) {
-            set_err(err, bad_code, 0, bad_row, -1, 0.0);
-            free(L);
-            return bad_code;
-        }
+    for (int64_t i = 0; i < C; i++) {
+        int64_t bad = -1;
+        int prc = PACK(id, i, i + 1, L + i * D, D, 1, NULL, &bad);
+        if (prc != DNM_OK) dnm_error_record(err, prc, prc == DNM_ENOMEM ? -1 : 0, bad);
+    }
+    if (err->code != DNM_OK) {
+        free(L);
+        return err->code;
     }
 
 #pragma omp parallel num_threads(nt)

@@ -158,20 +158,13 @@ int dnm_score_close(const dnm_score_params *p, int64_t floored, dnm_tick_fn tick
 #define FOLD_ROW dnm_fold_row_d
 #include "score_impl.h"
 
-static void reset_error(dnm_error *err)
-{
-    err->code = DNM_OK;
-    err->row = err->col = -1;
-    err->which = -1;
-}
-
 int dnm_score(const dnm_matrix *images, const dnm_matrix *id, const dnm_matrix *neg,
               const dnm_score_params *p, double *out, int64_t *n_floored, int nthreads,
               dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
 {
     int use_double = images->dtype == DNM_F64 || id->dtype == DNM_F64 ||
                      (neg && p->groups > 0 && neg->dtype == DNM_F64);
-    reset_error(err);
+    dnm_error_reset(err);
     *n_floored = 0;
     const int k = use_double ? DNM_KERNEL_BLAS : dnm_kernel_resolve(p->kernel);
     if (k < 0) {
@@ -211,7 +204,7 @@ int dnm_kernel_nr(int resolved)
 int dnm_pack_labels(const dnm_matrix *id, const dnm_matrix *neg, const dnm_score_params *p,
                     float *out, int nthreads, dnm_error *err)
 {
-    reset_error(err);
+    dnm_error_reset(err);
     const int k = dnm_kernel_resolve(p->kernel);
     if (k != DNM_KERNEL_AVX512 && k != DNM_KERNEL_AVX2) {
         err->code = DNM_EDOMAIN;
