@@ -390,6 +390,14 @@ static PyObject *py_knn_log_distance(PyObject *self, PyObject *args, PyObject *k
                      "norms of about 6-15), not normalised or rescaled rows",
                      (long long)err.row, err.value);
             PyErr_SetString(PyExc_ValueError, msg);
+        } else if (rc == DNM_EDOMAIN && err.col == DNM_KNN_DIST_INF) {
+            snprintf(msg, sizeof msg,
+                     "raw_candidates: row %lld has only %lld of its k+1 distances d_ij = r_i + "
+                     "r_j - 2*cos_ij representable as float64 numbers (the norms are so close "
+                     "to the float64 limit that r_i + r_j overflows); rescale the embeddings "
+                     "(the DNM rule is not scale-invariant, so by a known factor)",
+                     (long long)err.row, (long long)err.value);
+            PyErr_SetString(PyExc_ValueError, msg);
         } else if (rc == DNM_EDOMAIN && err.col == DNM_KNN_DIST_LE0) {
             snprintf(msg, sizeof msg,
                      "raw_candidates: row %lld has a distance d_ij = r_i + r_j - 2*cos_ij = "

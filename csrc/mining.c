@@ -24,6 +24,9 @@
 /* Raw float rows are multiplied as they are (no normalised copy) unless some
  * norm exceeds this, where float products could overflow. */
 #define DNM_RAW_FLOAT_MAXNORM 1e15
+/* The same for double: above it a raw product r_i r_j cos_ij could overflow (and
+ * 1/(r_i r_j) underflow), so the rows are normalised in the copy. */
+#define DNM_RAW_DOUBLE_MAXNORM 1e150
 
 const int dnm_knn_tile = DNM_KNN_TILE;
 

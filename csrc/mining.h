@@ -37,8 +37,11 @@
  *   DNM_KNN_NORM_LE1:  row err->row has norm err->value <= 1, so
  *                      d_ii = 2 r_i - 2 <= 0.
  *   DNM_KNN_DIST_LE0:  row err->row has a distance err->value <= 0 among its
- *                      k+1 smallest (i.e. its smallest distance is <= 0). */
-enum { DNM_KNN_UNIT_NORM = -2, DNM_KNN_NORM_LE1 = -3, DNM_KNN_DIST_LE0 = -4 };
+ *                      k+1 smallest (i.e. its smallest distance is <= 0).
+ *   DNM_KNN_DIST_INF:  row err->row has only err->value finite distances (fewer
+ *                      than k+1): r_i + r_j overflows float64 (norms near DBL_MAX). */
+enum { DNM_KNN_UNIT_NORM = -2, DNM_KNN_NORM_LE1 = -3, DNM_KNN_DIST_LE0 = -4,
+       DNM_KNN_DIST_INF = -5 };
 #define DNM_KNN_UNIT_TOL 1e-3
 
 int dnm_knn_log_distance(const dnm_matrix *x, int64_t k, double *rho, int kernel, int nthreads,

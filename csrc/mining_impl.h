@@ -167,7 +167,7 @@ static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, int64_t lo, int64_
 
         /* raw rows with cos = s_ij / (r_i r_j); for float, rows with huge norms
          * are normalised instead (inv = 1), where float products could overflow */
-        const int normalize = IS_FLOAT && rmax > DNM_RAW_FLOAT_MAXNORM;
+        const int normalize = rmax > (IS_FLOAT ? DNM_RAW_FLOAT_MAXNORM : DNM_RAW_DOUBLE_MAXNORM);
         for (int64_t i = 0; i < N; i++) inv[i] = normalize ? 1.0 : 1.0 / r[i];
         for (int64_t i = 0; i < R; i++) thr[i] = INFINITY;
 #if IS_FLOAT
@@ -272,16 +272,23 @@ static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, int64_t lo, int64_
     {
         int64_t bad_row = R;
         double bad_val = 0.0;
+        int bad_kind = DNM_KNN_DIST_LE0;
 #pragma omp parallel for num_threads(nt) schedule(static)
         for (int64_t i = 0; i < R; i++) {
             double *h = heap + i * 2 * K1;
-            if (hsize[i] > K1) nth_element(h, hsize[i], K1 - 1);
-            sort_small(h, K1);
-            if (!(h[0] > 0.0)) {
+            /* a distance that is not a finite double (r_i + r_j overflows) never enters a
+             * buffer: a row with fewer than k+1 is refused, never read past its count */
+            const int filled = hsize[i] >= K1;
+            if (filled) {
+                if (hsize[i] > K1) nth_element(h, hsize[i], K1 - 1);
+                sort_small(h, K1);
+            }
+            if (!filled || !(h[0] > 0.0)) {
 #pragma omp critical(dnm_mining_err)
                 if (i < bad_row) {
                     bad_row = i;
-                    bad_val = h[0];
+                    bad_val = filled ? h[0] : (double)hsize[i];
+                    bad_kind = filled ? DNM_KNN_DIST_LE0 : DNM_KNN_DIST_INF;
                 }
                 rho[i] = NAN;
                 continue;
@@ -291,7 +298,7 @@ static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, int64_t lo, int64_
             rho[i] = s / (double)K1;
         }
         if (bad_row < R) {
-            dnm_error_set(err, DNM_EDOMAIN, 0, lo + bad_row, DNM_KNN_DIST_LE0, bad_val);
+            dnm_error_set(err, DNM_EDOMAIN, 0, lo + bad_row, bad_kind, bad_val);
             goto out;
         }
     }

@@ -276,3 +276,43 @@ def test_peak_memory_does_not_grow_with_the_number_of_groups(dtype):
     grown, finite = out.stdout.split()
     assert finite == "True"
     assert int(grown) < 64 * 2**20, f"peak RSS grew by {int(grown) / 2**20:.0f} MiB"
+
+
+# ---- kNN with extreme float64 norms (issue 18, item 2) --------------------------------------
+
+def _knn_twin_scaled(x, k):
+    """The kNN rule in float64 with norms computed scaled (x / amax), so that rows with norms
+    near the float64 limit still give their true, finite distances."""
+    x = np.asarray(x, np.float64)
+    amax = np.abs(x).max(axis=1, keepdims=True)
+    ns = np.linalg.norm(x / amax, axis=1)
+    r = amax[:, 0] * ns
+    xn = (x / amax) / ns[:, None]
+    d = r[:, None] + r[None, :] - 2.0 * (xn @ xn.T)
+    return np.log(np.sort(d, axis=1)[:, :k + 1]).mean(axis=1)
+
+
+@pytest.mark.parametrize("scale", [1e160, 1e200, 1e300])
+def test_knn_extreme_float64_norms_are_exact_and_repeatable(scale):
+    """Norms of 1e160..1e300: raw products overflow and 1/(r_i r_j) underflows, which used to
+    drop distances and read buffer slots never written (a different answer on each call)."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((300, 16)) * np.exp(rng.uniform(0, 1, (300, 1))) * scale
+    ref = _knn_twin_scaled(x, 5)
+    got = [dnm.knn_log_distance(x, 5, num_threads=nt) for nt in (1, 2, 2)]
+    np.testing.assert_allclose(got[0], ref, rtol=1e-12)
+    for g in got[1:]:
+        np.testing.assert_array_equal(g, got[0])
+    np.testing.assert_array_equal(dnm.knn_log_distance(x, 5, rows=(17, 230)), got[0][17:230])
+
+
+def test_knn_distances_beyond_float64_are_one_clear_error():
+    """Where r_i + r_j itself overflows, the distance is not representable: one ValueError
+    naming the row and the cause, the same on every call."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((50, 8))
+    x *= 0.9e308 / np.abs(x).max(axis=1, keepdims=True)
+    for _ in range(3):
+        with pytest.raises(ValueError, match=r"raw_candidates: row 0 has only 0 of its k\+1 "
+                                             r"distances .* overflows"):
+            dnm.knn_log_distance(x, 3)
