@@ -12,7 +12,7 @@ import pytest
 
 from dnm import corpus
 from dnm.data import build_published
-from tests.slow import corpus as slow
+from slow import corpus as slow
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 REF = SHARED / "reference-corpus"
