@@ -72,7 +72,7 @@ sanitize: $(VPY)
 	DNM_SANITIZE=1 $(VPY) setup.py -q build --build-lib build/sanitize --build-temp build/sanitize-tmp
 	cd build/sanitize && \
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1:allocator_may_return_null=1 \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  DNM_EXPECT_CORE=$(SAN_LIB) \
 	  $(abspath $(VPY)) -m pytest -c $(abspath pyproject.toml) --rootdir $(abspath .) -p no:cacheprovider -q $(SANITIZE_TESTS)
