@@ -195,3 +195,14 @@ def test_split_key_prefers_an_existing_file(tmp_path):
     p = tmp_path / "odd.npz:name"
     p.write_bytes(b"")
     assert D.split_key(str(p)) == (str(p), None)
+
+
+def test_a_malformed_pickle_is_one_dump_error(tmp_path):
+    """torch's weights-only reader fails on a malformed pickle with whatever error its stack
+    machine hits (here IndexError: SETITEM on an empty stack): always one DumpError."""
+    from dnm import dumps
+
+    p = tmp_path / "bad.pt"
+    p.write_bytes(b"\x80\x02s.")
+    with pytest.raises(dumps.DumpError, match=r"bad\.pt: not a readable torch file"):
+        dumps.read_array(p)
