@@ -2,6 +2,8 @@
 
 Subcommands::
 
+    dnm corpus    a candidate pool by name (preset, ID class-name set, WordNet filters)
+                  -> phrases (.txt / .json) and the adjective mask (.npy) for 'dnm mine'
     dnm mine      select negative labels from candidate embeddings (.npy/.npz)
                   -> indices (.npy / .csv / .json) and/or a detector file (.npz)
     dnm score     score image embeddings with a detector file, or with ID labels
@@ -40,6 +42,97 @@ __all__ = ["main", "build_parser"]
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's usage errors -> one line, status 2
         raise _io.UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# ---------------------------------------------------------------------------------------------
+# dnm corpus
+# ---------------------------------------------------------------------------------------------
+
+def _id_names(spec):
+    """``--id-names``: a shipped class-name set's name, or a text file of names (one a line)."""
+    from . import corpus as _corpus
+
+    if os.path.isfile(spec):
+        with open(spec, encoding="utf-8") as f:
+            names = [ln.strip() for ln in f if ln.strip()]
+        if not names:
+            raise _io.UsageError(f"--id-names: {spec} holds no names")
+        return names, None
+    try:
+        return _corpus.class_names(spec), spec
+    except ValueError:
+        raise _io.UsageError(f"--id-names: {spec!r} is neither a file nor a shipped class-name "
+                             f"set ({', '.join(_corpus.CLASS_NAME_SETS)})") from None
+
+
+def cmd_corpus(args):
+    from . import corpus as _corpus
+
+    o = _io.Outputs([args.id_names])
+    kinds = [o.check(p, ("txt", "json"), "--out") for p in (args.out or [])]
+    if args.mask:
+        o.check(args.mask, ("npy",), "--mask")
+    if not args.out and not args.mask:
+        raise _io.UsageError("nothing to write: give --out FILE (.txt/.json) and/or --mask FILE.npy")
+    if args.prompts:
+        ts = _corpus.template_set(args.preset)
+        if len(ts.nouns) != 1 or len(ts.adjectives) != 1:
+            raise _io.UsageError(f"--prompts: the {args.preset} preset encodes every phrase under "
+                                 f"{len(ts.nouns)} noun / {len(ts.adjectives)} adjective templates "
+                                 "(an ensemble); write the phrases and use dnm.corpus.encode")
+    names, set_name = _id_names(args.id_names) if args.id_names else (None, None)
+    if args.exclude_synonyms and names is None:
+        raise _io.UsageError("--exclude-synonyms needs --id-names")
+    hyp = args.exclude_hyponyms
+    if hyp == "id":
+        if set_name is None:
+            raise _io.UsageError("--exclude-hyponyms without a value needs --id-names naming a "
+                                 "shipped class-name set with WordNet ids (e.g. imagenet)")
+        hyp = set_name
+    elif hyp is not None and "," in hyp:
+        hyp = [h.strip() for h in hyp.split(",") if h.strip()]
+    try:
+        c = _corpus.load(args.preset, source=args.source, seed=args.seed)
+    except (TypeError, ValueError, FileNotFoundError) as e:
+        raise _io.UsageError(f"--preset/--source: {e}") from None
+    steps = [(f"{args.preset} preset", len(c))]
+    if names is not None:
+        c = c.exclude(names, synonyms=False)
+        steps.append(("ID names", len(c)))
+        if args.exclude_synonyms:
+            c = c.exclude(names, synonyms=True)
+            steps.append(("their WordNet synonyms", len(c)))
+    if hyp is not None:
+        try:
+            c = c.exclude_hyponyms(hyp)
+        except (TypeError, ValueError) as e:
+            raise _io.UsageError(f"--exclude-hyponyms: {str(e).split(': ', 1)[-1]}") from None
+        steps.append(("WordNet hyponyms", len(c)))
+    if args.exclude_proper_nouns:
+        c = c.exclude_proper_nouns()
+        steps.append(("proper nouns", len(c)))
+    if len(c) == 0:
+        raise _io.UsageError("every phrase was excluded")
+    lines = c.prompts() if args.prompts else list(c.phrases)
+    for path, kind in zip(map(o.temp, args.out or []), kinds):
+        if kind == "txt":
+            with open(path, "w", encoding="utf-8") as f:
+                f.writelines(line + "\n" for line in lines)
+        else:
+            _io.write_json(path, {"preset": args.preset, "id_names": args.id_names,
+                                  "steps": [{"step": k, "remaining": v} for k, v in steps],
+                                  "phrases": list(c.phrases),
+                                  "prompts": c.prompts() if args.prompts else None,
+                                  "is_adjective": c.is_adjective.tolist(),
+                                  "lexname": list(c.lexname)})
+    if args.mask:
+        np.save(o.temp(args.mask), np.asarray(c.is_adjective, dtype=bool))
+    o.commit()
+    report = "; ".join(f"{k}: -{prev - v}" for (_, prev), (k, v) in zip(steps, steps[1:]))
+    _io.say(args, f"dnm corpus: {steps[0][0]} {steps[0][1]} phrases"
+            + (f"; {report}" if report else "")
+            + f"; {len(c)} left ({c.n_nouns} nouns, {c.n_adjectives} adjectives); wrote "
+            + ", ".join((args.out or []) + ([args.mask] if args.mask else [])))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,6 +596,39 @@ def build_parser():
                        help="threads of the C kernels (default: dnm's global setting)")
         p.add_argument("-q", "--quiet", action="store_true",
                        help="no progress bars or status messages")
+
+    # corpus
+    from . import corpus as _corpus
+
+    p = sub.add_parser("corpus", help="a candidate pool by name, with the WordNet filters",
+                       description="Write a corpus preset's phrases (or prompts) and its "
+                       "adjective mask, after excluding ID class names (a shipped set's name "
+                       "or a file), their synonyms, WordNet hyponyms of ID classes and proper "
+                       "nouns; prints how many phrases each step drops.")
+    p.add_argument("--preset", choices=tuple(_corpus.PRESETS), default="dnm",
+                   help="the word-list preset (dnm)")
+    p.add_argument("--source", choices=_corpus.SOURCES, default=None,
+                   help="published (default: the papers' lists) or wordnet (WordNet 3.0)")
+    p.add_argument("--seed", type=_io.seed_arg, default=0, help="csp: the conjugation seed (0)")
+    p.add_argument("--id-names", metavar="SET|FILE.txt",
+                   help="ID class names to drop: a shipped set (" + ", ".join(
+                       _corpus.CLASS_NAME_SETS) + ") or a file, one name a line")
+    p.add_argument("--exclude-synonyms", action="store_true",
+                   help="also drop the WordNet synonyms of the ID names")
+    p.add_argument("--exclude-hyponyms", nargs="?", const="id", metavar="SET|SYNSETS",
+                   help="drop nouns naming a WordNet synset at or below the ID classes (no "
+                        "value: the --id-names set's WordNet ids), a set's name or "
+                        "comma-separated synsets (n02084071,dog.n.01)")
+    p.add_argument("--exclude-proper-nouns", action="store_true",
+                   help="drop nouns WordNet knows only as proper nouns (instances)")
+    p.add_argument("--prompts", action="store_true",
+                   help="write the prompts (the preset's templates) instead of the phrases")
+    p.add_argument("--out", "-o", action="append", metavar="FILE",
+                   help="phrases, one a line (.txt) or with the mask and steps (.json)")
+    p.add_argument("--mask", metavar="MASK.npy", help="the (N,) is_adjective mask, for "
+                   "'dnm mine --is-adjective'")
+    p.add_argument("-q", "--quiet", action="store_true", help="no status message")
+    p.set_defaults(func=cmd_corpus)
 
     # mine
     p = sub.add_parser("mine", help="select negative labels from candidate embeddings",

@@ -63,6 +63,7 @@ __all__ = [
     "ENSEMBLE_RULES",
     "TemplateSet",
     "class_names",
+    "class_wnids",
     "encode",
     "format_prompts",
     "from_file",
@@ -249,6 +250,43 @@ def class_names(name: str) -> list[str]:
         raise ValueError(f"name: unknown class-name set {name!r}; the shipped sets are: "
                          f"{', '.join(CLASS_NAME_SETS)}")
     return list(_class_names(key))
+
+
+_CLASS_WNID_FILES = {"imagenet": "imagenet_wnids.txt"}
+
+
+@lru_cache(maxsize=None)
+def _class_wnids(key: str) -> tuple[str, ...]:
+    path = Path(__file__).resolve().parent / "data" / "classnames" / _CLASS_WNID_FILES[key]
+    return tuple(path.read_text(encoding="utf-8").split())
+
+
+def class_wnids(name: str) -> list[str]:
+    """The WordNet ids of a class-name set, in its label index order (``"imagenet"``: the
+    1,000 ImageNet-1k ids ``n01440764`` ... ``n15075141``, sorted, as the dataset orders them)."""
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a class-name set name (str), got {type(name).__name__}")
+    key = _CLASS_NAME_ALIASES.get(name.lower(), name.lower())
+    if key not in _CLASS_WNID_FILES:
+        known = ", ".join(_CLASS_WNID_FILES)
+        raise ValueError(f"name: the class-name set {name!r} has no shipped WordNet ids "
+                         f"(sets with ids: {known})")
+    return list(_class_wnids(key))
+
+
+def _class_or_synsets(of):
+    """A class-set name (str without a WordNet form) -> its wnids; otherwise ``of`` unchanged."""
+    if isinstance(of, str):
+        from .wordnet import _NAME, _WNID
+
+        if not (_WNID.match(of.strip()) or _NAME.match(of.strip())):
+            key = _CLASS_NAME_ALIASES.get(of.lower(), of.lower())
+            if key not in _CLASS_WNID_FILES:
+                raise ValueError(f"of: {of!r} is neither a WordNet noun synset ('n02084071', "
+                                 "'dog.n.01') nor a class-name set with WordNet ids ("
+                                 f"{', '.join(_CLASS_WNID_FILES)})")
+            return class_wnids(key)
+    return of
 
 
 # --------------------------------------------------------------------------------------------
@@ -455,6 +493,50 @@ class Corpus:
         """
         return self[_keep(self.phrases, names, synonyms)]
 
+    def exclude_hyponyms(self, of, *, synsets=None, include_self: bool = True) -> "Corpus":
+        """Drop the nouns that name a WordNet synset at or below the synsets ``of``.
+
+        ``of``: WordNet synset references (``"n02084071"``, ``"dog.n.01"``, offsets) or the name
+        of a shipped class-name set with WordNet ids (``"imagenet"``: its 1,000 classes).  The
+        subcategories of an ID class (hyponyms and instances, at every depth, and with
+        ``include_self`` the classes themselves) are false negatives.  Without ``synsets`` a noun
+        is dropped when any WordNet noun sense of it is such a synset (lemma match, the shipped
+        WordNet 3.0 graph); with ``synsets`` (one reference or None per phrase, e.g. LVIS's
+        column) a phrase is dropped when its own synset is.  Adjectives are kept.
+        """
+        from . import wordnet
+
+        rows = wordnet._rows(_class_or_synsets(of), "of")
+        below = wordnet._closure(rows, bool(include_self))
+        nouns = ~self.is_adjective
+        if synsets is None:
+            g = wordnet._graph()
+            hit = np.zeros(len(self), dtype=bool)
+            for i in np.flatnonzero(nouns).tolist():
+                senses = g.by_lemma.get(_norm(self.phrases[i]), ())
+                hit[i] = any(below[r] for r in senses)
+        else:
+            srows, known = wordnet._row_mask_of(synsets, len(self), "synsets")
+            hit = known & below[np.where(known, srows, 0)] & nouns
+        return self[~hit]
+
+    def exclude_proper_nouns(self, *, rule: str = "all") -> "Corpus":
+        """Drop the nouns that WordNet knows only as proper nouns (instance synsets: cities,
+        people, rivers).  ``rule="all"`` (default) drops a noun when every noun sense of it is an
+        instance (``mercury``, also an element, stays); ``"any"`` when one sense is.  Phrases
+        WordNet does not know, and adjectives, are kept."""
+        from . import wordnet
+
+        if rule not in ("all", "any"):
+            raise ValueError(f"rule: expected 'all' or 'any', got {rule!r}")
+        g = wordnet._graph()
+        pick = all if rule == "all" else any
+        hit = np.zeros(len(self), dtype=bool)
+        for i in np.flatnonzero(~self.is_adjective).tolist():
+            senses = g.by_lemma.get(_norm(self.phrases[i]))
+            hit[i] = bool(senses) and pick(g.is_instance[r] for r in senses)
+        return self[~hit]
+
     def templates(self) -> "TemplateSet":
         """The corpus's prompt ensemble (:attr:`template_set`, default ``"neglabel"``)."""
         return template_set(self.template_set or "neglabel")
@@ -531,6 +613,8 @@ def load(
     lemmas: str = "head",
     exclude: Iterable[str] | None = None,
     exclude_synonyms: bool = False,
+    exclude_hyponyms_of=None,
+    exclude_proper_nouns: bool = False,
     lowercase: bool = True,
     seed: int = 0,
     conjugated: bool | None = None,
@@ -544,6 +628,10 @@ def load(
     globally keeping the first occurrence.  ``exclude`` drops phrases equal to those names
     (e.g. the ID class names; case- and underscore-insensitive) and, with
     ``exclude_synonyms=True``, their WordNet synonyms.
+
+    ``exclude_hyponyms_of`` (WordNet synsets or a class-name set with ids, e.g.
+    ``"imagenet"``) applies :meth:`Corpus.exclude_hyponyms`, ``exclude_proper_nouns=True``
+    :meth:`Corpus.exclude_proper_nouns`: the WordNet filters against false negatives.
 
     ``conjugated`` (default: True for ``csp`` only) turns the adjectives into CSP's
     conjugated phrases with :func:`conjugate` and ``seed``; the draws are made over all
@@ -574,6 +662,15 @@ def load(
     corpus = Corpus(phrases, np.array(mask, dtype=bool), lex,
                     None if files is not None else str(preset).lower())
     keep = None if exclude is None else _keep(corpus.phrases, exclude, exclude_synonyms)
+    if exclude_hyponyms_of is not None or exclude_proper_nouns:
+        graph_keep = corpus
+        if exclude_hyponyms_of is not None:
+            graph_keep = graph_keep.exclude_hyponyms(exclude_hyponyms_of)
+        if exclude_proper_nouns:
+            graph_keep = graph_keep.exclude_proper_nouns()
+        kept = set(graph_keep.phrases)
+        graph_mask = np.array([p in kept for p in corpus.phrases], dtype=bool)
+        keep = graph_mask if keep is None else keep & graph_mask
     if conjugated:
         corpus = conjugate(corpus, seed)
     if keep is not None:

@@ -65,7 +65,7 @@ COVERAGE = {
 def test_shipped_files_and_licence():
     d = corpus.WORDNET_DIR
     assert len(corpus.LEXNAMES) == 29
-    assert sorted(p.name for p in d.glob("*.txt.gz")) == sorted(f"{n}.txt.gz" for n in corpus.LEXNAMES)
+    assert sorted(p.name for p in d.glob("*.txt.gz")) == sorted([f"{n}.txt.gz" for n in corpus.LEXNAMES] + ["noun.graph.txt.gz"])
     assert "Princeton University" in (d / "LICENSE").read_text()
     # files are sorted: adjective files first
     assert list(corpus.LEXNAMES) == sorted(corpus.LEXNAMES)
@@ -91,7 +91,7 @@ def test_shipped_synset_counts():
 def test_build_script_reproduces_shipped_files():
     files = build_wordnet.build(WORDNET_DB)
     assert files == build_wordnet.build(WORDNET_DB)  # deterministic
-    assert set(files) == {f"{n}.txt.gz" for n in corpus.LEXNAMES}
+    assert set(files) == {f"{n}.txt.gz" for n in corpus.LEXNAMES} | {"noun.graph.txt.gz"}
     for name, data in files.items():
         assert (corpus.WORDNET_DIR / name).read_bytes() == data, name
     assert build_wordnet.main(["--check", "--out", str(corpus.WORDNET_DIR)]) == 0

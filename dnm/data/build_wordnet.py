@@ -16,6 +16,15 @@ separated by a TAB, with underscores turned into spaces and the adjective syntac
 one synset (only possible after marker stripping) is written once.  The gzip header carries no
 file name and mtime 0, so the output is byte-for-byte deterministic.  ``--check`` rebuilds into
 memory and exits non-zero if the shipped files differ.
+
+A further file, ``noun.graph.txt.gz``, holds what the WordNet filters need (hyponyms of a
+synset, instance nouns, synset names): one line per noun synset in ``data.noun`` order, five
+TAB-separated fields: the synset offset (8 digits: the ImageNet WordNet id without its ``n``),
+its lexicographer file number, its hypernym offsets (pointer ``@``, space-separated), its
+instance-hypernym offsets (pointer ``@i``), and per lemma (in the order of the lemma file's
+line) the lemma's sense number for this synset in ``index.noun`` (1-based: ``dog.n.01`` is the
+synset at sense 1 of ``dog``).  The i-th line of lexicographer file L in this file is the i-th
+line of ``L.txt.gz``.
 """
 
 from __future__ import annotations
@@ -69,6 +78,51 @@ def parse_data_file(path: Path) -> dict[str, list[list[str]]]:
     return out
 
 
+def parse_noun_graph(data_path: Path, index_path: Path) -> bytes:
+    """The ``noun.graph.txt.gz`` text (see the module docstring) from ``data.noun``/``index.noun``."""
+    senses: dict[tuple[str, str], int] = {}
+    with open(index_path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("  "):
+                continue
+            f = line.split()
+            lemma, n_synsets, n_ptr = f[0], int(f[2]), int(f[3])
+            offsets = f[6 + n_ptr: 6 + n_ptr + n_synsets]
+            for rank, off in enumerate(offsets, 1):
+                senses[(lemma.lower(), off)] = rank
+    rows: list[str] = []
+    with open(data_path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("  "):
+                continue
+            f = line.split(" ")
+            off, lexnum, count = f[0], int(f[1]), int(f[3], 16)
+            lemmas: list[str] = []
+            for i in range(count):
+                lemma = clean_lemma(f[4 + 2 * i])
+                if lemma not in lemmas:
+                    lemmas.append(lemma)
+            pos = 4 + 2 * count
+            n_ptr = int(f[pos])
+            hyper, inst = [], []
+            for j in range(n_ptr):
+                sym, target, tpos = f[pos + 1 + 4 * j: pos + 4 + 4 * j]
+                if tpos == "n" and sym == "@":
+                    hyper.append(target)
+                elif tpos == "n" and sym == "@i":
+                    inst.append(target)
+            ranks = [str(senses[(w.replace(" ", "_").lower(), off)]) for w in lemmas]
+            rows.append(f"{off}\t{lexnum}\t{' '.join(hyper)}\t{' '.join(inst)}\t{' '.join(ranks)}\n")
+    return "".join(rows).encode("utf-8")
+
+
+def _gzip(data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=9, mtime=0) as gz:
+        gz.write(data)
+    return buf.getvalue()
+
+
 def build(wordnet_dir: Path = DEFAULT_WORDNET_DIR) -> dict[str, bytes]:
     """Return {file name: gzip bytes} for every shipped word list."""
     wordnet_dir = Path(wordnet_dir)
@@ -83,10 +137,9 @@ def build(wordnet_dir: Path = DEFAULT_WORDNET_DIR) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for lexname in sorted(tables):
         text = "".join("\t".join(s) + "\n" for s in tables[lexname])
-        buf = io.BytesIO()
-        with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=9, mtime=0) as gz:
-            gz.write(text.encode("utf-8"))
-        files[f"{lexname}.txt.gz"] = buf.getvalue()
+        files[f"{lexname}.txt.gz"] = _gzip(text.encode("utf-8"))
+    files["noun.graph.txt.gz"] = _gzip(parse_noun_graph(wordnet_dir / "data.noun",
+                                                        wordnet_dir / "index.noun"))
     return files
 
 
