@@ -17,8 +17,9 @@ Both methods return **raw, unnormalised** float32 features, one row per input, i
 the scores normalise rows themselves, but DNM's mining measures the kNN log-distance of the
 candidate phrases on their raw encoder outputs (the norms carry information the unit vectors do
 not), so nothing here normalises.  With several templates, the raw encodings of the prompts are
-averaged (``ensemble="mean"``, as the DNM code does) or their unit vectors are
-(``ensemble="normalized_mean"``, CLIP's zero-shot recipe without the final renormalisation).
+averaged (``ensemble="mean"``, as the DNM code does) or their unit vectors are, and the mean
+renormalised (``ensemble="normalized_mean"``, CLIP's zero-shot recipe, as OpenOOD-VLM, AdaNeg
+and TANL build their labels; the same rule as :func:`dnm.corpus.encode`'s).
 
 Everything runs batched under ``torch.inference_mode()`` with the model in eval mode (its
 training flag is restored afterwards), on the model's device and dtype; ``device``/``dtype``
@@ -226,35 +227,32 @@ class ClipEncoder:
 
     # -- text --------------------------------------------------------------------------------
 
-    def encode_text(self, phrases, *, templates=None, adjective_templates=None, ensemble="mean",
+    def encode_text(self, phrases, *, templates=None, adjective_templates=None, ensemble=None,
                     batch_size=None, cache_dir=None, progress=None, desc=None) -> np.ndarray:
         """Raw float32 text features (n, D), one row per phrase, in the given order.
 
         ``phrases``: a list of strings or a :class:`dnm.Corpus`.  Templates as in
         :func:`dnm.corpus.encode` (a Corpus: nouns in ``templates``, default ``"the nice {}"``,
         adjectives in ``adjective_templates``, default ``"This is a {} photo"``; a list: every
-        item in ``templates``, default ``"{}"``).  ``ensemble``: ``"mean"`` averages the raw
-        encodings of the templates, ``"normalized_mean"`` their unit vectors.  Unnormalised on
-        purpose (DNM's mining uses the raw norms).  ``cache_dir`` (None: the encoder's; False:
+        item in ``templates``, default ``"{}"``; or a template set's name, ``"clip80"``...).
+        ``ensemble`` (default: the template set's rule, else ``"mean"``): ``"mean"`` averages the
+        raw encodings of the templates (unnormalised on purpose: DNM's mining uses the raw
+        norms), ``"normalized_mean"`` averages their unit vectors and renormalises the mean.  ``cache_dir`` (None: the encoder's; False:
         no cache), ``batch_size`` and ``progress`` override the encoder's settings.
         """
-        if ensemble not in ENSEMBLE_RULES:
+        if ensemble is not None and ensemble not in ENSEMBLE_RULES:
             raise ValueError(f"ensemble: expected one of {ENSEMBLE_RULES}, got {ensemble!r}")
         from .corpus import encode as _encode
 
         bs = self.batch_size if batch_size is None else _check_positive_int(batch_size,
                                                                            "batch_size")
-        normalise = ensemble == "normalized_mean"
 
         def encoder(prompts):
-            out = self._run(self._text_forward, list(prompts))
-            if normalise:
-                norms = np.linalg.norm(out.astype(np.float64), axis=1, keepdims=True)
-                out = (out / np.where(norms > 0, norms, 1.0)).astype(np.float32)
-            return out
+            return self._run(self._text_forward, list(prompts))
 
-        return _encode(phrases, encoder, model_name=self.identity("text", ensemble=ensemble),
-                       templates=templates, adjective_templates=adjective_templates,
+        # the rule is applied (and keyed in the cache) by dnm.corpus.encode
+        return _encode(phrases, encoder, model_name=self.identity("text"),
+                       templates=templates, adjective_templates=adjective_templates, rule=ensemble,
                        batch_size=bs, cache_dir=self._cache_arg(cache_dir),
                        progress=self.progress if progress is None else bool(progress),
                        desc=desc or "encoding text")

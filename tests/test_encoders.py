@@ -84,7 +84,15 @@ def test_hf_templates_and_ensembles(hf):
     nm = enc.encode_text(words, templates=["the nice {}", "a photo of a {}"],
                          ensemble="normalized_mean")
     u = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
-    np.testing.assert_allclose(nm, (u(t1) + u(t2)) / 2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(nm, u((u(t1) + u(t2)) / 2), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(nm, axis=1), 1.0, rtol=1e-6)
+    # the same rule as dnm.corpus.encode's, and a named set brings its rule (clip80: normalised)
+    ref = dnm.corpus.encode(words, lambda p: enc.encode_text(p), templates=["the nice {}", "a photo of a {}"],
+                            rule="normalized_mean")
+    np.testing.assert_allclose(nm, ref, rtol=1e-5, atol=1e-6)
+    c80 = enc.encode_text(words[:1], templates="clip80")
+    assert dnm.corpus.template_set("clip80").rule == "normalized_mean"
+    np.testing.assert_allclose(np.linalg.norm(c80, axis=1), 1.0, rtol=1e-6)
     corpus = dnm.corpus.from_list(["cat", "red"], is_adjective=[False, True])
     c = enc.encode_text(corpus)
     np.testing.assert_allclose(c[0], enc.encode_text(["the nice cat"])[0], rtol=1e-5)
