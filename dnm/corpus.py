@@ -225,8 +225,34 @@ def template_set(name: str) -> TemplateSet:
 # ID class-name sets (dnm/data/classnames)
 # --------------------------------------------------------------------------------------------
 
-_CLASS_NAME_FILES = {"imagenet": "imagenet.txt"}
-_CLASS_NAME_ALIASES = {"imagenet1k": "imagenet", "imagenet-1k": "imagenet", "in1k": "imagenet"}
+_CLASS_NAME_FILES = {
+    "imagenet": "imagenet.txt",
+    "imagenet10": "imagenet10.txt",
+    "imagenet20": "imagenet20.txt",
+    "imagenet100": "imagenet100.txt",
+    "cifar10": "cifar10.txt",
+    "cifar100": "cifar100.txt",
+    "cub200": "cub200.txt",
+    "stanford_cars": "stanford_cars.txt",
+    "food101": "food101.txt",
+    "oxford_pets": "oxford_pets.txt",
+    "places365": "places365.txt",
+}
+_CLASS_NAME_ALIASES = {
+    "imagenet1k": "imagenet", "imagenet-1k": "imagenet", "in1k": "imagenet",
+    "imagenet-10": "imagenet10", "in10": "imagenet10",
+    "imagenet-20": "imagenet20", "in20": "imagenet20",
+    "imagenet-100": "imagenet100", "in100": "imagenet100",
+    "cifar-10": "cifar10", "cifar-100": "cifar100",
+    "cub": "cub200", "cub-200": "cub200", "cub200-2011": "cub200", "cub-200-2011": "cub200",
+    "bird200": "cub200",
+    "stanford-cars": "stanford_cars", "stanfordcars": "stanford_cars", "cars": "stanford_cars",
+    "car196": "stanford_cars",
+    "food-101": "food101",
+    "pets": "oxford_pets", "oxford-pets": "oxford_pets", "oxfordpets": "oxford_pets",
+    "oxford-iiit-pet": "oxford_pets", "oxford_iiit_pet": "oxford_pets", "pet37": "oxford_pets",
+    "places-365": "places365",
+}
 #: The shipped ID class-name sets (see ``dnm/data/classnames/README.md`` for their sources).
 CLASS_NAME_SETS: tuple[str, ...] = tuple(_CLASS_NAME_FILES)
 
@@ -240,8 +266,24 @@ def _class_names(key: str) -> tuple[str, ...]:
 def class_names(name: str) -> list[str]:
     """The class names of an ID benchmark the papers evaluate on, in its label index order.
 
-    ``"imagenet"`` (also ``"imagenet1k"``, ``"imagenet-1k"``): the 1,000 cleaned ImageNet-1k
-    names of CLIP that DNM, NegLabel, CSP and MCM use.  Other sets are not shipped yet.
+    A new list each call (case-insensitive name; sources and cleaning rules in
+    ``dnm/data/classnames/README.md``):
+
+    - ``"imagenet"`` (``"imagenet1k"``, ``"imagenet-1k"``): the 1,000 cleaned ImageNet-1k names of
+      CLIP that DNM, NegLabel, CSP and MCM use;
+    - ``"imagenet10"``, ``"imagenet20"``, ``"imagenet100"`` (also ``"imagenet-10"``, ...): the
+      ImageNet subsets of MCM as CSP lists them, in CSP's order, with CLIP's ImageNet names;
+    - ``"cifar10"``, ``"cifar100"`` (``"cifar-10"``, ``"cifar-100"``; fine labels): CLIP's names;
+    - ``"cub200"`` (``"cub"``, ``"cub-200-2011"``, ``"bird200"``): ``classes.txt`` names without the
+      ``"001."`` prefix, underscores as spaces;
+    - ``"stanford_cars"`` (``"cars"``, ``"car196"``): the 196 names of CLIP's list;
+    - ``"food101"`` (``"food-101"``): ``classes.txt``, underscores as spaces;
+    - ``"oxford_pets"`` (``"pets"``, ``"oxford-iiit-pet"``, ``"pet37"``): the 37 breeds, class-id
+      order;
+    - ``"places365"``: ``categories_places365.txt`` without the ``/x/`` prefix, ``/`` and ``_`` as
+      spaces.
+
+    ``CLASS_NAME_SETS`` holds the canonical names.
     """
     if not isinstance(name, str):
         raise TypeError(f"name: expected a class-name set name (str), got {type(name).__name__}")
@@ -252,7 +294,8 @@ def class_names(name: str) -> list[str]:
     return list(_class_names(key))
 
 
-_CLASS_WNID_FILES = {"imagenet": "imagenet_wnids.txt"}
+_CLASS_WNID_FILES = {"imagenet": "imagenet_wnids.txt", "imagenet10": "imagenet10_wnids.txt",
+                     "imagenet20": "imagenet20_wnids.txt", "imagenet100": "imagenet100_wnids.txt"}
 
 
 @lru_cache(maxsize=None)
@@ -262,8 +305,9 @@ def _class_wnids(key: str) -> tuple[str, ...]:
 
 
 def class_wnids(name: str) -> list[str]:
-    """The WordNet ids of a class-name set, in its label index order (``"imagenet"``: the
-    1,000 ImageNet-1k ids ``n01440764`` ... ``n15075141``, sorted, as the dataset orders them)."""
+    """The WordNet ids of a class-name set, one per class of :func:`class_names`, in its order
+    (``"imagenet"``: the 1,000 ImageNet-1k ids ``n01440764`` ... ``n15075141``, sorted, as the
+    dataset orders them; ``"imagenet10"``, ``"imagenet20"``, ``"imagenet100"``: the subsets)."""
     if not isinstance(name, str):
         raise TypeError(f"name: expected a class-name set name (str), got {type(name).__name__}")
     key = _CLASS_NAME_ALIASES.get(name.lower(), name.lower())

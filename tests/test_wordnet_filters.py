@@ -239,3 +239,20 @@ def test_cli_corpus_errors(tmp_path, argv, msg):
     assert r.returncode == 2
     assert msg in r.stderr and r.stderr.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("subset", ["imagenet10", "imagenet20", "imagenet100"])
+def test_imagenet_subset_wnids(subset):
+    """The subsets' ids name the same classes as their names (through ImageNet-1k) and, as sets,
+    are MCM's class lists (copies in tests/data/mcm/, from deeplearning-wisc/MCM)."""
+    from pathlib import Path
+
+    names, ids = corpus.class_names(subset), corpus.class_wnids(subset)
+    assert len(names) == len(ids) == len(set(ids)) == int(subset[8:])
+    in1k = dict(zip(IMAGENET, corpus.class_names("imagenet")))
+    assert [in1k[w] for w in ids] == names
+    mcm = Path(__file__).parent / "data" / "mcm" / f"ImageNet{subset[8:]}_class_list.txt"
+    assert set(ids) == set(mcm.read_text().split())
+    # the filters take them by set name
+    assert corpus.load("dnm", exclude_hyponyms_of=subset).phrases == \
+        corpus.load("dnm").exclude_hyponyms(ids).phrases
