@@ -20,7 +20,12 @@ be images: an :class:`dnm.images.ImageList`, a folder, an image-list file or a l
 (``neg_dump_new_*.pth`` gives the ID labels and already selected negatives, ``neg_dump.pth``
 candidates and their mask, ``pos_dump_new_ens.pth`` ID labels); or, with an ``encoder``,
 ``id_names`` (class names, encoded as ``"the nice {}"``) and ``corpus`` (a Corpus or a preset
-name for :func:`dnm.corpus.load`, the ID names excluded).  With already selected
+name for :func:`dnm.corpus.load`, the ID names excluded, for every method; ``"own"``, the
+default with ``id_names``: each method's own pool, as its paper builds it, ``csp`` CSP's
+conjugated pool under its templates, ``dnm`` DNM's lists, ``neglabel`` NegLabel's, each encoded
+once).  Without an encoder, ``candidates`` may also be a mapping ``{pool: (N, D)}`` (with
+``is_adjective`` / ``phrases`` mappings of the same keys, or one for all): each method takes its
+own pool from it.  With already selected
 ``negatives`` the negative-label methods score them as they are (no mining), grouped by seed.
 
 **Methods** (``methods``): names of :class:`dnm.NegativeLabelDetector` methods (per-method
@@ -357,7 +362,8 @@ class _Scorer:
         _Scorer.check_inputs(det, ctx)
         rec = _record(det.method)
         if needs:
-            det.fit(ctx["id_labels"], ctx["candidates"], ctx["is_adjective"], ctx["phrases"],
+            cand, mask, phrases = _pool_inputs(ctx, det.method, rec)
+            det.fit(ctx["id_labels"], cand, mask, phrases,
                     id_names=ctx["id_names"],
                     noise=ctx["noise"] if rec is not None and rec.needs_noise else None)
         else:
@@ -396,6 +402,36 @@ class _Scorer:
         return np.asarray(self.fn(X, seed), dtype=np.float64)
 
 
+def _pool_inputs(ctx, name, rec):
+    """(candidates, is_adjective, phrases) for a method: one pool for all, or with a mapping
+    ``{pool: candidates}`` the method's own (``dnm.methods``: ``Method.pool``)."""
+    cand = ctx["candidates"]
+    if not isinstance(cand, Mapping):
+        return cand, ctx["is_adjective"], ctx["phrases"]
+    pool = rec.pool if rec is not None else None
+    if pool not in cand:
+        raise ValueError(f"candidates: no pool {pool!r} for method {name!r} (the mapping holds "
+                         f"{', '.join(map(repr, cand))}; each method takes its own pool)")
+    pick = lambda m: m.get(pool) if isinstance(m, Mapping) else m  # noqa: E731
+    return cand[pool], pick(ctx["is_adjective"]), pick(ctx["phrases"])
+
+
+def _own_pools(items, encoder, id_names, corpus):
+    """Encode, once per pool, every method's own candidate pool (the ID names excluded)."""
+    from . import corpus as _corpus
+
+    pools = {}
+    for _, method in items:
+        name = method.lower().replace("-", "_") if isinstance(method, str) else getattr(
+            method, "method", None)
+        rec = _record(name) if name is not None else None
+        if rec is None or rec.pool is None or rec.pool in pools:
+            continue
+        pools[rec.pool] = _corpus.load(rec.pool, exclude=id_names)
+    cand = {k: encoder.encode_text(c) for k, c in pools.items()}
+    return cand, {k: c.is_adjective for k, c in pools.items()}, pools
+
+
 def _frozen(a):
     a = np.ascontiguousarray(a)
     a.setflags(write=False)
@@ -428,7 +464,11 @@ def run_benchmark(features, *, id_name=None, id_labels=None, candidates=None,
             raise TypeError(f"params[{k!r}]: expected a dict of detector parameters")
 
     # labels from dumps, files, or the encoder
-    id_labels, candidates = _read_arg(id_labels, "id_labels"), _read_arg(candidates, "candidates")
+    id_labels = _read_arg(id_labels, "id_labels")
+    if isinstance(candidates, Mapping):
+        candidates = {k: _read_arg(v, f"candidates[{k!r}]") for k, v in candidates.items()}
+    else:
+        candidates = _read_arg(candidates, "candidates")
     negatives, is_adjective = _read_arg(negatives, "negatives"), is_adjective
     noise = _read_arg(noise, "noise")
     feats_from_dump = None
@@ -457,7 +497,11 @@ def run_benchmark(features, *, id_name=None, id_labels=None, candidates=None,
 
         if id_labels is None and id_names is not None:
             id_labels = encoder.encode_text(list(id_names), templates=_corpus.ID_TEMPLATE)
-        if candidates is None and negatives is None and corpus is not None:
+        own = corpus == "own" or (corpus is None and candidates is None and negatives is None
+                                  and id_names is not None)
+        if candidates is None and negatives is None and own:
+            candidates, is_adjective, phrases = _own_pools(items, encoder, id_names, corpus)
+        elif candidates is None and negatives is None and corpus is not None:
             if isinstance(corpus, str):
                 corpus = _corpus.load(corpus, exclude=id_names)
             candidates = encoder.encode_text(corpus)

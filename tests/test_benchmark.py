@@ -305,3 +305,73 @@ def test_main_args(tmp_path, capsys):
     assert "dnm benchmark: error:" in capsys.readouterr().err
     rc = main_args(["--set", "ID", "--out", str(tmp_path / "o3")])
     assert rc == 2 and "NAME=PATH" in capsys.readouterr().err
+
+
+# -- each method's own candidate pool -------------------------------------------------------
+
+def test_candidates_per_pool(bench):
+    """A mapping {pool: candidates}: each method fits on its own pool (dnm.methods Method.pool)."""
+    feats = {"ID": bench.id_images, **bench.ood_images}
+    U, mask = bench.candidates, bench.is_adjective
+    perm = np.random.default_rng(1).permutation(U.shape[0])
+    pools = {"dnm": U, "csp": U[perm][: U.shape[0] // 2 + 7]}
+    masks = {"dnm": mask, "csp": mask[perm][: U.shape[0] // 2 + 7]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dnm.DNMGuardWarning)
+        res = run_benchmark(feats, id_labels=bench.id_labels, candidates=pools, is_adjective=masks,
+                            methods=["dnm", "csp"], progress=False)
+        for m in ("dnm", "csp"):
+            det = dnm.NegativeLabelDetector(m).fit(bench.id_labels, pools[m], masks[m])
+            for name, X in bench.ood_images.items():
+                np.testing.assert_array_equal(res.scores[(m, 0)][name], det.score_samples(X))
+        # the two pools give different detectors (the test can tell them apart)
+        other = dnm.NegativeLabelDetector("csp").fit(bench.id_labels, U, mask)
+        name = next(iter(bench.ood_images))
+        assert not np.array_equal(res.scores[("csp", 0)][name],
+                                  other.score_samples(bench.ood_images[name]))
+    with pytest.raises(ValueError, match=r"candidates: no pool 'neglabel' for method 'neglabel'"):
+        run_benchmark(feats, id_labels=bench.id_labels, candidates=pools, is_adjective=masks,
+                      methods=["neglabel"], progress=False)
+
+
+class _HashEncoder:
+    """A deterministic stand-in for a CLIP encoder: a pseudo-random vector per prompt."""
+
+    def __init__(self, dim=16):
+        self.dim = dim
+        self.calls = []
+
+    def _vec(self, text):
+        import zlib
+
+        return np.random.default_rng(zlib.crc32(text.encode())).standard_normal(self.dim)
+
+    def encode_text(self, phrases, *, templates=None, **kw):
+        if isinstance(phrases, dnm.Corpus):
+            self.calls.append(phrases)
+            lists = phrases.prompt_lists()
+            return np.array([np.mean([self._vec(p) for p in ps], axis=0) for ps in lists],
+                            dtype=np.float32)
+        t = templates or "{}"
+        return np.array([self._vec(t.replace("{}", p)) for p in phrases], dtype=np.float32)
+
+    def encode_images(self, images, **kw):  # the features here are arrays already
+        raise AssertionError("not called")
+
+
+def test_encoder_uses_each_methods_own_pool():
+    enc = _HashEncoder()
+    rng = np.random.default_rng(0)
+    feats = {"ID": rng.standard_normal((40, 16)), "A": rng.standard_normal((30, 16))}
+    names = ["goldfish", "tench"]
+    res = run_benchmark(feats, encoder=enc, id_names=names, methods=["neglabel", "csp"],
+                        progress=False)
+    pools = {c.template_set: c for c in enc.calls}
+    assert sorted(pools) == ["csp", "neglabel"] and len(enc.calls) == 2  # each pool encoded once
+    assert pools["neglabel"].phrases == dnm.corpus.load("neglabel", exclude=names).phrases
+    assert pools["csp"].phrases == dnm.corpus.load("csp", exclude=names).phrases
+    X = enc.encode_text(names, templates=dnm.corpus.ID_TEMPLATE)
+    for m in ("neglabel", "csp"):
+        c = dnm.corpus.load(m, exclude=names)
+        det = dnm.NegativeLabelDetector(m).fit(X, enc.encode_text(c), c.is_adjective)
+        np.testing.assert_array_equal(res.scores[(m, 0)]["A"], det.score_samples(feats["A"]))
