@@ -70,16 +70,14 @@ static int pack_cols(const dnm_matrix *x, int64_t j0, int64_t j1, int normalize,
     return DNM_OK;
 }
 
-/* c ([nb * NR][MR]) = the products of the MR rows of panel pa with the nb
- * column panels at bp: one FMA chain per product (slabs of KC continue it). */
-TGT static void panel_product(const float *pa, const float *bp, int64_t nb, int64_t D, float *c)
+/* c = the products of nmp row panels (panel ip at pa + ip * MR * D, its
+ * output at c + ip * cstride) with the nb column panels at bp: block_product
+ * of score_simd.h without the row maxima (one FMA chain per product). */
+TGT static void panel_rows_product(const float *pa, int64_t nmp, const float *bp, int64_t nb,
+                                   int64_t D, float *c, int64_t cstride)
 {
-    for (int64_t k0 = 0; k0 < D; k0 += KC) {
-        const int64_t kc = k0 + KC < D ? KC : D - k0;
-        for (int64_t jp = 0; jp < nb; jp++)
-            ukernel(kc, pa + k0 * MR, bp + jp * NR * D + k0 * NR, NR * D, c + jp * NR * MR, k0 > 0,
-                    NULL, 0);
-    }
+    for (int64_t ip = 0; ip < nmp; ip++)
+        block_product(pa + ip * MR * D, bp, nb, nb * NR, D, c + ip * cstride, NULL);
     SIMD_LEAVE();
 }
 
@@ -217,9 +215,8 @@ int SIMD_FN(dnm_knn_f)(const dnm_matrix *x, int normalize, const double *r, cons
                 const int64_t nmp = (nr + MR - 1) / MR;
                 for (int64_t cb = 0; cb < ncp; cb += CB) {
                     const int64_t nb = (cb + CB < ncp ? CB : ncp - cb) / NR;
-                    for (int64_t ip = 0; ip < nmp; ip++)
-                        panel_product(AP + (i0 + ip * MR) * D, bp + cb * D, nb, D,
-                                      S + ip * ncp * MR + cb * MR);
+                    panel_rows_product(AP + i0 * D, nmp, bp + cb * D, nb, D, S + cb * MR,
+                                       ncp * MR);
                 }
                 const int cols = !ranged && I != J; /* off the diagonal: both sides */
                 omp_set_lock(&locks[I]);
@@ -300,9 +297,7 @@ int SIMD_FN(dnm_closeness_f)(const dnm_matrix *id, const dnm_matrix *cand, int a
             }
             for (int64_t cb = 0; cb < ncp; cb += CB) {
                 const int64_t nb = (cb + CB < ncp ? CB : ncp - cb) / NR;
-                for (int64_t ip = 0; ip < nmp; ip++)
-                    panel_product(ap + ip * MR * D, LP + cb * D, nb, D,
-                                  sb + ip * ncp * MR + cb * MR);
+                panel_rows_product(ap, nmp, LP + cb * D, nb, D, sb + cb * MR, ncp * MR);
             }
             for (int64_t a = 0; a < nr; a++) {
                 const float *s = sb + (a / MR) * ncp * MR + a % MR;

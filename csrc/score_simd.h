@@ -201,13 +201,14 @@ TGT static void combine_raw(const double *r, double *mp, double *sp, float invT)
 TGT static void block_product(const float *pa, const float *pb, int64_t np, int64_t w, int64_t D,
                               float *sb, float *mx)
 {
-    for (int i = 0; i < MR; i++) mx[i] = -INFINITY;
+    if (mx)
+        for (int i = 0; i < MR; i++) mx[i] = -INFINITY;
     for (int64_t k0 = 0; k0 < D; k0 += KC) {
         const int64_t kc = k0 + KC < D ? KC : D - k0;
         const int last = k0 + kc == D;
         for (int64_t jp = 0; jp < np; jp++)
             ukernel(kc, pa + k0 * MR, pb + jp * NR * D + k0 * NR, NR * D, sb + jp * NR * MR,
-                    k0 > 0, last ? mx : NULL, (int)(w - jp * NR));
+                    k0 > 0, last && mx ? mx : NULL, (int)(w - jp * NR));
     }
 }
 
