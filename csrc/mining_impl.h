@@ -113,13 +113,13 @@ static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, int64_t lo, int64_
     double *thr = (double *)malloc((size_t)R * sizeof(double));
     int32_t *hsize = (int32_t *)calloc((size_t)R, sizeof(int32_t));
     double *heap = (double *)malloc((size_t)R * (size_t)(2 * K1) * sizeof(double));
-    int32_t *pi = (int32_t *)malloc((size_t)P * 2 * sizeof(int32_t));
-    omp_lock_t *locks = (omp_lock_t *)malloc((size_t)NT * sizeof(omp_lock_t));
+    int32_t *pi = NULL;       /* BLAS tiles only: the tile pairs ... */
+    omp_lock_t *locks = NULL; /* ... and one lock per row tile */
     REAL *X = NULL; /* packed copy, only when the input cannot be used as it is */
     int rc = DNM_OK;
     volatile int stop = 0;
     int64_t done = 0;
-    if (!r || !inv || !thr || !hsize || !heap || !pi || !locks) {
+    if (!r || !inv || !thr || !hsize || !heap) {
         dnm_error_set(err, DNM_ENOMEM, 0, -1, -1, 0.0);
         goto out;
     }
@@ -187,6 +187,12 @@ static int DNM_MCAT(knn, SUF)(const dnm_matrix *x, int64_t k, int64_t lo, int64_
             const size_t es = sizeof(REAL);
             const REAL *A;
             int64_t lda;
+            pi = (int32_t *)malloc((size_t)P * 2 * sizeof(int32_t));
+            locks = (omp_lock_t *)malloc((size_t)NT * sizeof(omp_lock_t));
+            if (!pi || !locks) {
+                dnm_error_set(err, DNM_ENOMEM, 0, -1, -1, 0.0);
+                goto out;
+            }
             int direct = !normalize && x->dtype == (IS_FLOAT ? DNM_F32 : DNM_F64) &&
                          x->s1 == (ptrdiff_t)es && x->s0 > 0 && x->s0 % (ptrdiff_t)es == 0 &&
                          ((uintptr_t)x->data % es) == 0 && /* unaligned NumPy views: copy */
