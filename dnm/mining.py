@@ -111,9 +111,10 @@ def _blas_path(*arrays):
 
 def _knn_ties_first(X, k, nt, cb, start, stop):
     """knn on the BLAS tiles with the tie rule of :func:`first_copies`."""
-    canon = first_copies(X)
+    # a row's first copy is never after it: the rows up to ``stop`` decide (a Dask chunk
+    # hashes the rows before its end, not all N)
+    need = first_copies(X[:stop])[start:stop]
     rho = _core.knn_log_distance(X, k, nt, cb, start, stop, _config.kernel())
-    need = canon[start:stop]
     outside = np.unique(need[(need < start) | (need >= stop)])
     extra = {}
     for t in np.unique(outside // KNN_TILE):  # whole tiles: the full run's values, bitwise
