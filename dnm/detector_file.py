@@ -55,17 +55,13 @@ checksum recomputed by an attacker proves nothing); the rows of ``id_labels`` an
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import numbers
 import os
-import zipfile
-import zlib
 
 import numpy as np
 
+from . import _npzfile
 from . import methods as _methods
-from ._io import atomic_write, sniff, strict_json
 from ._validate import check_fraction
 from .scores import GUARDS
 
@@ -73,13 +69,11 @@ __all__ = ["DetectorFileError", "FORMAT_VERSION", "FITTED_SCALARS", "write", "re
 
 FORMAT_VERSION = 2
 _FORMAT_NAME = "dnm.NegativeLabelDetector"
-_METADATA_MAX_BYTES = 64 << 20
 # the metadata's JSON is 4 levels deep, with about 10 arrays/objects and 60 values besides
 # the phrase and name lists (one string per array row); these limits leave room to grow
 _METADATA_MAX_DEPTH = 8
 _METADATA_MAX_CONTAINERS = 64
 _METADATA_MAX_OTHER_ITEMS = 512
-_READ_CHUNK = 1 << 20
 #: The fitted scalar attributes a file stores.
 FITTED_SCALARS = ("method_", "temperature_", "tau_", "groups_", "k_", "noun_ratio_",
                   "adj_ratio_", "ratio_", "percentile_", "max_cut_", "guard_", "seed_",
@@ -123,17 +117,9 @@ def write(path, params, fitted, names, arrays, dnm_version):
         for n in V2_PARAMS:
             p.pop(n, None)
             f.pop(n + "_", None)
-    meta = {
-        "format": _FORMAT_NAME, "format_version": version, "dnm_version": dnm_version,
-        "params": p, "fitted": f, **names,
-        "arrays": {k: {"dtype": v.dtype.str, "shape": list(v.shape)} for k, v in arrays.items()},
-    }
-    meta["sha256"] = _checksum(meta, arrays)
-    blob = np.frombuffer(json.dumps(meta, allow_nan=False).encode("utf-8"), dtype=np.uint8)
-    path = os.fspath(path)
-    atomic_write(path, lambda fh: np.savez(fh, metadata=blob, **arrays), "wb",
-                 prefix=".dnm-detector-", suffix=".npz")
-    return path
+    meta = {"format": _FORMAT_NAME, "format_version": version, "dnm_version": dnm_version,
+            "params": p, "fitted": f, **names}
+    return _npzfile.write(path, meta, arrays, prefix=".dnm-detector-")
 
 
 def read(path, param_names):
@@ -145,27 +131,12 @@ def read(path, param_names):
     too-new file.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(path)
-    kind, desc = sniff(path)
-    if kind != "zip":
-        raise DetectorFileError(f"{path}: not a dnm detector file (those are .npz archives): "
-                                + (desc or "it is a .npy array"))
-    try:
-        with zipfile.ZipFile(path) as zf:
-            meta = _read_metadata(zf, path)
-            arrays = {}
-            for name, spec in meta["arrays"].items():
-                arrays[name] = _read_member(zf, name, spec, path)
-    except DetectorFileError:
-        raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError,
-            NotImplementedError) as exc:
-        raise DetectorFileError(f"{path}: not a valid dnm detector file (corrupt or "
-                                f"truncated): {type(exc).__name__}: {exc}") from None
-    if _checksum(meta, arrays) != meta.get("sha256"):
-        raise DetectorFileError(f"{path}: checksum mismatch - the file was modified or "
-                                "corrupted after it was saved")
+    err = DetectorFileError
+    with _npzfile.open_archive(path, err, "dnm detector file") as zf:
+        meta = _read_metadata(zf, path)
+        arrays = {name: _npzfile.read_member(zf, name, spec, path, err)
+                  for name, spec in meta["arrays"].items()}
+    _npzfile.verify(meta, arrays, path, err)
     return _check_parts(meta, arrays, path, param_names)
 
 
@@ -310,129 +281,24 @@ def _jsonable(v, what):
     raise TypeError(f"save: {what} of type {type(v).__name__} cannot be stored")
 
 
-def _checksum(meta, arrays):
-    body = {k: v for k, v in meta.items() if k != "sha256"}
-    h = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"),
-                                  ensure_ascii=True, allow_nan=False).encode("ascii"))
-    for name in sorted(arrays):
-        h.update(name.encode("ascii") + b"\0")
-        a = arrays[name]
-        h.update(np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes())
-    return h.hexdigest()
-
-
-def _read_header(f, member, path):
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(f)
-    if version == (2, 0):
-        return np.lib.format.read_array_header_2_0(f)
-    raise DetectorFileError(f"{path}: member {member}: unsupported .npy version {version}")
-
-
-def _read_data(zf, info, dtype, shape, fortran, nbytes, path):
-    """Read exactly nbytes after the header, in bounded chunks (no up-front allocation)."""
-    with zf.open(info) as f:
-        _read_header(f, info.filename, path)
-        chunks, got = [], 0
-        while got < nbytes:
-            b = f.read(min(_READ_CHUNK, nbytes - got))
-            if not b:
-                break
-            chunks.append(b)
-            got += len(b)
-        if got != nbytes or f.read(1):
-            raise DetectorFileError(f"{path}: member {info.filename}: data size does not match "
-                                    f"its header ({got} of {nbytes} bytes read)")
-    data = b"".join(chunks)
-    del chunks  # at most two copies of the data alive at once
-    a = np.frombuffer(data, dtype=dtype)
-    return a.reshape(shape, order="F" if fortran else "C").copy(order="C")
-
-
-def _open_checked(zf, name, path):
-    try:
-        info = zf.getinfo(name + ".npy")
-    except KeyError:
-        raise DetectorFileError(f"{path}: member {name}.npy is missing") from None
-    if info.flag_bits & 0x1:  # zipfile would raise RuntimeError("... is encrypted")
-        raise DetectorFileError(f"{path}: member {name}.npy is marked encrypted; detector files "
-                                "are plain numpy.savez archives; refused")
-    if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
-        # save() writes uncompressed members; a compressed one could claim (and inflate to)
-        # far more bytes than the file holds, so every size check below would be moot
-        raise DetectorFileError(f"{path}: member {name}.npy is compressed; detector files are "
-                                "uncompressed (numpy.savez); refused")
-    with zf.open(info) as f:
-        shape, fortran, dtype = _read_header(f, info.filename, path)
-        hdr = f.tell() if f.seekable() else None
-    if dtype.hasobject:
-        raise DetectorFileError(f"{path}: member {name}.npy holds Python objects; refused")
-    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize if shape else dtype.itemsize
-    if nbytes + (hdr or 0) > info.file_size:
-        raise DetectorFileError(f"{path}: member {name}.npy claims shape {shape} ({nbytes} bytes) "
-                                f"but holds only {info.file_size} bytes; refused")
-    return info, shape, fortran, dtype, nbytes
-
-
 def _read_metadata(zf, path):
-    names = {i.filename for i in zf.infolist()}
-    info, shape, fortran, dtype, nbytes = _open_checked(zf, "metadata", path)
-    if dtype != np.uint8 or len(shape) != 1 or nbytes > _METADATA_MAX_BYTES:
-        raise DetectorFileError(f"{path}: metadata must be a 1-D uint8 array of at most "
-                                f"{_METADATA_MAX_BYTES} bytes, got {dtype} {shape}")
-    raw = _read_data(zf, info, dtype, shape, fortran, nbytes, path).tobytes()
+    err = DetectorFileError
     # the JSON holds one string per array row (phrases, names) and a few dozen other values:
     # bound what the parser may build by the rows the members' headers claim (each claim is
     # checked against the member's size, so the bound is a multiple of the file size)
+    names = {i.filename for i in zf.infolist()}
     rows = 0
     for name in ("id_labels", "negatives"):
         if name + ".npy" in names:
-            shp = _open_checked(zf, name, path)[1]
+            shp = _npzfile.open_member(zf, name, path, err)[1]
             rows += int(shp[0]) if shp else 0
-    try:
-        meta = strict_json(raw, max_depth=_METADATA_MAX_DEPTH,
-                           max_containers=_METADATA_MAX_CONTAINERS,
-                           max_items=rows + _METADATA_MAX_OTHER_ITEMS)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DetectorFileError(f"{path}: metadata is not valid JSON ({exc})") from None
-    except ValueError as exc:
-        raise DetectorFileError(f"{path}: metadata refused: {exc}") from None
-    if not isinstance(meta, dict) or meta.get("format") != _FORMAT_NAME:
-        raise DetectorFileError(f"{path}: not a dnm detector file (metadata format is "
-                                f"{meta.get('format') if isinstance(meta, dict) else None!r})")
-    ver = meta.get("format_version")
-    if isinstance(ver, bool) or not isinstance(ver, int) or ver < 1:
-        raise DetectorFileError(f"{path}: invalid format_version {ver!r}")
-    if ver > FORMAT_VERSION:
-        raise DetectorFileError(
-            f"{path}: written with detector file format_version {ver} (dnm "
-            f"{meta.get('dnm_version', '?')}); this dnm reads format_version <= {FORMAT_VERSION}:"
-            " upgrade dnm to load it")
-    specs = meta.get("arrays")
-    if not isinstance(specs, dict):
-        raise DetectorFileError(f"{path}: metadata has no array table")
-    required = {"id_labels", "negatives", "negative_indices"}
-    if not required <= set(specs) or not set(specs) <= set(_ARRAY_DTYPES):
-        raise DetectorFileError(f"{path}: array members {sorted(specs)} do not match the format")
-    expected = {n + ".npy" for n in specs} | {"metadata.npy"}
-    if names != expected:
-        raise DetectorFileError(f"{path}: archive members {sorted(names)} do not match the "
-                                f"metadata ({sorted(expected)})")
-    for name, spec in specs.items():
-        ok = (isinstance(spec, dict) and spec.get("dtype") in _ARRAY_DTYPES[name]
-              and isinstance(spec.get("shape"), list)
-              and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                      for s in spec["shape"]))
-        if not ok:
-            raise DetectorFileError(f"{path}: invalid dtype/shape for {name}: {spec!r}")
+    meta = _npzfile.read_metadata(zf, path, err, max_depth=_METADATA_MAX_DEPTH,
+                                  max_containers=_METADATA_MAX_CONTAINERS,
+                                  max_items=rows + _METADATA_MAX_OTHER_ITEMS)
+    if meta.get("format") != _FORMAT_NAME:
+        raise err(f"{path}: not a dnm detector file (metadata format is "
+                  f"{meta.get('format')!r})")
+    _npzfile.check_version(meta, path, err, FORMAT_VERSION, "detector file")
+    _npzfile.check_table(meta, zf, path, err, _ARRAY_DTYPES,
+                         required=("id_labels", "negatives", "negative_indices"))
     return meta
-
-
-def _read_member(zf, name, spec, path):
-    info, shape, fortran, dtype, nbytes = _open_checked(zf, name, path)
-    if dtype.str != spec["dtype"] or list(shape) != spec["shape"]:
-        raise DetectorFileError(
-            f"{path}: member {name}.npy has {dtype.str} {tuple(shape)} but the metadata says "
-            f"{spec['dtype']} {tuple(spec['shape'])}")
-    return _read_data(zf, info, dtype, shape, fortran, nbytes, path)

@@ -49,18 +49,13 @@ missing members, checks sizes, dtypes, the checksum and the state's consistency,
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import numbers
 import os
-import tempfile
-import zipfile
-import zlib
 
 import numpy as np
 
-from . import _config, _core
+from . import _config, _core, _npzfile
 from ._progress import TileProgress, tqdm_class
 from ._validate import as_matrix, check_int, check_positive
 from .scores import make_groups
@@ -847,129 +842,36 @@ def split_scores(scores, order, n_id):
 # state files
 # ---------------------------------------------------------------------------------------------
 
-_METADATA_MAX_BYTES = 64 << 20
-_READ_CHUNK = 1 << 20
-
-
-def _le(a):
-    a = np.asarray(a)
-    return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
-
-
-def _checksum(meta, arrays):
-    body = {k: v for k, v in meta.items() if k != "sha256"}
-    h = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"),
-                                  ensure_ascii=True, allow_nan=False).encode("ascii"))
-    for name in sorted(arrays):
-        h.update(name.encode("ascii") + b"\0")
-        h.update(_le(arrays[name]).tobytes())
-    return h.hexdigest()
+# the metadata: params and state (a dozen scalars each) and the array table, 3 levels deep
+_METADATA_MAX_DEPTH = 6
+_METADATA_MAX_CONTAINERS = 32
+_METADATA_MAX_ITEMS = 256
 
 
 def _save(path, fmt, params, state, arrays):
     from . import __version__
 
-    arrays = {k: _le(v) for k, v in arrays.items()}
     meta = {"format": fmt, "format_version": FORMAT_VERSION, "dnm_version": __version__,
-            "params": params, "state": state,
-            "arrays": {k: {"dtype": v.dtype.str, "shape": list(v.shape)} for k, v in arrays.items()}}
-    meta["sha256"] = _checksum(meta, arrays)
-    blob = np.frombuffer(json.dumps(meta, allow_nan=False).encode("utf-8"), dtype=np.uint8)
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".dnm-state-", suffix=".npz", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, metadata=blob, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def _header(f, member, path):
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(f)
-    if version == (2, 0):
-        return np.lib.format.read_array_header_2_0(f)
-    raise StateFileError(f"{path}: member {member}: unsupported .npy version {version}")
-
-
-def _member(zf, name, path, dtypes, max_bytes=None):
-    try:
-        info = zf.getinfo(name + ".npy")
-    except KeyError:
-        raise StateFileError(f"{path}: member {name}.npy is missing") from None
-    if info.flag_bits & 0x1 or info.compress_type != zipfile.ZIP_STORED \
-            or info.compress_size != info.file_size:
-        raise StateFileError(f"{path}: member {name}.npy is encrypted or compressed; refused")
-    with zf.open(info) as f:
-        shape, fortran, dtype = _header(f, info.filename, path)
-        hdr = f.tell()
-        if dtype.hasobject or dtype.str not in dtypes:
-            raise StateFileError(f"{path}: member {name}.npy has dtype {dtype.str}; refused")
-        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize if shape else dtype.itemsize
-        if nbytes + hdr > info.file_size or (max_bytes is not None and nbytes > max_bytes):
-            raise StateFileError(f"{path}: member {name}.npy claims shape {shape}, more than it "
-                                 "holds; refused")
-        chunks, got = [], 0
-        while got < nbytes:
-            b = f.read(min(_READ_CHUNK, nbytes - got))
-            if not b:
-                break
-            chunks.append(b)
-            got += len(b)
-        if got != nbytes or f.read(1):
-            raise StateFileError(f"{path}: member {name}.npy: data size does not match its header")
-    a = np.frombuffer(b"".join(chunks), dtype=dtype)
-    return a.reshape(shape, order="F" if fortran else "C").copy(order="C")
+            "params": params, "state": state}
+    return _npzfile.write(path, meta, arrays, prefix=".dnm-state-")
 
 
 def _load(path, fmt, specs):
+    """(meta, arrays, path) of a state file of format ``fmt`` with exactly the members of
+    ``specs`` ({name: allowed dtypes}); every check of dnm._npzfile, errors StateFileError."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(path)
-    try:
-        with zipfile.ZipFile(path) as zf:
-            raw = _member(zf, "metadata", path, ("|u1",), _METADATA_MAX_BYTES)
-            if raw.ndim != 1:
-                raise StateFileError(f"{path}: metadata must be 1-D")
-            try:
-                meta = json.loads(raw.tobytes().decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise StateFileError(f"{path}: metadata is not valid JSON ({exc})") from None
-            if not isinstance(meta, dict) or meta.get("format") != fmt:
-                raise StateFileError(f"{path}: not a {fmt} state file")
-            ver = meta.get("format_version")
-            if isinstance(ver, bool) or not isinstance(ver, int) or ver < 1:
-                raise StateFileError(f"{path}: invalid format_version {ver!r}")
-            if ver > FORMAT_VERSION:
-                raise StateFileError(f"{path}: written with state format_version {ver}; this dnm "
-                                     f"reads <= {FORMAT_VERSION}: upgrade dnm to load it")
-            table = meta.get("arrays")
-            names = {i.filename for i in zf.infolist()}
-            if not isinstance(table, dict) or set(table) != set(specs) \
-                    or names != {n + ".npy" for n in specs} | {"metadata.npy"}:
-                raise StateFileError(f"{path}: array members do not match the format")
-            arrays = {}
-            for name, spec in table.items():
-                a = _member(zf, name, path, specs[name])
-                if not isinstance(spec, dict) or spec.get("dtype") != a.dtype.str \
-                        or spec.get("shape") != list(a.shape):
-                    raise StateFileError(f"{path}: member {name}.npy disagrees with the metadata")
-                arrays[name] = a
-    except StateFileError:
-        raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError,
-            NotImplementedError) as exc:
-        raise StateFileError(f"{path}: not a valid state file (corrupt or truncated): "
-                             f"{type(exc).__name__}: {exc}") from None
-    if _checksum(meta, arrays) != meta.get("sha256"):
-        raise StateFileError(f"{path}: checksum mismatch - the file was modified or corrupted "
-                             "after it was saved")
+    err = StateFileError
+    with _npzfile.open_archive(path, err, "state file") as zf:
+        meta = _npzfile.read_metadata(zf, path, err, max_depth=_METADATA_MAX_DEPTH,
+                                      max_containers=_METADATA_MAX_CONTAINERS,
+                                      max_items=_METADATA_MAX_ITEMS)
+        if meta.get("format") != fmt:
+            raise err(f"{path}: not a {fmt} state file")
+        _npzfile.check_version(meta, path, err, FORMAT_VERSION, "state file")
+        table = _npzfile.check_table(meta, zf, path, err, specs)
+        arrays = {name: _npzfile.read_member(zf, name, spec, path, err)
+                  for name, spec in table.items()}
+    _npzfile.verify(meta, arrays, path, err)
     if not isinstance(meta.get("params"), dict):
         raise StateFileError(f"{path}: params must be a JSON object")
     return meta, arrays, path

@@ -106,7 +106,7 @@ def _arrays(members):
 
 
 def _set_meta(members, meta, rehash=True):
-    from dnm.detector_file import _checksum
+    from dnm._npzfile import checksum as _checksum
 
     if rehash:
         try:

@@ -82,7 +82,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import zipfile  # noqa: E402
 
-from dnm import detector_file as _df  # noqa: E402
+from dnm import _npzfile  # noqa: E402
 from dnm.detector import DetectorFileError  # noqa: E402
 
 
@@ -117,7 +117,7 @@ def _tamper(path, edit_meta=None, edit_arrays=None, raw=None):
             meta["arrays"][k] = {"dtype": a.dtype.str, "shape": list(a.shape)}
     if edit_meta:
         edit_meta(meta)
-    meta["sha256"] = _df._checksum(meta, arrays)
+    meta["sha256"] = _npzfile.checksum(meta, arrays)
     text = json.dumps(meta)
     if raw:  # textual replacements JSON cannot write (after the checksum: refused before it)
         for a, b in raw:
