@@ -65,6 +65,20 @@ print(corpus)
 print(corpus.prompts()[:3], "...", corpus.prompts()[-2:])
 """),
     md("""
+The papers' ID class-name sets ship too (`dnm.corpus.class_names`), and WordNet filters drop
+candidates that would be *false negatives* for them: the ID names and their synonyms, nouns
+naming a kind of an ID class (ImageNet classes are WordNet synsets: a graph query), and proper
+nouns. `dnm corpus` does the same on the command line.
+"""),
+    code("""
+print(dnm.corpus.CLASS_NAME_SETS)
+names = dnm.corpus.class_names("imagenet")
+filtered = dnm.corpus.load("dnm", exclude=names, exclude_synonyms=True,
+                           exclude_hyponyms_of="imagenet", exclude_proper_nouns=True)
+print(f"{len(corpus)} -> {len(filtered)} phrases for ImageNet-1k as the ID set")
+print(sorted(set(corpus.phrases) - set(filtered.phrases))[:8])
+"""),
+    md("""
 Here the synthetic benchmark stands in for those encodings: `bench.candidates` are raw
 "phrase embeddings" (nouns and adjectives, some of them planted near-duplicates of ID class
 names, i.e. *false negatives*), `bench.id_labels` the ID class prompts, `bench.id_images` and
