@@ -121,6 +121,24 @@ def test_closeness_float64_matches_numpy_quantile(rng, c, eta):
     np.testing.assert_allclose(q, twin.neglabel_closeness(p, x, eta), rtol=0, atol=1e-13)
 
 
+@pytest.mark.parametrize("c", [64, 65, 257, 1000, 3000])
+@pytest.mark.parametrize("eta", [0.01, 0.05, 0.5, 0.95, 0.999])
+def test_closeness_selection_on_tie_heavy_and_narrow_rows(rng, c, eta):
+    """The selection (a histogram of each row, then the few values of the bins that hold the
+    order statistics) against NumPy's quantile: labels repeated (exact ties), nearly equal
+    labels (a range of ~1e-9: narrow bins), all equal (no histogram), a few far values."""
+    base = rng.standard_normal((7, 24))
+    tied = base[rng.integers(0, 7, c)]
+    narrow = base[0] + 1e-9 * rng.standard_normal((c, 24))
+    same = np.repeat(base[:1], c, axis=0)
+    far = tied.copy()
+    far[:3] *= -1  # cosines of the opposite sign: most values in a few bins
+    x = rng.standard_normal((120, 24)) * 5
+    for p in (tied, narrow, same, far):
+        np.testing.assert_allclose(mining.neglabel_closeness(p, x, eta),
+                                   twin.neglabel_closeness(p, x, eta), rtol=0, atol=1e-13)
+
+
 def test_closeness_max_cut_and_low_precision(rng, kernel):
     p = rng.standard_normal((200, 32))
     x = np.vstack([rng.standard_normal((300, 32)), p[:20] * 3 + 0.01 * rng.standard_normal((20, 32))])
