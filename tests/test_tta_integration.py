@@ -5,6 +5,8 @@ import json
 import os
 from pathlib import Path
 
+import time
+
 import numpy as np
 import pytest
 
@@ -443,10 +445,15 @@ def test_dask_streams_local_cluster_equal_one_process(client, prob):
     streams = dask_streams(prob)
     for det in (adaneg_det(prob), tanl_det(prob)):
         lazy = dd.score_streams(det, streams)
-        who = client.who_has()  # one snapshot: keys come and go between two calls
-        scattered = [k for k in who if k.startswith("NegativeLabelDetector-")]
-        # this detector on both workers (an earlier one may be being released meanwhile)
-        assert any(len(who[k]) == 2 for k in scattered)
+        # this detector on both workers (an earlier one may be being released meanwhile, and
+        # the scheduler's view may lag the scatter by a moment on a loaded machine)
+        for _ in range(50):
+            who = client.who_has()  # one snapshot: keys come and go between two calls
+            scattered = [k for k in who if k.startswith("NegativeLabelDetector-")]
+            if any(len(who[k]) == 2 for k in scattered):
+                break
+            time.sleep(0.1)
+        assert any(len(who[k]) == 2 for k in scattered), who
         got = dask.compute(lazy)[0]
         for k, X in streams.items():
             np.testing.assert_array_equal(got[k], det.score_samples(X))
