@@ -113,11 +113,12 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
     }
     if (kr == DNM_KERNEL_AVX512 || kr == DNM_KERNEL_AVX2) {
         /* dnm's own kernel (tta_simd.h), on the labels in packed order [ID; groups; rest]
-         * when only the masses are wanted; group columns used twice there take the BLAS
-         * tiles */
+         * when there are groups (the masses then have the same bits with and without the
+         * rows); group columns used twice there take the BLAS tiles for the masses alone,
+         * the labels' own order and group sums from the rows with the rows */
         int64_t *col = NULL;
         int own = 1;
-        if (G > 0 && !rows) {
+        if (G > 0) {
             col = (int64_t *)malloc((size_t)L * sizeof(int64_t));
             unsigned char *seen = (unsigned char *)calloc((size_t)(L - C), 1);
             if (!col || !seen) {
@@ -136,6 +137,11 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
             for (int64_t j = 0; j < L - C && own; j++)
                 if (!seen[j]) col[q++] = C + j;
             free(seen);
+        }
+        if (!own && rows) {
+            free(col);
+            col = NULL;
+            own = 1;
         }
         if (own) {
             const int nt = dnm_threads_begin(nthreads);

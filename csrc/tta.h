@@ -24,7 +24,9 @@ typedef struct {
  * kernel (tta_simd.h, AVX2 or AVX-512; float32 labels, and group columns that
  * are all distinct when rows is NULL) every logit is one FMA chain over k in order and each row's
  * epilogue depends on that row only: a row's outputs are bitwise the same in
- * any batch, with any thread count, in both builds.  Memory: the outputs, the
+ * any batch, with any thread count, in both builds, and the masses are the same
+ * with and without the rows (the exps in float, the double exp where float's
+ * would underflow, the sums in double).  Memory: the outputs, the
  * packed image tile and, per tile, (G + 3) doubles per image and label block.
  * Otherwise (float64, the BLAS kernel, CPUs without AVX2) the logits are
  * single-threaded GEMM tiles of DNM_TTA_IT images on a fixed grid (one tile

@@ -6,17 +6,20 @@
  * image packing (pack_tile) and vector vocabulary it uses.
  *
  * The labels are taken in "packed order": [ID; group 0; ...; group G-1; the
- * other columns in index order] when only the masses are wanted (col[p] = the
- * label row at packed position p), in their own order when the rows are (col
- * NULL; the group masses are then summed from the finished row), cut into blocks of LB labels (a multiple of 42, the
- * same blocks in both builds).  An image tile (up to DNM_TTA_SIMD_IT images,
+ * other columns in index order] when there are groups (col[p] = the label row
+ * at packed position p; the rows are written to the labels' own positions), in
+ * their own order when there are none, or when group columns repeat and the
+ * rows are wanted (col NULL; the group masses are then summed from the
+ * finished row), cut into blocks of LB labels (a multiple of 42, the same
+ * blocks in both builds).  An image tile (up to DNM_TTA_SIMD_IT images,
  * normalised and packed once) is multiplied block by block; the blocks are the
  * threads' tasks (each packs its block into panels of NR labels, L2-resident,
  * then runs every image panel against it).  Per image and block the epilogue
- * takes the block's maximum m_b (from the microkernel) as shift and computes,
- * in double, e_j = exp((z_j - m_b) / T), one exp per logit; it sums them per
+ * takes the block's maximum m_b (from the microkernel) as shift and computes
+ * e_j = exp((z_j - m_b) / T), one exp per logit, in float (the double exp for a
+ * lane whose argument is below -80; see tta_fold); it sums them in double per
  * accumulator (ID, each group, the rest) in column order, lane by lane, and
- * writes them to the image's row when rows are wanted.  Once every block is
+ * writes them (as doubles) to the image's row when rows are wanted.  Once every block is
  * done, each image combines its blocks in block order: m = max m_b,
  * f_b = exp((m_b - m) / T), S_a = sum_b f_b s_ab, S = sum_a S_a; the masses
  * are S_a / S and the row's block b is scaled by f_b / S (one more pass over
@@ -58,14 +61,20 @@ static void tta_pack_block(const float *lab, int64_t D, const int64_t *col, int6
  * images' maxima over the block).  pm[0..MR) = the shifts m_b, pm[(1 + a) * ld
  * + i] = accumulator a's sum of e_j (acc a covers packed columns [bnd[a],
  * bnd[a + 1]); zero when the block has none of it).  With eb, e_j goes to
- * eb[j * MR + i]. */
+ * eb[j * MR + i].  e_j = exp(x) with x = (z_j - m_b) * (float)(1 / T) in float:
+ * the float exp of simd_exp.h where x >= DNM_TTA_FEXP_MIN, else (lane by lane,
+ * rare: logits that far below their block's maximum) the double exp of
+ * (z_j - m_b) / T, so nothing underflows that the double exp would keep.  The
+ * choice depends on the lane's own values only. */
+#define DNM_TTA_FEXP_MIN (-80.0)
 TGT static void tta_fold(const float *sb, const float *mx, int64_t j0, int64_t w,
                          const int64_t *bnd, int64_t NA, double invT, double *pm, int64_t ld,
                          double *eb)
 {
     const VF mx0 = vf_load(mx), mx1 = vf_load(mx + W);
     const VD m[4] = {vd_lo(mx0), vd_hi(mx0), vd_lo(mx1), vd_hi(mx1)};
-    const VD vi = vd_set1(invT);
+    const VD vi = vd_set1(invT), lim = vd_set1(DNM_TTA_FEXP_MIN);
+    const VF vif = vf_set1(invT < FLT_MAX ? (float)invT : FLT_MAX);
     for (int h = 0; h < 4; h++) vd_storeu(pm + WD * h, m[h]);
     for (int64_t a = 0; a < NA; a++) {
         const int64_t lo = bnd[a] > j0 ? bnd[a] - j0 : 0;
@@ -73,11 +82,20 @@ TGT static void tta_fold(const float *sb, const float *mx, int64_t j0, int64_t w
         VD s[4] = {vd_zero(), vd_zero(), vd_zero(), vd_zero()};
         for (int64_t j = lo; j < hi; j++) {
             const VF z0 = vf_load(sb + j * MR), z1 = vf_load(sb + j * MR + W);
-            const VD z[4] = {vd_lo(z0), vd_hi(z0), vd_lo(z1), vd_hi(z1)};
+            const VF x0 = vf_mul(vf_sub(z0, mx0), vif), x1 = vf_mul(vf_sub(z1, mx1), vif);
+            const VF f0 = exp_neg(x0), f1 = exp_neg(x1);
+            VD e[4] = {vd_lo(f0), vd_hi(f0), vd_lo(f1), vd_hi(f1)};
+            const VD xd[4] = {vd_lo(x0), vd_hi(x0), vd_lo(x1), vd_hi(x1)};
+            VM low[4];
+            for (int h = 0; h < 4; h++) low[h] = vm_gt(lim, xd[h]);
+            if (vm_any(low[0], low[1], low[2], low[3])) {
+                const VD zd[4] = {vd_lo(z0), vd_hi(z0), vd_lo(z1), vd_hi(z1)};
+                for (int h = 0; h < 4; h++)
+                    e[h] = vd_select(low[h], exp_pd(vd_mul(vd_sub(zd[h], m[h]), vi)), e[h]);
+            }
             for (int h = 0; h < 4; h++) {
-                const VD e = exp_pd(vd_mul(vd_sub(z[h], m[h]), vi));
-                s[h] = vd_add(s[h], e);
-                if (eb) vd_storeu(eb + j * MR + WD * h, e);
+                s[h] = vd_add(s[h], e[h]);
+                if (eb) vd_storeu(eb + j * MR + WD * h, e[h]);
             }
         }
         for (int h = 0; h < 4; h++) vd_storeu(pm + (1 + a) * ld + WD * h, s[h]);
@@ -121,9 +139,10 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
                                 void *tick_ctx, dnm_error *err)
 {
     const int64_t N = images->rows, D = images->cols, L = labels->rows;
-    /* with rows, the group masses are gathered from the finished row (col is NULL then) */
+    /* with rows and groups outside the packed order (col NULL), the group masses are
+     * gathered from the finished row */
     const int64_t C = p->n_id, G = p->groups, Q = p->group_size;
-    const int gather = rows && G > 0, NA = gather ? 2 : G + 2;
+    const int gather = rows && G > 0 && !col, NA = gather ? 2 : G + 2;
     const float *lab = (const float *)labels->data;
     double invT = 1.0 / p->temperature;
     if (!isfinite(invT)) invT = DBL_MAX;

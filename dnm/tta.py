@@ -16,7 +16,8 @@ The heavy part of both methods - the logits of a batch against all labels ([ID; 
 between tiles.  Float32 input runs on dnm's own register-tile product (csrc/tta_simd.h, AVX2
 or AVX-512, the kernel of ``dnm._config.float_kernel``): the labels in blocks (the threads'
 tasks, [ID; groups; the rest] in that order), a fused epilogue per block and image (one exp per
-logit in double against the block's maximum, the ID, group and total sums in column order),
+logit against the block's maximum, in float - in double where float's would underflow - and
+the ID, group and total sums in double in column order),
 then per image the blocks combined in block order and, when asked, the softmax row written
 once and scaled once.  Every logit is one FMA chain in k order, so a row's values do not depend
 on its batch, the thread count or the instruction set.  Float64 input and CPUs without AVX2 run

@@ -160,3 +160,20 @@ def test_kernel_argument_is_checked(rng):
     X, lab, C = data(rng, N=4, L=50, D=8)
     with pytest.raises(ValueError, match="kernel"):
         _core.softmax_rows(X, lab, 0.01, 1, None, C, None, True, kernel=9)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_softmax_rows_keep_entries_far_below_the_maximum(rng, kernel):
+    """Images equal to a label: its logit is 1 / T, the others near 0, so most entries are
+    about exp(-100) (below float's exp range at T = 0.01) and exp(-200) at T = 0.005; every
+    kernel keeps them (to float32 rounding of the logits), not 0."""
+    X, lab, C = data(rng, N=40, L=700)
+    X = lab[rng.integers(0, lab.shape[0], 40)] * 3.0
+    idx = dnm.make_groups(lab.shape[0] - C, 4, 0)
+    for T in (0.01, 0.005):
+        P0, a0, g0 = softmax_twin(X, lab, T, C, idx)
+        assert (P0 < 1e-38).mean() > 0.9 and P0.min() > 0
+        P, a, g = run(X, lab, kernel, C, idx, T=T)
+        np.testing.assert_allclose(P, P0, rtol=P_RTOL * 2, atol=0)
+        np.testing.assert_allclose(a, a0, rtol=MASS_RTOL * 2, atol=0)
+        np.testing.assert_allclose(g, g0, rtol=MASS_RTOL * 2, atol=0)
