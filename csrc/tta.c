@@ -89,9 +89,18 @@ static double lane_sum(const double *z, int64_t n)
     return s;
 }
 
+int64_t dnm_softmax_block(const dnm_matrix *labels, int kernel)
+{
+    if (labels->dtype == DNM_F64) return labels->rows;
+    const int kr = dnm_kernel_resolve(kernel);
+    if (kr < 0) return -1;
+    return kr == DNM_KERNEL_AVX512 || kr == DNM_KERNEL_AVX2 ? dnm_tta_lb(labels->cols)
+                                                            : labels->rows;
+}
+
 int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const dnm_tta_params *p,
-                     double *rows, double *id_mass, double *group_mass, int kernel, int nthreads,
-                     dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
+                     double *rows, double *id_mass, double *group_mass, double *scales,
+                     int kernel, int nthreads, dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
 {
     const int64_t N = images->rows, D = images->cols, L = labels->rows;
     const int64_t C = p->n_id, G = p->groups, Q = p->group_size;
@@ -102,7 +111,7 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
     if (labels->cols != D || (labels->dtype != DNM_F32 && !dbl) ||
         labels->s1 != (ptrdiff_t)(dbl ? sizeof(double) : sizeof(float)) ||
         labels->s0 != labels->s1 * (ptrdiff_t)D || C < 0 || C > L || G < 0 ||
-        (G > 0 && (Q < 1 || !p->index))) {
+        (G > 0 && (Q < 1 || !p->index)) || (scales && (!rows || G > 0))) {
         err->code = DNM_EDOMAIN;
         return DNM_EDOMAIN;
     }
@@ -147,7 +156,8 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
             const int nt = dnm_threads_begin(nthreads);
             const int rc = (kr == DNM_KERNEL_AVX512 ? dnm_softmax_rows_f_avx512
                                                     : dnm_softmax_rows_f_avx2)(
-                images, labels, p, col, rows, id_mass, group_mass, nt, tick, tick_ctx, err);
+                images, labels, p, col, rows, id_mass, group_mass, scales, nt, tick, tick_ctx,
+                err);
             dnm_threads_end();
             free(col);
             return rc;
@@ -222,7 +232,10 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
                         group_mass[(r0 + r) * G + g] = sg * f;
                     }
                 }
-                if (rows) scale_row(z, L, f);
+                if (scales)
+                    scales[r0 + r] = f;
+                else if (rows)
+                    scale_row(z, L, f);
             }
             dnm_tick_done(tick, tick_ctx, &done, ntiles, &stop, err);
         }
@@ -233,4 +246,106 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
     dnm_threads_end();
     if (err->code == DNM_OK && tick && tick(tick_ctx, ntiles, ntiles)) err->code = DNM_ECANCEL;
     return err->code;
+}
+
+/* ---- consumers of the unscaled rows (tta.h) ---------------------------------------------- */
+
+#define DNM_TTA_CW 512 /* columns per task */
+
+static int tta_threads(int nthreads, double work)
+{
+    int nt = dnm_threads_begin(nthreads);
+    if (work < 2e5) nt = 1;
+    return nt < 1 ? 1 : nt;
+}
+
+void dnm_tta_gather(const double *rows, const double *scales, int64_t N, int64_t L, int64_t lb,
+                    int64_t off, const int64_t *sel, int64_t n, double *out, int nthreads)
+{
+    const int64_t nb = (L + lb - 1) / lb;
+    const int nt = tta_threads(nthreads, (double)N * (double)n);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < N; i++) {
+        const double *r = rows + i * L, *sc = scales + i * nb;
+        double *o = out + i * n;
+        for (int64_t k = 0; k < n; k++) {
+            const int64_t c = off + sel[k];
+            o[k] = r[c] * sc[c / lb];
+        }
+    }
+    dnm_threads_end();
+}
+
+void dnm_tta_masked_means(const double *rows, const double *scales, int64_t N, int64_t L,
+                          int64_t lb, int64_t off, const unsigned char *flag, double *mean1,
+                          double *mean2, int nthreads)
+{
+    const int64_t nb = (L + lb - 1) / lb, K = L - off;
+    int64_t n1 = 0, n2 = 0;
+    for (int64_t i = 0; i < N; i++) {
+        n1 += flag[i] == 1;
+        n2 += flag[i] == 2;
+    }
+    if (!n1 && !n2) return;
+    const int64_t ntask = (K + DNM_TTA_CW - 1) / DNM_TTA_CW;
+    const int nt = tta_threads(nthreads, (double)N * (double)K);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t t = 0; t < ntask; t++) {
+        const int64_t j0 = t * DNM_TTA_CW, j1 = j0 + DNM_TTA_CW < K ? j0 + DNM_TTA_CW : K;
+        double a1[DNM_TTA_CW], a2[DNM_TTA_CW];
+        for (int64_t j = 0; j < j1 - j0; j++) a1[j] = a2[j] = 0.0;
+        for (int64_t i = 0; i < N; i++) {
+            if (!flag[i] || flag[i] > 2) continue;
+            double *acc = flag[i] == 1 ? a1 : a2;
+            const double *r = rows + i * L + off, *sc = scales + i * nb;
+            /* the columns of one block share their scale */
+            for (int64_t j = j0; j < j1;) {
+                const int64_t b = (off + j) / lb, e = (b + 1) * lb - off < j1 ? (b + 1) * lb - off : j1;
+                const double f = sc[b];
+                for (; j < e; j++) acc[j - j0] += r[j] * f;
+            }
+        }
+        for (int64_t j = j0; j < j1; j++) {
+            if (n1) mean1[j] = a1[j - j0] / (double)n1;
+            if (n2) mean2[j] = a2[j - j0] / (double)n2;
+        }
+    }
+    dnm_threads_end();
+}
+
+void dnm_tta_copy_rows(const double *rows, const double *scales, int64_t L, int64_t lb,
+                       int64_t off, const int64_t *src, const int64_t *dst_row, int64_t n,
+                       double *dst, int nthreads)
+{
+    const int64_t nb = (L + lb - 1) / lb, K = L - off;
+    const int nt = tta_threads(nthreads, (double)n * (double)K);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t k = 0; k < n; k++) {
+        const double *r = rows + src[k] * L + off, *sc = scales + src[k] * nb;
+        double *d = dst + dst_row[k] * K;
+        for (int64_t j = 0; j < K;) {
+            const int64_t b = (off + j) / lb, e = (b + 1) * lb - off < K ? (b + 1) * lb - off : K;
+            const double f = sc[b];
+            for (; j < e; j++) d[j] = r[j] * f;
+        }
+    }
+    dnm_threads_end();
+}
+
+void dnm_rows_mean(const double *a, int64_t n, int64_t K, double *out, int nthreads)
+{
+    const int64_t ntask = (K + DNM_TTA_CW - 1) / DNM_TTA_CW;
+    const int nt = tta_threads(nthreads, (double)n * (double)K);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t t = 0; t < ntask; t++) {
+        const int64_t j0 = t * DNM_TTA_CW, j1 = j0 + DNM_TTA_CW < K ? j0 + DNM_TTA_CW : K;
+        double acc[DNM_TTA_CW];
+        for (int64_t j = 0; j < j1 - j0; j++) acc[j] = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            const double *r = a + i * K;
+            for (int64_t j = j0; j < j1; j++) acc[j - j0] += r[j];
+        }
+        for (int64_t j = j0; j < j1; j++) out[j] = acc[j - j0] / (double)n;
+    }
+    dnm_threads_end();
 }

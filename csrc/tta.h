@@ -37,8 +37,42 @@ typedef struct {
  * NULL).  The two kernels agree to float32 rounding.  NaN/Inf or zero image
  * rows are errors (which = 0); a kernel the CPU cannot run is DNM_EDOMAIN. */
 int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const dnm_tta_params *p,
-                     double *rows, double *id_mass, double *group_mass, int kernel, int nthreads,
-                     dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
+                     double *rows, double *id_mass, double *group_mass, double *scales,
+                     int kernel, int nthreads, dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
+
+/* With `scales` (rows wanted, no groups), the rows are left unscaled: the caller's
+ * P_ij = rows[i * L + j] * scales[i * nb + j / lb], with lb = dnm_softmax_block(...)
+ * labels per block and nb = ceil(L / lb) (the same product, rounded once, that the
+ * scaled rows hold): the consumers below apply it while they read, which saves a
+ * pass over the (N, L) rows. */
+int64_t dnm_softmax_block(const dnm_matrix *labels, int kernel);
+
+/* The labels per block of dnm's own kernel for dimension D (a multiple of 42). */
+static inline int64_t dnm_tta_lb(int64_t D)
+{
+    int64_t lb = (int64_t)(1 << 20) / (D * (int64_t)sizeof(float)) / 42 * 42;
+    return lb < 42 ? 42 : lb > 882 ? 882 : lb;
+}
+
+/* Consumers of the unscaled rows (P as above; columns off .. L).
+ *  - gather: out[i * n + k] = P[i, off + sel[k]], rows i < N.
+ *  - masked_means: for the rows with flag[i] == 1 (== 2), the mean over them of
+ *    P[i, off .. L) into mean1 (mean2), the rows added in order (as NumPy's
+ *    add.reduce over axis 0) and the sum divided by their count; untouched when
+ *    there are none.
+ *  - copy_rows: row dst_row[k] of dst ((L - off) columns) = P[src[k], off .. L).
+ * Threads over columns: the bits do not depend on the thread count. */
+void dnm_tta_gather(const double *rows, const double *scales, int64_t N, int64_t L, int64_t lb,
+                    int64_t off, const int64_t *sel, int64_t n, double *out, int nthreads);
+void dnm_tta_masked_means(const double *rows, const double *scales, int64_t N, int64_t L,
+                          int64_t lb, int64_t off, const unsigned char *flag, double *mean1,
+                          double *mean2, int nthreads);
+void dnm_tta_copy_rows(const double *rows, const double *scales, int64_t L, int64_t lb,
+                       int64_t off, const int64_t *src, const int64_t *dst_row, int64_t n,
+                       double *dst, int nthreads);
+/* out[j] = (sum_{i < n} a[i * K + j], rows added in order) / n, as NumPy's mean over axis
+ * 0 of a C-contiguous (n, K) float64 matrix. */
+void dnm_rows_mean(const double *a, int64_t n, int64_t K, double *out, int nthreads);
 
 /* Internal: the float32 kernel on dnm's own product kernel (tta_simd.h, built
  * per instruction set in score_avx512.c / score_avx2.c).  col[p] = the label
@@ -47,18 +81,18 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
 #define DNM_DECLARE_TTA_SIMD(ISA)                                                            \
     int dnm_softmax_rows_f_##ISA(const dnm_matrix *images, const dnm_matrix *labels,        \
                                  const dnm_tta_params *p, const int64_t *col, double *rows, \
-                                 double *id_mass, double *group_mass, int nt,              \
-                                 dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
+                                 double *id_mass, double *group_mass, double *scales,      \
+                                 int nt, dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
 DNM_DECLARE_TTA_SIMD(avx512)
 DNM_DECLARE_TTA_SIMD(avx2)
 #define DNM_DEFINE_TTA_STUBS(ISA)                                                            \
     int dnm_softmax_rows_f_##ISA(const dnm_matrix *images, const dnm_matrix *labels,        \
                                  const dnm_tta_params *p, const int64_t *col, double *rows, \
-                                 double *id_mass, double *group_mass, int nt,              \
-                                 dnm_tick_fn tick, void *tick_ctx, dnm_error *err)         \
+                                 double *id_mass, double *group_mass, double *scales,      \
+                                 int nt, dnm_tick_fn tick, void *tick_ctx, dnm_error *err) \
     {                                                                                        \
         (void)images, (void)labels, (void)p, (void)col, (void)rows, (void)id_mass;          \
-        (void)group_mass, (void)nt, (void)tick, (void)tick_ctx;                              \
+        (void)group_mass, (void)scales, (void)nt, (void)tick, (void)tick_ctx;               \
         err->code = DNM_EDOMAIN;                                                             \
         return DNM_EDOMAIN;                                                                  \
     }

@@ -23,7 +23,8 @@
  * done, each image combines its blocks in block order: m = max m_b,
  * f_b = exp((m_b - m) / T), S_a = sum_b f_b s_ab, S = sum_a S_a; the masses
  * are S_a / S and the row's block b is scaled by f_b / S (one more pass over
- * the row).  Nothing in a row's arithmetic depends on the other rows, the
+ * the row), or, with scales, f_b / S is stored for the consumers to apply as
+ * they read (tta.h).  Nothing in a row's arithmetic depends on the other rows, the
  * tile, the thread count or the vector width: a row's results are bitwise the
  * same in any batch, with any threads, in the AVX2 and AVX-512 builds.
  */
@@ -135,8 +136,8 @@ TGT static void tta_combine(double *pairs, int64_t nblocks, int64_t NA, int64_t 
 
 int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labels,
                                 const dnm_tta_params *p, const int64_t *col, double *rows,
-                                double *id_mass, double *group_mass, int nt, dnm_tick_fn tick,
-                                void *tick_ctx, dnm_error *err)
+                                double *id_mass, double *group_mass, double *scales, int nt,
+                                dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
 {
     const int64_t N = images->rows, D = images->cols, L = labels->rows;
     /* with rows and groups outside the packed order (col NULL), the group masses are
@@ -146,8 +147,7 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
     const float *lab = (const float *)labels->data;
     double invT = 1.0 / p->temperature;
     if (!isfinite(invT)) invT = DBL_MAX;
-    int64_t LB = (int64_t)DNM_LB_BYTES / (D * (int64_t)sizeof(float)) / 42 * 42;
-    LB = LB < 42 ? 42 : LB > 882 ? 882 : LB;
+    const int64_t LB = dnm_tta_lb(D);
     const int64_t nblocks = (L + LB - 1) / LB;
     int64_t IT = (N + MR - 1) / MR * MR;
     if (IT > DNM_TTA_SIMD_IT) IT = DNM_TTA_SIMD_IT;
@@ -237,7 +237,9 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
                     for (int64_t b = 0; b < nblocks; b++) {
                         const double c = pairs[b * (NA + 1) * ld + ip * MR + i] * inv;
                         const int64_t j0 = b * LB, j1 = j0 + LB < L ? j0 + LB : L;
-                        if (col) {
+                        if (scales) {
+                            scales[r * nblocks + b] = c;
+                        } else if (col) {
                             for (int64_t j = j0; j < j1; j++) row[col[j]] *= c;
                         } else {
                             for (int64_t j = j0; j < j1; j++) row[j] *= c;

@@ -26,9 +26,13 @@ epilogue row by row (exp by a polynomial with correctly rounded fma, sums in 8 f
 The two kernels agree to float32 rounding.  AdaNeg's adaptive pass needs only the masses, so
 no (B, C + M) matrix is made for it; its vanilla pass and TANL keep the batch's (B, L) float64
 rows (the entropies and argmaxes, TANL's queues and activation-aware scores are taken from
-them).  Everything after the kernel (entropies, the memory and its proxies, top-beta
-selection, prefix sums, Otsu) is vectorised NumPy over the batch, without per-image Python
-loops.  Memory: the state plus O(B x L) float64 per batch, never per stream.  The
+them).  TANL's rows stay unscaled (each block of a row has one scale factor): the C consumers
+(``_core.tta_gather`` of the selected columns, ``tta_masked_means`` of the ID-like and OOD-like
+rows in one pass, ``tta_copy_rows`` into the queues, ``rows_mean`` of a queue; threads over
+columns, rows added in order as NumPy's mean does) apply it as they read, so the (B, L) rows
+are written once and read once.  Everything else (entropies, the memory and its proxies,
+top-beta selection, prefix sums, Otsu) is vectorised NumPy over the batch, without per-image
+Python loops.  Memory: the state plus O(B x L) float64 per batch, never per stream.  The
 sample-adaptive AdaNeg proxies are NumPy throughout.  Scores are bitwise identical across
 thread counts.
 
@@ -129,17 +133,15 @@ def _permutation(order, n, name):
     return a
 
 
-def _softmax(X, labels, T, nt, progress=False, n_id=0, index=None, rows=True, out=None):
+def _softmax(X, labels, T, nt, progress=False, n_id=0, index=None, rows=True, out=None,
+             scales=None):
     """(rows (B, L) or None, ID mass (B,), group masses (B, G) or None) of the softmax over
-    the labels (csrc/tta.c); ``out`` a float64 (B, L) buffer for the rows."""
+    the labels (csrc/tta.c); ``out`` a float64 (B, L) buffer for the rows; with ``scales``
+    (a float64 (B, ceil(L / block)) buffer, block = _core.softmax_block) the rows are left
+    unscaled and their scales written there (csrc/tta.h)."""
     with TileProgress(progress, "tta product") as cb:
         return _core.softmax_rows(X, labels, T, nt, cb, n_id, index, rows, out,
-                                  kernel=_config.kernel())
-
-
-def _masked_mean(R, mask):
-    """R[mask].mean(axis=0) without copying the rows."""
-    return np.add.reduce(R, axis=0, where=mask[:, None]) / np.count_nonzero(mask)
+                                  kernel=_config.kernel(), scales=scales)
 
 
 def _grouped(a_id, Nj):
@@ -602,8 +604,23 @@ class _Ring:
             self.start = (self.start + run) % L
             idx = idx[run:]
 
-    def mean(self):
-        return self.buf[:self.n].mean(axis=0)
+    def append_scaled(self, rows, scales, lb, off, idx, nt):
+        """Append rows idx (in order) of the unscaled rows (csrc/tta.h: P = rows x scales,
+        columns off..), as append() does with P; one pass in C."""
+        L = self.buf.shape[0]
+        idx = np.asarray(idx, dtype=np.int64)[-L:]
+        take = min(L - self.n, idx.size) if self.n < L else 0
+        rest = idx.size - take
+        dst = np.concatenate([self.n + np.arange(take), (self.start + np.arange(rest)) % L])
+        _core.tta_copy_rows(rows, scales, lb, off, idx, dst.astype(np.int64), self.buf, nt)
+        self.n += take
+        self.start = (self.start + rest) % L
+
+    def mean(self, nt=0):
+        """The mean of the rows present (in physical order, as NumPy's mean over axis 0)."""
+        out = np.empty(self.buf.shape[1])
+        _core.rows_mean(self.buf, self.n, out, nt)
+        return out
 
 
 class TANL:
@@ -696,28 +713,39 @@ class TANL:
         """
         X = _batch(batch, self.n_features_in_)
         nt = _config.resolve(self.num_threads)
-        B, L = X.shape[0], self._labels_cd.shape[0]
-        if self._buf is None or self._buf.shape[0] != B:  # the batch's rows, reused
+        C, B, L = self.n_id_, X.shape[0], self._labels_cd.shape[0]
+        lb = _core.softmax_block(self._labels_cd, _config.kernel())
+        if self._buf is None or self._buf.shape != (B, L):  # the batch's rows, reused
             self._buf = np.empty((B, L))
-        P, a_id, _ = _softmax(X, self._labels_cd, self.temperature, nt, self.progress, self.n_id_,
-                              out=self._buf)
-        R = P[:, self.n_id_:]
-        mpos, mneg = self._qpos.mean(), self._qneg.mean()
+        scales = np.empty((B, -(-L // lb)))
+        # unscaled rows: P = rows x scales, applied by the C consumers as they read
+        P, a_id, _ = _softmax(X, self._labels_cd, self.temperature, nt, self.progress, C,
+                              out=self._buf, scales=scales)
+
+        def gather(sel):
+            out = np.empty((B, sel.size))
+            _core.tta_gather(P, scales, lb, C, sel, out, nt)
+            return out
+
+        mpos, mneg = self._qpos.mean(nt), self._qneg.mean(nt)
         sel0 = _top(mneg - mpos, self.top)
-        s0 = _aas(a_id, R[:, sel0], self.top, self.step)
+        s0 = _aas(a_id, gather(sel0), self.top, self.step)
         squeue = np.concatenate([self._squeue, s0])[-self.score_queue_length:]
         th = _otsu(squeue)
         up = s0 > th + self.gap * (1.0 - th)
         down = s0 < th - self.gap * th
         al = self.alpha
-        pos = al * mpos + (1.0 - al) * _masked_mean(R, up) if up.any() else mpos
-        neg = al * mneg + (1.0 - al) * _masked_mean(R, down) if down.any() else mneg
+        m_up, m_down = np.empty(self.n_corpus_), np.empty(self.n_corpus_)
+        _core.tta_masked_means(P, scales, lb, C, up.view(np.uint8) + 2 * down.view(np.uint8),
+                               m_up, m_down, nt)  # (up and down are disjoint)
+        pos = al * mpos + (1.0 - al) * m_up if up.any() else mpos
+        neg = al * mneg + (1.0 - al) * m_down if down.any() else mneg
         sel1 = _top(neg - pos, self.top)
-        out = _aas(a_id, R[:, sel1], self.top, self.step)
+        out = _aas(a_id, gather(sel1), self.top, self.step)
         # the state changes only from here on (no step below can fail)
         self._squeue = squeue
-        self._qpos.append(R, up)
-        self._qneg.append(R, down)
+        self._qpos.append_scaled(P, scales, lb, C, np.flatnonzero(up), nt)
+        self._qneg.append_scaled(P, scales, lb, C, np.flatnonzero(down), nt)
         self.n_images_seen_ += X.shape[0]
         self.n_batches_seen_ += 1
         self.last_threshold_ = th

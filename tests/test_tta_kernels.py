@@ -177,3 +177,53 @@ def test_softmax_rows_keep_entries_far_below_the_maximum(rng, kernel):
         np.testing.assert_allclose(P, P0, rtol=P_RTOL * 2, atol=0)
         np.testing.assert_allclose(a, a0, rtol=MASS_RTOL * 2, atol=0)
         np.testing.assert_allclose(g, g0, rtol=MASS_RTOL * 2, atol=0)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_unscaled_rows_and_their_consumers(rng, kernel):
+    """With scales=, the rows times their block scales are the scaled rows bit for bit, and
+    the C consumers (gather, masked means, row copies, rows_mean) equal their NumPy twins bit
+    for bit with any thread count."""
+    X, lab, C = data(rng, N=70, L=2000)
+    lb = _core.softmax_block(lab, CODE[kernel])
+    assert lb == (lab.shape[0] if kernel == "blas" else 1008 // 2)  # D = 512: 504 per block
+    L = lab.shape[0]
+    sc = np.full((70, -(-L // lb)), np.nan)
+    R, a, _ = _core.softmax_rows(X, lab, 0.01, 2, None, C, None, True, kernel=CODE[kernel],
+                                 scales=sc)
+    P, a0, _ = run(X, lab, kernel, C)
+    np.testing.assert_array_equal(twin.scaled(R, sc, lb), P)
+    np.testing.assert_array_equal(a, a0)
+    K = L - C
+    sel = rng.permutation(K)[:300]
+    flag = rng.integers(0, 3, 70).astype(np.uint8)
+    src = rng.permutation(70)[:25]
+    dst_row = rng.permutation(40)[:25]
+    for nt in (1, 2, 3):
+        g = np.empty((70, 300))
+        _core.tta_gather(R, sc, lb, C, sel, g, nt)
+        np.testing.assert_array_equal(g, P[:, C:][:, sel])
+        m1, m2 = np.full(K, np.nan), np.full(K, np.nan)
+        _core.tta_masked_means(R, sc, lb, C, flag, m1, m2, nt)
+        for m, f in ((m1, 1), (m2, 2)):
+            np.testing.assert_array_equal(m, twin.mean_in_order(P[flag == f, C:]))
+            np.testing.assert_array_equal(m, P[flag == f, C:].mean(axis=0))  # as NumPy's
+        m1[:] = 7.0
+        _core.tta_masked_means(R, sc, lb, C, np.zeros(70, np.uint8), m1, m2, nt)
+        assert (m1 == 7.0).all()  # no rows: untouched
+        dst = np.full((40, K), -1.0)
+        _core.tta_copy_rows(R, sc, lb, C, src, dst_row, dst, nt)
+        want = np.full((40, K), -1.0)
+        want[dst_row] = P[src, C:]
+        np.testing.assert_array_equal(dst, want)
+        out = np.empty(K)
+        _core.rows_mean(dst, 33, out, nt)
+        np.testing.assert_array_equal(out, twin.mean_in_order(dst[:33]))
+        np.testing.assert_array_equal(out, dst[:33].mean(axis=0))
+    with pytest.raises(ValueError, match="sel"):
+        _core.tta_gather(R, sc, lb, C, np.array([K]), np.empty((70, 1)), 1)
+    with pytest.raises(ValueError, match="dst_row"):
+        _core.tta_copy_rows(R, sc, lb, C, src[:1], np.array([40]), dst, 1)
+    with pytest.raises(ValueError, match="scales"):
+        _core.softmax_rows(X, lab, 0.01, 2, None, C, None, True, kernel=CODE[kernel],
+                           scales=np.empty((70, 1 + sc.shape[1])))
