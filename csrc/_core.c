@@ -508,6 +508,7 @@ static PyObject *py_metrics(PyObject *self, PyObject *args)
 
 static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw); /* below */
 static PyObject *py_softmax_block(PyObject *self, PyObject *args);
+static PyObject *py_softmax_pack(PyObject *self, PyObject *args);
 static PyObject *py_tta_gather(PyObject *self, PyObject *args);
 static PyObject *py_tta_masked_means(PyObject *self, PyObject *args);
 static PyObject *py_tta_copy_rows(PyObject *self, PyObject *args);
@@ -545,6 +546,10 @@ static PyMethodDef methods[] = {
      "-> (rows or None, id_mass, group_mass or None): softmax over the labels of the logits "
      "of the normalised rows, its ID mass and group masses (csrc/tta.c); with scales= (a "
      "float64 (N, ceil(L / softmax_block)) buffer) the rows are left unscaled (tta.h)"},
+    {"softmax_pack", py_softmax_pack, METH_VARARGS,
+     "softmax_pack(labels, n_id, index, kernel, packed=None, rows=None) -> (float32 packed "
+     "labels, resolved kernel) for softmax_rows(packed=, packed_kernel=), or None when the "
+     "kernel that runs packs nothing; with packed and rows: those label rows repacked in place"},
     {"softmax_block", py_softmax_block, METH_VARARGS,
      "softmax_block(labels, kernel) -> labels per block of the rows' scales"},
     {"tta_gather", py_tta_gather, METH_VARARGS,
@@ -608,15 +613,18 @@ PyMODINIT_FUNC PyInit__core(void)
 static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"batch", "labels", "temperature", "num_threads", "progress", "n_id",
-                             "index", "want_rows", "out", "kernel", "scales", NULL};
+                             "index", "want_rows", "out", "kernel", "scales", "packed",
+                             "packed_kernel", NULL};
     PyObject *img_o, *lab_o, *progress, *idx_o, *out_o = Py_None, *sc_o = Py_None;
+    PyObject *pk_o = Py_None;
+    int pk_kernel = 0;
     double temperature;
     int nthreads, want_rows, kernel = DNM_KERNEL_AUTO;
     long long n_id;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOdiOLOp|OiO", kwlist, &img_o, &lab_o,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOdiOLOp|OiOOi", kwlist, &img_o, &lab_o,
                                      &temperature, &nthreads, &progress, &n_id, &idx_o,
-                                     &want_rows, &out_o, &kernel, &sc_o))
+                                     &want_rows, &out_o, &kernel, &sc_o, &pk_o, &pk_kernel))
         return NULL;
     if (check_kernel(kernel)) return NULL;
     dnm_matrix img, lab;
@@ -631,7 +639,7 @@ static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_ValueError, "temperature: must be a finite number > 0");
         return NULL;
     }
-    dnm_tta_params p = {temperature, (int64_t)n_id, 0, 0, NULL};
+    dnm_tta_params p = {temperature, (int64_t)n_id, 0, 0, NULL, NULL, 0};
     PyArrayObject *ix = NULL;
     if (idx_o != Py_None) {
         ix = (PyArrayObject *)PyArray_FROMANY(idx_o, NPY_INT64, 2, 2, NPY_ARRAY_CARRAY_RO);
@@ -668,6 +676,20 @@ static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw)
         rows = o;
     } else if (want_rows) {
         rows = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT64);
+    }
+    if (pk_o != Py_None) { /* the labels packed once (softmax_pack) */
+        PyArrayObject *o = (PyArrayObject *)pk_o;
+        const int64_t want = dnm_softmax_packed_size(&lab, &p, kernel);
+        if (want < 1 || !PyArray_Check(pk_o) || PyArray_TYPE(o) != NPY_FLOAT32 ||
+            PyArray_NDIM(o) != 1 || !PyArray_IS_C_CONTIGUOUS(o) || PyArray_DIM(o, 0) != want ||
+            pk_kernel != dnm_kernel_resolve(kernel)) {
+            Py_XDECREF(ix);
+            PyErr_SetString(PyExc_ValueError, "packed: not these labels' packed copy for the "
+                                              "kernel that runs (softmax_pack)");
+            return NULL;
+        }
+        p.packed = (const float *)PyArray_DATA(o);
+        p.packed_kernel = pk_kernel;
     }
     double *scales = NULL;
     if (sc_o != Py_None) { /* unscaled rows and their scales (tta.h) */
@@ -760,6 +782,79 @@ static int rows_scales(PyObject *r_o, PyObject *s_o, long long lb, long long off
         return -1;
     }
     return 0;
+}
+
+static PyObject *py_softmax_pack(PyObject *self, PyObject *args)
+{
+    PyObject *lab_o, *idx_o, *pk_o = Py_None, *rows_o = Py_None;
+    long long n_id;
+    int kernel;
+    dnm_matrix lab;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OLOi|OO", &lab_o, &n_id, &idx_o, &kernel, &pk_o, &rows_o) ||
+        check_kernel(kernel) || to_matrix(lab_o, "labels", &lab))
+        return NULL;
+    if (n_id < 0 || n_id > lab.rows) {
+        PyErr_SetString(PyExc_ValueError, "n_id: out of range");
+        return NULL;
+    }
+    dnm_tta_params p = {1.0, (int64_t)n_id, 0, 0, NULL, NULL, 0};
+    PyArrayObject *ix = NULL;
+    if (idx_o != Py_None) {
+        ix = (PyArrayObject *)PyArray_FROMANY(idx_o, NPY_INT64, 2, 2, NPY_ARRAY_CARRAY_RO);
+        if (!ix) return NULL;
+        p.groups = PyArray_DIM(ix, 0);
+        p.group_size = PyArray_DIM(ix, 1);
+        p.index = (const int64_t *)PyArray_DATA(ix);
+        for (npy_intp q = 0; q < p.groups * p.group_size; q++) {
+            if (p.index[q] < 0 || p.index[q] >= lab.rows - n_id) {
+                Py_DECREF(ix);
+                PyErr_SetString(PyExc_ValueError, "groups: index out of range");
+                return NULL;
+            }
+        }
+    }
+    const int64_t size = dnm_softmax_packed_size(&lab, &p, kernel);
+    if (size < 1) {
+        Py_XDECREF(ix);
+        Py_RETURN_NONE;
+    }
+    PyArrayObject *pk, *rows = NULL;
+    if (pk_o != Py_None) {
+        pk = (PyArrayObject *)pk_o;
+        if (!PyArray_Check(pk_o) || PyArray_TYPE(pk) != NPY_FLOAT32 || PyArray_NDIM(pk) != 1 ||
+            !PyArray_IS_C_CONTIGUOUS(pk) || !PyArray_ISWRITEABLE(pk) ||
+            PyArray_DIM(pk, 0) != size || rows_o == Py_None ||
+            !(rows = i64_array(rows_o, "rows")) || in_range(rows, 0, lab.rows, "rows")) {
+            Py_XDECREF(ix);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "packed: expected these labels' packed copy "
+                                                  "and the rows to repack");
+            return NULL;
+        }
+        Py_INCREF(pk_o);
+    } else {
+        npy_intp d = (npy_intp)size;
+        pk = (PyArrayObject *)PyArray_SimpleNew(1, &d, NPY_FLOAT32);
+        if (!pk) {
+            Py_XDECREF(ix);
+            return NULL;
+        }
+    }
+    dnm_error err;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = dnm_softmax_pack(&lab, &p, kernel, (float *)PyArray_DATA(pk),
+                          rows ? (const int64_t *)PyArray_DATA(rows) : NULL,
+                          rows ? PyArray_DIM(rows, 0) : 0, &err);
+    Py_END_ALLOW_THREADS
+    Py_XDECREF(ix);
+    if (rc != DNM_OK) {
+        Py_DECREF(pk);
+        raise_error(&err, NULL);
+        return NULL;
+    }
+    return Py_BuildValue("Ni", pk, dnm_kernel_resolve(kernel));
 }
 
 static PyObject *py_softmax_block(PyObject *self, PyObject *args)

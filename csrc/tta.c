@@ -98,6 +98,99 @@ int64_t dnm_softmax_block(const dnm_matrix *labels, int kernel)
                                                             : labels->rows;
 }
 
+/* The packed order of dnm's own kernel (tta_simd.h): *col = the label row at each packed
+ * position ([ID; groups in order; the rest]), NULL for the identity (no groups).  Returns 1,
+ * 0 when group columns repeat (*col NULL; no packed order), -1 when out of memory. */
+static int tta_order(int64_t L, const dnm_tta_params *p, int64_t **colp)
+{
+    const int64_t C = p->n_id, G = p->groups, Q = p->group_size;
+    *colp = NULL;
+    if (G <= 0) return 1;
+    int64_t *col = (int64_t *)malloc((size_t)L * sizeof(int64_t));
+    unsigned char *seen = (unsigned char *)calloc((size_t)(L - C) + 1, 1);
+    if (!col || !seen) {
+        free(col);
+        free(seen);
+        return -1;
+    }
+    int own = 1;
+    int64_t q = 0;
+    for (; q < C; q++) col[q] = q;
+    for (int64_t g = 0; g < G * Q && own; g++) {
+        own = !seen[p->index[g]];
+        seen[p->index[g]] = 1;
+        col[q++] = C + p->index[g];
+    }
+    for (int64_t j = 0; j < L - C && own; j++)
+        if (!seen[j]) col[q++] = C + j;
+    free(seen);
+    if (!own) {
+        free(col);
+        return 0;
+    }
+    *colp = col;
+    return 1;
+}
+
+/* the own kernel that runs for float32 labels, or 0 */
+static int tta_own_kernel(const dnm_matrix *labels, int kernel)
+{
+    if (labels->dtype != DNM_F32) return 0;
+    const int kr = dnm_kernel_resolve(kernel);
+    return kr == DNM_KERNEL_AVX512 || kr == DNM_KERNEL_AVX2 ? kr : 0;
+}
+
+static int64_t tta_packed_floats(int kr, int64_t L, int64_t D)
+{
+    return kr == DNM_KERNEL_AVX512 ? dnm_softmax_packed_floats_avx512(L, D)
+                                   : dnm_softmax_packed_floats_avx2(L, D);
+}
+
+int64_t dnm_softmax_packed_size(const dnm_matrix *labels, const dnm_tta_params *p, int kernel)
+{
+    const int kr = tta_own_kernel(labels, kernel);
+    if (!kr || labels->s1 != (ptrdiff_t)sizeof(float) ||
+        labels->s0 != (ptrdiff_t)sizeof(float) * labels->cols)
+        return 0;
+    int64_t *col;
+    const int rc = tta_order(labels->rows, p, &col);
+    free(col);
+    return rc == 1 ? tta_packed_floats(kr, labels->rows, labels->cols) : 0;
+}
+
+int dnm_softmax_pack(const dnm_matrix *labels, const dnm_tta_params *p, int kernel, float *packed,
+                     const int64_t *rows, int64_t n, dnm_error *err)
+{
+    const int64_t L = labels->rows, D = labels->cols;
+    err->code = DNM_OK;
+    err->row = err->col = -1;
+    err->which = -1;
+    const int kr = tta_own_kernel(labels, kernel);
+    if (!kr || dnm_softmax_packed_size(labels, p, kernel) <= 0) {
+        err->code = DNM_EDOMAIN;
+        return DNM_EDOMAIN;
+    }
+    int64_t *col, *pos = NULL;
+    if (tta_order(L, p, &col) < 0) {
+        err->code = DNM_ENOMEM;
+        return DNM_ENOMEM;
+    }
+    if (rows && col) { /* label row -> packed position */
+        pos = (int64_t *)malloc((size_t)L * sizeof(int64_t));
+        if (!pos) {
+            free(col);
+            err->code = DNM_ENOMEM;
+            return DNM_ENOMEM;
+        }
+        for (int64_t q = 0; q < L; q++) pos[col[q]] = q;
+    }
+    (kr == DNM_KERNEL_AVX512 ? dnm_softmax_pack_f_avx512 : dnm_softmax_pack_f_avx2)(
+        (const float *)labels->data, L, D, col, pos, rows, n, packed);
+    free(col);
+    free(pos);
+    return DNM_OK;
+}
+
 int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const dnm_tta_params *p,
                      double *rows, double *id_mass, double *group_mass, double *scales,
                      int kernel, int nthreads, dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
@@ -116,7 +209,7 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
         return DNM_EDOMAIN;
     }
     const int kr = dbl ? DNM_KERNEL_BLAS : dnm_kernel_resolve(kernel);
-    if (kr < 0) {
+    if (kr < 0 || (p->packed && kr != p->packed_kernel)) {
         err->code = DNM_EDOMAIN;
         return DNM_EDOMAIN;
     }
@@ -126,32 +219,12 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
          * rows); group columns used twice there take the BLAS tiles for the masses alone,
          * the labels' own order and group sums from the rows with the rows */
         int64_t *col = NULL;
-        int own = 1;
-        if (G > 0) {
-            col = (int64_t *)malloc((size_t)L * sizeof(int64_t));
-            unsigned char *seen = (unsigned char *)calloc((size_t)(L - C), 1);
-            if (!col || !seen) {
-                free(col);
-                free(seen);
-                err->code = DNM_ENOMEM;
-                return DNM_ENOMEM;
-            }
-            int64_t q = 0;
-            for (; q < C; q++) col[q] = q;
-            for (int64_t g = 0; g < G * Q && own; g++) {
-                own = !seen[p->index[g]];
-                seen[p->index[g]] = 1;
-                col[q++] = C + p->index[g];
-            }
-            for (int64_t j = 0; j < L - C && own; j++)
-                if (!seen[j]) col[q++] = C + j;
-            free(seen);
+        int own = tta_order(L, p, &col);
+        if (own < 0 || (own == 0 && p->packed)) {
+            err->code = own < 0 ? DNM_ENOMEM : DNM_EDOMAIN;
+            return err->code;
         }
-        if (!own && rows) {
-            free(col);
-            col = NULL;
-            own = 1;
-        }
+        if (!own && rows) own = 1; /* the labels' own order, group sums from the rows */
         if (own) {
             const int nt = dnm_threads_begin(nthreads);
             const int rc = (kr == DNM_KERNEL_AVX512 ? dnm_softmax_rows_f_avx512

@@ -9,6 +9,8 @@ typedef struct {
     int64_t groups;        /* G (0: no group sums) */
     int64_t group_size;    /* Q */
     const int64_t *index;  /* G * Q columns, relative to n_id: group g = index[g*Q .. g*Q+Q) */
+    const float *packed;   /* NULL, or these labels packed by dnm_softmax_pack for ... */
+    int packed_kernel;     /* ... this resolved kernel (dnm's own kernel only) */
 } dnm_tta_params;
 
 /* Softmax rows: for every image i (rows of `images`, L2-normalised while
@@ -47,6 +49,18 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
  * pass over the (N, L) rows. */
 int64_t dnm_softmax_block(const dnm_matrix *labels, int kernel);
 
+/* The labels packed once for dnm's own kernel (p->packed): the floats
+ * dnm_softmax_pack writes for these labels, groups and kernel, or 0 when the
+ * kernel that runs does not use packed labels (BLAS tiles, float64, group
+ * columns used twice).  dnm_softmax_pack packs them ([ID; groups; rest] in panels
+ * of NR labels, as each call would pack its blocks); dnm_softmax_repack rewrites
+ * the n label rows rows[0..n) of `labels` in place (the others must be unchanged).
+ * The caller keeps `labels` and the packed copy in step and passes the resolved
+ * kernel with them. */
+int64_t dnm_softmax_packed_size(const dnm_matrix *labels, const dnm_tta_params *p, int kernel);
+int dnm_softmax_pack(const dnm_matrix *labels, const dnm_tta_params *p, int kernel, float *packed,
+                     const int64_t *rows, int64_t n, dnm_error *err);
+
 /* The labels per block of dnm's own kernel for dimension D (a multiple of 42). */
 static inline int64_t dnm_tta_lb(int64_t D)
 {
@@ -83,8 +97,15 @@ void dnm_rows_mean(const double *a, int64_t n, int64_t K, double *out, int nthre
                                  const dnm_tta_params *p, const int64_t *col, double *rows, \
                                  double *id_mass, double *group_mass, double *scales,      \
                                  int nt, dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
+#define DNM_DECLARE_TTA_PACK(ISA)                                                            \
+    int64_t dnm_softmax_packed_floats_##ISA(int64_t L, int64_t D);                          \
+    void dnm_softmax_pack_f_##ISA(const float *lab, int64_t L, int64_t D, const int64_t *col, \
+                                  const int64_t *pos, const int64_t *rows, int64_t n,        \
+                                  float *packed);
 DNM_DECLARE_TTA_SIMD(avx512)
 DNM_DECLARE_TTA_SIMD(avx2)
+DNM_DECLARE_TTA_PACK(avx512)
+DNM_DECLARE_TTA_PACK(avx2)
 #define DNM_DEFINE_TTA_STUBS(ISA)                                                            \
     int dnm_softmax_rows_f_##ISA(const dnm_matrix *images, const dnm_matrix *labels,        \
                                  const dnm_tta_params *p, const int64_t *col, double *rows, \
@@ -95,6 +116,17 @@ DNM_DECLARE_TTA_SIMD(avx2)
         (void)group_mass, (void)scales, (void)nt, (void)tick, (void)tick_ctx;               \
         err->code = DNM_EDOMAIN;                                                             \
         return DNM_EDOMAIN;                                                                  \
+    }                                                                                        \
+    int64_t dnm_softmax_packed_floats_##ISA(int64_t L, int64_t D)                           \
+    {                                                                                        \
+        (void)L, (void)D;                                                                    \
+        return 0;                                                                            \
+    }                                                                                        \
+    void dnm_softmax_pack_f_##ISA(const float *lab, int64_t L, int64_t D, const int64_t *col, \
+                                  const int64_t *pos, const int64_t *rows, int64_t n,        \
+                                  float *packed)                                             \
+    {                                                                                        \
+        (void)lab, (void)L, (void)D, (void)col, (void)pos, (void)rows, (void)n, (void)packed; \
     }
 
 #endif

@@ -14,7 +14,8 @@
  * blocks in both builds).  An image tile (up to DNM_TTA_SIMD_IT images,
  * normalised and packed once) is multiplied block by block; the blocks are the
  * threads' tasks (each packs its block into panels of NR labels, L2-resident,
- * then runs every image panel against it).  Per image and block the epilogue
+ * or takes it from the labels packed once, dnm_softmax_pack, then runs every
+ * image panel against it).  Per image and block the epilogue
  * takes the block's maximum m_b (from the microkernel) as shift and computes
  * e_j = exp((z_j - m_b) / T), one exp per logit, in float (the double exp for a
  * lane whose argument is below -80; see tta_fold); it sums them in double per
@@ -55,6 +56,34 @@ static void tta_pack_block(const float *lab, int64_t D, const int64_t *col, int6
                 for (int64_t k = 0; k < D; k++) panel[k * NR + i] = 0.0f;
             }
         }
+    }
+}
+
+/* The labels packed once (dnm_softmax_pack, tta.h): block b's panels (as
+ * tta_pack_block packs them) at b * LB * D, the last block's panels padded to NR. */
+int64_t SIMD_FN(dnm_softmax_packed_floats)(int64_t L, int64_t D)
+{
+    const int64_t LB = dnm_tta_lb(D), nb = (L + LB - 1) / LB, w = L - (nb - 1) * LB;
+    return ((nb - 1) * LB + (w + NR - 1) / NR * NR) * D;
+}
+
+void SIMD_FN(dnm_softmax_pack_f)(const float *lab, int64_t L, int64_t D, const int64_t *col,
+                                 const int64_t *pos, const int64_t *rows, int64_t n,
+                                 float *packed)
+{
+    const int64_t LB = dnm_tta_lb(D), nb = (L + LB - 1) / LB;
+    if (!rows) {
+        for (int64_t b = 0; b < nb; b++) {
+            const int64_t j0 = b * LB, w = j0 + LB < L ? LB : L - j0;
+            tta_pack_block(lab, D, col, j0, w, packed + j0 * D);
+        }
+        return;
+    }
+    for (int64_t k = 0; k < n; k++) { /* label row l at packed position q */
+        const int64_t l = rows[k], q = pos ? pos[l] : l, j = q % LB;
+        float *panel = packed + (q - j) * D + j / NR * NR * D;
+        const float *src = lab + l * D;
+        for (int64_t kk = 0; kk < D; kk++) panel[kk * NR + j % NR] = src[kk];
     }
 }
 
@@ -179,12 +208,12 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
 
 #pragma omp parallel num_threads(nt)
     {
-        float *lp = (float *)alloc64((size_t)LB * (size_t)D * sizeof(float));
+        float *lp = p->packed ? NULL : (float *)alloc64((size_t)LB * (size_t)D * sizeof(float));
         float *sb = (float *)alloc64((size_t)MR * (size_t)(LB + 1) * sizeof(float));
         float *mx = sb ? sb + MR * LB : NULL;
         double *eb = rows ? (double *)malloc((size_t)LB * MR * sizeof(double)) : NULL;
         double *S = (double *)malloc((size_t)NA * MR * sizeof(double));
-        const int ok = lp && sb && S && (!rows || eb);
+        const int ok = (lp || p->packed) && sb && S && (!rows || eb);
         if (!ok) {
             dnm_error_record(err, DNM_ENOMEM, -1, -1);
             stop = 1;
@@ -202,9 +231,10 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
                 const int64_t j0 = b * LB, w = j0 + LB < L ? LB : L - j0;
                 const int64_t np = (w + NR - 1) / NR;
                 double *pb = pairs + b * (NA + 1) * ld;
-                tta_pack_block(lab, D, col, j0, w, lp);
+                const float *lpb = p->packed ? p->packed + j0 * D : lp;
+                if (!p->packed) tta_pack_block(lab, D, col, j0, w, lp);
                 for (int64_t ip = 0; ip < nmp; ip++) {
-                    block_product(ap + ip * MR * D, lp, np, w, D, sb, mx);
+                    block_product(ap + ip * MR * D, lpb, np, w, D, sb, mx);
                     tta_fold(sb, mx, j0, w, bnd, NA, invT, pb + ip * MR, ld, eb);
                     if (!rows) continue;
                     const int64_t i1 = nr - ip * MR < MR ? nr - ip * MR : MR;

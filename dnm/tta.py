@@ -23,7 +23,11 @@ once and scaled once.  Every logit is one FMA chain in k order, so a row's value
 on its batch, the thread count or the instruction set.  Float64 input and CPUs without AVX2 run
 single-threaded SGEMM/DGEMM tiles of 128 images on a fixed grid (csrc/tta.c) with the same
 epilogue row by row (exp by a polynomial with correctly rounded fma, sums in 8 fixed lanes).
-The two kernels agree to float32 rounding.  AdaNeg's adaptive pass needs only the masses, so
+The two kernels agree to float32 rounding.  The label matrices are packed once for dnm's own
+kernel (``_core.softmax_pack``: TANL's [ID; corpus] and AdaNeg's [ID; negatives] at
+construction, AdaNeg's proxies at reset and then only the rows that change; again if the float
+kernel changes), which gives the bits of packing them in every call.  AdaNeg's adaptive pass
+needs only the masses, so
 no (B, C + M) matrix is made for it; its vanilla pass and TANL keep the batch's (B, L) float64
 rows (the entropies and argmaxes, TANL's queues and activation-aware scores are taken from
 them).  TANL's rows stay unscaled (each block of a row has one scale factor): the C consumers
@@ -133,15 +137,44 @@ def _permutation(order, n, name):
     return a
 
 
+class _Packed:
+    """A label matrix (float32/float64, C-contiguous; the caller keeps it) packed once for
+    dnm's own kernel, for the kernel that runs (packed again when that changes); nothing
+    when that kernel packs nothing (BLAS tiles, float64)."""
+
+    def __init__(self, labels, n_id, index=None):
+        self.labels, self.n_id, self.index = labels, n_id, index
+        self._kernel, self._packed = None, None
+
+    def kwargs(self):
+        k = _config.kernel()
+        r = _core.kernel_resolve(k)
+        if r != self._kernel:
+            self._packed = None
+            got = _core.softmax_pack(self.labels, self.n_id, self.index, k)
+            self._packed = None if got is None else got[0]
+            self._kernel = r
+        return {} if self._packed is None else {"packed": self._packed,
+                                                "packed_kernel": self._kernel}
+
+    def repack(self, rows):
+        """After labels[rows] changed."""
+        if self._packed is not None and len(rows):
+            _core.softmax_pack(self.labels, self.n_id, self.index, self._kernel, self._packed,
+                               np.ascontiguousarray(rows, dtype=np.int64))
+
+
 def _softmax(X, labels, T, nt, progress=False, n_id=0, index=None, rows=True, out=None,
-             scales=None):
+             scales=None, packed=None):
     """(rows (B, L) or None, ID mass (B,), group masses (B, G) or None) of the softmax over
     the labels (csrc/tta.c); ``out`` a float64 (B, L) buffer for the rows; with ``scales``
     (a float64 (B, ceil(L / block)) buffer, block = _core.softmax_block) the rows are left
-    unscaled and their scales written there (csrc/tta.h)."""
+    unscaled and their scales written there (csrc/tta.h); ``packed`` a :class:`_Packed` of
+    these labels (with this n_id and index)."""
+    kw = packed.kwargs() if packed is not None else {}
     with TileProgress(progress, "tta product") as cb:
         return _core.softmax_rows(X, labels, T, nt, cb, n_id, index, rows, out,
-                                  kernel=_config.kernel(), scales=scales)
+                                  kernel=_config.kernel(), scales=scales, **kw)
 
 
 def _grouped(a_id, Nj):
@@ -259,6 +292,7 @@ class AdaNeg:
         self.n_features_in_ = P.shape[1]
         self._text = np.concatenate([self._t, self._n])  # (C + M, D) float64, normalised
         self._labels_cd = np.ascontiguousarray(self._text, dtype=self._dtype)
+        self._packed_text = _Packed(self._labels_cd, self.n_id_, self.index)
         self.reset()
 
     @property
@@ -279,6 +313,7 @@ class AdaNeg:
         self._pool = np.empty((0, D), dtype=self._dtype)
         self._pool_n = 0
         self._proxies = self._labels_cd.copy()
+        self._packed_proxies = _Packed(self._proxies, self.n_id_, self.index)
         self.n_images_seen_ = 0
         self.n_batches_seen_ = 0
         return self
@@ -362,6 +397,7 @@ class AdaNeg:
     def _refresh_proxies(self, labels):
         if labels.size:
             self._proxies[labels] = self._proxy_rows(labels)
+            self._packed_proxies.repack(labels)
 
     def _sample_adaptive_logits(self, Xn, Z):
         """Z (B, C + M) = the batch's logits against the texts; the columns of labels holding
@@ -398,7 +434,7 @@ class AdaNeg:
         C = self.n_id_
         nt = _config.resolve(self.num_threads)
         P, a_id, Nj = _softmax(X, self._labels_cd, self.temperature, nt, self.progress, C,
-                               self.index, self.output != "vanilla")
+                               self.index, self.output != "vanilla", packed=self._packed_text)
         v = _grouped(a_id, Nj)
         if self.output == "vanilla":
             self.n_images_seen_ += X.shape[0]
@@ -428,12 +464,13 @@ class AdaNeg:
                 proxies_before = (touched, self._proxies[touched].copy())
                 self._refresh_proxies(touched)
                 _, a_p, N_p = _softmax(X, self._proxies, self.temperature, nt, self.progress, C,
-                                       self.index, False)
+                                       self.index, False, packed=self._packed_proxies)
                 a = _grouped(a_p, N_p)
         except BaseException:
             self._undo(undo)
             if proxies_before is not None:
                 self._proxies[proxies_before[0]] = proxies_before[1]
+                self._packed_proxies.repack(proxies_before[0])
             raise
         self.n_images_seen_ += X.shape[0]
         self.n_batches_seen_ += 1
@@ -645,7 +682,7 @@ class TANL:
                  queue_length=300, score_queue_length=20000, id_order=None, noise_order=None,
                  seed=0, temperature=0.01, num_threads=None, progress=False):
         P, self._t = _labels(id_labels, "id_labels")
-        U, self._u = _labels(corpus, "corpus")
+        U, u64 = _labels(corpus, "corpus")
         Z, self._z = _labels(noise, "noise")
         D = P.shape[1]
         for name, a in (("corpus", U), ("noise", Z)):
@@ -677,8 +714,9 @@ class TANL:
         self._raw = (P, U, Z)
         self._dtype = _compute_dtype(P, U, Z)
         self.n_id_, self.n_corpus_, self.n_features_in_ = C, U.shape[0], D
-        self._labels_cd = np.ascontiguousarray(np.concatenate([self._t, self._u]),
+        self._labels_cd = np.ascontiguousarray(np.concatenate([self._t, u64]),
                                                dtype=self._dtype)
+        self._packed = _Packed(self._labels_cd, C)
         self._buf = None
         self.reset()
 
@@ -686,7 +724,8 @@ class TANL:
         """(ID shares, corpus activations) of the rows of Q64."""
         nt = _config.resolve(self.num_threads)
         P, a_id, _ = _softmax(np.ascontiguousarray(Q64, dtype=self._dtype), self._labels_cd,
-                              self.temperature, nt, self.progress, self.n_id_)
+                              self.temperature, nt, self.progress, self.n_id_,
+                              packed=self._packed)
         return a_id, P[:, self.n_id_:]
 
     def reset(self):
@@ -720,7 +759,7 @@ class TANL:
         scales = np.empty((B, -(-L // lb)))
         # unscaled rows: P = rows x scales, applied by the C consumers as they read
         P, a_id, _ = _softmax(X, self._labels_cd, self.temperature, nt, self.progress, C,
-                              out=self._buf, scales=scales)
+                              out=self._buf, scales=scales, packed=self._packed)
 
         def gather(sel):
             out = np.empty((B, sel.size))

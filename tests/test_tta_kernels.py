@@ -227,3 +227,95 @@ def test_unscaled_rows_and_their_consumers(rng, kernel):
     with pytest.raises(ValueError, match="scales"):
         _core.softmax_rows(X, lab, 0.01, 2, None, C, None, True, kernel=CODE[kernel],
                            scales=np.empty((70, 1 + sc.shape[1])))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_packed_labels_give_the_same_bits(rng, kernel):
+    """Labels packed once (softmax_pack) give the bits of a call that packs them itself;
+    repacking changed rows equals packing afresh; a packed copy for another kernel or of
+    another size is refused; float64 labels, the BLAS tiles and repeated group columns pack
+    nothing."""
+    X, lab, C = data(rng, N=90, L=1500)
+    L = lab.shape[0]
+    idx = dnm.make_groups(L - C, 3, 0)
+    assert _core.softmax_pack(lab.astype(np.float64), C, idx, CODE[kernel]) is None
+    rep = np.arange(60).reshape(3, 20)
+    rep[1, 0] = rep[0, 0]
+    assert _core.softmax_pack(lab, C, rep, CODE[kernel]) is None
+    got = _core.softmax_pack(lab, C, idx, CODE[kernel])
+    if kernel == "blas":
+        assert got is None
+        return
+    for index in (idx, None):
+        pk, kr = _core.softmax_pack(lab, C, index, CODE[kernel])
+        assert kr == CODE[kernel] and pk.dtype == np.float32
+        for rows in (True, False):
+            want = run(X, lab, kernel, C, index, rows=rows)
+            for nt in (1, 2):
+                got = _core.softmax_rows(X, lab, 0.01, nt, None, C, index, rows,
+                                         kernel=CODE[kernel], packed=pk, packed_kernel=kr)
+                for x, y in zip(got, want):
+                    if y is None:
+                        assert x is None
+                    else:
+                        np.testing.assert_array_equal(x, y)
+        lab2 = lab.copy()
+        ch = rng.permutation(L)[:37]
+        lab2[ch] = normalize(rng.standard_normal((37, lab.shape[1]))).astype(np.float32)
+        pk2 = pk.copy()
+        _core.softmax_pack(lab2, C, index, kr, pk2, ch)
+        np.testing.assert_array_equal(pk2, _core.softmax_pack(lab2, C, index, kr)[0])
+        assert not np.array_equal(pk2, pk)
+        with pytest.raises(ValueError, match="packed"):
+            _core.softmax_rows(X, lab, 0.01, 1, None, C, index, True, kernel=CODE[kernel],
+                               packed=pk[:-1].copy(), packed_kernel=kr)
+        with pytest.raises(ValueError, match="packed"):
+            _core.softmax_rows(X, lab, 0.01, 1, None, C, index, True, kernel=CODE[kernel],
+                               packed=pk, packed_kernel=CODE["blas"])
+        with pytest.raises(ValueError, match="rows"):
+            _core.softmax_pack(lab2, C, index, kr, pk2, np.array([L]))
+
+
+def test_streams_with_and_without_packed_labels(rng, monkeypatch):
+    """AdaNeg (its proxies repacked as they change, also after a batch refused mid-way) and
+    TANL give the same bits with their labels packed once as with every call packing its
+    own."""
+    from test_tta import problem
+    t, n, u, z, X = problem(rng, C=30, M=300, K=900, D=64, N=200)
+    f = lambda a: a.astype(np.float32)  # noqa: E731
+    io, no = np.random.default_rng(3).permutation(30), np.random.default_rng(4).permutation(15)
+
+    def streams():
+        out = []
+        for kw in (dict(memory_length=4), dict(memory_length=3, replacement="first")):
+            a = dnm.AdaNeg(f(t), f(n), groups=4, temperature=0.03, **kw)
+            s = [a.update(f(X[:32]))]
+            real = tta._softmax
+            calls = []
+
+            def fail_second(*args, **kwa):  # the adaptive pass of the next batch fails
+                calls.append(1)
+                if len(calls) == 2:
+                    raise KeyboardInterrupt
+                return real(*args, **kwa)
+
+            monkeypatch.setattr(tta, "_softmax", fail_second)
+            with pytest.raises(KeyboardInterrupt):
+                a.update(f(X[32:64]))
+            monkeypatch.setattr(tta, "_softmax", real)
+            s += [a.update(f(X[i:i + 32])) for i in range(64, len(X), 32)]  # another batch
+            out.append(np.concatenate(s))
+        out.append(dnm.tanl_score(f(X), f(t), f(u), f(z), batch_size=32, top=60,
+                                  queue_length=25, id_order=io, noise_order=no))
+        return out
+
+    from dnm import tta
+    for k in OWN:
+        with _config.float_kernel(k):
+            packed = streams()
+            with monkeypatch.context() as m:
+                m.setattr(tta._Packed, "kwargs", lambda self: {})
+                plain = streams()
+        for x, y in zip(packed, plain):
+            np.testing.assert_array_equal(x, y)
+    assert len(OWN) >= 1 or KERNELS == ["blas"]
