@@ -545,7 +545,8 @@ static PyMethodDef methods[] = {
      "out=None, kernel=0) "
      "-> (rows or None, id_mass, group_mass or None): softmax over the labels of the logits "
      "of the normalised rows, its ID mass and group masses (csrc/tta.c); with scales= (a "
-     "float64 (N, ceil(L / softmax_block)) buffer) the rows are left unscaled (tta.h)"},
+     "float64 (N, ceil(L / softmax_block)) buffer) the rows are left unscaled; packed_rows=True: "
+     "the rows in the packed order of softmax_pack (dnm's own kernel only; tta.h)"},
     {"softmax_pack", py_softmax_pack, METH_VARARGS,
      "softmax_pack(labels, n_id, index, kernel, packed=None, rows=None) -> (float32 packed "
      "labels, resolved kernel) for softmax_rows(packed=, packed_kernel=), or None when the "
@@ -614,17 +615,18 @@ static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"batch", "labels", "temperature", "num_threads", "progress", "n_id",
                              "index", "want_rows", "out", "kernel", "scales", "packed",
-                             "packed_kernel", NULL};
+                             "packed_kernel", "packed_rows", NULL};
     PyObject *img_o, *lab_o, *progress, *idx_o, *out_o = Py_None, *sc_o = Py_None;
     PyObject *pk_o = Py_None;
-    int pk_kernel = 0;
+    int pk_kernel = 0, packed_rows = 0;
     double temperature;
     int nthreads, want_rows, kernel = DNM_KERNEL_AUTO;
     long long n_id;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOdiOLOp|OiOOi", kwlist, &img_o, &lab_o,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOdiOLOp|OiOOip", kwlist, &img_o, &lab_o,
                                      &temperature, &nthreads, &progress, &n_id, &idx_o,
-                                     &want_rows, &out_o, &kernel, &sc_o, &pk_o, &pk_kernel))
+                                     &want_rows, &out_o, &kernel, &sc_o, &pk_o, &pk_kernel,
+                                     &packed_rows))
         return NULL;
     if (check_kernel(kernel)) return NULL;
     dnm_matrix img, lab;
@@ -639,7 +641,7 @@ static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_ValueError, "temperature: must be a finite number > 0");
         return NULL;
     }
-    dnm_tta_params p = {temperature, (int64_t)n_id, 0, 0, NULL, NULL, 0};
+    dnm_tta_params p = {temperature, (int64_t)n_id, 0, 0, NULL, NULL, 0, packed_rows};
     PyArrayObject *ix = NULL;
     if (idx_o != Py_None) {
         ix = (PyArrayObject *)PyArray_FROMANY(idx_o, NPY_INT64, 2, 2, NPY_ARRAY_CARRAY_RO);
@@ -798,7 +800,7 @@ static PyObject *py_softmax_pack(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "n_id: out of range");
         return NULL;
     }
-    dnm_tta_params p = {1.0, (int64_t)n_id, 0, 0, NULL, NULL, 0};
+    dnm_tta_params p = {1.0, (int64_t)n_id, 0, 0, NULL, NULL, 0, 0};
     PyArrayObject *ix = NULL;
     if (idx_o != Py_None) {
         ix = (PyArrayObject *)PyArray_FROMANY(idx_o, NPY_INT64, 2, 2, NPY_ARRAY_CARRAY_RO);

@@ -220,7 +220,7 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
          * the labels' own order and group sums from the rows with the rows */
         int64_t *col = NULL;
         int own = tta_order(L, p, &col);
-        if (own < 0 || (own == 0 && p->packed)) {
+        if (own < 0 || (own == 0 && (p->packed || p->packed_rows))) {
             err->code = own < 0 ? DNM_ENOMEM : DNM_EDOMAIN;
             return err->code;
         }
@@ -236,6 +236,10 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
             return rc;
         }
         free(col);
+    }
+    if (p->packed_rows) { /* dnm's own kernel only */
+        err->code = DNM_EDOMAIN;
+        return DNM_EDOMAIN;
     }
     double invT = 1.0 / p->temperature;
     if (!isfinite(invT)) invT = DBL_MAX;

@@ -11,6 +11,8 @@ typedef struct {
     const int64_t *index;  /* G * Q columns, relative to n_id: group g = index[g*Q .. g*Q+Q) */
     const float *packed;   /* NULL, or these labels packed by dnm_softmax_pack for ... */
     int packed_kernel;     /* ... this resolved kernel (dnm's own kernel only) */
+    int packed_rows;       /* rows[i * L + q] = P at packed position q ([ID; groups; rest],
+                              as dnm_softmax_pack orders them), dnm's own kernel only */
 } dnm_tta_params;
 
 /* Softmax rows: for every image i (rows of `images`, L2-normalised while

@@ -7,7 +7,8 @@
  *
  * The labels are taken in "packed order": [ID; group 0; ...; group G-1; the
  * other columns in index order] when there are groups (col[p] = the label row
- * at packed position p; the rows are written to the labels' own positions), in
+ * at packed position p; the rows are written to the labels' own positions, or
+ * with p->packed_rows in packed order), in
  * their own order when there are none, or when group columns repeat and the
  * rows are wanted (col NULL; the group masses are then summed from the
  * finished row), cut into blocks of LB labels (a multiple of 42, the same
@@ -240,7 +241,7 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
                     const int64_t i1 = nr - ip * MR < MR ? nr - ip * MR : MR;
                     for (int64_t i = 0; i < i1; i++) {
                         double *row = rows + (r0 + ip * MR + i) * L;
-                        if (col) {
+                        if (col && !p->packed_rows) {
                             for (int64_t j = 0; j < w; j++) row[col[j0 + j]] = eb[j * MR + i];
                         } else {
                             for (int64_t j = 0; j < w; j++) row[j0 + j] = eb[j * MR + i];
@@ -269,7 +270,7 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
                         const int64_t j0 = b * LB, j1 = j0 + LB < L ? j0 + LB : L;
                         if (scales) {
                             scales[r * nblocks + b] = c;
-                        } else if (col) {
+                        } else if (col && !p->packed_rows) {
                             for (int64_t j = j0; j < j1; j++) row[col[j]] *= c;
                         } else {
                             for (int64_t j = j0; j < j1; j++) row[j] *= c;

@@ -165,13 +165,16 @@ class _Packed:
 
 
 def _softmax(X, labels, T, nt, progress=False, n_id=0, index=None, rows=True, out=None,
-             scales=None, packed=None):
+             scales=None, packed=None, packed_rows=False):
     """(rows (B, L) or None, ID mass (B,), group masses (B, G) or None) of the softmax over
     the labels (csrc/tta.c); ``out`` a float64 (B, L) buffer for the rows; with ``scales``
     (a float64 (B, ceil(L / block)) buffer, block = _core.softmax_block) the rows are left
     unscaled and their scales written there (csrc/tta.h); ``packed`` a :class:`_Packed` of
-    these labels (with this n_id and index)."""
+    these labels (with this n_id and index), ``packed_rows`` (with one) the rows in the packed
+    order when the labels are packed."""
     kw = packed.kwargs() if packed is not None else {}
+    if kw and packed_rows:
+        kw["packed_rows"] = True
     with TileProgress(progress, "tta product") as cb:
         return _core.softmax_rows(X, labels, T, nt, cb, n_id, index, rows, out,
                                   kernel=_config.kernel(), scales=scales, **kw)
@@ -293,6 +296,7 @@ class AdaNeg:
         self._text = np.concatenate([self._t, self._n])  # (C + M, D) float64, normalised
         self._labels_cd = np.ascontiguousarray(self._text, dtype=self._dtype)
         self._packed_text = _Packed(self._labels_cd, self.n_id_, self.index)
+        self._neg_pos = None
         self.reset()
 
     @property
@@ -383,6 +387,19 @@ class AdaNeg:
                 self._pool[self._slot[la, sa]] = mem
                 self.entropies_[la, sa] = ent
 
+    def _neg_position(self):
+        """Negative k's column in the kernel's packed order, minus C: the groups' columns
+        in group order, then the others in index order (csrc/tta_simd.h)."""
+        if self._neg_pos is None:
+            M = self.n_negatives_
+            rest = np.ones(M, bool)
+            rest[self.index.ravel()] = False
+            col = np.concatenate([self.index.ravel(), np.flatnonzero(rest)])
+            pos = np.empty(M, dtype=np.int64)
+            pos[col] = np.arange(M)
+            self._neg_pos = pos
+        return self._neg_pos
+
     def _proxy_rows(self, labels):
         """normalise(text + stored images) of the given labels, summed slot by slot in float64."""
         acc = self._text[labels].copy()
@@ -433,21 +450,25 @@ class AdaNeg:
         X = _batch(batch, self.n_features_in_)
         C = self.n_id_
         nt = _config.resolve(self.num_threads)
+        # on dnm's own kernel the rows come in its packed order ([ID; groups; rest]: written
+        # contiguously); the OOD-like rows' negatives are put back in their own order below
+        packed_rows = self.output != "vanilla" and bool(self._packed_text.kwargs())
         P, a_id, Nj = _softmax(X, self._labels_cd, self.temperature, nt, self.progress, C,
-                               self.index, self.output != "vanilla", packed=self._packed_text)
+                               self.index, self.output != "vanilla", packed=self._packed_text,
+                               packed_rows=packed_rows)
         v = _grouped(a_id, Nj)
         if self.output == "vanilla":
             self.n_images_seen_ += X.shape[0]
             self.n_batches_seen_ += 1
             return v
         Xn = _normalised64(X)
-        Pid, Pneg = P[:, :C], P[:, C:]
+        Pid = P[:, :C]
         up, down = v > self.hi, v < self.lo
-        lab = np.concatenate([np.argmax(Pid[up], axis=1), C + np.argmax(Pneg[down], axis=1)])
+        Pnd = np.take(P[down], C + self._neg_position(), axis=1) if packed_rows else P[down, C:]
+        lab = np.concatenate([np.argmax(Pid[up], axis=1), C + np.argmax(Pnd, axis=1)])
         rows = np.concatenate([np.flatnonzero(up), np.flatnonzero(down)])
         if self.replacement == "entropy" and self.memory_length > 1:
-            H = np.concatenate([_entropy(Pid[up], a_id[up]),
-                                _entropy(Pneg[down], Pneg[down].sum(axis=1))])
+            H = np.concatenate([_entropy(Pid[up], a_id[up]), _entropy(Pnd, Pnd.sum(axis=1))])
         else:
             H = np.zeros(rows.size)
         undo = []

@@ -245,6 +245,9 @@ def test_packed_labels_give_the_same_bits(rng, kernel):
     got = _core.softmax_pack(lab, C, idx, CODE[kernel])
     if kernel == "blas":
         assert got is None
+        with pytest.raises(ValueError):  # packed order: dnm's own kernel only
+            _core.softmax_rows(X, lab, 0.01, 1, None, C, idx, True, kernel=CODE[kernel],
+                               packed_rows=True)
         return
     for index in (idx, None):
         pk, kr = _core.softmax_pack(lab, C, index, CODE[kernel])
@@ -259,6 +262,17 @@ def test_packed_labels_give_the_same_bits(rng, kernel):
                         assert x is None
                     else:
                         np.testing.assert_array_equal(x, y)
+        # packed_rows: the rows in the packed order [ID; groups in order; the rest]
+        rest = np.setdiff1d(np.arange(L - C), [] if index is None else index.ravel())
+        col = np.concatenate([np.arange(C), C + (rest if index is None else
+                                                 np.concatenate([index.ravel(), rest]))])
+        want = run(X, lab, kernel, C, index)
+        got = _core.softmax_rows(X, lab, 0.01, 2, None, C, index, True, kernel=CODE[kernel],
+                                 packed=pk, packed_kernel=kr, packed_rows=True)
+        np.testing.assert_array_equal(got[0], want[0][:, col])
+        for x, y in zip(got[1:], want[1:]):
+            if y is not None:
+                np.testing.assert_array_equal(x, y)
         lab2 = lab.copy()
         ch = rng.permutation(L)[:37]
         lab2[ch] = normalize(rng.standard_normal((37, lab.shape[1]))).astype(np.float32)
