@@ -64,6 +64,7 @@ import math
 import numbers
 import os
 import tempfile
+import threading
 import zipfile
 import zlib
 
@@ -190,6 +191,34 @@ def _entropy(P, mass):
     """-sum p log(p + 1e-8), p = the rows of P divided by their mass."""
     p = P / mass[:, None]
     return -(p * np.log(p + _EPS_ENT)).sum(axis=1)
+
+
+def _by_rows(fn, n, nt, cost=None, min_rows=16):
+    """fn(lo, hi) over row ranges [lo, hi) of n rows, on up to nt threads (NumPy releases
+    the GIL), cut at equal total ``cost`` (per row; default 1); fn must touch only its own
+    rows, so the result does not depend on nt."""
+    nt = min(int(_core.resolve_threads(nt)), n // min_rows)
+    if nt <= 1:
+        fn(0, n)
+        return
+    cum = np.cumsum(np.ones(n) if cost is None else cost)
+    cuts = [0] + [int(np.searchsorted(cum, cum[-1] * k / nt)) for k in range(1, nt)] + [n]
+    errors = []
+
+    def run(lo, hi):
+        try:
+            fn(lo, hi)
+        except BaseException as exc:  # re-raised in the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(cuts[k], cuts[k + 1])) for k in range(1, nt)]
+    for t in threads:
+        t.start()
+    run(cuts[0], cuts[1])
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
 def _batch(batch, D, name="batch"):
@@ -462,15 +491,31 @@ class AdaNeg:
             self.n_batches_seen_ += 1
             return v
         Xn = _normalised64(X)
-        Pid = P[:, :C]
         up, down = v > self.hi, v < self.lo
-        Pnd = np.take(P[down], C + self._neg_position(), axis=1) if packed_rows else P[down, C:]
-        lab = np.concatenate([np.argmax(Pid[up], axis=1), C + np.argmax(Pnd, axis=1)])
         rows = np.concatenate([np.flatnonzero(up), np.flatnonzero(down)])
-        if self.replacement == "entropy" and self.memory_length > 1:
-            H = np.concatenate([_entropy(Pid[up], a_id[up]), _entropy(Pnd, Pnd.sum(axis=1))])
-        else:
-            H = np.zeros(rows.size)
+        n_up = int(np.count_nonzero(up))
+        lab, H = np.empty(rows.size, dtype=np.int64), np.zeros(rows.size)
+        ent = self.replacement == "entropy" and self.memory_length > 1
+        cols = C + self._neg_position() if packed_rows else None
+
+        def cached(lo, hi):  # each cached image's label and entropy (its own order)
+            for a, b, neg in ((lo, min(hi, n_up), False), (max(lo, n_up), hi, True)):
+                if a >= b:
+                    continue
+                r = rows[a:b]
+                if not neg:
+                    Q = P[r, :C]
+                    lab[a:b] = np.argmax(Q, axis=1)
+                    if ent:
+                        H[a:b] = _entropy(Q, a_id[r])
+                else:
+                    Q = np.take(P[r], cols, axis=1) if packed_rows else P[r, C:]
+                    lab[a:b] = C + np.argmax(Q, axis=1)
+                    if ent:
+                        H[a:b] = _entropy(Q, Q.sum(axis=1))
+
+        _by_rows(cached, rows.size, nt, np.where(np.arange(rows.size) < n_up, C,
+                                                 self.n_negatives_))
         undo = []
         proxies_before = None
         try:
