@@ -336,21 +336,42 @@ static int tta_threads(int nthreads, double work)
     return nt < 1 ? 1 : nt;
 }
 
+static int cmp_pair(const void *a, const void *b)
+{
+    const int64_t *x = (const int64_t *)a, *y = (const int64_t *)b;
+    return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
 void dnm_tta_gather(const double *rows, const double *scales, int64_t N, int64_t L, int64_t lb,
                     int64_t off, const int64_t *sel, int64_t n, double *out, int nthreads)
 {
     const int64_t nb = (L + lb - 1) / lb;
+    /* (column, output position, block) in column order: each row is read forwards */
+    int64_t *t = (int64_t *)malloc((size_t)(n > 0 ? n : 1) * 3 * sizeof(int64_t));
+    if (t) {
+        for (int64_t k = 0; k < n; k++) {
+            t[3 * k] = off + sel[k];
+            t[3 * k + 1] = k;
+        }
+        qsort(t, (size_t)n, 3 * sizeof(int64_t), cmp_pair);
+        for (int64_t k = 0; k < n; k++) t[3 * k + 2] = t[3 * k] / lb;
+    }
     const int nt = tta_threads(nthreads, (double)N * (double)n);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < N; i++) {
         const double *r = rows + i * L, *sc = scales + i * nb;
         double *o = out + i * n;
-        for (int64_t k = 0; k < n; k++) {
-            const int64_t c = off + sel[k];
-            o[k] = r[c] * sc[c / lb];
+        if (t) {
+            for (int64_t k = 0; k < n; k++) o[t[3 * k + 1]] = r[t[3 * k]] * sc[t[3 * k + 2]];
+        } else { /* (no memory for the order: the same values, in the given order) */
+            for (int64_t k = 0; k < n; k++) {
+                const int64_t c = off + sel[k];
+                o[k] = r[c] * sc[c / lb];
+            }
         }
     }
     dnm_threads_end();
+    free(t);
 }
 
 void dnm_tta_masked_means(const double *rows, const double *scales, int64_t N, int64_t L,

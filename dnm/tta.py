@@ -643,37 +643,50 @@ def _top(a, beta):
     return sel[np.lexsort((sel, -a[sel]))]
 
 
-def _aas(a_id, R_sel, beta, step):
+def _aas(a_id, R_sel, beta, step, nt=1):
     """Activation-aware score from softmax rows: a_id (B,) the ID shares, R_sel (B, n) the
-    selected corpus activations in selection order (the common normaliser cancels)."""
+    selected corpus activations in selection order (the common normaliser cancels); row
+    ranges on up to nt threads (each row's arithmetic is its own)."""
     n = R_sel.shape[1]
-    cs = np.cumsum(R_sel, axis=1)
-    A = a_id[:, None]
-    if step == 0:
-        return (A / (A + cs[:, n - 1:n]))[:, 0]
-    k = np.arange(1, math.ceil(beta / step) + 1)
-    P = np.minimum(k * step, n)
-    return (A / (A + cs[:, P - 1])).mean(axis=1)
+    out = np.empty(R_sel.shape[0])
+    P = None if step == 0 else np.minimum(np.arange(1, math.ceil(beta / step) + 1) * step, n)
+
+    def part(lo, hi):
+        cs = np.cumsum(R_sel[lo:hi], axis=1)
+        A = a_id[lo:hi, None]
+        if step == 0:
+            out[lo:hi] = (A / (A + cs[:, n - 1:n]))[:, 0]
+        else:
+            out[lo:hi] = (A / (A + cs[:, P - 1])).mean(axis=1)
+
+    _by_rows(part, out.size, nt)
+    return out
 
 
 _OTSU_GRID = (np.arange(100) * 0.01).astype(np.float32).astype(np.float64)
 
 
-def _otsu(s):
+def _otsu(s, nt=1):
     """Otsu threshold on the grid i * 0.01 (float32), i = 0..99: minimise w0 var0 + w1 var1
     (population variances; +inf when a class is empty); of the exact minimisers the one at
-    index len // 2; 0.5 when all are +inf."""
+    index len // 2; 0.5 when all are +inf.  Grid ranges on up to nt threads (each
+    threshold's sums are its own)."""
     n = s.size
-    m1 = s[None, :] >= _OTSU_GRID[:, None]
-    n1 = m1.sum(axis=1)
-    n0 = n - n1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mu1 = np.where(m1, s, 0.0).sum(axis=1) / n1
-        mu0 = np.where(m1, 0.0, s).sum(axis=1) / n0
-        v1 = np.where(m1, (s[None, :] - mu1[:, None]) ** 2, 0.0).sum(axis=1) / n1
-        v0 = np.where(m1, 0.0, (s[None, :] - mu0[:, None]) ** 2).sum(axis=1) / n0
-        crit = (n0 / n) * v0 + (n1 / n) * v1
-    crit = np.where((n0 == 0) | (n1 == 0), np.inf, crit)
+    crit = np.empty(_OTSU_GRID.size)
+
+    def part(lo, hi):
+        m1 = s[None, :] >= _OTSU_GRID[lo:hi, None]
+        n1 = m1.sum(axis=1)
+        n0 = n - n1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mu1 = np.where(m1, s, 0.0).sum(axis=1) / n1
+            mu0 = np.where(m1, 0.0, s).sum(axis=1) / n0
+            v1 = np.where(m1, (s[None, :] - mu1[:, None]) ** 2, 0.0).sum(axis=1) / n1
+            v0 = np.where(m1, 0.0, (s[None, :] - mu0[:, None]) ** 2).sum(axis=1) / n0
+            c = (n0 / n) * v0 + (n1 / n) * v1
+        crit[lo:hi] = np.where((n0 == 0) | (n1 == 0), np.inf, c)
+
+    _by_rows(part, crit.size, nt, min_rows=8)
     if np.isinf(crit).all():
         return 0.5
     cand = np.flatnonzero(crit == crit.min())
@@ -688,6 +701,7 @@ class _Ring:
         self.buf = np.empty((length, K))
         self.n = 0
         self.start = 0  # physical row of the oldest entry once full
+        self._mean = None  # the mean of the rows as they stand (None: to compute)
 
     def append(self, R, mask=None):
         """Append the rows of R (those where mask is true), in order."""
@@ -696,6 +710,7 @@ class _Ring:
         idx = idx[-L:]
         if idx.size == 0:
             return
+        self._mean = None
         if self.n < L:
             take = min(L - self.n, idx.size)
             self.buf[self.n:self.n + take] = R[idx[:take]]  # (np.take(out=) buffers: slower)
@@ -712,6 +727,9 @@ class _Ring:
         columns off..), as append() does with P; one pass in C."""
         L = self.buf.shape[0]
         idx = np.asarray(idx, dtype=np.int64)[-L:]
+        if idx.size == 0:
+            return
+        self._mean = None
         take = min(L - self.n, idx.size) if self.n < L else 0
         rest = idx.size - take
         dst = np.concatenate([self.n + np.arange(take), (self.start + np.arange(rest)) % L])
@@ -720,10 +738,14 @@ class _Ring:
         self.start = (self.start + rest) % L
 
     def mean(self, nt=0):
-        """The mean of the rows present (in physical order, as NumPy's mean over axis 0)."""
-        out = np.empty(self.buf.shape[1])
-        _core.rows_mean(self.buf, self.n, out, nt)
-        return out
+        """The mean of the rows present (in physical order, as NumPy's mean over axis 0;
+        read-only, kept until the next append)."""
+        if self._mean is None:
+            out = np.empty(self.buf.shape[1])
+            _core.rows_mean(self.buf, self.n, out, nt)
+            out.flags.writeable = False
+            self._mean = out
+        return self._mean
 
 
 class TANL:
@@ -834,9 +856,9 @@ class TANL:
 
         mpos, mneg = self._qpos.mean(nt), self._qneg.mean(nt)
         sel0 = _top(mneg - mpos, self.top)
-        s0 = _aas(a_id, gather(sel0), self.top, self.step)
+        s0 = _aas(a_id, gather(sel0), self.top, self.step, nt)
         squeue = np.concatenate([self._squeue, s0])[-self.score_queue_length:]
-        th = _otsu(squeue)
+        th = _otsu(squeue, nt)
         up = s0 > th + self.gap * (1.0 - th)
         down = s0 < th - self.gap * th
         al = self.alpha
@@ -846,7 +868,7 @@ class TANL:
         pos = al * mpos + (1.0 - al) * m_up if up.any() else mpos
         neg = al * mneg + (1.0 - al) * m_down if down.any() else mneg
         sel1 = _top(neg - pos, self.top)
-        out = _aas(a_id, gather(sel1), self.top, self.step)
+        out = _aas(a_id, gather(sel1), self.top, self.step, nt)
         # the state changes only from here on (no step below can fail)
         self._squeue = squeue
         self._qpos.append_scaled(P, scales, lb, C, np.flatnonzero(up), nt)
@@ -900,7 +922,7 @@ class TANL:
                     or not 0 <= start < max(1, q.shape[0]) or (start and q.shape[0] != L):
                 raise StateFileError(f"{path}: inconsistent state file: {name}")
             ring.buf[:q.shape[0]] = q
-            ring.n, ring.start = q.shape[0], start
+            ring.n, ring.start, ring._mean = q.shape[0], start, None
         if sq.ndim != 1 or not 1 <= sq.size <= obj.score_queue_length:
             raise StateFileError(f"{path}: inconsistent state file: score_queue")
         obj._squeue = sq
