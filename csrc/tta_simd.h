@@ -134,6 +134,55 @@ TGT static void tta_fold(const float *sb, const float *mx, int64_t j0, int64_t w
     SIMD_LEAVE();
 }
 
+/* eb ([w][MR], as tta_fold stores it) into the rows of nimg images, columns
+ * [j0, j0 + w) of each: row i at row0 + i * L.  On AVX2, for a full panel whose
+ * rows share their alignment (L a multiple of 4), the columns from the first
+ * 32-byte boundary on go in 4 x 4 blocks transposed in registers and stored
+ * whole, streamed past the caches when `stream` (rows much larger than the
+ * caches, read again only after the call); the others one value at a time.  The
+ * values are the same either way. */
+TGT static void tta_write_rows(const double *eb, int64_t w, double *row0, int64_t L, int64_t j0,
+                               int64_t nimg, int stream)
+{
+    int64_t a = 0, b = 0; /* [a, b): the columns written in 4 x 4 blocks */
+#if W == 8
+    if (nimg == MR && L % 4 == 0 && ((uintptr_t)row0 & 7) == 0) {
+        a = (int64_t)((32 - ((uintptr_t)(row0 + j0) & 31)) & 31) / 8;
+        a = a < w ? a : w;
+        b = a + (w - a) / 4 * 4;
+        for (int64_t j = a; j < b; j += 4) {
+            for (int h = 0; h < 4; h++) {
+                const __m256d c0 = _mm256_loadu_pd(eb + (j + 0) * MR + 4 * h);
+                const __m256d c1 = _mm256_loadu_pd(eb + (j + 1) * MR + 4 * h);
+                const __m256d c2 = _mm256_loadu_pd(eb + (j + 2) * MR + 4 * h);
+                const __m256d c3 = _mm256_loadu_pd(eb + (j + 3) * MR + 4 * h);
+                const __m256d t0 = _mm256_unpacklo_pd(c0, c1), t1 = _mm256_unpackhi_pd(c0, c1);
+                const __m256d t2 = _mm256_unpacklo_pd(c2, c3), t3 = _mm256_unpackhi_pd(c2, c3);
+                const __m256d r[4] = {_mm256_permute2f128_pd(t0, t2, 0x20),
+                                      _mm256_permute2f128_pd(t1, t3, 0x20),
+                                      _mm256_permute2f128_pd(t0, t2, 0x31),
+                                      _mm256_permute2f128_pd(t1, t3, 0x31)};
+                for (int i = 0; i < 4; i++) {
+                    double *dst = row0 + (4 * h + i) * L + j0 + j;
+                    if (stream)
+                        _mm256_stream_pd(dst, r[i]);
+                    else
+                        _mm256_store_pd(dst, r[i]);
+                }
+            }
+        }
+    }
+#else
+    (void)stream;
+#endif
+    for (int64_t i = 0; i < nimg; i++) {
+        double *row = row0 + i * L + j0;
+        for (int64_t j = 0; j < a; j++) row[j] = eb[j * MR + i];
+        for (int64_t j = b; j < w; j++) row[j] = eb[j * MR + i];
+    }
+    SIMD_LEAVE();
+}
+
 /* The blocks of MR images combined in block order (pairs: block b's shifts at
  * pairs + b * (NA + 1) * ld, its sums after them, as tta_fold stores them):
  * S[a * MR + i] = sum_b f_b s_ab with f_b = exp((m_b - m) / T), m = max_b m_b;
@@ -203,6 +252,8 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
     bnd[1] = C;
     for (int64_t g = 0; g < NA - 2; g++) bnd[2 + g] = C + (g + 1) * Q;
     bnd[NA] = L;
+    /* rows far larger than the last-level cache, read again only after the call */
+    const int stream = rows && scales && (double)IT * (double)L * sizeof(double) > 64e6;
     if ((double)N * (double)L * (double)D < 1e7) nt = 1;
     if (nt > nblocks) nt = (int)nblocks;
     if (nt < 1) nt = 1;
@@ -239,15 +290,18 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
                     tta_fold(sb, mx, j0, w, bnd, NA, invT, pb + ip * MR, ld, eb);
                     if (!rows) continue;
                     const int64_t i1 = nr - ip * MR < MR ? nr - ip * MR : MR;
-                    for (int64_t i = 0; i < i1; i++) {
-                        double *row = rows + (r0 + ip * MR + i) * L;
-                        if (col && !p->packed_rows) {
+                    if (col && !p->packed_rows) {
+                        for (int64_t i = 0; i < i1; i++) {
+                            double *row = rows + (r0 + ip * MR + i) * L;
                             for (int64_t j = 0; j < w; j++) row[col[j0 + j]] = eb[j * MR + i];
-                        } else {
-                            for (int64_t j = 0; j < w; j++) row[j0 + j] = eb[j * MR + i];
                         }
+                    } else {
+                        tta_write_rows(eb, w, rows + (r0 + ip * MR) * L, L, j0, i1, stream);
                     }
                 }
+#if W == 8
+                if (stream) _mm_sfence(); /* the streamed rows visible to every thread */
+#endif
                 dnm_tick_done(tick, tick_ctx, &done, total, &stop, err);
             }
 #pragma omp for schedule(static)

@@ -333,3 +333,26 @@ def test_streams_with_and_without_packed_labels(rng, monkeypatch):
         for x, y in zip(packed, plain):
             np.testing.assert_array_equal(x, y)
     assert len(OWN) >= 1 or KERNELS == ["blas"]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_rows_written_at_any_alignment_and_streamed(rng, kernel):
+    """The rows' bits do not depend on where the caller's buffer starts (every 8-byte
+    offset), nor on whether they are streamed past the caches (unscaled rows of a tile
+    larger than 64 MB)."""
+    X, lab, C = data(rng, N=100, L=2600)
+    want = run(X, lab, kernel, C)[0]
+    for k in range(4):
+        flat = np.full(want.size + 4, np.nan)
+        buf = flat[k:k + want.size].reshape(want.shape)
+        P, _, _ = run(X, lab, kernel, C, out=buf)
+        assert P is buf
+        np.testing.assert_array_equal(buf, want)
+    lab = normalize(rng.standard_normal((33000, 8))).astype(np.float32)
+    X = rng.standard_normal((260, 8)).astype(np.float32)
+    want = run(X, lab, kernel, 50)[0]
+    lb = _core.softmax_block(lab, CODE[kernel])
+    sc = np.empty((260, -(-lab.shape[0] // lb)))
+    R, _, _ = _core.softmax_rows(X, lab, 0.01, 2, None, 50, None, True, kernel=CODE[kernel],
+                                 scales=sc)
+    np.testing.assert_array_equal(twin.scaled(R, sc, lb), want)
