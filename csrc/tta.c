@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
+#include <stdint.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* Lets the clamps of exp_le0 become vector blends (no effect on any value, only on which
  * floating-point exception flags a speculated comparison may raise). */
@@ -424,8 +428,18 @@ void dnm_tta_copy_rows(const double *rows, const double *scales, int64_t L, int6
         for (int64_t j = 0; j < K;) {
             const int64_t b = (off + j) / lb, e = (b + 1) * lb - off < K ? (b + 1) * lb - off : K;
             const double f = sc[b];
+#if defined(__SSE2__)
+            /* the queue rows are read again only by the next batch's mean (far larger than
+             * the caches): streamed past them, two values at a time once aligned */
+            for (; j < e && ((uintptr_t)(d + j) & 15); j++) d[j] = r[j] * f;
+            const __m128d vf = _mm_set1_pd(f);
+            for (; j + 2 <= e; j += 2) _mm_stream_pd(d + j, _mm_mul_pd(_mm_loadu_pd(r + j), vf));
+#endif
             for (; j < e; j++) d[j] = r[j] * f;
         }
+#if defined(__SSE2__)
+        _mm_sfence(); /* visible to every thread after the loop */
+#endif
     }
     dnm_threads_end();
 }
