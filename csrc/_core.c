@@ -508,6 +508,9 @@ static PyObject *py_metrics(PyObject *self, PyObject *args)
 
 static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw); /* below */
 static PyObject *py_softmax_block(PyObject *self, PyObject *args);
+static PyArrayObject *f64_array(PyObject *o, int ndim, int writeable, const char *name);
+static PyArrayObject *i64_array(PyObject *o, const char *name);
+static int in_range(PyArrayObject *a, int64_t lo, int64_t hi, const char *name);
 static PyObject *py_softmax_pack(PyObject *self, PyObject *args);
 static PyObject *py_tta_gather(PyObject *self, PyObject *args);
 static PyObject *py_tta_masked_means(PyObject *self, PyObject *args);
@@ -615,18 +618,18 @@ static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"batch", "labels", "temperature", "num_threads", "progress", "n_id",
                              "index", "want_rows", "out", "kernel", "scales", "packed",
-                             "packed_kernel", "packed_rows", NULL};
+                             "packed_kernel", "packed_rows", "sel", "sel_out", NULL};
     PyObject *img_o, *lab_o, *progress, *idx_o, *out_o = Py_None, *sc_o = Py_None;
-    PyObject *pk_o = Py_None;
+    PyObject *pk_o = Py_None, *sel_o = Py_None, *so_o = Py_None;
     int pk_kernel = 0, packed_rows = 0;
     double temperature;
     int nthreads, want_rows, kernel = DNM_KERNEL_AUTO;
     long long n_id;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOdiOLOp|OiOOip", kwlist, &img_o, &lab_o,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOdiOLOp|OiOOipOO", kwlist, &img_o, &lab_o,
                                      &temperature, &nthreads, &progress, &n_id, &idx_o,
                                      &want_rows, &out_o, &kernel, &sc_o, &pk_o, &pk_kernel,
-                                     &packed_rows))
+                                     &packed_rows, &sel_o, &so_o))
         return NULL;
     if (check_kernel(kernel)) return NULL;
     dnm_matrix img, lab;
@@ -641,7 +644,8 @@ static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_ValueError, "temperature: must be a finite number > 0");
         return NULL;
     }
-    dnm_tta_params p = {temperature, (int64_t)n_id, 0, 0, NULL, NULL, 0, packed_rows};
+    dnm_tta_params p = {temperature, (int64_t)n_id, 0, 0, NULL, NULL, 0, packed_rows, NULL, 0,
+                        NULL, NULL};
     PyArrayObject *ix = NULL;
     if (idx_o != Py_None) {
         ix = (PyArrayObject *)PyArray_FROMANY(idx_o, NPY_INT64, 2, 2, NPY_ARRAY_CARRAY_RO);
@@ -692,6 +696,21 @@ static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw)
         }
         p.packed = (const float *)PyArray_DATA(o);
         p.packed_kernel = pk_kernel;
+    }
+    if (sel_o != Py_None) { /* the selected columns of the rows, taken while in cache */
+        PyArrayObject *sl = (PyArrayObject *)sel_o, *so = (PyArrayObject *)so_o;
+        if (!want_rows || !(sl = i64_array(sel_o, "sel")) || in_range(sl, 0, lab.rows, "sel") ||
+            !(so = f64_array(so_o, 2, 1, "sel_out")) || PyArray_DIM(so, 0) != img.rows ||
+            PyArray_DIM(so, 1) != PyArray_DIM(sl, 0)) {
+            Py_XDECREF(ix);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "sel_out: expected float64 (N, len(sel)), "
+                                                  "with the rows");
+            return NULL;
+        }
+        p.sel = (const int64_t *)PyArray_DATA(sl);
+        p.n_sel = PyArray_DIM(sl, 0);
+        p.sel_out = (double *)PyArray_DATA(so);
     }
     double *scales = NULL;
     if (sc_o != Py_None) { /* unscaled rows and their scales (tta.h) */
@@ -800,7 +819,7 @@ static PyObject *py_softmax_pack(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "n_id: out of range");
         return NULL;
     }
-    dnm_tta_params p = {1.0, (int64_t)n_id, 0, 0, NULL, NULL, 0, 0};
+    dnm_tta_params p = {1.0, (int64_t)n_id, 0, 0, NULL, NULL, 0, 0, NULL, 0, NULL, NULL};
     PyArrayObject *ix = NULL;
     if (idx_o != Py_None) {
         ix = (PyArrayObject *)PyArray_FROMANY(idx_o, NPY_INT64, 2, 2, NPY_ARRAY_CARRAY_RO);

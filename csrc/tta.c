@@ -195,11 +195,22 @@ int dnm_softmax_pack(const dnm_matrix *labels, const dnm_tta_params *p, int kern
     return DNM_OK;
 }
 
+static int cmp_first(const void *a, const void *b)
+{
+    const int64_t *x = (const int64_t *)a, *y = (const int64_t *)b;
+    return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+static int softmax_rows_run(const dnm_matrix *images, const dnm_matrix *labels,
+                            const dnm_tta_params *p, double *rows, double *id_mass,
+                            double *group_mass, double *scales, int kr, int nthreads,
+                            dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
+
 int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const dnm_tta_params *p,
                      double *rows, double *id_mass, double *group_mass, double *scales,
                      int kernel, int nthreads, dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
 {
-    const int64_t N = images->rows, D = images->cols, L = labels->rows;
+    const int64_t D = images->cols, L = labels->rows;
     const int64_t C = p->n_id, G = p->groups, Q = p->group_size;
     const int dbl = labels->dtype == DNM_F64;
     err->code = DNM_OK;
@@ -213,10 +224,40 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
         return DNM_EDOMAIN;
     }
     const int kr = dbl ? DNM_KERNEL_BLAS : dnm_kernel_resolve(kernel);
-    if (kr < 0 || (p->packed && kr != p->packed_kernel)) {
+    if (kr < 0 || (p->packed && kr != p->packed_kernel) ||
+        (p->n_sel > 0 && (!rows || !p->sel || !p->sel_out))) {
         err->code = DNM_EDOMAIN;
         return DNM_EDOMAIN;
     }
+    int64_t *pairs = NULL; /* (sel[k], k) in column order, for dnm's own kernel */
+    dnm_tta_params q = *p;
+    if (p->n_sel > 0) {
+        pairs = (int64_t *)malloc((size_t)p->n_sel * 2 * sizeof(int64_t));
+        if (!pairs) {
+            err->code = DNM_ENOMEM;
+            return DNM_ENOMEM;
+        }
+        for (int64_t k = 0; k < p->n_sel; k++) {
+            pairs[2 * k] = p->sel[k];
+            pairs[2 * k + 1] = k;
+        }
+        qsort(pairs, (size_t)p->n_sel, 2 * sizeof(int64_t), cmp_first);
+        q.sel_pairs = pairs;
+    }
+    const int rc = softmax_rows_run(images, labels, &q, rows, id_mass, group_mass, scales, kr,
+                                    nthreads, tick, tick_ctx, err);
+    free(pairs);
+    return rc;
+}
+
+static int softmax_rows_run(const dnm_matrix *images, const dnm_matrix *labels,
+                            const dnm_tta_params *p, double *rows, double *id_mass,
+                            double *group_mass, double *scales, int kr, int nthreads,
+                            dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
+{
+    const int64_t N = images->rows, D = images->cols, L = labels->rows;
+    const int64_t C = p->n_id, G = p->groups, Q = p->group_size;
+    const int dbl = labels->dtype == DNM_F64;
     if (kr == DNM_KERNEL_AVX512 || kr == DNM_KERNEL_AVX2) {
         /* dnm's own kernel (tta_simd.h), on the labels in packed order [ID; groups; rest]
          * when there are groups (the masses then have the same bits with and without the
@@ -325,6 +366,11 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
         free(own);
     }
     dnm_threads_end();
+    if (err->code == DNM_OK && p->n_sel > 0) /* the selected columns, as the rows hold them */
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t k = 0; k < p->n_sel; k++)
+                p->sel_out[i * p->n_sel + k] =
+                    scales ? rows[i * L + p->sel[k]] * scales[i] : rows[i * L + p->sel[k]];
     if (err->code == DNM_OK && tick && tick(tick_ctx, ntiles, ntiles)) err->code = DNM_ECANCEL;
     return err->code;
 }
@@ -340,12 +386,6 @@ static int tta_threads(int nthreads, double work)
     return nt < 1 ? 1 : nt;
 }
 
-static int cmp_pair(const void *a, const void *b)
-{
-    const int64_t *x = (const int64_t *)a, *y = (const int64_t *)b;
-    return x[0] < y[0] ? -1 : x[0] > y[0];
-}
-
 void dnm_tta_gather(const double *rows, const double *scales, int64_t N, int64_t L, int64_t lb,
                     int64_t off, const int64_t *sel, int64_t n, double *out, int nthreads)
 {
@@ -357,7 +397,7 @@ void dnm_tta_gather(const double *rows, const double *scales, int64_t N, int64_t
             t[3 * k] = off + sel[k];
             t[3 * k + 1] = k;
         }
-        qsort(t, (size_t)n, 3 * sizeof(int64_t), cmp_pair);
+        qsort(t, (size_t)n, 3 * sizeof(int64_t), cmp_first);
         for (int64_t k = 0; k < n; k++) t[3 * k + 2] = t[3 * k] / lb;
     }
     const int nt = tta_threads(nthreads, (double)N * (double)n);

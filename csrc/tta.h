@@ -13,6 +13,10 @@ typedef struct {
     int packed_kernel;     /* ... this resolved kernel (dnm's own kernel only) */
     int packed_rows;       /* rows[i * L + q] = P at packed position q ([ID; groups; rest],
                               as dnm_softmax_pack orders them), dnm's own kernel only */
+    const int64_t *sel;    /* with rows: sel_out[i * n_sel + k] = P_ij at the rows' column */
+    int64_t n_sel;         /* j = sel[k] (the value the scaled rows hold, also with scales: */
+    double *sel_out;       /* the same product), taken while the row is in cache */
+    const int64_t *sel_pairs; /* internal: (sel[k], k) in column order */
 } dnm_tta_params;
 
 /* Softmax rows: for every image i (rows of `images`, L2-normalised while

@@ -26,7 +26,8 @@
  * f_b = exp((m_b - m) / T), S_a = sum_b f_b s_ab, S = sum_a S_a; the masses
  * are S_a / S and the row's block b is scaled by f_b / S (one more pass over
  * the row), or, with scales, f_b / S is stored for the consumers to apply as
- * they read (tta.h).  Nothing in a row's arithmetic depends on the other rows, the
+ * they read (tta.h).  Selected columns (p->sel) are copied out of each
+ * block's values while they are in cache and scaled with the row.  Nothing in a row's arithmetic depends on the other rows, the
  * tile, the thread count or the vector width: a row's results are bitwise the
  * same in any batch, with any threads, in the AVX2 and AVX-512 builds.
  */
@@ -237,6 +238,17 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
         if (IT > cap) IT = cap < MR ? MR : cap;
     }
     const int64_t ntiles = (N + IT - 1) / IT, total = ntiles * nblocks;
+    /* the selected columns: taken from each block while it is in cache when the rows are
+     * in packed order (else from the finished rows); selb[b] = the first pair of block b */
+    const int fuse = p->n_sel > 0 && (!col || p->packed_rows);
+    int64_t *selb = fuse ? (int64_t *)malloc((size_t)(nblocks + 1) * sizeof(int64_t)) : NULL;
+    if (fuse && selb) {
+        int64_t k = 0;
+        for (int64_t b = 0; b <= nblocks; b++) {
+            while (k < p->n_sel && p->sel_pairs[2 * k] < b * LB) k++;
+            selb[b] = k;
+        }
+    }
     int64_t *bnd = (int64_t *)malloc((size_t)(NA + 1) * sizeof(int64_t));
     float *xb = (float *)malloc((size_t)IT * (size_t)D * sizeof(float));
     float *ap = (float *)alloc64((size_t)IT * (size_t)D * sizeof(float));
@@ -244,7 +256,7 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
                                      sizeof(double));
     volatile int stop = 0;
     int64_t done = 0;
-    if (!bnd || !xb || !ap || !pairs) {
+    if (!bnd || !xb || !ap || !pairs || (fuse && !selb)) {
         dnm_error_record(err, DNM_ENOMEM, -1, -1);
         goto out;
     }
@@ -290,6 +302,13 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
                     tta_fold(sb, mx, j0, w, bnd, NA, invT, pb + ip * MR, ld, eb);
                     if (!rows) continue;
                     const int64_t i1 = nr - ip * MR < MR ? nr - ip * MR : MR;
+                    if (fuse) {
+                        for (int64_t k = selb[b]; k < selb[b + 1]; k++) {
+                            const int64_t c = p->sel_pairs[2 * k] - j0, o = p->sel_pairs[2 * k + 1];
+                            double *so = p->sel_out + (r0 + ip * MR) * p->n_sel + o;
+                            for (int64_t i = 0; i < i1; i++) so[i * p->n_sel] = eb[c * MR + i];
+                        }
+                    }
                     if (col && !p->packed_rows) {
                         for (int64_t i = 0; i < i1; i++) {
                             double *row = rows + (r0 + ip * MR + i) * L;
@@ -322,6 +341,11 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
                     for (int64_t b = 0; b < nblocks; b++) {
                         const double c = pairs[b * (NA + 1) * ld + ip * MR + i] * inv;
                         const int64_t j0 = b * LB, j1 = j0 + LB < L ? j0 + LB : L;
+                        if (fuse) {
+                            double *so = p->sel_out + r * p->n_sel;
+                            for (int64_t k = selb[b]; k < selb[b + 1]; k++)
+                                so[p->sel_pairs[2 * k + 1]] *= c; /* e c, as the rows' values */
+                        }
                         if (scales) {
                             scales[r * nblocks + b] = c;
                         } else if (col && !p->packed_rows) {
@@ -352,7 +376,12 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
         free(eb);
         free(S);
     }
+    if (p->n_sel > 0 && !fuse && err->code == DNM_OK) /* rows in the labels' own order */
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t k = 0; k < p->n_sel; k++)
+                p->sel_out[i * p->n_sel + k] = rows[i * L + p->sel[k]];
 out:
+    free(selb);
     free(bnd);
     free(xb);
     free(ap);

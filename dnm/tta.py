@@ -30,8 +30,9 @@ kernel changes), which gives the bits of packing them in every call.  AdaNeg's a
 needs only the masses, so
 no (B, C + M) matrix is made for it; its vanilla pass and TANL keep the batch's (B, L) float64
 rows (the entropies and argmaxes, TANL's queues and activation-aware scores are taken from
-them).  TANL's rows stay unscaled (each block of a row has one scale factor): the C consumers
-(``_core.tta_gather`` of the selected columns, ``tta_masked_means`` of the ID-like and OOD-like
+them).  TANL's rows stay unscaled (each block of a row has one scale factor): the kernel
+takes the activations of the first selection (known from the queues before the batch) while
+each block is in cache, and the C consumers (``_core.tta_gather`` of the second selection, ``tta_masked_means`` of the ID-like and OOD-like
 rows in one pass, ``tta_copy_rows`` into the queues, ``rows_mean`` of a queue; threads over
 columns, rows added in order as NumPy's mean does) apply it as they read, so the (B, L) rows
 are written once and read once.  Everything else (entropies, the memory and its proxies,
@@ -166,16 +167,17 @@ class _Packed:
 
 
 def _softmax(X, labels, T, nt, progress=False, n_id=0, index=None, rows=True, out=None,
-             scales=None, packed=None, packed_rows=False):
+             scales=None, packed=None, packed_rows=False, **kw):
     """(rows (B, L) or None, ID mass (B,), group masses (B, G) or None) of the softmax over
     the labels (csrc/tta.c); ``out`` a float64 (B, L) buffer for the rows; with ``scales``
     (a float64 (B, ceil(L / block)) buffer, block = _core.softmax_block) the rows are left
     unscaled and their scales written there (csrc/tta.h); ``packed`` a :class:`_Packed` of
     these labels (with this n_id and index), ``packed_rows`` (with one) the rows in the packed
     order when the labels are packed."""
-    kw = packed.kwargs() if packed is not None else {}
-    if kw and packed_rows:
-        kw["packed_rows"] = True
+    if packed is not None:
+        kw.update(packed.kwargs())
+        if "packed" in kw and packed_rows:
+            kw["packed_rows"] = True
     with TileProgress(progress, "tta product") as cb:
         return _core.softmax_rows(X, labels, T, nt, cb, n_id, index, rows, out,
                                   kernel=_config.kernel(), scales=scales, **kw)
@@ -845,18 +847,21 @@ class TANL:
         if self._buf is None or self._buf.shape != (B, L):  # the batch's rows, reused
             self._buf = np.empty((B, L))
         scales = np.empty((B, -(-L // lb)))
-        # unscaled rows: P = rows x scales, applied by the C consumers as they read
+        mpos, mneg = self._qpos.mean(nt), self._qneg.mean(nt)
+        sel0 = _top(mneg - mpos, self.top)
+        R0 = np.empty((B, sel0.size))
+        # unscaled rows: P = rows x scales, applied by the C consumers as they read; the
+        # activations of sel0 are taken by the kernel while each block is in cache
         P, a_id, _ = _softmax(X, self._labels_cd, self.temperature, nt, self.progress, C,
-                              out=self._buf, scales=scales, packed=self._packed)
+                              out=self._buf, scales=scales, packed=self._packed,
+                              sel=C + sel0, sel_out=R0)
 
         def gather(sel):
             out = np.empty((B, sel.size))
             _core.tta_gather(P, scales, lb, C, sel, out, nt)
             return out
 
-        mpos, mneg = self._qpos.mean(nt), self._qneg.mean(nt)
-        sel0 = _top(mneg - mpos, self.top)
-        s0 = _aas(a_id, gather(sel0), self.top, self.step, nt)
+        s0 = _aas(a_id, R0, self.top, self.step, nt)
         squeue = np.concatenate([self._squeue, s0])[-self.score_queue_length:]
         th = _otsu(squeue, nt)
         up = s0 > th + self.gap * (1.0 - th)

@@ -356,3 +356,40 @@ def test_rows_written_at_any_alignment_and_streamed(rng, kernel):
     R, _, _ = _core.softmax_rows(X, lab, 0.01, 2, None, 50, None, True, kernel=CODE[kernel],
                                  scales=sc)
     np.testing.assert_array_equal(twin.scaled(R, sc, lb), want)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_selected_columns_taken_by_the_kernel(rng, kernel):
+    """sel= / sel_out=: the activations of the selected columns, bit for bit the rows'
+    values (P[:, sel]; with scales= the same product rows x scales), in every layout: no
+    groups, groups with the rows in their own order, and (dnm's own kernel) packed order."""
+    X, lab, C = data(rng, N=70, L=2000)
+    L = lab.shape[0]
+    sel = np.concatenate([rng.permutation(L)[:300], [0, L - 1, 5, 5]])  # repeats allowed
+    idx = dnm.make_groups(L - C, 4, 0)
+    k = CODE[kernel]
+    lb = _core.softmax_block(lab, k)
+    for nt in (1, 2):
+        out = np.full((70, sel.size), np.nan)
+        P, _, _ = _core.softmax_rows(X, lab, 0.01, nt, None, C, None, True, kernel=k,
+                                     sel=sel, sel_out=out)
+        np.testing.assert_array_equal(out, P[:, sel])
+        sc = np.empty((70, -(-L // lb)))
+        R, _, _ = _core.softmax_rows(X, lab, 0.01, nt, None, C, None, True, kernel=k,
+                                     scales=sc, sel=sel, sel_out=out)
+        np.testing.assert_array_equal(out, twin.scaled(R, sc, lb)[:, sel])
+        P, _, _ = _core.softmax_rows(X, lab, 0.01, nt, None, C, idx, True, kernel=k,
+                                     sel=sel, sel_out=out)
+        np.testing.assert_array_equal(out, P[:, sel])
+        if kernel != "blas":
+            pk, kr = _core.softmax_pack(lab, C, idx, k)
+            P, _, _ = _core.softmax_rows(X, lab, 0.01, nt, None, C, idx, True, kernel=k,
+                                         packed=pk, packed_kernel=kr, packed_rows=True,
+                                         sel=sel, sel_out=out)
+            np.testing.assert_array_equal(out, P[:, sel])
+    with pytest.raises(ValueError, match="sel"):
+        _core.softmax_rows(X, lab, 0.01, 1, None, C, None, True, kernel=k, sel=np.array([L]),
+                           sel_out=np.empty((70, 1)))
+    with pytest.raises(ValueError, match="sel_out"):
+        _core.softmax_rows(X, lab, 0.01, 1, None, C, None, True, kernel=k, sel=sel,
+                           sel_out=np.empty((70, 3)))
