@@ -565,7 +565,8 @@ static PyMethodDef methods[] = {
      "tta_copy_rows(rows, scales, lb, off, src, dst_row, dst, num_threads): "
      "dst[dst_row] = P[src, off:]"},
     {"rows_mean", py_rows_mean, METH_VARARGS,
-     "rows_mean(a, n, out, num_threads): out = a[:n].mean(axis=0) (float64, rows in order)"},
+     "rows_mean(a, n, out, num_threads, ckpt=None, every=0, valid=0): out = a[:n].mean(axis=0) "
+     "(float64, rows in order), resumed from the first `valid` running-sum checkpoints"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moduledef = {
@@ -969,21 +970,26 @@ static PyObject *py_tta_copy_rows(PyObject *self, PyObject *args)
 
 static PyObject *py_rows_mean(PyObject *self, PyObject *args)
 {
-    PyObject *a_o, *out_o;
-    long long n;
+    PyObject *a_o, *out_o, *ck_o = Py_None;
+    long long n, every = 0, valid = 0;
     int nt;
-    PyArrayObject *a, *out;
+    PyArrayObject *a, *out, *ck = NULL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OLOi", &a_o, &n, &out_o, &nt) ||
-        !(a = f64_array(a_o, 2, 0, "a")) || !(out = f64_array(out_o, 1, 1, "out")))
+    if (!PyArg_ParseTuple(args, "OLOi|OLL", &a_o, &n, &out_o, &nt, &ck_o, &every, &valid) ||
+        !(a = f64_array(a_o, 2, 0, "a")) || !(out = f64_array(out_o, 1, 1, "out")) ||
+        (ck_o != Py_None && !(ck = f64_array(ck_o, 2, 1, "ckpt"))))
         return NULL;
-    if (n < 1 || n > PyArray_DIM(a, 0) || PyArray_DIM(out, 0) != PyArray_DIM(a, 1)) {
-        PyErr_SetString(PyExc_ValueError, "rows_mean: need 1 <= n <= rows and out of a's width");
+    if (n < 1 || n > PyArray_DIM(a, 0) || PyArray_DIM(out, 0) != PyArray_DIM(a, 1) ||
+        (ck && (every < 1 || valid < 0 || PyArray_DIM(ck, 1) != PyArray_DIM(a, 1) ||
+                PyArray_DIM(ck, 0) < n / every))) {
+        PyErr_SetString(PyExc_ValueError, "rows_mean: need 1 <= n <= rows, out of a's width and "
+                                          "ckpt (n // every or more rows of a's width)");
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
     dnm_rows_mean((const double *)PyArray_DATA(a), n, PyArray_DIM(a, 1),
-                  (double *)PyArray_DATA(out), nt);
+                  (double *)PyArray_DATA(out), ck ? (double *)PyArray_DATA(ck) : NULL, every,
+                  valid, nt);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }

@@ -484,18 +484,23 @@ void dnm_tta_copy_rows(const double *rows, const double *scales, int64_t L, int6
     dnm_threads_end();
 }
 
-void dnm_rows_mean(const double *a, int64_t n, int64_t K, double *out, int nthreads)
+void dnm_rows_mean(const double *a, int64_t n, int64_t K, double *out, double *ckpt,
+                   int64_t every, int64_t valid, int nthreads)
 {
-    const int64_t ntask = (K + DNM_TTA_CW - 1) / DNM_TTA_CW;
-    const int nt = tta_threads(nthreads, (double)n * (double)K);
+    if (!ckpt || every < 1) every = 0, valid = 0;
+    if (valid > (every ? n / every : 0)) valid = every ? n / every : 0;
+    const int64_t i0 = valid * every, ntask = (K + DNM_TTA_CW - 1) / DNM_TTA_CW;
+    const int nt = tta_threads(nthreads, (double)(n - i0) * (double)K);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t t = 0; t < ntask; t++) {
         const int64_t j0 = t * DNM_TTA_CW, j1 = j0 + DNM_TTA_CW < K ? j0 + DNM_TTA_CW : K;
         double acc[DNM_TTA_CW];
-        for (int64_t j = 0; j < j1 - j0; j++) acc[j] = 0.0;
-        for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < j1 - j0; j++) acc[j] = valid ? ckpt[(valid - 1) * K + j0 + j] : 0.0;
+        for (int64_t i = i0; i < n; i++) {
             const double *r = a + i * K;
             for (int64_t j = j0; j < j1; j++) acc[j - j0] += r[j];
+            if (every && (i + 1) % every == 0)
+                for (int64_t j = j0; j < j1; j++) ckpt[((i + 1) / every - 1) * K + j] = acc[j - j0];
         }
         for (int64_t j = j0; j < j1; j++) out[j] = acc[j - j0] / (double)n;
     }

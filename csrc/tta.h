@@ -91,8 +91,12 @@ void dnm_tta_copy_rows(const double *rows, const double *scales, int64_t L, int6
                        int64_t off, const int64_t *src, const int64_t *dst_row, int64_t n,
                        double *dst, int nthreads);
 /* out[j] = (sum_{i < n} a[i * K + j], rows added in order) / n, as NumPy's mean over axis
- * 0 of a C-contiguous (n, K) float64 matrix. */
-void dnm_rows_mean(const double *a, int64_t n, int64_t K, double *out, int nthreads);
+ * 0 of a C-contiguous (n, K) float64 matrix.  With ckpt (every > 0): ckpt[c * K + j] holds
+ * the running sum after rows [0, (c + 1) every); the first `valid` of them are taken as
+ * they are (rows before valid * every unchanged since they were stored), the sum goes on
+ * from there, and the checkpoints it passes are stored: the same bits as summing from 0. */
+void dnm_rows_mean(const double *a, int64_t n, int64_t K, double *out, double *ckpt,
+                   int64_t every, int64_t valid, int nthreads);
 
 /* Internal: the float32 kernel on dnm's own product kernel (tta_simd.h, built
  * per instruction set in score_avx512.c / score_avx2.c).  col[p] = the label

@@ -33,8 +33,9 @@ rows (the entropies and argmaxes, TANL's queues and activation-aware scores are 
 them).  TANL's rows stay unscaled (each block of a row has one scale factor): the kernel
 takes the activations of the first selection (known from the queues before the batch) while
 each block is in cache, and the C consumers (``_core.tta_gather`` of the second selection, ``tta_masked_means`` of the ID-like and OOD-like
-rows in one pass, ``tta_copy_rows`` into the queues, ``rows_mean`` of a queue; threads over
-columns, rows added in order as NumPy's mean does) apply it as they read, so the (B, L) rows
+rows in one pass, ``tta_copy_rows`` into the queues, ``rows_mean`` of a queue, resumed from
+running-sum checkpoints every 32 rows before the first row that changed; threads over columns,
+rows added in order as NumPy's mean does) apply it as they read, so the (B, L) rows
 are written once and read once.  Everything else (entropies, the memory and its proxies,
 top-beta selection, prefix sums, Otsu) is vectorised NumPy over the batch, without per-image
 Python loops.  Memory: the state plus O(B x L) float64 per batch, never per stream.  The
@@ -695,6 +696,9 @@ def _otsu(s, nt=1):
     return float(_OTSU_GRID[cand[len(cand) // 2]])
 
 
+_EVERY = 32  # rows per running-sum checkpoint of a queue
+
+
 class _Ring:
     """The last `length` rows appended, in a fixed (length, K) float64 buffer.  Until it is
     full the rows sit at [0, n) in order; the mean is over the rows present."""
@@ -704,6 +708,15 @@ class _Ring:
         self.n = 0
         self.start = 0  # physical row of the oldest entry once full
         self._mean = None  # the mean of the rows as they stand (None: to compute)
+        # running sums of the physical rows after every _EVERY of them, valid for the first
+        # _ck_valid checkpoints (the rows before them unchanged): a mean resumes from there
+        self._ck = np.empty((length // _EVERY, K)) if length >= 2 * _EVERY else None
+        self._ck_valid = 0
+
+    def _written(self, first):
+        """Physical rows from `first` on (at least) were written."""
+        self._mean = None
+        self._ck_valid = min(self._ck_valid, first // _EVERY)
 
     def append(self, R, mask=None):
         """Append the rows of R (those where mask is true), in order."""
@@ -712,7 +725,10 @@ class _Ring:
         idx = idx[-L:]
         if idx.size == 0:
             return
-        self._mean = None
+        if self.n < L:  # fills [n, L), then (more rows than that) wraps to 0
+            self._written(self.n if idx.size <= L - self.n else 0)
+        else:
+            self._written(self.start if self.start + idx.size <= L else 0)
         if self.n < L:
             take = min(L - self.n, idx.size)
             self.buf[self.n:self.n + take] = R[idx[:take]]  # (np.take(out=) buffers: slower)
@@ -731,10 +747,10 @@ class _Ring:
         idx = np.asarray(idx, dtype=np.int64)[-L:]
         if idx.size == 0:
             return
-        self._mean = None
         take = min(L - self.n, idx.size) if self.n < L else 0
         rest = idx.size - take
         dst = np.concatenate([self.n + np.arange(take), (self.start + np.arange(rest)) % L])
+        self._written(int(dst.min()))
         _core.tta_copy_rows(rows, scales, lb, off, idx, dst.astype(np.int64), self.buf, nt)
         self.n += take
         self.start = (self.start + rest) % L
@@ -744,7 +760,11 @@ class _Ring:
         read-only, kept until the next append)."""
         if self._mean is None:
             out = np.empty(self.buf.shape[1])
-            _core.rows_mean(self.buf, self.n, out, nt)
+            if self._ck is None:
+                _core.rows_mean(self.buf, self.n, out, nt)
+            else:
+                _core.rows_mean(self.buf, self.n, out, nt, self._ck, _EVERY, self._ck_valid)
+                self._ck_valid = self.n // _EVERY
             out.flags.writeable = False
             self._mean = out
         return self._mean
@@ -927,7 +947,8 @@ class TANL:
                     or not 0 <= start < max(1, q.shape[0]) or (start and q.shape[0] != L):
                 raise StateFileError(f"{path}: inconsistent state file: {name}")
             ring.buf[:q.shape[0]] = q
-            ring.n, ring.start, ring._mean = q.shape[0], start, None
+            ring.n, ring.start = q.shape[0], start
+            ring._written(0)
         if sq.ndim != 1 or not 1 <= sq.size <= obj.score_queue_length:
             raise StateFileError(f"{path}: inconsistent state file: score_queue")
         obj._squeue = sq

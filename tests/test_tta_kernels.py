@@ -393,3 +393,49 @@ def test_selected_columns_taken_by_the_kernel(rng, kernel):
     with pytest.raises(ValueError, match="sel_out"):
         _core.softmax_rows(X, lab, 0.01, 1, None, C, None, True, kernel=k, sel=sel,
                            sel_out=np.empty((70, 3)))
+
+
+def test_rows_mean_resumes_from_checkpoints(rng):
+    """rows_mean with running-sum checkpoints: resuming after rows changed from row m on,
+    with the checkpoints before m, gives the bits of summing from row 0 (NumPy's mean)."""
+    a = rng.random((150, 1100))
+    ck = np.full((150 // 32, 1100), np.nan)
+    out = np.empty(1100)
+    for nt in (1, 2):
+        _core.rows_mean(a, 150, out, nt, ck, 32, 0)
+        np.testing.assert_array_equal(out, a.mean(axis=0))
+        np.testing.assert_array_equal(ck[2], a[:96].sum(axis=0))  # the running sum itself
+        for m, n in ((100, 150), (64, 150), (5, 150), (149, 150), (70, 120)):
+            a[m:] = rng.random((150 - m, 1100)) ** 3
+            _core.rows_mean(a, n, out, nt, ck, 32, m // 32)
+            np.testing.assert_array_equal(out, a[:n].mean(axis=0))
+            np.testing.assert_array_equal(out, twin.mean_in_order(a[:n]))
+    with pytest.raises(ValueError, match="ckpt"):
+        _core.rows_mean(a, 150, out, 1, np.empty((2, 1100)), 32, 0)
+
+
+def test_tanl_queue_checkpoints_give_the_same_bits(rng, monkeypatch, tmp_path):
+    """TANL's queue means resumed from running-sum checkpoints (queues that fill and wrap
+    around, also saved and restored mid-stream) give the bits of summing every row."""
+    from dnm import tta
+    from test_tta import problem
+    t, n, u, z, X = problem(rng, C=30, M=300, K=900, D=64, N=900)
+    io, no = np.random.default_rng(3).permutation(30), np.random.default_rng(4).permutation(15)
+    kw = dict(batch_size=24, top=60, queue_length=70, id_order=io, noise_order=no)
+    with_ck = dnm.tanl_score(X, t, u, z, **kw)
+    obj = dnm.TANL(t, u, z, top=60, queue_length=70, id_order=io, noise_order=no)
+    assert obj._qpos._ck is not None
+    with monkeypatch.context() as m:
+        m.setattr(tta, "_EVERY", 10 ** 9)
+        plain = dnm.tanl_score(X, t, u, z, **kw)
+        assert dnm.TANL(t, u, z, top=60, queue_length=70)._qpos._ck is None
+    np.testing.assert_array_equal(with_ck, plain)
+    np.testing.assert_allclose(with_ck, twin.tanl(X, t, u, z, io, no, batch_size=24, top=60,
+                                                  queue_length=70), rtol=0, atol=1e-12)
+    out = [obj.update(X[i:i + 24]) for i in range(0, 480, 24)]
+    assert obj._qpos.start or obj._qneg.start  # a queue wrapped around
+    path = tmp_path / "tanl.npz"
+    obj.save(path)
+    back = dnm.TANL.load(path)
+    out += [back.update(X[i:i + 24]) for i in range(480, 900, 24)]
+    np.testing.assert_array_equal(np.concatenate(out), with_ck)
