@@ -191,9 +191,13 @@ def _grouped(a_id, Nj):
 
 
 def _entropy(P, mass):
-    """-sum p log(p + 1e-8), p = the rows of P divided by their mass."""
+    """-sum p log(p + 1e-8), p = the rows of P divided by their mass (in place on one
+    temporary: the same operations, fewer passes over memory)."""
     p = P / mass[:, None]
-    return -(p * np.log(p + _EPS_ENT)).sum(axis=1)
+    q = p + _EPS_ENT
+    np.log(q, out=q)
+    q *= p
+    return -q.sum(axis=1)
 
 
 def _by_rows(fn, n, nt, cost=None, min_rows=16):
