@@ -516,6 +516,7 @@ static PyObject *py_tta_gather(PyObject *self, PyObject *args);
 static PyObject *py_tta_masked_means(PyObject *self, PyObject *args);
 static PyObject *py_tta_copy_rows(PyObject *self, PyObject *args);
 static PyObject *py_rows_mean(PyObject *self, PyObject *args);
+static PyObject *py_tta_cached(PyObject *self, PyObject *args);
 
 static PyMethodDef methods[] = {
     {"score", (PyCFunction)(void (*)(void))py_score, METH_VARARGS | METH_KEYWORDS,
@@ -564,6 +565,9 @@ static PyMethodDef methods[] = {
     {"tta_copy_rows", py_tta_copy_rows, METH_VARARGS,
      "tta_copy_rows(rows, scales, lb, off, src, dst_row, dst, num_threads): "
      "dst[dst_row] = P[src, off:]"},
+    {"tta_cached", py_tta_cached, METH_VARARGS,
+     "tta_cached(rows, off, len, pos, row_index, mass, want_entropy, label_out, entropy_out, "
+     "num_threads): AdaNeg's cached images' labels (argmax) and entropies (tta.h)"},
     {"rows_mean", py_rows_mean, METH_VARARGS,
      "rows_mean(a, n, out, num_threads, ckpt=None, every=0, valid=0): out = a[:n].mean(axis=0) "
      "(float64, rows in order), resumed from the first `valid` running-sum checkpoints"},
@@ -965,6 +969,42 @@ static PyObject *py_tta_copy_rows(PyObject *self, PyObject *args)
                       off, (const int64_t *)PyArray_DATA(src), (const int64_t *)PyArray_DATA(dr),
                       n, (double *)PyArray_DATA(dst), nt);
     Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_tta_cached(PyObject *self, PyObject *args)
+{
+    PyObject *r_o, *pos_o, *ri_o, *m_o, *lab_o, *h_o;
+    long long off, len;
+    int want_h, nt;
+    PyArrayObject *r, *pos = NULL, *ri, *m = NULL, *lab, *h = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OLLOOOpOOi", &r_o, &off, &len, &pos_o, &ri_o, &m_o, &want_h,
+                          &lab_o, &h_o, &nt) ||
+        !(r = f64_array(r_o, 2, 0, "rows")) || !(ri = i64_array(ri_o, "row_index")) ||
+        (pos_o != Py_None && !(pos = i64_array(pos_o, "pos"))) ||
+        (m_o != Py_None && !(m = f64_array(m_o, 1, 0, "mass"))) ||
+        !(lab = (PyArrayObject *)lab_o) || (want_h && !(h = f64_array(h_o, 1, 1, "entropy_out"))))
+        return NULL;
+    const int64_t L = PyArray_DIM(r, 1), n = PyArray_DIM(ri, 0);
+    if (!PyArray_Check(lab_o) || PyArray_TYPE(lab) != NPY_INT64 || PyArray_NDIM(lab) != 1 ||
+        !PyArray_IS_C_CONTIGUOUS(lab) || !PyArray_ISWRITEABLE(lab) || PyArray_DIM(lab, 0) != n ||
+        (h && PyArray_DIM(h, 0) != n) || (m && PyArray_DIM(m, 0) != n) || len < 1 || off < 0 ||
+        (pos ? PyArray_DIM(pos, 0) != len : off + len > L)) {
+        PyErr_SetString(PyExc_ValueError, "tta_cached: shapes do not match");
+        return NULL;
+    }
+    if (in_range(ri, 0, PyArray_DIM(r, 0), "row_index") || (pos && in_range(pos, 0, L - off, "pos")))
+        return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = dnm_tta_cached((const double *)PyArray_DATA(r), L, off, len,
+                        pos ? (const int64_t *)PyArray_DATA(pos) : NULL,
+                        (const int64_t *)PyArray_DATA(ri), n,
+                        m ? (const double *)PyArray_DATA(m) : NULL, (int64_t *)PyArray_DATA(lab),
+                        h ? (double *)PyArray_DATA(h) : NULL, nt);
+    Py_END_ALLOW_THREADS
+    if (rc != DNM_OK) return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
 

@@ -90,6 +90,16 @@ void dnm_tta_masked_means(const double *rows, const double *scales, int64_t N, i
 void dnm_tta_copy_rows(const double *rows, const double *scales, int64_t L, int64_t lb,
                        int64_t off, const int64_t *src, const int64_t *dst_row, int64_t n,
                        double *dst, int nthreads);
+/* AdaNeg's cached images: for rows ridx[0..n) of `rows` (L columns), the segment of len
+ * values v_k = row[off + k] (or row[off + pos[k]]: the segment in its own order from rows in
+ * another order).  label[i] = the first k of the largest v_k; with H, H[i] = -sum_k p_k
+ * log(p_k + 1e-8), p_k = v_k (1 / mass) (mass[i], or NULL: the segment's sum), the log by a
+ * polynomial with correctly rounded fma (about 1 ulp; the same bits on every CPU), the sums in
+ * 8 fixed lanes.  Threads over rows.  Returns DNM_OK or DNM_ENOMEM. */
+int dnm_tta_cached(const double *rows, int64_t L, int64_t off, int64_t len, const int64_t *pos,
+                   const int64_t *ridx, int64_t n, const double *mass, int64_t *label, double *H,
+                   int nthreads);
+
 /* out[j] = (sum_{i < n} a[i * K + j], rows added in order) / n, as NumPy's mean over axis
  * 0 of a C-contiguous (n, K) float64 matrix.  With ckpt (every > 0): ckpt[c * K + j] holds
  * the running sum after rows [0, (c + 1) every); the first `valid` of them are taken as

@@ -36,9 +36,12 @@ each block is in cache, and the C consumers (``_core.tta_gather`` of the second 
 rows in one pass, ``tta_copy_rows`` into the queues, ``rows_mean`` of a queue, resumed from
 running-sum checkpoints every 32 rows before the first row that changed; threads over columns,
 rows added in order as NumPy's mean does) apply it as they read, so the (B, L) rows
-are written once and read once.  Everything else (entropies, the memory and its proxies,
-top-beta selection, prefix sums, Otsu) is vectorised NumPy over the batch, without per-image
-Python loops.  Memory: the state plus O(B x L) float64 per batch, never per stream.  The
+are written once and read once.  AdaNeg's cached images get their labels and entropies from
+``_core.tta_cached`` (threads over rows; the log by a polynomial with correctly rounded fma,
+about 1 ulp, so an entropy can differ from NumPy's in its last bits).  Everything else (the
+memory and its proxies, top-beta selection, prefix sums, Otsu) is vectorised NumPy over the
+batch (the activation-aware scores and Otsu's criteria over row ranges on the kernel's
+threads), without per-image Python loops.  Memory: the state plus O(B x L) float64 per batch, never per stream.  The
 sample-adaptive AdaNeg proxies are NumPy throughout.  Scores are bitwise identical across
 thread counts.
 
@@ -499,30 +502,21 @@ class AdaNeg:
             return v
         Xn = _normalised64(X)
         up, down = v > self.hi, v < self.lo
-        rows = np.concatenate([np.flatnonzero(up), np.flatnonzero(down)])
-        n_up = int(np.count_nonzero(up))
-        lab, H = np.empty(rows.size, dtype=np.int64), np.zeros(rows.size)
+        r_up, r_down = np.flatnonzero(up), np.flatnonzero(down)
+        rows = np.concatenate([r_up, r_down])
+        # each cached image's label (argmax, lowest index on ties) and entropy, in C on the
+        # kernel's threads (the OOD-like rows' negatives in their own order)
         ent = self.replacement == "entropy" and self.memory_length > 1
-        cols = C + self._neg_position() if packed_rows else None
-
-        def cached(lo, hi):  # each cached image's label and entropy (its own order)
-            for a, b, neg in ((lo, min(hi, n_up), False), (max(lo, n_up), hi, True)):
-                if a >= b:
-                    continue
-                r = rows[a:b]
-                if not neg:
-                    Q = P[r, :C]
-                    lab[a:b] = np.argmax(Q, axis=1)
-                    if ent:
-                        H[a:b] = _entropy(Q, a_id[r])
-                else:
-                    Q = np.take(P[r], cols, axis=1) if packed_rows else P[r, C:]
-                    lab[a:b] = C + np.argmax(Q, axis=1)
-                    if ent:
-                        H[a:b] = _entropy(Q, Q.sum(axis=1))
-
-        _by_rows(cached, rows.size, nt, np.where(np.arange(rows.size) < n_up, C,
-                                                 self.n_negatives_))
+        lab_up, lab_down = np.empty(r_up.size, np.int64), np.empty(r_down.size, np.int64)
+        H_up, H_down = np.zeros(r_up.size), np.zeros(r_down.size)
+        if r_up.size:
+            _core.tta_cached(P, 0, C, None, r_up, np.ascontiguousarray(a_id[r_up]), ent, lab_up,
+                             H_up, nt)
+        if r_down.size:
+            _core.tta_cached(P, C, self.n_negatives_, self._neg_position() if packed_rows else None,
+                             r_down, None, ent, lab_down, H_down, nt)
+        lab = np.concatenate([lab_up, C + lab_down])
+        H = np.concatenate([H_up, H_down])
         undo = []
         proxies_before = None
         try:

@@ -439,3 +439,35 @@ def test_tanl_queue_checkpoints_give_the_same_bits(rng, monkeypatch, tmp_path):
     back = dnm.TANL.load(path)
     out += [back.update(X[i:i + 24]) for i in range(480, 900, 24)]
     np.testing.assert_array_equal(np.concatenate(out), with_ck)
+
+
+def test_cached_labels_and_entropies_match_numpy(rng):
+    """tta_cached (AdaNeg's cached images): the argmax (lowest index on ties) equals NumPy's
+    bit for bit; the entropies (dnm's log polynomial, sums in 8 lanes) agree with NumPy's to a
+    few ulps, over activations from 1e-300 to 1, with and without a permuted segment, with any
+    thread count; tied rows give tied entropies."""
+    R = rng.random((60, 3000)) ** 40  # many tiny values
+    R[:, 7] = 0.0
+    R[5, 200:260] = R[5, 200:260].max() * 2  # a tied maximum: the lowest index wins
+    R[9] = R[8]
+    ri = np.array([0, 5, 8, 9, 13, 59, 5], dtype=np.int64)
+    pos = rng.permutation(2800).astype(np.int64)[:2500]
+    for segment, off, n in ((None, 150, 2500), (pos, 150, 2500), (None, 0, 3000)):
+        Q = R[ri][:, off + (np.arange(n) if segment is None else segment)]
+        for mass in (None, Q.sum(axis=1) * 1.5):
+            for nt in (1, 2):
+                lab, H = np.empty(ri.size, np.int64), np.empty(ri.size)
+                _core.tta_cached(R, off, n, segment, ri, mass, True, lab, H, nt)
+                np.testing.assert_array_equal(lab, Q.argmax(axis=1))
+                m = Q.sum(axis=1) if mass is None else mass
+                want = [twin.entropy_of(q, mm) for q, mm in zip(Q, m)]
+                np.testing.assert_allclose(H, want, rtol=2e-14, atol=0)
+                assert H[2] == H[3]  # rows 8 and 9 are the same
+                if segment is None and off == 150:
+                    assert lab[1] == 50  # the first of the tied maxima
+    v = np.exp(rng.uniform(-690, 0, (4000, 1)))  # the log over a wide range: p alone
+    lab, H = np.empty(4000, np.int64), np.empty(4000)
+    _core.tta_cached(v, 0, 1, None, np.arange(4000), np.ones(4000), True, lab, H, 2)
+    np.testing.assert_allclose(H, -v[:, 0] * np.log(v[:, 0] + 1e-8), rtol=4e-16, atol=0)
+    with pytest.raises(ValueError, match="row_index"):
+        _core.tta_cached(R, 0, 10, None, np.array([60]), None, True, lab[:1], H[:1], 1)

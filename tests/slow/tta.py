@@ -233,3 +233,9 @@ def mean_in_order(rows):
     for r in rows:
         acc = acc + r
     return acc / len(rows)
+
+
+def entropy_of(v, mass):
+    """-sum p log(p + 1e-8), p = v / mass (v a row's activations, in float64)."""
+    p = np.asarray(v, dtype=np.float64) / mass
+    return float(-(p * np.log(p + 1e-8)).sum())
