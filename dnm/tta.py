@@ -85,7 +85,6 @@ __all__ = ["AdaNeg", "TANL", "adaneg_score", "tanl_score", "noise_images", "eval
 
 FORMAT_VERSION = 1
 N_NOISE = 15
-_EPS_ENT = 1e-8
 _OUTPUTS = ("combined", "adaptive", "vanilla")
 _RULES = ("entropy", "first")
 
@@ -193,26 +192,14 @@ def _grouped(a_id, Nj):
     return (a_id[:, None] / (a_id[:, None] + Nj)).mean(axis=1)
 
 
-def _entropy(P, mass):
-    """-sum p log(p + 1e-8), p = the rows of P divided by their mass (in place on one
-    temporary: the same operations, fewer passes over memory)."""
-    p = P / mass[:, None]
-    q = p + _EPS_ENT
-    np.log(q, out=q)
-    q *= p
-    return -q.sum(axis=1)
-
-
-def _by_rows(fn, n, nt, cost=None, min_rows=16):
+def _by_rows(fn, n, nt, min_rows=16):
     """fn(lo, hi) over row ranges [lo, hi) of n rows, on up to nt threads (NumPy releases
-    the GIL), cut at equal total ``cost`` (per row; default 1); fn must touch only its own
-    rows, so the result does not depend on nt."""
+    the GIL); fn must touch only its own rows, so the result does not depend on nt."""
     nt = min(int(_core.resolve_threads(nt)), n // min_rows)
     if nt <= 1:
         fn(0, n)
         return
-    cum = np.cumsum(np.ones(n) if cost is None else cost)
-    cuts = [0] + [int(np.searchsorted(cum, cum[-1] * k / nt)) for k in range(1, nt)] + [n]
+    cuts = [n * k // nt for k in range(nt + 1)]
     errors = []
 
     def run(lo, hi):
