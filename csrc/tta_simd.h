@@ -99,6 +99,18 @@ void SIMD_FN(dnm_softmax_pack_f)(const float *lab, int64_t L, int64_t D, const i
  * (z_j - m_b) / T, so nothing underflows that the double exp would keep.  The
  * choice depends on the lane's own values only. */
 #define DNM_TTA_FEXP_MIN (-80.0)
+
+/* some lane of x0 or x1 below lim (a cheap test before the per-lane choice) */
+TGT static inline int tta_any_below(VF x0, VF x1, float lim)
+{
+#if W == 8
+    return _mm256_movemask_ps(_mm256_cmp_ps(_mm256_min_ps(x0, x1), _mm256_set1_ps(lim),
+                                            _CMP_LT_OQ)) != 0;
+#else
+    return _mm512_cmp_ps_mask(_mm512_min_ps(x0, x1), _mm512_set1_ps(lim), _CMP_LT_OQ) != 0;
+#endif
+}
+
 TGT static void tta_fold(const float *sb, const float *mx, int64_t j0, int64_t w,
                          const int64_t *bnd, int64_t NA, double invT, double *pm, int64_t ld,
                          double *eb)
@@ -117,13 +129,12 @@ TGT static void tta_fold(const float *sb, const float *mx, int64_t j0, int64_t w
             const VF x0 = vf_mul(vf_sub(z0, mx0), vif), x1 = vf_mul(vf_sub(z1, mx1), vif);
             const VF f0 = exp_neg(x0), f1 = exp_neg(x1);
             VD e[4] = {vd_lo(f0), vd_hi(f0), vd_lo(f1), vd_hi(f1)};
-            const VD xd[4] = {vd_lo(x0), vd_hi(x0), vd_lo(x1), vd_hi(x1)};
-            VM low[4];
-            for (int h = 0; h < 4; h++) low[h] = vm_gt(lim, xd[h]);
-            if (vm_any(low[0], low[1], low[2], low[3])) {
+            if (tta_any_below(x0, x1, (float)DNM_TTA_FEXP_MIN)) { /* (x < -80 exactly in both) */
+                const VD xd[4] = {vd_lo(x0), vd_hi(x0), vd_lo(x1), vd_hi(x1)};
                 const VD zd[4] = {vd_lo(z0), vd_hi(z0), vd_lo(z1), vd_hi(z1)};
                 for (int h = 0; h < 4; h++)
-                    e[h] = vd_select(low[h], exp_pd(vd_mul(vd_sub(zd[h], m[h]), vi)), e[h]);
+                    e[h] = vd_select(vm_gt(lim, xd[h]), exp_pd(vd_mul(vd_sub(zd[h], m[h]), vi)),
+                                     e[h]);
             }
             for (int h = 0; h < 4; h++) {
                 s[h] = vd_add(s[h], e[h]);
