@@ -59,8 +59,8 @@ int64_t dnm_softmax_block(const dnm_matrix *labels, int kernel);
  * dnm_softmax_pack writes for these labels, groups and kernel, or 0 when the
  * kernel that runs does not use packed labels (BLAS tiles, float64, group
  * columns used twice).  dnm_softmax_pack packs them ([ID; groups; rest] in panels
- * of NR labels, as each call would pack its blocks); dnm_softmax_repack rewrites
- * the n label rows rows[0..n) of `labels` in place (the others must be unchanged).
+ * of NR labels, as each call would pack its blocks), or, with rows, rewrites in
+ * place only the n label rows rows[0..n) of `labels` (the others unchanged since).
  * The caller keeps `labels` and the packed copy in step and passes the resolved
  * kernel with them. */
 int64_t dnm_softmax_packed_size(const dnm_matrix *labels, const dnm_tta_params *p, int kernel);

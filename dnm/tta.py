@@ -27,26 +27,27 @@ The two kernels agree to float32 rounding.  The label matrices are packed once f
 kernel (``_core.softmax_pack``: TANL's [ID; corpus] and AdaNeg's [ID; negatives] at
 construction, AdaNeg's proxies at reset and then only the rows that change; again if the float
 kernel changes), which gives the bits of packing them in every call.  AdaNeg's adaptive pass
-needs only the masses, so
-no (B, C + M) matrix is made for it; its vanilla pass and TANL keep the batch's (B, L) float64
-rows (the entropies and argmaxes, TANL's queues and activation-aware scores are taken from
-them).  TANL's rows stay unscaled (each block of a row has one scale factor): the kernel
-takes the activations of the first selection (known from the queues before the batch) while
-each block is in cache, and the C consumers (``_core.tta_gather`` of the second selection, ``tta_masked_means`` of the ID-like and OOD-like
-rows in one pass, ``tta_copy_rows`` into the queues, ``rows_mean`` of a queue, resumed from
-running-sum checkpoints every 32 rows before the first row that changed; threads over columns,
-rows added in order as NumPy's mean does) apply it as they read, so the (B, L) rows
-are written once and read once.  AdaNeg's cached images get their labels and entropies from
-``_core.tta_cached`` (threads over rows; the log by a polynomial with correctly rounded fma,
-about 1 ulp, so an entropy can differ from NumPy's in its last bits).  Everything else (the
-memory and its proxies, top-beta selection, prefix sums, Otsu) is vectorised NumPy over the
-batch (the activation-aware scores and Otsu's criteria over row ranges on the kernel's
-threads), without per-image Python loops.  Memory: the state plus O(B x L) float64 per batch, never per stream.  The
-sample-adaptive AdaNeg proxies are NumPy throughout.  Scores are bitwise identical across
-thread counts.
+needs only the masses, so no (B, C + M) matrix is made for it; its vanilla pass and TANL keep
+the batch's (B, L) float64 rows (the entropies and argmaxes, TANL's queues and
+activation-aware scores are taken from them).  TANL's rows stay unscaled (each block of a row has one scale factor): the kernel takes
+the activations of the first selection (known from the queues before the batch) while each
+block is in cache, and C consumers apply the factor as they read (``_core.tta_gather`` of the
+second selection, ``tta_masked_means`` of the ID-like and OOD-like rows in one pass,
+``tta_copy_rows`` into the queues, ``rows_mean`` of a queue resumed from running-sum
+checkpoints every 32 rows before the first row that changed; threads over columns, rows added
+in order as NumPy's mean does), so the (B, L) rows are written once and read once.  AdaNeg's
+cached images get their labels and entropies from ``_core.tta_cached`` (threads over rows; the
+log by a polynomial with correctly rounded fma, about 1 ulp, so an entropy can differ from
+NumPy's in its last bits).  Everything else (the memory and its proxies, top-beta selection,
+prefix sums, Otsu) is vectorised NumPy over the batch (the activation-aware scores and Otsu's
+criteria over row ranges on the kernel's threads), without per-image Python loops.  Memory: the
+state, the packed label copies (float32, the size of the label matrices) plus O(B x L) float64
+per batch, never per stream.  The sample-adaptive AdaNeg proxies are NumPy throughout.  Scores
+are bitwise identical across thread counts.
 
 Precision.  The official runs are float16 on a GPU; dnm computes the products in float32
-(float64 when an input is float64) and everything after them in float64.  Two behaviours of
+(float64 when an input is float64) and everything after them in float64 (dnm's own kernel
+takes the softmax exps in float, 2e-7 relative, far below what the float32 product moves).  Two behaviours of
 the float16 run are worth knowing: AdaNeg's entropies are NaN there, so a full memory list is
 never replaced (``replacement="first"`` reproduces that; the default ``"entropy"`` is the
 method as designed), and TANL's scores are quantised.
@@ -282,7 +283,8 @@ class AdaNeg:
 
     Memory: the stored images once each (at most (C + M) x (memory_length - 1) rows of D
     values in the compute dtype: float32, float64 for float64 input) in a pool that grows
-    with them, plus (C + M) x D proxies.
+    with them, plus (C + M) x D proxies and, on dnm's own kernel, float32 packed copies of
+    the texts and of the proxies (2 x (C + M) x D floats).
     """
 
     _FORMAT = "dnm.AdaNeg"
@@ -768,7 +770,8 @@ class TANL:
     ``numpy.random.default_rng(seed)`` (first id_order, then noise_order).
 
     Memory: two queues of queue_length x K float64 activations (about 167 MB each at K = 69,500)
-    plus one batch of B x (C + K) float64 softmax rows while it is scored.
+    plus one batch of B x (C + K) float64 softmax rows while it is scored, and (dnm's own
+    kernel) a float32 packed copy of [ID; corpus] (about 144 MB at ImageNet size).
     """
 
     _FORMAT = "dnm.TANL"
