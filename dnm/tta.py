@@ -12,45 +12,45 @@ What runs where
 ---------------
 The heavy part of both methods - the logits of a batch against all labels ([ID; negatives],
 [ID; proxies] or [ID; corpus]) and their softmax in double - is one C kernel
-(``dnm._core.softmax_rows``) with the GIL released, OpenMP threads, progress and Ctrl-C
-between tiles.  Float32 input runs on dnm's own register-tile product (csrc/tta_simd.h, AVX2
-or AVX-512, the kernel of ``dnm._config.float_kernel``): the labels in blocks (the threads'
-tasks, [ID; groups; the rest] in that order), a fused epilogue per block and image (one exp per
-logit against the block's maximum, in float - in double where float's would underflow - and
-the ID, group and total sums in double in column order),
-then per image the blocks combined in block order and, when asked, the softmax row written
-once and scaled once.  Every logit is one FMA chain in k order, so a row's values do not depend
-on its batch, the thread count or the instruction set.  Float64 input and CPUs without AVX2 run
-single-threaded SGEMM/DGEMM tiles of 128 images on a fixed grid (csrc/tta.c) with the same
-epilogue row by row (exp by a polynomial with correctly rounded fma, sums in 8 fixed lanes).
-The two kernels agree to float32 rounding.  The label matrices are packed once for dnm's own
-kernel (``_core.softmax_pack``: TANL's [ID; corpus] and AdaNeg's [ID; negatives] at
-construction, AdaNeg's proxies at reset and then only the rows that change; again if the float
-kernel changes), which gives the bits of packing them in every call.  AdaNeg's adaptive pass
-needs only the masses, so no (B, C + M) matrix is made for it; its vanilla pass and TANL keep
-the batch's (B, L) float64 rows (the entropies and argmaxes, TANL's queues and
-activation-aware scores are taken from them).  TANL's rows stay unscaled (each block of a row has one scale factor): the kernel takes
-the activations of the first selection (known from the queues before the batch) while each
-block is in cache, and C consumers apply the factor as they read (``_core.tta_gather`` of the
-second selection, ``tta_masked_means`` of the ID-like and OOD-like rows in one pass,
-``tta_copy_rows`` into the queues, ``rows_mean`` of a queue resumed from running-sum
-checkpoints every 32 rows before the first row that changed; threads over columns, rows added
-in order as NumPy's mean does), so the (B, L) rows are written once and read once.  AdaNeg's
-cached images get their labels and entropies from ``_core.tta_cached`` (threads over rows; the
-log by a polynomial with correctly rounded fma, about 1 ulp, so an entropy can differ from
-NumPy's in its last bits).  Everything else (the memory and its proxies, top-beta selection,
-prefix sums, Otsu) is vectorised NumPy over the batch (the activation-aware scores and Otsu's
-criteria over row ranges on the kernel's threads), without per-image Python loops.  Memory: the
-state, the packed label copies (float32, the size of the label matrices) plus O(B x L) float64
-per batch, never per stream.  The sample-adaptive AdaNeg proxies are NumPy throughout.  Scores
-are bitwise identical across thread counts.
+(``dnm._core.softmax_rows``) with the GIL released, OpenMP threads, progress and Ctrl-C between
+tiles.  Float32 input runs on dnm's own register-tile product (csrc/tta_simd.h, AVX2 or
+AVX-512, the kernel of ``dnm._config.float_kernel``): the labels in blocks (the threads' tasks,
+[ID; groups; the rest] in that order), a fused epilogue per block and image (one exp per logit
+against the block's maximum, in float - in double where float's would underflow - and the ID,
+group and total sums in double in column order), then per image the blocks combined in block
+order and, when asked, the softmax row written once and scaled once.  Every logit is one FMA
+chain in k order, so a row's values do not depend on its batch, the thread count or the
+instruction set.  Float64 input and CPUs without AVX2 run single-threaded SGEMM/DGEMM tiles of
+128 images on a fixed grid (csrc/tta.c) with the same epilogue row by row (exp by a polynomial
+with correctly rounded fma, sums in 8 fixed lanes).  The two kernels agree to float32 rounding.
+The label matrices are packed once for dnm's own kernel (``_core.softmax_pack``: TANL's [ID;
+corpus] and AdaNeg's [ID; negatives] at construction, AdaNeg's proxies at reset and then only
+the rows that change; again if the float kernel changes), which gives the bits of packing them
+in every call.  AdaNeg's adaptive pass needs only the masses, so no (B, C + M) matrix is made
+for it; its vanilla pass and TANL keep the batch's (B, L) float64 rows (the entropies and
+argmaxes, TANL's queues and activation-aware scores are taken from them).  TANL's rows stay
+unscaled (each block of a row has one scale factor): the kernel takes the activations of the
+first selection (known from the queues before the batch) while each block is in cache, and C
+consumers apply the factor as they read (``_core.tta_gather`` of the second selection,
+``tta_masked_means`` of the ID-like and OOD-like rows in one pass, ``tta_copy_rows`` into the
+queues, ``rows_mean`` of a queue resumed from running-sum checkpoints every 32 rows before the
+first row that changed; threads over columns, rows added in order as NumPy's mean does), so the
+(B, L) rows are written once and read once.  AdaNeg's cached images get their labels and
+entropies from ``_core.tta_cached`` (threads over rows; the log by a polynomial with correctly
+rounded fma, about 1 ulp, so an entropy can differ from NumPy's in its last bits).  Everything
+else (the memory and its proxies, top-beta selection, prefix sums, Otsu) is vectorised NumPy
+over the batch (the activation-aware scores and Otsu's criteria over row ranges on the kernel's
+threads), without per-image Python loops.  Memory: the state, the packed label copies (float32,
+the size of the label matrices) plus O(B x L) float64 per batch, never per stream.  The
+sample-adaptive AdaNeg proxies are NumPy throughout.  Scores are bitwise identical across
+thread counts.
 
 Precision.  The official runs are float16 on a GPU; dnm computes the products in float32
-(float64 when an input is float64) and everything after them in float64 (dnm's own kernel
-takes the softmax exps in float, 2e-7 relative, far below what the float32 product moves).  Two behaviours of
-the float16 run are worth knowing: AdaNeg's entropies are NaN there, so a full memory list is
-never replaced (``replacement="first"`` reproduces that; the default ``"entropy"`` is the
-method as designed), and TANL's scores are quantised.
+(float64 when an input is float64) and everything after them in float64 (dnm's own kernel takes
+the softmax exps in float, 2e-7 relative, far below what the float32 product moves).  Two
+behaviours of the float16 run are worth knowing: AdaNeg's entropies are NaN there, so a full
+memory list is never replaced (``replacement="first"`` reproduces that; the default
+``"entropy"`` is the method as designed), and TANL's scores are quantised.
 
 File format (``save`` / ``load``), format_version 1: one uncompressed ``numpy.savez`` archive
 with a ``metadata`` member (1-D uint8, UTF-8 JSON: ``format`` = ``"dnm.AdaNeg"`` or
