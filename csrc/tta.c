@@ -578,6 +578,7 @@ int dnm_tta_cached(const double *rows, int64_t L, int64_t off, int64_t len, cons
             const double *v = r;
             if (pos) { /* the segment in its own order */
                 if (!tmp) {
+#pragma omp atomic write
                     oom = 1;
                     continue;
                 }
