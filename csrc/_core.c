@@ -507,6 +507,16 @@ static PyObject *py_metrics(PyObject *self, PyObject *args)
 }
 
 static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw); /* below */
+static PyObject *py_softmax_block(PyObject *self, PyObject *args);
+static PyArrayObject *f64_array(PyObject *o, int ndim, int writeable, const char *name);
+static PyArrayObject *i64_array(PyObject *o, const char *name);
+static int in_range(PyArrayObject *a, int64_t lo, int64_t hi, const char *name);
+static PyObject *py_softmax_pack(PyObject *self, PyObject *args);
+static PyObject *py_tta_gather(PyObject *self, PyObject *args);
+static PyObject *py_tta_masked_means(PyObject *self, PyObject *args);
+static PyObject *py_tta_copy_rows(PyObject *self, PyObject *args);
+static PyObject *py_rows_mean(PyObject *self, PyObject *args);
+static PyObject *py_tta_cached(PyObject *self, PyObject *args);
 
 static PyMethodDef methods[] = {
     {"score", (PyCFunction)(void (*)(void))py_score, METH_VARARGS | METH_KEYWORDS,
@@ -538,7 +548,29 @@ static PyMethodDef methods[] = {
      "softmax_rows(batch, labels, temperature, num_threads, progress, n_id, index, want_rows, "
      "out=None, kernel=0) "
      "-> (rows or None, id_mass, group_mass or None): softmax over the labels of the logits "
-     "of the normalised rows, its ID mass and group masses (csrc/tta.c)"},
+     "of the normalised rows, its ID mass and group masses (csrc/tta.c); with scales= (a "
+     "float64 (N, ceil(L / softmax_block)) buffer) the rows are left unscaled; packed_rows=True: "
+     "the rows in the packed order of softmax_pack (dnm's own kernel only; tta.h)"},
+    {"softmax_pack", py_softmax_pack, METH_VARARGS,
+     "softmax_pack(labels, n_id, index, kernel, packed=None, rows=None) -> (float32 packed "
+     "labels, resolved kernel) for softmax_rows(packed=, packed_kernel=), or None when the "
+     "kernel that runs packs nothing; with packed and rows: those label rows repacked in place"},
+    {"softmax_block", py_softmax_block, METH_VARARGS,
+     "softmax_block(labels, kernel) -> labels per block of the rows' scales"},
+    {"tta_gather", py_tta_gather, METH_VARARGS,
+     "tta_gather(rows, scales, lb, off, sel, out, num_threads): out = P[:, off + sel]"},
+    {"tta_masked_means", py_tta_masked_means, METH_VARARGS,
+     "tta_masked_means(rows, scales, lb, off, flag, mean1, mean2, num_threads): the means of "
+     "P[flag == 1, off:] and P[flag == 2, off:]"},
+    {"tta_copy_rows", py_tta_copy_rows, METH_VARARGS,
+     "tta_copy_rows(rows, scales, lb, off, src, dst_row, dst, num_threads): "
+     "dst[dst_row] = P[src, off:]"},
+    {"tta_cached", py_tta_cached, METH_VARARGS,
+     "tta_cached(rows, off, len, pos, row_index, mass, want_entropy, label_out, entropy_out, "
+     "num_threads): AdaNeg's cached images' labels (argmax) and entropies (tta.h)"},
+    {"rows_mean", py_rows_mean, METH_VARARGS,
+     "rows_mean(a, n, out, num_threads, ckpt=None, every=0, valid=0): out = a[:n].mean(axis=0) "
+     "(float64, rows in order), resumed from the first `valid` running-sum checkpoints"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moduledef = {
@@ -590,15 +622,19 @@ PyMODINIT_FUNC PyInit__core(void)
 static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"batch", "labels", "temperature", "num_threads", "progress", "n_id",
-                             "index", "want_rows", "out", "kernel", NULL};
-    PyObject *img_o, *lab_o, *progress, *idx_o, *out_o = Py_None;
+                             "index", "want_rows", "out", "kernel", "scales", "packed",
+                             "packed_kernel", "packed_rows", "sel", "sel_out", NULL};
+    PyObject *img_o, *lab_o, *progress, *idx_o, *out_o = Py_None, *sc_o = Py_None;
+    PyObject *pk_o = Py_None, *sel_o = Py_None, *so_o = Py_None;
+    int pk_kernel = 0, packed_rows = 0;
     double temperature;
     int nthreads, want_rows, kernel = DNM_KERNEL_AUTO;
     long long n_id;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOdiOLOp|Oi", kwlist, &img_o, &lab_o,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOdiOLOp|OiOOipOO", kwlist, &img_o, &lab_o,
                                      &temperature, &nthreads, &progress, &n_id, &idx_o,
-                                     &want_rows, &out_o, &kernel))
+                                     &want_rows, &out_o, &kernel, &sc_o, &pk_o, &pk_kernel,
+                                     &packed_rows, &sel_o, &so_o))
         return NULL;
     if (check_kernel(kernel)) return NULL;
     dnm_matrix img, lab;
@@ -613,7 +649,8 @@ static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_ValueError, "temperature: must be a finite number > 0");
         return NULL;
     }
-    dnm_tta_params p = {temperature, (int64_t)n_id, 0, 0, NULL};
+    dnm_tta_params p = {temperature, (int64_t)n_id, 0, 0, NULL, NULL, 0, packed_rows, NULL, 0,
+                        NULL, NULL};
     PyArrayObject *ix = NULL;
     if (idx_o != Py_None) {
         ix = (PyArrayObject *)PyArray_FROMANY(idx_o, NPY_INT64, 2, 2, NPY_ARRAY_CARRAY_RO);
@@ -651,6 +688,50 @@ static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw)
     } else if (want_rows) {
         rows = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_FLOAT64);
     }
+    if (pk_o != Py_None) { /* the labels packed once (softmax_pack) */
+        PyArrayObject *o = (PyArrayObject *)pk_o;
+        const int64_t want = dnm_softmax_packed_size(&lab, &p, kernel);
+        if (want < 1 || !PyArray_Check(pk_o) || PyArray_TYPE(o) != NPY_FLOAT32 ||
+            PyArray_NDIM(o) != 1 || !PyArray_IS_C_CONTIGUOUS(o) || PyArray_DIM(o, 0) != want ||
+            pk_kernel != dnm_kernel_resolve(kernel)) {
+            Py_XDECREF(ix);
+            PyErr_SetString(PyExc_ValueError, "packed: not these labels' packed copy for the "
+                                              "kernel that runs (softmax_pack)");
+            return NULL;
+        }
+        p.packed = (const float *)PyArray_DATA(o);
+        p.packed_kernel = pk_kernel;
+    }
+    if (sel_o != Py_None) { /* the selected columns of the rows, taken while in cache */
+        PyArrayObject *sl = (PyArrayObject *)sel_o, *so = (PyArrayObject *)so_o;
+        if (!want_rows || !(sl = i64_array(sel_o, "sel")) || in_range(sl, 0, lab.rows, "sel") ||
+            !(so = f64_array(so_o, 2, 1, "sel_out")) || PyArray_DIM(so, 0) != img.rows ||
+            PyArray_DIM(so, 1) != PyArray_DIM(sl, 0)) {
+            Py_XDECREF(ix);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "sel_out: expected float64 (N, len(sel)), "
+                                                  "with the rows");
+            return NULL;
+        }
+        p.sel = (const int64_t *)PyArray_DATA(sl);
+        p.n_sel = PyArray_DIM(sl, 0);
+        p.sel_out = (double *)PyArray_DATA(so);
+    }
+    double *scales = NULL;
+    if (sc_o != Py_None) { /* unscaled rows and their scales (tta.h) */
+        const int64_t lb = dnm_softmax_block(&lab, kernel);
+        PyArrayObject *o = (PyArrayObject *)sc_o;
+        if (!want_rows || ix || lb < 1 || !PyArray_Check(sc_o) || PyArray_TYPE(o) != NPY_FLOAT64 ||
+            PyArray_NDIM(o) != 2 || !PyArray_IS_C_CONTIGUOUS(o) || !PyArray_ISWRITEABLE(o) ||
+            PyArray_DIM(o, 0) != dims[0] || PyArray_DIM(o, 1) != (lab.rows + lb - 1) / lb) {
+            Py_XDECREF(rows);
+            Py_XDECREF(ix);
+            PyErr_SetString(PyExc_ValueError, "scales: expected a writeable C-contiguous float64 "
+                                              "(N, ceil(L / block)) array, with rows and no groups");
+            return NULL;
+        }
+        scales = (double *)PyArray_DATA(o);
+    }
     PyArrayObject *idm = (PyArrayObject *)PyArray_SimpleNew(1, &n, NPY_FLOAT64);
     PyArrayObject *grm = ix ? (PyArrayObject *)PyArray_SimpleNew(2, gd, NPY_FLOAT64) : NULL;
     if ((want_rows && !rows) || !idm || (ix && !grm)) {
@@ -663,7 +744,7 @@ static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw)
     Py_BEGIN_ALLOW_THREADS
     rc = dnm_softmax_rows(&img, &lab, &p, rows ? (double *)PyArray_DATA(rows) : NULL,
                           (double *)PyArray_DATA(idm), grm ? (double *)PyArray_DATA(grm) : NULL,
-                          kernel, nthreads, py_tick, &ctx, &err);
+                          scales, kernel, nthreads, py_tick, &ctx, &err);
     Py_END_ALLOW_THREADS
     Py_XDECREF(ix);
     if (rc != DNM_OK || PyErr_Occurred()) {
@@ -675,4 +756,280 @@ static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw)
     if (!rows) { Py_INCREF(Py_None); rows = (PyArrayObject *)Py_None; }
     if (!grm) { Py_INCREF(Py_None); grm = (PyArrayObject *)Py_None; }
     return Py_BuildValue("NNN", rows, idm, grm);
+}
+
+/* the consumers of unscaled rows (tta.h): internal, called by dnm/tta.py with its own
+ * buffers; every shape and index is still checked here */
+static PyArrayObject *f64_array(PyObject *o, int ndim, int writeable, const char *name)
+{
+    PyArrayObject *a = (PyArrayObject *)o;
+    if (!PyArray_Check(o) || PyArray_TYPE(a) != NPY_FLOAT64 || PyArray_NDIM(a) != ndim ||
+        !PyArray_IS_C_CONTIGUOUS(a) || (writeable && !PyArray_ISWRITEABLE(a))) {
+        PyErr_Format(PyExc_ValueError, "%s: expected a C-contiguous float64 %d-D array%s", name,
+                     ndim, writeable ? " (writeable)" : "");
+        return NULL;
+    }
+    return a;
+}
+
+static PyArrayObject *i64_array(PyObject *o, const char *name)
+{
+    PyArrayObject *a = (PyArrayObject *)o;
+    if (!PyArray_Check(o) || PyArray_TYPE(a) != NPY_INT64 || PyArray_NDIM(a) != 1 ||
+        !PyArray_IS_C_CONTIGUOUS(a)) {
+        PyErr_Format(PyExc_ValueError, "%s: expected a C-contiguous int64 1-D array", name);
+        return NULL;
+    }
+    return a;
+}
+
+static int in_range(PyArrayObject *a, int64_t lo, int64_t hi, const char *name)
+{
+    const int64_t *v = (const int64_t *)PyArray_DATA(a);
+    for (npy_intp k = 0; k < PyArray_DIM(a, 0); k++) {
+        if (v[k] < lo || v[k] >= hi) {
+            PyErr_Format(PyExc_ValueError, "%s: index out of range", name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* rows (N, L), scales (N, ceil(L / lb)), 0 <= off < L */
+static int rows_scales(PyObject *r_o, PyObject *s_o, long long lb, long long off,
+                       PyArrayObject **r, PyArrayObject **sc)
+{
+    if (!(*r = f64_array(r_o, 2, 0, "rows")) || !(*sc = f64_array(s_o, 2, 0, "scales")))
+        return -1;
+    const int64_t L = PyArray_DIM(*r, 1);
+    if (lb < 1 || off < 0 || off >= L || PyArray_DIM(*sc, 0) != PyArray_DIM(*r, 0) ||
+        PyArray_DIM(*sc, 1) != (L + lb - 1) / lb) {
+        PyErr_SetString(PyExc_ValueError, "scales: shape does not match the rows and block");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *py_softmax_pack(PyObject *self, PyObject *args)
+{
+    PyObject *lab_o, *idx_o, *pk_o = Py_None, *rows_o = Py_None;
+    long long n_id;
+    int kernel;
+    dnm_matrix lab;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OLOi|OO", &lab_o, &n_id, &idx_o, &kernel, &pk_o, &rows_o) ||
+        check_kernel(kernel) || to_matrix(lab_o, "labels", &lab))
+        return NULL;
+    if (n_id < 0 || n_id > lab.rows) {
+        PyErr_SetString(PyExc_ValueError, "n_id: out of range");
+        return NULL;
+    }
+    dnm_tta_params p = {1.0, (int64_t)n_id, 0, 0, NULL, NULL, 0, 0, NULL, 0, NULL, NULL};
+    PyArrayObject *ix = NULL;
+    if (idx_o != Py_None) {
+        ix = (PyArrayObject *)PyArray_FROMANY(idx_o, NPY_INT64, 2, 2, NPY_ARRAY_CARRAY_RO);
+        if (!ix) return NULL;
+        p.groups = PyArray_DIM(ix, 0);
+        p.group_size = PyArray_DIM(ix, 1);
+        p.index = (const int64_t *)PyArray_DATA(ix);
+        for (npy_intp q = 0; q < p.groups * p.group_size; q++) {
+            if (p.index[q] < 0 || p.index[q] >= lab.rows - n_id) {
+                Py_DECREF(ix);
+                PyErr_SetString(PyExc_ValueError, "groups: index out of range");
+                return NULL;
+            }
+        }
+    }
+    const int64_t size = dnm_softmax_packed_size(&lab, &p, kernel);
+    if (size < 1) {
+        Py_XDECREF(ix);
+        Py_RETURN_NONE;
+    }
+    PyArrayObject *pk, *rows = NULL;
+    if (pk_o != Py_None) {
+        pk = (PyArrayObject *)pk_o;
+        if (!PyArray_Check(pk_o) || PyArray_TYPE(pk) != NPY_FLOAT32 || PyArray_NDIM(pk) != 1 ||
+            !PyArray_IS_C_CONTIGUOUS(pk) || !PyArray_ISWRITEABLE(pk) ||
+            PyArray_DIM(pk, 0) != size || rows_o == Py_None ||
+            !(rows = i64_array(rows_o, "rows")) || in_range(rows, 0, lab.rows, "rows")) {
+            Py_XDECREF(ix);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "packed: expected these labels' packed copy "
+                                                  "and the rows to repack");
+            return NULL;
+        }
+        Py_INCREF(pk_o);
+    } else {
+        npy_intp d = (npy_intp)size;
+        pk = (PyArrayObject *)PyArray_SimpleNew(1, &d, NPY_FLOAT32);
+        if (!pk) {
+            Py_XDECREF(ix);
+            return NULL;
+        }
+    }
+    dnm_error err;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = dnm_softmax_pack(&lab, &p, kernel, (float *)PyArray_DATA(pk),
+                          rows ? (const int64_t *)PyArray_DATA(rows) : NULL,
+                          rows ? PyArray_DIM(rows, 0) : 0, &err);
+    Py_END_ALLOW_THREADS
+    Py_XDECREF(ix);
+    if (rc != DNM_OK) {
+        Py_DECREF(pk);
+        raise_error(&err, NULL);
+        return NULL;
+    }
+    return Py_BuildValue("Ni", pk, dnm_kernel_resolve(kernel));
+}
+
+static PyObject *py_softmax_block(PyObject *self, PyObject *args)
+{
+    PyObject *lab_o;
+    int kernel;
+    dnm_matrix lab;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Oi", &lab_o, &kernel) || check_kernel(kernel) ||
+        to_matrix(lab_o, "labels", &lab))
+        return NULL;
+    return PyLong_FromLongLong((long long)dnm_softmax_block(&lab, kernel));
+}
+
+static PyObject *py_tta_gather(PyObject *self, PyObject *args)
+{
+    PyObject *r_o, *s_o, *sel_o, *out_o;
+    long long lb, off;
+    int nt;
+    PyArrayObject *r, *sc, *sel, *out;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOLLOOi", &r_o, &s_o, &lb, &off, &sel_o, &out_o, &nt) ||
+        rows_scales(r_o, s_o, lb, off, &r, &sc) || !(sel = i64_array(sel_o, "sel")) ||
+        !(out = f64_array(out_o, 2, 1, "out")))
+        return NULL;
+    const int64_t N = PyArray_DIM(r, 0), L = PyArray_DIM(r, 1), n = PyArray_DIM(sel, 0);
+    if (PyArray_DIM(out, 0) != N || PyArray_DIM(out, 1) != n) {
+        PyErr_SetString(PyExc_ValueError, "out: expected shape (N, len(sel))");
+        return NULL;
+    }
+    if (in_range(sel, 0, L - off, "sel")) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    dnm_tta_gather((const double *)PyArray_DATA(r), (const double *)PyArray_DATA(sc), N, L, lb,
+                   off, (const int64_t *)PyArray_DATA(sel), n, (double *)PyArray_DATA(out), nt);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_tta_masked_means(PyObject *self, PyObject *args)
+{
+    PyObject *r_o, *s_o, *f_o, *m1_o, *m2_o;
+    long long lb, off;
+    int nt;
+    PyArrayObject *r, *sc, *m1, *m2, *fl = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOLLOOOi", &r_o, &s_o, &lb, &off, &f_o, &m1_o, &m2_o, &nt) ||
+        rows_scales(r_o, s_o, lb, off, &r, &sc) || !(m1 = f64_array(m1_o, 1, 1, "mean1")) ||
+        !(m2 = f64_array(m2_o, 1, 1, "mean2")))
+        return NULL;
+    const int64_t N = PyArray_DIM(r, 0), L = PyArray_DIM(r, 1);
+    fl = (PyArrayObject *)f_o;
+    if (!PyArray_Check(f_o) || PyArray_TYPE(fl) != NPY_UINT8 || PyArray_NDIM(fl) != 1 ||
+        !PyArray_IS_C_CONTIGUOUS(fl) || PyArray_DIM(fl, 0) != N ||
+        PyArray_DIM(m1, 0) != L - off || PyArray_DIM(m2, 0) != L - off) {
+        PyErr_SetString(PyExc_ValueError, "flag: expected uint8 (N,), means (L - off,)");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    dnm_tta_masked_means((const double *)PyArray_DATA(r), (const double *)PyArray_DATA(sc), N,
+                         L, lb, off, (const unsigned char *)PyArray_DATA(fl),
+                         (double *)PyArray_DATA(m1), (double *)PyArray_DATA(m2), nt);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_tta_copy_rows(PyObject *self, PyObject *args)
+{
+    PyObject *r_o, *s_o, *src_o, *dr_o, *dst_o;
+    long long lb, off;
+    int nt;
+    PyArrayObject *r, *sc, *src, *dr, *dst;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOLLOOOi", &r_o, &s_o, &lb, &off, &src_o, &dr_o, &dst_o, &nt) ||
+        rows_scales(r_o, s_o, lb, off, &r, &sc) || !(src = i64_array(src_o, "src")) ||
+        !(dr = i64_array(dr_o, "dst_row")) || !(dst = f64_array(dst_o, 2, 1, "dst")))
+        return NULL;
+    const int64_t N = PyArray_DIM(r, 0), L = PyArray_DIM(r, 1), n = PyArray_DIM(src, 0);
+    if (PyArray_DIM(dr, 0) != n || PyArray_DIM(dst, 1) != L - off) {
+        PyErr_SetString(PyExc_ValueError, "dst: expected (rows, L - off) and one dst_row per src");
+        return NULL;
+    }
+    if (in_range(src, 0, N, "src") || in_range(dr, 0, PyArray_DIM(dst, 0), "dst_row"))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    dnm_tta_copy_rows((const double *)PyArray_DATA(r), (const double *)PyArray_DATA(sc), L, lb,
+                      off, (const int64_t *)PyArray_DATA(src), (const int64_t *)PyArray_DATA(dr),
+                      n, (double *)PyArray_DATA(dst), nt);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_tta_cached(PyObject *self, PyObject *args)
+{
+    PyObject *r_o, *pos_o, *ri_o, *m_o, *lab_o, *h_o;
+    long long off, len;
+    int want_h, nt;
+    PyArrayObject *r, *pos = NULL, *ri, *m = NULL, *lab, *h = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OLLOOOpOOi", &r_o, &off, &len, &pos_o, &ri_o, &m_o, &want_h,
+                          &lab_o, &h_o, &nt) ||
+        !(r = f64_array(r_o, 2, 0, "rows")) || !(ri = i64_array(ri_o, "row_index")) ||
+        (pos_o != Py_None && !(pos = i64_array(pos_o, "pos"))) ||
+        (m_o != Py_None && !(m = f64_array(m_o, 1, 0, "mass"))) ||
+        !(lab = (PyArrayObject *)lab_o) || (want_h && !(h = f64_array(h_o, 1, 1, "entropy_out"))))
+        return NULL;
+    const int64_t L = PyArray_DIM(r, 1), n = PyArray_DIM(ri, 0);
+    if (!PyArray_Check(lab_o) || PyArray_TYPE(lab) != NPY_INT64 || PyArray_NDIM(lab) != 1 ||
+        !PyArray_IS_C_CONTIGUOUS(lab) || !PyArray_ISWRITEABLE(lab) || PyArray_DIM(lab, 0) != n ||
+        (h && PyArray_DIM(h, 0) != n) || (m && PyArray_DIM(m, 0) != n) || len < 1 || off < 0 ||
+        (pos ? PyArray_DIM(pos, 0) != len : off + len > L)) {
+        PyErr_SetString(PyExc_ValueError, "tta_cached: shapes do not match");
+        return NULL;
+    }
+    if (in_range(ri, 0, PyArray_DIM(r, 0), "row_index") || (pos && in_range(pos, 0, L - off, "pos")))
+        return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = dnm_tta_cached((const double *)PyArray_DATA(r), L, off, len,
+                        pos ? (const int64_t *)PyArray_DATA(pos) : NULL,
+                        (const int64_t *)PyArray_DATA(ri), n,
+                        m ? (const double *)PyArray_DATA(m) : NULL, (int64_t *)PyArray_DATA(lab),
+                        h ? (double *)PyArray_DATA(h) : NULL, nt);
+    Py_END_ALLOW_THREADS
+    if (rc != DNM_OK) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_rows_mean(PyObject *self, PyObject *args)
+{
+    PyObject *a_o, *out_o, *ck_o = Py_None;
+    long long n, every = 0, valid = 0;
+    int nt;
+    PyArrayObject *a, *out, *ck = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OLOi|OLL", &a_o, &n, &out_o, &nt, &ck_o, &every, &valid) ||
+        !(a = f64_array(a_o, 2, 0, "a")) || !(out = f64_array(out_o, 1, 1, "out")) ||
+        (ck_o != Py_None && !(ck = f64_array(ck_o, 2, 1, "ckpt"))))
+        return NULL;
+    if (n < 1 || n > PyArray_DIM(a, 0) || PyArray_DIM(out, 0) != PyArray_DIM(a, 1) ||
+        (ck && (every < 1 || valid < 0 || PyArray_DIM(ck, 1) != PyArray_DIM(a, 1) ||
+                PyArray_DIM(ck, 0) < n / every))) {
+        PyErr_SetString(PyExc_ValueError, "rows_mean: need 1 <= n <= rows, out of a's width and "
+                                          "ckpt (n // every or more rows of a's width)");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    dnm_rows_mean((const double *)PyArray_DATA(a), n, PyArray_DIM(a, 1),
+                  (double *)PyArray_DATA(out), ck ? (double *)PyArray_DATA(ck) : NULL, every,
+                  valid, nt);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
 }

@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
+#include <stdint.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* Lets the clamps of exp_le0 become vector blends (no effect on any value, only on which
  * floating-point exception flags a speculated comparison may raise). */
@@ -89,11 +93,124 @@ static double lane_sum(const double *z, int64_t n)
     return s;
 }
 
-int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const dnm_tta_params *p,
-                     double *rows, double *id_mass, double *group_mass, int kernel, int nthreads,
-                     dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
+int64_t dnm_softmax_block(const dnm_matrix *labels, int kernel)
 {
-    const int64_t N = images->rows, D = images->cols, L = labels->rows;
+    if (labels->dtype == DNM_F64) return labels->rows;
+    const int kr = dnm_kernel_resolve(kernel);
+    if (kr < 0) return -1;
+    return kr == DNM_KERNEL_AVX512 || kr == DNM_KERNEL_AVX2 ? dnm_tta_lb(labels->cols)
+                                                            : labels->rows;
+}
+
+/* The packed order of dnm's own kernel (tta_simd.h): *col = the label row at each packed
+ * position ([ID; groups in order; the rest]), NULL for the identity (no groups).  Returns 1,
+ * 0 when group columns repeat (*col NULL; no packed order), -1 when out of memory. */
+static int tta_order(int64_t L, const dnm_tta_params *p, int64_t **colp)
+{
+    const int64_t C = p->n_id, G = p->groups, Q = p->group_size;
+    *colp = NULL;
+    if (G <= 0) return 1;
+    int64_t *col = (int64_t *)malloc((size_t)L * sizeof(int64_t));
+    unsigned char *seen = (unsigned char *)calloc((size_t)(L - C) + 1, 1);
+    if (!col || !seen) {
+        free(col);
+        free(seen);
+        return -1;
+    }
+    int own = 1;
+    int64_t q = 0;
+    for (; q < C; q++) col[q] = q;
+    for (int64_t g = 0; g < G * Q && own; g++) {
+        own = !seen[p->index[g]];
+        seen[p->index[g]] = 1;
+        col[q++] = C + p->index[g];
+    }
+    for (int64_t j = 0; j < L - C && own; j++)
+        if (!seen[j]) col[q++] = C + j;
+    free(seen);
+    if (!own) {
+        free(col);
+        return 0;
+    }
+    *colp = col;
+    return 1;
+}
+
+/* the own kernel that runs for float32 labels, or 0 */
+static int tta_own_kernel(const dnm_matrix *labels, int kernel)
+{
+    if (labels->dtype != DNM_F32) return 0;
+    const int kr = dnm_kernel_resolve(kernel);
+    return kr == DNM_KERNEL_AVX512 || kr == DNM_KERNEL_AVX2 ? kr : 0;
+}
+
+static int64_t tta_packed_floats(int kr, int64_t L, int64_t D)
+{
+    return kr == DNM_KERNEL_AVX512 ? dnm_softmax_packed_floats_avx512(L, D)
+                                   : dnm_softmax_packed_floats_avx2(L, D);
+}
+
+int64_t dnm_softmax_packed_size(const dnm_matrix *labels, const dnm_tta_params *p, int kernel)
+{
+    const int kr = tta_own_kernel(labels, kernel);
+    if (!kr || labels->s1 != (ptrdiff_t)sizeof(float) ||
+        labels->s0 != (ptrdiff_t)sizeof(float) * labels->cols)
+        return 0;
+    int64_t *col;
+    const int rc = tta_order(labels->rows, p, &col);
+    free(col);
+    return rc == 1 ? tta_packed_floats(kr, labels->rows, labels->cols) : 0;
+}
+
+int dnm_softmax_pack(const dnm_matrix *labels, const dnm_tta_params *p, int kernel, float *packed,
+                     const int64_t *rows, int64_t n, dnm_error *err)
+{
+    const int64_t L = labels->rows, D = labels->cols;
+    err->code = DNM_OK;
+    err->row = err->col = -1;
+    err->which = -1;
+    const int kr = tta_own_kernel(labels, kernel);
+    if (!kr || dnm_softmax_packed_size(labels, p, kernel) <= 0) {
+        err->code = DNM_EDOMAIN;
+        return DNM_EDOMAIN;
+    }
+    int64_t *col, *pos = NULL;
+    if (tta_order(L, p, &col) < 0) {
+        err->code = DNM_ENOMEM;
+        return DNM_ENOMEM;
+    }
+    if (rows && col) { /* label row -> packed position */
+        pos = (int64_t *)malloc((size_t)L * sizeof(int64_t));
+        if (!pos) {
+            free(col);
+            err->code = DNM_ENOMEM;
+            return DNM_ENOMEM;
+        }
+        for (int64_t q = 0; q < L; q++) pos[col[q]] = q;
+    }
+    (kr == DNM_KERNEL_AVX512 ? dnm_softmax_pack_f_avx512 : dnm_softmax_pack_f_avx2)(
+        (const float *)labels->data, L, D, col, pos, rows, n, packed);
+    free(col);
+    free(pos);
+    return DNM_OK;
+}
+
+static int cmp_first(const void *a, const void *b)
+{
+    const int64_t *x = (const int64_t *)a, *y = (const int64_t *)b;
+    return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+static int softmax_rows_run(const dnm_matrix *images, const dnm_matrix *labels,
+                            const dnm_tta_params *p, double *rows, double *id_mass,
+                            double *group_mass, double *scales, int kr, int nthreads,
+                            dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
+
+int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const dnm_tta_params *p,
+                     double *rows, double *id_mass, double *group_mass, double *scales,
+                     int kernel, int nthreads, dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
+{
+    const int64_t D = images->cols, L = labels->rows;
     const int64_t C = p->n_id, G = p->groups, Q = p->group_size;
     const int dbl = labels->dtype == DNM_F64;
     err->code = DNM_OK;
@@ -102,51 +219,72 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
     if (labels->cols != D || (labels->dtype != DNM_F32 && !dbl) ||
         labels->s1 != (ptrdiff_t)(dbl ? sizeof(double) : sizeof(float)) ||
         labels->s0 != labels->s1 * (ptrdiff_t)D || C < 0 || C > L || G < 0 ||
-        (G > 0 && (Q < 1 || !p->index))) {
+        (G > 0 && (Q < 1 || !p->index)) || (scales && (!rows || G > 0))) {
         err->code = DNM_EDOMAIN;
         return DNM_EDOMAIN;
     }
     const int kr = dbl ? DNM_KERNEL_BLAS : dnm_kernel_resolve(kernel);
-    if (kr < 0) {
+    if (kr < 0 || (p->packed && kr != p->packed_kernel) ||
+        (p->n_sel > 0 && (!rows || !p->sel || !p->sel_out))) {
         err->code = DNM_EDOMAIN;
         return DNM_EDOMAIN;
     }
+    int64_t *pairs = NULL; /* (sel[k], k) in column order, for dnm's own kernel */
+    dnm_tta_params q = *p;
+    if (p->n_sel > 0) {
+        pairs = (int64_t *)malloc((size_t)p->n_sel * 2 * sizeof(int64_t));
+        if (!pairs) {
+            err->code = DNM_ENOMEM;
+            return DNM_ENOMEM;
+        }
+        for (int64_t k = 0; k < p->n_sel; k++) {
+            pairs[2 * k] = p->sel[k];
+            pairs[2 * k + 1] = k;
+        }
+        qsort(pairs, (size_t)p->n_sel, 2 * sizeof(int64_t), cmp_first);
+        q.sel_pairs = pairs;
+    }
+    const int rc = softmax_rows_run(images, labels, &q, rows, id_mass, group_mass, scales, kr,
+                                    nthreads, tick, tick_ctx, err);
+    free(pairs);
+    return rc;
+}
+
+static int softmax_rows_run(const dnm_matrix *images, const dnm_matrix *labels,
+                            const dnm_tta_params *p, double *rows, double *id_mass,
+                            double *group_mass, double *scales, int kr, int nthreads,
+                            dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
+{
+    const int64_t N = images->rows, D = images->cols, L = labels->rows;
+    const int64_t C = p->n_id, G = p->groups, Q = p->group_size;
+    const int dbl = labels->dtype == DNM_F64;
     if (kr == DNM_KERNEL_AVX512 || kr == DNM_KERNEL_AVX2) {
         /* dnm's own kernel (tta_simd.h), on the labels in packed order [ID; groups; rest]
-         * when only the masses are wanted; group columns used twice there take the BLAS
-         * tiles */
+         * when there are groups (the masses then have the same bits with and without the
+         * rows); group columns used twice there take the BLAS tiles for the masses alone,
+         * the labels' own order and group sums from the rows with the rows */
         int64_t *col = NULL;
-        int own = 1;
-        if (G > 0 && !rows) {
-            col = (int64_t *)malloc((size_t)L * sizeof(int64_t));
-            unsigned char *seen = (unsigned char *)calloc((size_t)(L - C), 1);
-            if (!col || !seen) {
-                free(col);
-                free(seen);
-                err->code = DNM_ENOMEM;
-                return DNM_ENOMEM;
-            }
-            int64_t q = 0;
-            for (; q < C; q++) col[q] = q;
-            for (int64_t g = 0; g < G * Q && own; g++) {
-                own = !seen[p->index[g]];
-                seen[p->index[g]] = 1;
-                col[q++] = C + p->index[g];
-            }
-            for (int64_t j = 0; j < L - C && own; j++)
-                if (!seen[j]) col[q++] = C + j;
-            free(seen);
+        int own = tta_order(L, p, &col);
+        if (own < 0 || (own == 0 && (p->packed || p->packed_rows))) {
+            err->code = own < 0 ? DNM_ENOMEM : DNM_EDOMAIN;
+            return err->code;
         }
+        if (!own && rows) own = 1; /* the labels' own order, group sums from the rows */
         if (own) {
             const int nt = dnm_threads_begin(nthreads);
             const int rc = (kr == DNM_KERNEL_AVX512 ? dnm_softmax_rows_f_avx512
                                                     : dnm_softmax_rows_f_avx2)(
-                images, labels, p, col, rows, id_mass, group_mass, nt, tick, tick_ctx, err);
+                images, labels, p, col, rows, id_mass, group_mass, scales, nt, tick, tick_ctx,
+                err);
             dnm_threads_end();
             free(col);
             return rc;
         }
         free(col);
+    }
+    if (p->packed_rows) { /* dnm's own kernel only */
+        err->code = DNM_EDOMAIN;
+        return DNM_EDOMAIN;
     }
     double invT = 1.0 / p->temperature;
     if (!isfinite(invT)) invT = DBL_MAX;
@@ -216,7 +354,10 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
                         group_mass[(r0 + r) * G + g] = sg * f;
                     }
                 }
-                if (rows) scale_row(z, L, f);
+                if (scales)
+                    scales[r0 + r] = f;
+                else if (rows)
+                    scale_row(z, L, f);
             }
             dnm_tick_done(tick, tick_ctx, &done, ntiles, &stop, err);
         }
@@ -225,6 +366,233 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
         free(own);
     }
     dnm_threads_end();
+    if (err->code == DNM_OK && p->n_sel > 0) /* the selected columns, as the rows hold them */
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t k = 0; k < p->n_sel; k++)
+                p->sel_out[i * p->n_sel + k] =
+                    scales ? rows[i * L + p->sel[k]] * scales[i] : rows[i * L + p->sel[k]];
     if (err->code == DNM_OK && tick && tick(tick_ctx, ntiles, ntiles)) err->code = DNM_ECANCEL;
     return err->code;
+}
+
+/* ---- consumers of the unscaled rows (tta.h) ---------------------------------------------- */
+
+#define DNM_TTA_CW 512 /* columns per task */
+
+static int tta_threads(int nthreads, double work)
+{
+    int nt = dnm_threads_begin(nthreads);
+    if (work < 2e5) nt = 1;
+    return nt < 1 ? 1 : nt;
+}
+
+void dnm_tta_gather(const double *rows, const double *scales, int64_t N, int64_t L, int64_t lb,
+                    int64_t off, const int64_t *sel, int64_t n, double *out, int nthreads)
+{
+    const int64_t nb = (L + lb - 1) / lb;
+    /* (column, output position, block) in column order: each row is read forwards */
+    int64_t *t = (int64_t *)malloc((size_t)(n > 0 ? n : 1) * 3 * sizeof(int64_t));
+    if (t) {
+        for (int64_t k = 0; k < n; k++) {
+            t[3 * k] = off + sel[k];
+            t[3 * k + 1] = k;
+        }
+        qsort(t, (size_t)n, 3 * sizeof(int64_t), cmp_first);
+        for (int64_t k = 0; k < n; k++) t[3 * k + 2] = t[3 * k] / lb;
+    }
+    const int nt = tta_threads(nthreads, (double)N * (double)n);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < N; i++) {
+        const double *r = rows + i * L, *sc = scales + i * nb;
+        double *o = out + i * n;
+        if (t) {
+            for (int64_t k = 0; k < n; k++) o[t[3 * k + 1]] = r[t[3 * k]] * sc[t[3 * k + 2]];
+        } else { /* (no memory for the order: the same values, in the given order) */
+            for (int64_t k = 0; k < n; k++) {
+                const int64_t c = off + sel[k];
+                o[k] = r[c] * sc[c / lb];
+            }
+        }
+    }
+    dnm_threads_end();
+    free(t);
+}
+
+void dnm_tta_masked_means(const double *rows, const double *scales, int64_t N, int64_t L,
+                          int64_t lb, int64_t off, const unsigned char *flag, double *mean1,
+                          double *mean2, int nthreads)
+{
+    const int64_t nb = (L + lb - 1) / lb, K = L - off;
+    int64_t n1 = 0, n2 = 0;
+    for (int64_t i = 0; i < N; i++) {
+        n1 += flag[i] == 1;
+        n2 += flag[i] == 2;
+    }
+    if (!n1 && !n2) return;
+    const int64_t ntask = (K + DNM_TTA_CW - 1) / DNM_TTA_CW;
+    const int nt = tta_threads(nthreads, (double)N * (double)K);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t t = 0; t < ntask; t++) {
+        const int64_t j0 = t * DNM_TTA_CW, j1 = j0 + DNM_TTA_CW < K ? j0 + DNM_TTA_CW : K;
+        double a1[DNM_TTA_CW], a2[DNM_TTA_CW];
+        for (int64_t j = 0; j < j1 - j0; j++) a1[j] = a2[j] = 0.0;
+        for (int64_t i = 0; i < N; i++) {
+            if (!flag[i] || flag[i] > 2) continue;
+            double *acc = flag[i] == 1 ? a1 : a2;
+            const double *r = rows + i * L + off, *sc = scales + i * nb;
+            /* the columns of one block share their scale */
+            for (int64_t j = j0; j < j1;) {
+                const int64_t b = (off + j) / lb, e = (b + 1) * lb - off < j1 ? (b + 1) * lb - off : j1;
+                const double f = sc[b];
+                for (; j < e; j++) acc[j - j0] += r[j] * f;
+            }
+        }
+        for (int64_t j = j0; j < j1; j++) {
+            if (n1) mean1[j] = a1[j - j0] / (double)n1;
+            if (n2) mean2[j] = a2[j - j0] / (double)n2;
+        }
+    }
+    dnm_threads_end();
+}
+
+void dnm_tta_copy_rows(const double *rows, const double *scales, int64_t L, int64_t lb,
+                       int64_t off, const int64_t *src, const int64_t *dst_row, int64_t n,
+                       double *dst, int nthreads)
+{
+    const int64_t nb = (L + lb - 1) / lb, K = L - off;
+    const int nt = tta_threads(nthreads, (double)n * (double)K);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t k = 0; k < n; k++) {
+        const double *r = rows + src[k] * L + off, *sc = scales + src[k] * nb;
+        double *d = dst + dst_row[k] * K;
+        for (int64_t j = 0; j < K;) {
+            const int64_t b = (off + j) / lb, e = (b + 1) * lb - off < K ? (b + 1) * lb - off : K;
+            const double f = sc[b];
+#if defined(__SSE2__)
+            /* the queue rows are read again only by the next batch's mean (far larger than
+             * the caches): streamed past them, two values at a time once aligned */
+            for (; j < e && ((uintptr_t)(d + j) & 15); j++) d[j] = r[j] * f;
+            const __m128d vf = _mm_set1_pd(f);
+            for (; j + 2 <= e; j += 2) _mm_stream_pd(d + j, _mm_mul_pd(_mm_loadu_pd(r + j), vf));
+#endif
+            for (; j < e; j++) d[j] = r[j] * f;
+        }
+#if defined(__SSE2__)
+        _mm_sfence(); /* visible to every thread after the loop */
+#endif
+    }
+    dnm_threads_end();
+}
+
+void dnm_rows_mean(const double *a, int64_t n, int64_t K, double *out, double *ckpt,
+                   int64_t every, int64_t valid, int nthreads)
+{
+    if (!ckpt || every < 1) every = 0, valid = 0;
+    if (valid > (every ? n / every : 0)) valid = every ? n / every : 0;
+    const int64_t i0 = valid * every, ntask = (K + DNM_TTA_CW - 1) / DNM_TTA_CW;
+    const int nt = tta_threads(nthreads, (double)(n - i0) * (double)K);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t t = 0; t < ntask; t++) {
+        const int64_t j0 = t * DNM_TTA_CW, j1 = j0 + DNM_TTA_CW < K ? j0 + DNM_TTA_CW : K;
+        double acc[DNM_TTA_CW];
+        for (int64_t j = 0; j < j1 - j0; j++) acc[j] = valid ? ckpt[(valid - 1) * K + j0 + j] : 0.0;
+        for (int64_t i = i0; i < n; i++) {
+            const double *r = a + i * K;
+            for (int64_t j = j0; j < j1; j++) acc[j - j0] += r[j];
+            if (every && (i + 1) % every == 0)
+                for (int64_t j = j0; j < j1; j++) ckpt[((i + 1) / every - 1) * K + j] = acc[j - j0];
+        }
+        for (int64_t j = j0; j < j1; j++) out[j] = acc[j - j0] / (double)n;
+    }
+    dnm_threads_end();
+}
+
+/* log(x) for normal x > 0: x = 2^e m, m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(s) with
+ * s = (m - 1) / (m + 1), |s| <= 0.1716, by its series to s^23 (truncation < 1e-18), plus
+ * e ln 2 in two parts.  Plain C with fma() and no int64 -> double conversion (the exponent
+ * through the 2^52 bias): the same bits on every CPU, and a loop over it vectorises. */
+static inline double log_pos(double x)
+{
+    int64_t i;
+    memcpy(&i, &x, sizeof i);
+    const int64_t eb = (int64_t)((uint64_t)i >> 52) | 0x4330000000000000LL;
+    double e;
+    memcpy(&e, &eb, sizeof e);
+    e -= 4503599627370496.0 + 1023.0; /* the unbiased exponent, exactly */
+    const int64_t mi = (i & 0x000fffffffffffffLL) | 0x3ff0000000000000LL; /* m in [1, 2) */
+    double m;
+    memcpy(&m, &mi, sizeof m);
+    const double big = m > 1.4142135623730951 ? 1.0 : 0.0;
+    m *= 1.0 - 0.5 * big;
+    e += big;
+    const double s = (m - 1.0) / (m + 1.0), s2 = s * s;
+    double q = 1.0 / 23.0;
+    q = fma(q, s2, 1.0 / 21.0);
+    q = fma(q, s2, 1.0 / 19.0);
+    q = fma(q, s2, 1.0 / 17.0);
+    q = fma(q, s2, 1.0 / 15.0);
+    q = fma(q, s2, 1.0 / 13.0);
+    q = fma(q, s2, 1.0 / 11.0);
+    q = fma(q, s2, 1.0 / 9.0);
+    q = fma(q, s2, 1.0 / 7.0);
+    q = fma(q, s2, 1.0 / 5.0);
+    q = fma(q, s2, 1.0 / 3.0);
+    const double lm = fma(2.0 * s * s2, q, 2.0 * s); /* 2 (s + s^3 q) */
+    return fma(e, 0.6931471803691238, fma(e, 1.9082149292705877e-10, lm));
+}
+
+/* -sum_k p_k log(p_k + 1e-8), p_k = v[k] (1 / mass): the terms in chunks, summed in 8
+ * fixed lanes */
+DNM_TCLONES static double entropy_row(const double *v, int64_t len, double mass)
+{
+    double acc[LANES] = {0}, t[512];
+    const double inv = 1.0 / mass;
+    for (int64_t c0 = 0; c0 < len; c0 += 512) {
+        const int64_t w = len - c0 < 512 ? len - c0 : 512;
+        for (int64_t k = 0; k < w; k++) {
+            const double p = v[c0 + k] * inv;
+            t[k] = p * log_pos(p + 1e-8);
+        }
+        int64_t k = 0;
+        for (; k + LANES <= w; k += LANES)
+            for (int l = 0; l < LANES; l++) acc[l] += t[k + l];
+        for (int l = 0; k < w; k++, l++) acc[l] += t[k];
+    }
+    double h = 0.0;
+    for (int l = 0; l < LANES; l++) h += acc[l];
+    return -h;
+}
+
+int dnm_tta_cached(const double *rows, int64_t L, int64_t off, int64_t len, const int64_t *pos,
+                   const int64_t *ridx, int64_t n, const double *mass, int64_t *label, double *H,
+                   int nthreads)
+{
+    int oom = 0;
+    const int nt = tta_threads(nthreads, (double)n * (double)len * (H ? 8.0 : 1.0));
+#pragma omp parallel num_threads(nt)
+    {
+        double *tmp = pos ? (double *)malloc((size_t)(len > 0 ? len : 1) * sizeof(double)) : NULL;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            const double *r = rows + ridx[i] * L + off;
+            const double *v = r;
+            if (pos) { /* the segment in its own order */
+                if (!tmp) {
+#pragma omp atomic write
+                    oom = 1;
+                    continue;
+                }
+                for (int64_t k = 0; k < len; k++) tmp[k] = r[pos[k]];
+                v = tmp;
+            }
+            int64_t best = 0;
+            for (int64_t k = 1; k < len; k++)
+                if (v[k] > v[best]) best = k;
+            label[i] = best;
+            if (H) H[i] = entropy_row(v, len, mass ? mass[i] : lane_sum(v, len));
+        }
+        free(tmp);
+    }
+    dnm_threads_end();
+    return oom ? DNM_ENOMEM : DNM_OK;
 }

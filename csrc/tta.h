@@ -9,6 +9,14 @@ typedef struct {
     int64_t groups;        /* G (0: no group sums) */
     int64_t group_size;    /* Q */
     const int64_t *index;  /* G * Q columns, relative to n_id: group g = index[g*Q .. g*Q+Q) */
+    const float *packed;   /* NULL, or these labels packed by dnm_softmax_pack for ... */
+    int packed_kernel;     /* ... this resolved kernel (dnm's own kernel only) */
+    int packed_rows;       /* rows[i * L + q] = P at packed position q ([ID; groups; rest],
+                              as dnm_softmax_pack orders them), dnm's own kernel only */
+    const int64_t *sel;    /* with rows: sel_out[i * n_sel + k] = P_ij at the rows' column */
+    int64_t n_sel;         /* j = sel[k] (the value the scaled rows hold, also with scales: */
+    double *sel_out;       /* the same product), taken while the row is in cache */
+    const int64_t *sel_pairs; /* internal: (sel[k], k) in column order */
 } dnm_tta_params;
 
 /* Softmax rows: for every image i (rows of `images`, L2-normalised while
@@ -24,7 +32,9 @@ typedef struct {
  * kernel (tta_simd.h, AVX2 or AVX-512; float32 labels, and group columns that
  * are all distinct when rows is NULL) every logit is one FMA chain over k in order and each row's
  * epilogue depends on that row only: a row's outputs are bitwise the same in
- * any batch, with any thread count, in both builds.  Memory: the outputs, the
+ * any batch, with any thread count, in both builds, and the masses are the same
+ * with and without the rows (the exps in float, the double exp where float's
+ * would underflow, the sums in double).  Memory: the outputs, the
  * packed image tile and, per tile, (G + 3) doubles per image and label block.
  * Otherwise (float64, the BLAS kernel, CPUs without AVX2) the logits are
  * single-threaded GEMM tiles of DNM_TTA_IT images on a fixed grid (one tile
@@ -35,8 +45,68 @@ typedef struct {
  * NULL).  The two kernels agree to float32 rounding.  NaN/Inf or zero image
  * rows are errors (which = 0); a kernel the CPU cannot run is DNM_EDOMAIN. */
 int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const dnm_tta_params *p,
-                     double *rows, double *id_mass, double *group_mass, int kernel, int nthreads,
-                     dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
+                     double *rows, double *id_mass, double *group_mass, double *scales,
+                     int kernel, int nthreads, dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
+
+/* With `scales` (rows wanted, no groups), the rows are left unscaled: the caller's
+ * P_ij = rows[i * L + j] * scales[i * nb + j / lb], with lb = dnm_softmax_block(...)
+ * labels per block and nb = ceil(L / lb) (the same product, rounded once, that the
+ * scaled rows hold): the consumers below apply it while they read, which saves a
+ * pass over the (N, L) rows. */
+int64_t dnm_softmax_block(const dnm_matrix *labels, int kernel);
+
+/* The labels packed once for dnm's own kernel (p->packed): the floats
+ * dnm_softmax_pack writes for these labels, groups and kernel, or 0 when the
+ * kernel that runs does not use packed labels (BLAS tiles, float64, group
+ * columns used twice).  dnm_softmax_pack packs them ([ID; groups; rest] in panels
+ * of NR labels, as each call would pack its blocks), or, with rows, rewrites in
+ * place only the n label rows rows[0..n) of `labels` (the others unchanged since).
+ * The caller keeps `labels` and the packed copy in step and passes the resolved
+ * kernel with them. */
+int64_t dnm_softmax_packed_size(const dnm_matrix *labels, const dnm_tta_params *p, int kernel);
+int dnm_softmax_pack(const dnm_matrix *labels, const dnm_tta_params *p, int kernel, float *packed,
+                     const int64_t *rows, int64_t n, dnm_error *err);
+
+/* The labels per block of dnm's own kernel for dimension D (a multiple of 42). */
+static inline int64_t dnm_tta_lb(int64_t D)
+{
+    int64_t lb = (int64_t)(1 << 20) / (D * (int64_t)sizeof(float)) / 42 * 42;
+    return lb < 42 ? 42 : lb > 882 ? 882 : lb;
+}
+
+/* Consumers of the unscaled rows (P as above; columns off .. L).
+ *  - gather: out[i * n + k] = P[i, off + sel[k]], rows i < N.
+ *  - masked_means: for the rows with flag[i] == 1 (== 2), the mean over them of
+ *    P[i, off .. L) into mean1 (mean2), the rows added in order (as NumPy's
+ *    add.reduce over axis 0) and the sum divided by their count; untouched when
+ *    there are none.
+ *  - copy_rows: row dst_row[k] of dst ((L - off) columns) = P[src[k], off .. L).
+ * Threads over columns: the bits do not depend on the thread count. */
+void dnm_tta_gather(const double *rows, const double *scales, int64_t N, int64_t L, int64_t lb,
+                    int64_t off, const int64_t *sel, int64_t n, double *out, int nthreads);
+void dnm_tta_masked_means(const double *rows, const double *scales, int64_t N, int64_t L,
+                          int64_t lb, int64_t off, const unsigned char *flag, double *mean1,
+                          double *mean2, int nthreads);
+void dnm_tta_copy_rows(const double *rows, const double *scales, int64_t L, int64_t lb,
+                       int64_t off, const int64_t *src, const int64_t *dst_row, int64_t n,
+                       double *dst, int nthreads);
+/* AdaNeg's cached images: for rows ridx[0..n) of `rows` (L columns), the segment of len
+ * values v_k = row[off + k] (or row[off + pos[k]]: the segment in its own order from rows in
+ * another order).  label[i] = the first k of the largest v_k; with H, H[i] = -sum_k p_k
+ * log(p_k + 1e-8), p_k = v_k (1 / mass) (mass[i], or NULL: the segment's sum), the log by a
+ * polynomial with correctly rounded fma (about 1 ulp; the same bits on every CPU), the sums in
+ * 8 fixed lanes.  Threads over rows.  Returns DNM_OK or DNM_ENOMEM. */
+int dnm_tta_cached(const double *rows, int64_t L, int64_t off, int64_t len, const int64_t *pos,
+                   const int64_t *ridx, int64_t n, const double *mass, int64_t *label, double *H,
+                   int nthreads);
+
+/* out[j] = (sum_{i < n} a[i * K + j], rows added in order) / n, as NumPy's mean over axis
+ * 0 of a C-contiguous (n, K) float64 matrix.  With ckpt (every > 0): ckpt[c * K + j] holds
+ * the running sum after rows [0, (c + 1) every); the first `valid` of them are taken as
+ * they are (rows before valid * every unchanged since they were stored), the sum goes on
+ * from there, and the checkpoints it passes are stored: the same bits as summing from 0. */
+void dnm_rows_mean(const double *a, int64_t n, int64_t K, double *out, double *ckpt,
+                   int64_t every, int64_t valid, int nthreads);
 
 /* Internal: the float32 kernel on dnm's own product kernel (tta_simd.h, built
  * per instruction set in score_avx512.c / score_avx2.c).  col[p] = the label
@@ -45,20 +115,38 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
 #define DNM_DECLARE_TTA_SIMD(ISA)                                                            \
     int dnm_softmax_rows_f_##ISA(const dnm_matrix *images, const dnm_matrix *labels,        \
                                  const dnm_tta_params *p, const int64_t *col, double *rows, \
-                                 double *id_mass, double *group_mass, int nt,              \
-                                 dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
+                                 double *id_mass, double *group_mass, double *scales,      \
+                                 int nt, dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
+#define DNM_DECLARE_TTA_PACK(ISA)                                                            \
+    int64_t dnm_softmax_packed_floats_##ISA(int64_t L, int64_t D);                          \
+    void dnm_softmax_pack_f_##ISA(const float *lab, int64_t L, int64_t D, const int64_t *col, \
+                                  const int64_t *pos, const int64_t *rows, int64_t n,        \
+                                  float *packed);
 DNM_DECLARE_TTA_SIMD(avx512)
 DNM_DECLARE_TTA_SIMD(avx2)
+DNM_DECLARE_TTA_PACK(avx512)
+DNM_DECLARE_TTA_PACK(avx2)
 #define DNM_DEFINE_TTA_STUBS(ISA)                                                            \
     int dnm_softmax_rows_f_##ISA(const dnm_matrix *images, const dnm_matrix *labels,        \
                                  const dnm_tta_params *p, const int64_t *col, double *rows, \
-                                 double *id_mass, double *group_mass, int nt,              \
-                                 dnm_tick_fn tick, void *tick_ctx, dnm_error *err)         \
+                                 double *id_mass, double *group_mass, double *scales,      \
+                                 int nt, dnm_tick_fn tick, void *tick_ctx, dnm_error *err) \
     {                                                                                        \
         (void)images, (void)labels, (void)p, (void)col, (void)rows, (void)id_mass;          \
-        (void)group_mass, (void)nt, (void)tick, (void)tick_ctx;                              \
+        (void)group_mass, (void)scales, (void)nt, (void)tick, (void)tick_ctx;               \
         err->code = DNM_EDOMAIN;                                                             \
         return DNM_EDOMAIN;                                                                  \
+    }                                                                                        \
+    int64_t dnm_softmax_packed_floats_##ISA(int64_t L, int64_t D)                           \
+    {                                                                                        \
+        (void)L, (void)D;                                                                    \
+        return 0;                                                                            \
+    }                                                                                        \
+    void dnm_softmax_pack_f_##ISA(const float *lab, int64_t L, int64_t D, const int64_t *col, \
+                                  const int64_t *pos, const int64_t *rows, int64_t n,        \
+                                  float *packed)                                             \
+    {                                                                                        \
+        (void)lab, (void)L, (void)D, (void)col, (void)pos, (void)rows, (void)n, (void)packed; \
     }
 
 #endif

@@ -6,21 +6,28 @@
  * image packing (pack_tile) and vector vocabulary it uses.
  *
  * The labels are taken in "packed order": [ID; group 0; ...; group G-1; the
- * other columns in index order] when only the masses are wanted (col[p] = the
- * label row at packed position p), in their own order when the rows are (col
- * NULL; the group masses are then summed from the finished row), cut into blocks of LB labels (a multiple of 42, the
- * same blocks in both builds).  An image tile (up to DNM_TTA_SIMD_IT images,
+ * other columns in index order] when there are groups (col[p] = the label row
+ * at packed position p; the rows are written to the labels' own positions, or
+ * with p->packed_rows in packed order), in
+ * their own order when there are none, or when group columns repeat and the
+ * rows are wanted (col NULL; the group masses are then summed from the
+ * finished row), cut into blocks of LB labels (a multiple of 42, the same
+ * blocks in both builds).  An image tile (up to DNM_TTA_SIMD_IT images,
  * normalised and packed once) is multiplied block by block; the blocks are the
  * threads' tasks (each packs its block into panels of NR labels, L2-resident,
- * then runs every image panel against it).  Per image and block the epilogue
- * takes the block's maximum m_b (from the microkernel) as shift and computes,
- * in double, e_j = exp((z_j - m_b) / T), one exp per logit; it sums them per
+ * or takes it from the labels packed once, dnm_softmax_pack, then runs every
+ * image panel against it).  Per image and block the epilogue
+ * takes the block's maximum m_b (from the microkernel) as shift and computes
+ * e_j = exp((z_j - m_b) / T), one exp per logit, in float (the double exp for a
+ * lane whose argument is below -80; see tta_fold); it sums them in double per
  * accumulator (ID, each group, the rest) in column order, lane by lane, and
- * writes them to the image's row when rows are wanted.  Once every block is
+ * writes them (as doubles) to the image's row when rows are wanted.  Once every block is
  * done, each image combines its blocks in block order: m = max m_b,
  * f_b = exp((m_b - m) / T), S_a = sum_b f_b s_ab, S = sum_a S_a; the masses
  * are S_a / S and the row's block b is scaled by f_b / S (one more pass over
- * the row).  Nothing in a row's arithmetic depends on the other rows, the
+ * the row), or, with scales, f_b / S is stored for the consumers to apply as
+ * they read (tta.h).  Selected columns (p->sel) are copied out of each
+ * block's values while they are in cache and scaled with the row.  Nothing in a row's arithmetic depends on the other rows, the
  * tile, the thread count or the vector width: a row's results are bitwise the
  * same in any batch, with any threads, in the AVX2 and AVX-512 builds.
  */
@@ -54,18 +61,64 @@ static void tta_pack_block(const float *lab, int64_t D, const int64_t *col, int6
     }
 }
 
+/* The labels packed once (dnm_softmax_pack, tta.h): block b's panels (as
+ * tta_pack_block packs them) at b * LB * D, the last block's panels padded to NR. */
+int64_t SIMD_FN(dnm_softmax_packed_floats)(int64_t L, int64_t D)
+{
+    const int64_t LB = dnm_tta_lb(D), nb = (L + LB - 1) / LB, w = L - (nb - 1) * LB;
+    return ((nb - 1) * LB + (w + NR - 1) / NR * NR) * D;
+}
+
+void SIMD_FN(dnm_softmax_pack_f)(const float *lab, int64_t L, int64_t D, const int64_t *col,
+                                 const int64_t *pos, const int64_t *rows, int64_t n,
+                                 float *packed)
+{
+    const int64_t LB = dnm_tta_lb(D), nb = (L + LB - 1) / LB;
+    if (!rows) {
+        for (int64_t b = 0; b < nb; b++) {
+            const int64_t j0 = b * LB, w = j0 + LB < L ? LB : L - j0;
+            tta_pack_block(lab, D, col, j0, w, packed + j0 * D);
+        }
+        return;
+    }
+    for (int64_t k = 0; k < n; k++) { /* label row l at packed position q */
+        const int64_t l = rows[k], q = pos ? pos[l] : l, j = q % LB;
+        float *panel = packed + (q - j) * D + j / NR * NR * D;
+        const float *src = lab + l * D;
+        for (int64_t kk = 0; kk < D; kk++) panel[kk * NR + j % NR] = src[kk];
+    }
+}
+
 /* The epilogue of one block for MR images: sb ([w][MR] logits), mx (the
  * images' maxima over the block).  pm[0..MR) = the shifts m_b, pm[(1 + a) * ld
  * + i] = accumulator a's sum of e_j (acc a covers packed columns [bnd[a],
  * bnd[a + 1]); zero when the block has none of it).  With eb, e_j goes to
- * eb[j * MR + i]. */
+ * eb[j * MR + i].  e_j = exp(x) with x = (z_j - m_b) * (float)(1 / T) in float:
+ * the float exp of simd_exp.h where x >= DNM_TTA_FEXP_MIN, else (lane by lane,
+ * rare: logits that far below their block's maximum) the double exp of
+ * (z_j - m_b) / T, so nothing underflows that the double exp would keep.  The
+ * choice depends on the lane's own values only. */
+#define DNM_TTA_FEXP_MIN (-80.0)
+
+/* some lane of x0 or x1 below lim (a cheap test before the per-lane choice) */
+TGT static inline int tta_any_below(VF x0, VF x1, float lim)
+{
+#if W == 8
+    return _mm256_movemask_ps(_mm256_cmp_ps(_mm256_min_ps(x0, x1), _mm256_set1_ps(lim),
+                                            _CMP_LT_OQ)) != 0;
+#else
+    return _mm512_cmp_ps_mask(_mm512_min_ps(x0, x1), _mm512_set1_ps(lim), _CMP_LT_OQ) != 0;
+#endif
+}
+
 TGT static void tta_fold(const float *sb, const float *mx, int64_t j0, int64_t w,
                          const int64_t *bnd, int64_t NA, double invT, double *pm, int64_t ld,
                          double *eb)
 {
     const VF mx0 = vf_load(mx), mx1 = vf_load(mx + W);
     const VD m[4] = {vd_lo(mx0), vd_hi(mx0), vd_lo(mx1), vd_hi(mx1)};
-    const VD vi = vd_set1(invT);
+    const VD vi = vd_set1(invT), lim = vd_set1(DNM_TTA_FEXP_MIN);
+    const VF vif = vf_set1(invT < FLT_MAX ? (float)invT : FLT_MAX);
     for (int h = 0; h < 4; h++) vd_storeu(pm + WD * h, m[h]);
     for (int64_t a = 0; a < NA; a++) {
         const int64_t lo = bnd[a] > j0 ? bnd[a] - j0 : 0;
@@ -73,14 +126,71 @@ TGT static void tta_fold(const float *sb, const float *mx, int64_t j0, int64_t w
         VD s[4] = {vd_zero(), vd_zero(), vd_zero(), vd_zero()};
         for (int64_t j = lo; j < hi; j++) {
             const VF z0 = vf_load(sb + j * MR), z1 = vf_load(sb + j * MR + W);
-            const VD z[4] = {vd_lo(z0), vd_hi(z0), vd_lo(z1), vd_hi(z1)};
+            const VF x0 = vf_mul(vf_sub(z0, mx0), vif), x1 = vf_mul(vf_sub(z1, mx1), vif);
+            const VF f0 = exp_neg(x0), f1 = exp_neg(x1);
+            VD e[4] = {vd_lo(f0), vd_hi(f0), vd_lo(f1), vd_hi(f1)};
+            if (tta_any_below(x0, x1, (float)DNM_TTA_FEXP_MIN)) { /* (x < -80 exactly in both) */
+                const VD xd[4] = {vd_lo(x0), vd_hi(x0), vd_lo(x1), vd_hi(x1)};
+                const VD zd[4] = {vd_lo(z0), vd_hi(z0), vd_lo(z1), vd_hi(z1)};
+                for (int h = 0; h < 4; h++)
+                    e[h] = vd_select(vm_gt(lim, xd[h]), exp_pd(vd_mul(vd_sub(zd[h], m[h]), vi)),
+                                     e[h]);
+            }
             for (int h = 0; h < 4; h++) {
-                const VD e = exp_pd(vd_mul(vd_sub(z[h], m[h]), vi));
-                s[h] = vd_add(s[h], e);
-                if (eb) vd_storeu(eb + j * MR + WD * h, e);
+                s[h] = vd_add(s[h], e[h]);
+                if (eb) vd_storeu(eb + j * MR + WD * h, e[h]);
             }
         }
         for (int h = 0; h < 4; h++) vd_storeu(pm + (1 + a) * ld + WD * h, s[h]);
+    }
+    SIMD_LEAVE();
+}
+
+/* eb ([w][MR], as tta_fold stores it) into the rows of nimg images, columns
+ * [j0, j0 + w) of each: row i at row0 + i * L.  On AVX2, for a full panel whose
+ * rows share their alignment (L a multiple of 4), the columns from the first
+ * 32-byte boundary on go in 4 x 4 blocks transposed in registers and stored
+ * whole, streamed past the caches when `stream` (rows much larger than the
+ * caches, read again only after the call); the others one value at a time.  The
+ * values are the same either way. */
+TGT static void tta_write_rows(const double *eb, int64_t w, double *row0, int64_t L, int64_t j0,
+                               int64_t nimg, int stream)
+{
+    int64_t a = 0, b = 0; /* [a, b): the columns written in 4 x 4 blocks */
+#if W == 8
+    if (nimg == MR && L % 4 == 0 && ((uintptr_t)row0 & 7) == 0) {
+        a = (int64_t)((32 - ((uintptr_t)(row0 + j0) & 31)) & 31) / 8;
+        a = a < w ? a : w;
+        b = a + (w - a) / 4 * 4;
+        for (int64_t j = a; j < b; j += 4) {
+            for (int h = 0; h < 4; h++) {
+                const __m256d c0 = _mm256_loadu_pd(eb + (j + 0) * MR + 4 * h);
+                const __m256d c1 = _mm256_loadu_pd(eb + (j + 1) * MR + 4 * h);
+                const __m256d c2 = _mm256_loadu_pd(eb + (j + 2) * MR + 4 * h);
+                const __m256d c3 = _mm256_loadu_pd(eb + (j + 3) * MR + 4 * h);
+                const __m256d t0 = _mm256_unpacklo_pd(c0, c1), t1 = _mm256_unpackhi_pd(c0, c1);
+                const __m256d t2 = _mm256_unpacklo_pd(c2, c3), t3 = _mm256_unpackhi_pd(c2, c3);
+                const __m256d r[4] = {_mm256_permute2f128_pd(t0, t2, 0x20),
+                                      _mm256_permute2f128_pd(t1, t3, 0x20),
+                                      _mm256_permute2f128_pd(t0, t2, 0x31),
+                                      _mm256_permute2f128_pd(t1, t3, 0x31)};
+                for (int i = 0; i < 4; i++) {
+                    double *dst = row0 + (4 * h + i) * L + j0 + j;
+                    if (stream)
+                        _mm256_stream_pd(dst, r[i]);
+                    else
+                        _mm256_store_pd(dst, r[i]);
+                }
+            }
+        }
+    }
+#else
+    (void)stream;
+#endif
+    for (int64_t i = 0; i < nimg; i++) {
+        double *row = row0 + i * L + j0;
+        for (int64_t j = 0; j < a; j++) row[j] = eb[j * MR + i];
+        for (int64_t j = b; j < w; j++) row[j] = eb[j * MR + i];
     }
     SIMD_LEAVE();
 }
@@ -117,18 +227,18 @@ TGT static void tta_combine(double *pairs, int64_t nblocks, int64_t NA, int64_t 
 
 int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labels,
                                 const dnm_tta_params *p, const int64_t *col, double *rows,
-                                double *id_mass, double *group_mass, int nt, dnm_tick_fn tick,
-                                void *tick_ctx, dnm_error *err)
+                                double *id_mass, double *group_mass, double *scales, int nt,
+                                dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
 {
     const int64_t N = images->rows, D = images->cols, L = labels->rows;
-    /* with rows, the group masses are gathered from the finished row (col is NULL then) */
+    /* with rows and groups outside the packed order (col NULL), the group masses are
+     * gathered from the finished row */
     const int64_t C = p->n_id, G = p->groups, Q = p->group_size;
-    const int gather = rows && G > 0, NA = gather ? 2 : G + 2;
+    const int gather = rows && G > 0 && !col, NA = gather ? 2 : G + 2;
     const float *lab = (const float *)labels->data;
     double invT = 1.0 / p->temperature;
     if (!isfinite(invT)) invT = DBL_MAX;
-    int64_t LB = (int64_t)DNM_LB_BYTES / (D * (int64_t)sizeof(float)) / 42 * 42;
-    LB = LB < 42 ? 42 : LB > 882 ? 882 : LB;
+    const int64_t LB = dnm_tta_lb(D);
     const int64_t nblocks = (L + LB - 1) / LB;
     int64_t IT = (N + MR - 1) / MR * MR;
     if (IT > DNM_TTA_SIMD_IT) IT = DNM_TTA_SIMD_IT;
@@ -139,6 +249,17 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
         if (IT > cap) IT = cap < MR ? MR : cap;
     }
     const int64_t ntiles = (N + IT - 1) / IT, total = ntiles * nblocks;
+    /* the selected columns: taken from each block while it is in cache when the rows are
+     * in packed order (else from the finished rows); selb[b] = the first pair of block b */
+    const int fuse = p->n_sel > 0 && (!col || p->packed_rows);
+    int64_t *selb = fuse ? (int64_t *)malloc((size_t)(nblocks + 1) * sizeof(int64_t)) : NULL;
+    if (fuse && selb) {
+        int64_t k = 0;
+        for (int64_t b = 0; b <= nblocks; b++) {
+            while (k < p->n_sel && p->sel_pairs[2 * k] < b * LB) k++;
+            selb[b] = k;
+        }
+    }
     int64_t *bnd = (int64_t *)malloc((size_t)(NA + 1) * sizeof(int64_t));
     float *xb = (float *)malloc((size_t)IT * (size_t)D * sizeof(float));
     float *ap = (float *)alloc64((size_t)IT * (size_t)D * sizeof(float));
@@ -146,7 +267,7 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
                                      sizeof(double));
     volatile int stop = 0;
     int64_t done = 0;
-    if (!bnd || !xb || !ap || !pairs) {
+    if (!bnd || !xb || !ap || !pairs || (fuse && !selb)) {
         dnm_error_record(err, DNM_ENOMEM, -1, -1);
         goto out;
     }
@@ -154,18 +275,20 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
     bnd[1] = C;
     for (int64_t g = 0; g < NA - 2; g++) bnd[2 + g] = C + (g + 1) * Q;
     bnd[NA] = L;
+    /* rows far larger than the last-level cache, read again only after the call */
+    const int stream = rows && scales && (double)IT * (double)L * sizeof(double) > 64e6;
     if ((double)N * (double)L * (double)D < 1e7) nt = 1;
     if (nt > nblocks) nt = (int)nblocks;
     if (nt < 1) nt = 1;
 
 #pragma omp parallel num_threads(nt)
     {
-        float *lp = (float *)alloc64((size_t)LB * (size_t)D * sizeof(float));
+        float *lp = p->packed ? NULL : (float *)alloc64((size_t)LB * (size_t)D * sizeof(float));
         float *sb = (float *)alloc64((size_t)MR * (size_t)(LB + 1) * sizeof(float));
         float *mx = sb ? sb + MR * LB : NULL;
         double *eb = rows ? (double *)malloc((size_t)LB * MR * sizeof(double)) : NULL;
         double *S = (double *)malloc((size_t)NA * MR * sizeof(double));
-        const int ok = lp && sb && S && (!rows || eb);
+        const int ok = (lp || p->packed) && sb && S && (!rows || eb);
         if (!ok) {
             dnm_error_record(err, DNM_ENOMEM, -1, -1);
             stop = 1;
@@ -183,21 +306,32 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
                 const int64_t j0 = b * LB, w = j0 + LB < L ? LB : L - j0;
                 const int64_t np = (w + NR - 1) / NR;
                 double *pb = pairs + b * (NA + 1) * ld;
-                tta_pack_block(lab, D, col, j0, w, lp);
+                const float *lpb = p->packed ? p->packed + j0 * D : lp;
+                if (!p->packed) tta_pack_block(lab, D, col, j0, w, lp);
                 for (int64_t ip = 0; ip < nmp; ip++) {
-                    block_product(ap + ip * MR * D, lp, np, w, D, sb, mx);
+                    block_product(ap + ip * MR * D, lpb, np, w, D, sb, mx);
                     tta_fold(sb, mx, j0, w, bnd, NA, invT, pb + ip * MR, ld, eb);
                     if (!rows) continue;
                     const int64_t i1 = nr - ip * MR < MR ? nr - ip * MR : MR;
-                    for (int64_t i = 0; i < i1; i++) {
-                        double *row = rows + (r0 + ip * MR + i) * L;
-                        if (col) {
-                            for (int64_t j = 0; j < w; j++) row[col[j0 + j]] = eb[j * MR + i];
-                        } else {
-                            for (int64_t j = 0; j < w; j++) row[j0 + j] = eb[j * MR + i];
+                    if (fuse) {
+                        for (int64_t k = selb[b]; k < selb[b + 1]; k++) {
+                            const int64_t c = p->sel_pairs[2 * k] - j0, o = p->sel_pairs[2 * k + 1];
+                            double *so = p->sel_out + (r0 + ip * MR) * p->n_sel + o;
+                            for (int64_t i = 0; i < i1; i++) so[i * p->n_sel] = eb[c * MR + i];
                         }
                     }
+                    if (col && !p->packed_rows) {
+                        for (int64_t i = 0; i < i1; i++) {
+                            double *row = rows + (r0 + ip * MR + i) * L;
+                            for (int64_t j = 0; j < w; j++) row[col[j0 + j]] = eb[j * MR + i];
+                        }
+                    } else {
+                        tta_write_rows(eb, w, rows + (r0 + ip * MR) * L, L, j0, i1, stream);
+                    }
                 }
+#if W == 8
+                if (stream) _mm_sfence(); /* the streamed rows visible to every thread */
+#endif
                 dnm_tick_done(tick, tick_ctx, &done, total, &stop, err);
             }
 #pragma omp for schedule(static)
@@ -218,7 +352,14 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
                     for (int64_t b = 0; b < nblocks; b++) {
                         const double c = pairs[b * (NA + 1) * ld + ip * MR + i] * inv;
                         const int64_t j0 = b * LB, j1 = j0 + LB < L ? j0 + LB : L;
-                        if (col) {
+                        if (fuse) {
+                            double *so = p->sel_out + r * p->n_sel;
+                            for (int64_t k = selb[b]; k < selb[b + 1]; k++)
+                                so[p->sel_pairs[2 * k + 1]] *= c; /* e c, as the rows' values */
+                        }
+                        if (scales) {
+                            scales[r * nblocks + b] = c;
+                        } else if (col && !p->packed_rows) {
                             for (int64_t j = j0; j < j1; j++) row[col[j]] *= c;
                         } else {
                             for (int64_t j = j0; j < j1; j++) row[j] *= c;
@@ -246,7 +387,12 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
         free(eb);
         free(S);
     }
+    if (p->n_sel > 0 && !fuse && err->code == DNM_OK) /* rows in the labels' own order */
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t k = 0; k < p->n_sel; k++)
+                p->sel_out[i * p->n_sel + k] = rows[i * L + p->sel[k]];
 out:
+    free(selb);
     free(bnd);
     free(xb);
     free(ap);

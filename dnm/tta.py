@@ -12,30 +12,45 @@ What runs where
 ---------------
 The heavy part of both methods - the logits of a batch against all labels ([ID; negatives],
 [ID; proxies] or [ID; corpus]) and their softmax in double - is one C kernel
-(``dnm._core.softmax_rows``) with the GIL released, OpenMP threads, progress and Ctrl-C
-between tiles.  Float32 input runs on dnm's own register-tile product (csrc/tta_simd.h, AVX2
-or AVX-512, the kernel of ``dnm._config.float_kernel``): the labels in blocks (the threads'
-tasks, [ID; groups; the rest] in that order), a fused epilogue per block and image (one exp per
-logit in double against the block's maximum, the ID, group and total sums in column order),
-then per image the blocks combined in block order and, when asked, the softmax row written
-once and scaled once.  Every logit is one FMA chain in k order, so a row's values do not depend
-on its batch, the thread count or the instruction set.  Float64 input and CPUs without AVX2 run
-single-threaded SGEMM/DGEMM tiles of 128 images on a fixed grid (csrc/tta.c) with the same
-epilogue row by row (exp by a polynomial with correctly rounded fma, sums in 8 fixed lanes).
-The two kernels agree to float32 rounding.  AdaNeg's adaptive pass needs only the masses, so
-no (B, C + M) matrix is made for it; its vanilla pass and TANL keep the batch's (B, L) float64
-rows (the entropies and argmaxes, TANL's queues and activation-aware scores are taken from
-them).  Everything after the kernel (entropies, the memory and its proxies, top-beta
-selection, prefix sums, Otsu) is vectorised NumPy over the batch, without per-image Python
-loops.  Memory: the state plus O(B x L) float64 per batch, never per stream.  The
-sample-adaptive AdaNeg proxies are NumPy throughout.  Scores are bitwise identical across
-thread counts.
+(``dnm._core.softmax_rows``) with the GIL released, OpenMP threads, progress and Ctrl-C between
+tiles.  Float32 input runs on dnm's own register-tile product (csrc/tta_simd.h, AVX2 or
+AVX-512, the kernel of ``dnm._config.float_kernel``): the labels in blocks (the threads' tasks,
+[ID; groups; the rest] in that order), a fused epilogue per block and image (one exp per logit
+against the block's maximum, in float - in double where float's would underflow - and the ID,
+group and total sums in double in column order), then per image the blocks combined in block
+order and, when asked, the softmax row written once and scaled once.  Every logit is one FMA
+chain in k order, so a row's values do not depend on its batch, the thread count or the
+instruction set.  Float64 input and CPUs without AVX2 run single-threaded SGEMM/DGEMM tiles of
+128 images on a fixed grid (csrc/tta.c) with the same epilogue row by row (exp by a polynomial
+with correctly rounded fma, sums in 8 fixed lanes).  The two kernels agree to float32 rounding.
+The label matrices are packed once for dnm's own kernel (``_core.softmax_pack``: TANL's [ID;
+corpus] and AdaNeg's [ID; negatives] at construction, AdaNeg's proxies at reset and then only
+the rows that change; again if the float kernel changes), which gives the bits of packing them
+in every call.  AdaNeg's adaptive pass needs only the masses, so no (B, C + M) matrix is made
+for it; its vanilla pass and TANL keep the batch's (B, L) float64 rows (the entropies and
+argmaxes, TANL's queues and activation-aware scores are taken from them).  TANL's rows stay
+unscaled (each block of a row has one scale factor): the kernel takes the activations of the
+first selection (known from the queues before the batch) while each block is in cache, and C
+consumers apply the factor as they read (``_core.tta_gather`` of the second selection,
+``tta_masked_means`` of the ID-like and OOD-like rows in one pass, ``tta_copy_rows`` into the
+queues, ``rows_mean`` of a queue resumed from running-sum checkpoints every 32 rows before the
+first row that changed; threads over columns, rows added in order as NumPy's mean does), so the
+(B, L) rows are written once and read once.  AdaNeg's cached images get their labels and
+entropies from ``_core.tta_cached`` (threads over rows; the log by a polynomial with correctly
+rounded fma, about 1 ulp, so an entropy can differ from NumPy's in its last bits).  Everything
+else (the memory and its proxies, top-beta selection, prefix sums, Otsu) is vectorised NumPy
+over the batch (the activation-aware scores over row ranges on the kernel's threads; Otsu's
+criteria from one sort and prefix sums), without per-image Python loops.  Memory: the state,
+the packed label copies (float32, the size of the label matrices) plus O(B x L) float64 per
+batch, never per stream.  The sample-adaptive AdaNeg proxies are NumPy throughout.  Scores are
+bitwise identical across thread counts.
 
 Precision.  The official runs are float16 on a GPU; dnm computes the products in float32
-(float64 when an input is float64) and everything after them in float64.  Two behaviours of
-the float16 run are worth knowing: AdaNeg's entropies are NaN there, so a full memory list is
-never replaced (``replacement="first"`` reproduces that; the default ``"entropy"`` is the
-method as designed), and TANL's scores are quantised.
+(float64 when an input is float64) and everything after them in float64 (dnm's own kernel takes
+the softmax exps in float, 2e-7 relative, far below what the float32 product moves).  Two
+behaviours of the float16 run are worth knowing: AdaNeg's entropies are NaN there, so a full
+memory list is never replaced (``replacement="first"`` reproduces that; the default
+``"entropy"`` is the method as designed), and TANL's scores are quantised.
 
 File format (``save`` / ``load``), format_version 1: one uncompressed ``numpy.savez`` archive
 with a ``metadata`` member (1-D uint8, UTF-8 JSON: ``format`` = ``"dnm.AdaNeg"`` or
@@ -52,6 +67,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import threading
 
 import numpy as np
 
@@ -65,7 +81,6 @@ __all__ = ["AdaNeg", "TANL", "adaneg_score", "tanl_score", "noise_images", "eval
 
 FORMAT_VERSION = 1
 N_NOISE = 15
-_EPS_ENT = 1e-8
 _OUTPUTS = ("combined", "adaptive", "vanilla")
 _RULES = ("entropy", "first")
 
@@ -123,17 +138,48 @@ def _permutation(order, n, name):
     return a
 
 
-def _softmax(X, labels, T, nt, progress=False, n_id=0, index=None, rows=True, out=None):
+class _Packed:
+    """A label matrix (float32/float64, C-contiguous; the caller keeps it) packed once for
+    dnm's own kernel, for the kernel that runs (packed again when that changes); nothing
+    when that kernel packs nothing (BLAS tiles, float64)."""
+
+    def __init__(self, labels, n_id, index=None):
+        self.labels, self.n_id, self.index = labels, n_id, index
+        self._kernel, self._packed = None, None
+
+    def kwargs(self):
+        k = _config.kernel()
+        r = _core.kernel_resolve(k)
+        if r != self._kernel:
+            self._packed = None
+            got = _core.softmax_pack(self.labels, self.n_id, self.index, k)
+            self._packed = None if got is None else got[0]
+            self._kernel = r
+        return {} if self._packed is None else {"packed": self._packed,
+                                                "packed_kernel": self._kernel}
+
+    def repack(self, rows):
+        """After labels[rows] changed."""
+        if self._packed is not None and len(rows):
+            _core.softmax_pack(self.labels, self.n_id, self.index, self._kernel, self._packed,
+                               np.ascontiguousarray(rows, dtype=np.int64))
+
+
+def _softmax(X, labels, T, nt, progress=False, n_id=0, index=None, rows=True, out=None,
+             scales=None, packed=None, packed_rows=False, **kw):
     """(rows (B, L) or None, ID mass (B,), group masses (B, G) or None) of the softmax over
-    the labels (csrc/tta.c); ``out`` a float64 (B, L) buffer for the rows."""
+    the labels (csrc/tta.c); ``out`` a float64 (B, L) buffer for the rows; with ``scales``
+    (a float64 (B, ceil(L / block)) buffer, block = _core.softmax_block) the rows are left
+    unscaled and their scales written there (csrc/tta.h); ``packed`` a :class:`_Packed` of
+    these labels (with this n_id and index), ``packed_rows`` (with one) the rows in the packed
+    order when the labels are packed."""
+    if packed is not None:
+        kw.update(packed.kwargs())
+        if "packed" in kw and packed_rows:
+            kw["packed_rows"] = True
     with TileProgress(progress, "tta product") as cb:
         return _core.softmax_rows(X, labels, T, nt, cb, n_id, index, rows, out,
-                                  kernel=_config.kernel())
-
-
-def _masked_mean(R, mask):
-    """R[mask].mean(axis=0) without copying the rows."""
-    return np.add.reduce(R, axis=0, where=mask[:, None]) / np.count_nonzero(mask)
+                                  kernel=_config.kernel(), scales=scales, **kw)
 
 
 def _grouped(a_id, Nj):
@@ -142,10 +188,30 @@ def _grouped(a_id, Nj):
     return (a_id[:, None] / (a_id[:, None] + Nj)).mean(axis=1)
 
 
-def _entropy(P, mass):
-    """-sum p log(p + 1e-8), p = the rows of P divided by their mass."""
-    p = P / mass[:, None]
-    return -(p * np.log(p + _EPS_ENT)).sum(axis=1)
+def _by_rows(fn, n, nt, min_rows=16):
+    """fn(lo, hi) over row ranges [lo, hi) of n rows, on up to nt threads (NumPy releases
+    the GIL); fn must touch only its own rows, so the result does not depend on nt."""
+    nt = min(int(_core.resolve_threads(nt)), n // min_rows)
+    if nt <= 1:
+        fn(0, n)
+        return
+    cuts = [n * k // nt for k in range(nt + 1)]
+    errors = []
+
+    def run(lo, hi):
+        try:
+            fn(lo, hi)
+        except BaseException as exc:  # re-raised in the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(cuts[k], cuts[k + 1])) for k in range(1, nt)]
+    for t in threads:
+        t.start()
+    run(cuts[0], cuts[1])
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
 def _batch(batch, D, name="batch"):
@@ -212,7 +278,8 @@ class AdaNeg:
 
     Memory: the stored images once each (at most (C + M) x (memory_length - 1) rows of D
     values in the compute dtype: float32, float64 for float64 input) in a pool that grows
-    with them, plus (C + M) x D proxies.
+    with them, plus (C + M) x D proxies and, on dnm's own kernel, float32 packed copies of
+    the texts and of the proxies (2 x (C + M) x D floats).
     """
 
     _FORMAT = "dnm.AdaNeg"
@@ -251,6 +318,8 @@ class AdaNeg:
         self.n_features_in_ = P.shape[1]
         self._text = np.concatenate([self._t, self._n])  # (C + M, D) float64, normalised
         self._labels_cd = np.ascontiguousarray(self._text, dtype=self._dtype)
+        self._packed_text = _Packed(self._labels_cd, self.n_id_, self.index)
+        self._neg_pos = None
         self.reset()
 
     @property
@@ -271,6 +340,7 @@ class AdaNeg:
         self._pool = np.empty((0, D), dtype=self._dtype)
         self._pool_n = 0
         self._proxies = self._labels_cd.copy()
+        self._packed_proxies = _Packed(self._proxies, self.n_id_, self.index)
         self.n_images_seen_ = 0
         self.n_batches_seen_ = 0
         return self
@@ -340,6 +410,19 @@ class AdaNeg:
                 self._pool[self._slot[la, sa]] = mem
                 self.entropies_[la, sa] = ent
 
+    def _neg_position(self):
+        """Negative k's column in the kernel's packed order, minus C: the groups' columns
+        in group order, then the others in index order (csrc/tta_simd.h)."""
+        if self._neg_pos is None:
+            M = self.n_negatives_
+            rest = np.ones(M, bool)
+            rest[self.index.ravel()] = False
+            col = np.concatenate([self.index.ravel(), np.flatnonzero(rest)])
+            pos = np.empty(M, dtype=np.int64)
+            pos[col] = np.arange(M)
+            self._neg_pos = pos
+        return self._neg_pos
+
     def _proxy_rows(self, labels):
         """normalise(text + stored images) of the given labels, summed slot by slot in float64."""
         acc = self._text[labels].copy()
@@ -354,6 +437,7 @@ class AdaNeg:
     def _refresh_proxies(self, labels):
         if labels.size:
             self._proxies[labels] = self._proxy_rows(labels)
+            self._packed_proxies.repack(labels)
 
     def _sample_adaptive_logits(self, Xn, Z):
         """Z (B, C + M) = the batch's logits against the texts; the columns of labels holding
@@ -389,23 +473,34 @@ class AdaNeg:
         X = _batch(batch, self.n_features_in_)
         C = self.n_id_
         nt = _config.resolve(self.num_threads)
+        # on dnm's own kernel the rows come in its packed order ([ID; groups; rest]: written
+        # contiguously); the OOD-like rows' negatives are put back in their own order below
+        packed_rows = self.output != "vanilla" and bool(self._packed_text.kwargs())
         P, a_id, Nj = _softmax(X, self._labels_cd, self.temperature, nt, self.progress, C,
-                               self.index, self.output != "vanilla")
+                               self.index, self.output != "vanilla", packed=self._packed_text,
+                               packed_rows=packed_rows)
         v = _grouped(a_id, Nj)
         if self.output == "vanilla":
             self.n_images_seen_ += X.shape[0]
             self.n_batches_seen_ += 1
             return v
         Xn = _normalised64(X)
-        Pid, Pneg = P[:, :C], P[:, C:]
         up, down = v > self.hi, v < self.lo
-        lab = np.concatenate([np.argmax(Pid[up], axis=1), C + np.argmax(Pneg[down], axis=1)])
-        rows = np.concatenate([np.flatnonzero(up), np.flatnonzero(down)])
-        if self.replacement == "entropy" and self.memory_length > 1:
-            H = np.concatenate([_entropy(Pid[up], a_id[up]),
-                                _entropy(Pneg[down], Pneg[down].sum(axis=1))])
-        else:
-            H = np.zeros(rows.size)
+        r_up, r_down = np.flatnonzero(up), np.flatnonzero(down)
+        rows = np.concatenate([r_up, r_down])
+        # each cached image's label (argmax, lowest index on ties) and entropy, in C on the
+        # kernel's threads (the OOD-like rows' negatives in their own order)
+        ent = self.replacement == "entropy" and self.memory_length > 1
+        lab_up, lab_down = np.empty(r_up.size, np.int64), np.empty(r_down.size, np.int64)
+        H_up, H_down = np.zeros(r_up.size), np.zeros(r_down.size)
+        if r_up.size:
+            _core.tta_cached(P, 0, C, None, r_up, np.ascontiguousarray(a_id[r_up]), ent, lab_up,
+                             H_up, nt)
+        if r_down.size:
+            _core.tta_cached(P, C, self.n_negatives_, self._neg_position() if packed_rows else None,
+                             r_down, None, ent, lab_down, H_down, nt)
+        lab = np.concatenate([lab_up, C + lab_down])
+        H = np.concatenate([H_up, H_down])
         undo = []
         proxies_before = None
         try:
@@ -420,12 +515,13 @@ class AdaNeg:
                 proxies_before = (touched, self._proxies[touched].copy())
                 self._refresh_proxies(touched)
                 _, a_p, N_p = _softmax(X, self._proxies, self.temperature, nt, self.progress, C,
-                                       self.index, False)
+                                       self.index, False, packed=self._packed_proxies)
                 a = _grouped(a_p, N_p)
         except BaseException:
             self._undo(undo)
             if proxies_before is not None:
                 self._proxies[proxies_before[0]] = proxies_before[1]
+                self._packed_proxies.repack(proxies_before[0])
             raise
         self.n_images_seen_ += X.shape[0]
         self.n_batches_seen_ += 1
@@ -532,17 +628,24 @@ def _top(a, beta):
     return sel[np.lexsort((sel, -a[sel]))]
 
 
-def _aas(a_id, R_sel, beta, step):
+def _aas(a_id, R_sel, beta, step, nt=1):
     """Activation-aware score from softmax rows: a_id (B,) the ID shares, R_sel (B, n) the
-    selected corpus activations in selection order (the common normaliser cancels)."""
+    selected corpus activations in selection order (the common normaliser cancels); row
+    ranges on up to nt threads (each row's arithmetic is its own)."""
     n = R_sel.shape[1]
-    cs = np.cumsum(R_sel, axis=1)
-    A = a_id[:, None]
-    if step == 0:
-        return (A / (A + cs[:, n - 1:n]))[:, 0]
-    k = np.arange(1, math.ceil(beta / step) + 1)
-    P = np.minimum(k * step, n)
-    return (A / (A + cs[:, P - 1])).mean(axis=1)
+    out = np.empty(R_sel.shape[0])
+    P = None if step == 0 else np.minimum(np.arange(1, math.ceil(beta / step) + 1) * step, n)
+
+    def part(lo, hi):
+        cs = np.cumsum(R_sel[lo:hi], axis=1)
+        A = a_id[lo:hi, None]
+        if step == 0:
+            out[lo:hi] = (A / (A + cs[:, n - 1:n]))[:, 0]
+        else:
+            out[lo:hi] = (A / (A + cs[:, P - 1])).mean(axis=1)
+
+    _by_rows(part, out.size, nt)
+    return out
 
 
 _OTSU_GRID = (np.arange(100) * 0.01).astype(np.float32).astype(np.float64)
@@ -551,22 +654,35 @@ _OTSU_GRID = (np.arange(100) * 0.01).astype(np.float32).astype(np.float64)
 def _otsu(s):
     """Otsu threshold on the grid i * 0.01 (float32), i = 0..99: minimise w0 var0 + w1 var1
     (population variances; +inf when a class is empty); of the exact minimisers the one at
-    index len // 2; 0.5 when all are +inf."""
+    index len // 2; 0.5 when all are +inf.
+
+    The scores are sorted once: a threshold's classes are a prefix and a suffix, their sizes
+    from a binary search, their sums and sums of squares from prefix sums of the scores minus
+    their mean (so the variances lose nothing to cancellation beyond a few ulps of the
+    class variance).  Thresholds that split the scores alike get bitwise equal criteria, so
+    the ties between them are exact.  O(n log n) instead of 100 passes over the queue.
+    """
     n = s.size
-    m1 = s[None, :] >= _OTSU_GRID[:, None]
-    n1 = m1.sum(axis=1)
-    n0 = n - n1
+    ss = np.sort(s)
+    y = ss - ss.mean()
+    S1 = np.concatenate([[0.0], np.cumsum(y)])
+    S2 = np.concatenate([[0.0], np.cumsum(y * y)])
+    n0 = np.searchsorted(ss, _OTSU_GRID, side="left")  # scores below the threshold
+    n1 = n - n0
     with np.errstate(invalid="ignore", divide="ignore"):
-        mu1 = np.where(m1, s, 0.0).sum(axis=1) / n1
-        mu0 = np.where(m1, 0.0, s).sum(axis=1) / n0
-        v1 = np.where(m1, (s[None, :] - mu1[:, None]) ** 2, 0.0).sum(axis=1) / n1
-        v0 = np.where(m1, 0.0, (s[None, :] - mu0[:, None]) ** 2).sum(axis=1) / n0
+        a0, b0 = S1[n0], S2[n0]
+        a1, b1 = S1[n] - a0, S2[n] - b0
+        v0 = b0 / n0 - (a0 / n0) ** 2
+        v1 = b1 / n1 - (a1 / n1) ** 2
         crit = (n0 / n) * v0 + (n1 / n) * v1
     crit = np.where((n0 == 0) | (n1 == 0), np.inf, crit)
     if np.isinf(crit).all():
         return 0.5
     cand = np.flatnonzero(crit == crit.min())
     return float(_OTSU_GRID[cand[len(cand) // 2]])
+
+
+_EVERY = 32  # rows per running-sum checkpoint of a queue
 
 
 class _Ring:
@@ -577,6 +693,16 @@ class _Ring:
         self.buf = np.empty((length, K))
         self.n = 0
         self.start = 0  # physical row of the oldest entry once full
+        self._mean = None  # the mean of the rows as they stand (None: to compute)
+        # running sums of the physical rows after every _EVERY of them, valid for the first
+        # _ck_valid checkpoints (the rows before them unchanged): a mean resumes from there
+        self._ck = np.empty((length // _EVERY, K)) if length >= 2 * _EVERY else None
+        self._ck_valid = 0
+
+    def _written(self, first):
+        """Physical rows from `first` on (at least) were written."""
+        self._mean = None
+        self._ck_valid = min(self._ck_valid, first // _EVERY)
 
     def append(self, R, mask=None):
         """Append the rows of R (those where mask is true), in order."""
@@ -585,6 +711,10 @@ class _Ring:
         idx = idx[-L:]
         if idx.size == 0:
             return
+        if self.n < L:  # fills [n, L), then (more rows than that) wraps to 0
+            self._written(self.n if idx.size <= L - self.n else 0)
+        else:
+            self._written(self.start if self.start + idx.size <= L else 0)
         if self.n < L:
             take = min(L - self.n, idx.size)
             self.buf[self.n:self.n + take] = R[idx[:take]]  # (np.take(out=) buffers: slower)
@@ -596,8 +726,34 @@ class _Ring:
             self.start = (self.start + run) % L
             idx = idx[run:]
 
-    def mean(self):
-        return self.buf[:self.n].mean(axis=0)
+    def append_scaled(self, rows, scales, lb, off, idx, nt):
+        """Append rows idx (in order) of the unscaled rows (csrc/tta.h: P = rows x scales,
+        columns off..), as append() does with P; one pass in C."""
+        L = self.buf.shape[0]
+        idx = np.asarray(idx, dtype=np.int64)[-L:]
+        if idx.size == 0:
+            return
+        take = min(L - self.n, idx.size) if self.n < L else 0
+        rest = idx.size - take
+        dst = np.concatenate([self.n + np.arange(take), (self.start + np.arange(rest)) % L])
+        self._written(int(dst.min()))
+        _core.tta_copy_rows(rows, scales, lb, off, idx, dst.astype(np.int64), self.buf, nt)
+        self.n += take
+        self.start = (self.start + rest) % L
+
+    def mean(self, nt=0):
+        """The mean of the rows present (in physical order, as NumPy's mean over axis 0;
+        read-only, kept until the next append)."""
+        if self._mean is None:
+            out = np.empty(self.buf.shape[1])
+            if self._ck is None:
+                _core.rows_mean(self.buf, self.n, out, nt)
+            else:
+                _core.rows_mean(self.buf, self.n, out, nt, self._ck, _EVERY, self._ck_valid)
+                self._ck_valid = self.n // _EVERY
+            out.flags.writeable = False
+            self._mean = out
+        return self._mean
 
 
 class TANL:
@@ -613,7 +769,8 @@ class TANL:
     ``numpy.random.default_rng(seed)`` (first id_order, then noise_order).
 
     Memory: two queues of queue_length x K float64 activations (about 167 MB each at K = 69,500)
-    plus one batch of B x (C + K) float64 softmax rows while it is scored.
+    plus one batch of B x (C + K) float64 softmax rows while it is scored, and (dnm's own
+    kernel) a float32 packed copy of [ID; corpus] (about 144 MB at ImageNet size).
     """
 
     _FORMAT = "dnm.TANL"
@@ -622,7 +779,7 @@ class TANL:
                  queue_length=300, score_queue_length=20000, id_order=None, noise_order=None,
                  seed=0, temperature=0.01, num_threads=None, progress=False):
         P, self._t = _labels(id_labels, "id_labels")
-        U, self._u = _labels(corpus, "corpus")
+        U, u64 = _labels(corpus, "corpus")
         Z, self._z = _labels(noise, "noise")
         D = P.shape[1]
         for name, a in (("corpus", U), ("noise", Z)):
@@ -654,8 +811,9 @@ class TANL:
         self._raw = (P, U, Z)
         self._dtype = _compute_dtype(P, U, Z)
         self.n_id_, self.n_corpus_, self.n_features_in_ = C, U.shape[0], D
-        self._labels_cd = np.ascontiguousarray(np.concatenate([self._t, self._u]),
+        self._labels_cd = np.ascontiguousarray(np.concatenate([self._t, u64]),
                                                dtype=self._dtype)
+        self._packed = _Packed(self._labels_cd, C)
         self._buf = None
         self.reset()
 
@@ -663,7 +821,8 @@ class TANL:
         """(ID shares, corpus activations) of the rows of Q64."""
         nt = _config.resolve(self.num_threads)
         P, a_id, _ = _softmax(np.ascontiguousarray(Q64, dtype=self._dtype), self._labels_cd,
-                              self.temperature, nt, self.progress, self.n_id_)
+                              self.temperature, nt, self.progress, self.n_id_,
+                              packed=self._packed)
         return a_id, P[:, self.n_id_:]
 
     def reset(self):
@@ -690,28 +849,42 @@ class TANL:
         """
         X = _batch(batch, self.n_features_in_)
         nt = _config.resolve(self.num_threads)
-        B, L = X.shape[0], self._labels_cd.shape[0]
-        if self._buf is None or self._buf.shape[0] != B:  # the batch's rows, reused
+        C, B, L = self.n_id_, X.shape[0], self._labels_cd.shape[0]
+        lb = _core.softmax_block(self._labels_cd, _config.kernel())
+        if self._buf is None or self._buf.shape != (B, L):  # the batch's rows, reused
             self._buf = np.empty((B, L))
-        P, a_id, _ = _softmax(X, self._labels_cd, self.temperature, nt, self.progress, self.n_id_,
-                              out=self._buf)
-        R = P[:, self.n_id_:]
-        mpos, mneg = self._qpos.mean(), self._qneg.mean()
+        scales = np.empty((B, -(-L // lb)))
+        mpos, mneg = self._qpos.mean(nt), self._qneg.mean(nt)
         sel0 = _top(mneg - mpos, self.top)
-        s0 = _aas(a_id, R[:, sel0], self.top, self.step)
+        R0 = np.empty((B, sel0.size))
+        # unscaled rows: P = rows x scales, applied by the C consumers as they read; the
+        # activations of sel0 are taken by the kernel while each block is in cache
+        P, a_id, _ = _softmax(X, self._labels_cd, self.temperature, nt, self.progress, C,
+                              out=self._buf, scales=scales, packed=self._packed,
+                              sel=C + sel0, sel_out=R0)
+
+        def gather(sel):
+            out = np.empty((B, sel.size))
+            _core.tta_gather(P, scales, lb, C, sel, out, nt)
+            return out
+
+        s0 = _aas(a_id, R0, self.top, self.step, nt)
         squeue = np.concatenate([self._squeue, s0])[-self.score_queue_length:]
         th = _otsu(squeue)
         up = s0 > th + self.gap * (1.0 - th)
         down = s0 < th - self.gap * th
         al = self.alpha
-        pos = al * mpos + (1.0 - al) * _masked_mean(R, up) if up.any() else mpos
-        neg = al * mneg + (1.0 - al) * _masked_mean(R, down) if down.any() else mneg
+        m_up, m_down = np.empty(self.n_corpus_), np.empty(self.n_corpus_)
+        _core.tta_masked_means(P, scales, lb, C, up.view(np.uint8) + 2 * down.view(np.uint8),
+                               m_up, m_down, nt)  # (up and down are disjoint)
+        pos = al * mpos + (1.0 - al) * m_up if up.any() else mpos
+        neg = al * mneg + (1.0 - al) * m_down if down.any() else mneg
         sel1 = _top(neg - pos, self.top)
-        out = _aas(a_id, R[:, sel1], self.top, self.step)
+        out = _aas(a_id, gather(sel1), self.top, self.step, nt)
         # the state changes only from here on (no step below can fail)
         self._squeue = squeue
-        self._qpos.append(R, up)
-        self._qneg.append(R, down)
+        self._qpos.append_scaled(P, scales, lb, C, np.flatnonzero(up), nt)
+        self._qneg.append_scaled(P, scales, lb, C, np.flatnonzero(down), nt)
         self.n_images_seen_ += X.shape[0]
         self.n_batches_seen_ += 1
         self.last_threshold_ = th
@@ -762,6 +935,7 @@ class TANL:
                 raise StateFileError(f"{path}: inconsistent state file: {name}")
             ring.buf[:q.shape[0]] = q
             ring.n, ring.start = q.shape[0], start
+            ring._written(0)
         if sq.ndim != 1 or not 1 <= sq.size <= obj.score_queue_length:
             raise StateFileError(f"{path}: inconsistent state file: score_queue")
         obj._squeue = sq

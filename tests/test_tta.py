@@ -217,6 +217,14 @@ def test_otsu_matches_twin(rng):
     for s in (rng.random(300), np.r_[rng.random(50) * 0.3, 0.7 + rng.random(80) * 0.3],
               np.full(20, 0.5), np.array([0.3]), np.round(rng.random(100), 1)):
         assert tta._otsu(s) == twin.otsu(s)
+    # dnm sorts once and uses prefix sums; the twin sums each class: the same thresholds on
+    # mixtures, quantised scores, narrow and skewed ones, at the score queue's length too
+    for k in range(60):
+        n = int(rng.integers(2, 3000)) if k else 20000
+        s = (rng.random(n), np.r_[rng.beta(2, 8, n // 2), rng.beta(8, 2, n - n // 2)],
+             np.round(rng.random(n), 1 + k % 3), np.clip(rng.normal(0.5, 0.01, n), 0, 1),
+             rng.random(n) ** 3)[k % 5]
+        assert tta._otsu(s) == twin.otsu(s)
     assert tta._otsu(np.full(10, 0.999)) == 0.5  # every threshold leaves one class empty
 
 

@@ -217,3 +217,25 @@ def tanl(stream, id_labels, corpus, noise, id_order, noise_order, batch_size=256
     tw = TANLTwin(id_labels, corpus, noise, id_order, noise_order, **kw)
     X = np.asarray(stream, dtype=np.float64)
     return np.concatenate([tw.batch(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
+
+
+# ---- consumers of unscaled softmax rows (csrc/tta.h) -----------------------------------------
+
+def scaled(rows, scales, lb):
+    """P = rows x the scale of each column's block (block = lb columns)."""
+    L = rows.shape[1]
+    return rows * np.repeat(scales, lb, axis=1)[:, :L]
+
+
+def mean_in_order(rows):
+    """The rows' mean, added one row after another from 0, then divided by their count."""
+    acc = np.zeros(rows.shape[1])
+    for r in rows:
+        acc = acc + r
+    return acc / len(rows)
+
+
+def entropy_of(v, mass):
+    """-sum p log(p + 1e-8), p = v / mass (v a row's activations, in float64)."""
+    p = np.asarray(v, dtype=np.float64) / mass
+    return float(-(p * np.log(p + 1e-8)).sum())
