@@ -109,6 +109,33 @@ static void raise_error(const dnm_error *e, const char *const *names)
 /* The label side of a score call: id labels, and for NegLabel/DNM the
  * negatives with their (G, Q) group index (a new reference in *idx, which the
  * caller releases; NULL otherwise).  Fills p->groups, group_size, index. */
+/* The (G, S) int64 group index of the negatives (each in [0, n_neg)), as a new
+ * reference kept alive by the caller while the kernel runs; NULL with ValueError. */
+static PyArrayObject *group_index(PyObject *idx_o, int64_t n_neg, int64_t *groups,
+                                  int64_t *group_size, const int64_t **index)
+{
+    PyArrayObject *ix = (PyArrayObject *)PyArray_FROMANY(idx_o, NPY_INT64, 2, 2,
+                                                         NPY_ARRAY_CARRAY_RO);
+    if (!ix) return NULL;
+    *groups = PyArray_DIM(ix, 0);
+    *group_size = PyArray_DIM(ix, 1);
+    *index = (const int64_t *)PyArray_DATA(ix);
+    if (*groups < 1 || *group_size < 1) {
+        Py_DECREF(ix);
+        PyErr_SetString(PyExc_ValueError, "groups: index array must be non-empty");
+        return NULL;
+    }
+    for (npy_intp q = 0; q < *groups * *group_size; q++) {
+        if ((*index)[q] < 0 || (*index)[q] >= n_neg) {
+            PyErr_Format(PyExc_ValueError, "groups: index %lld out of range [0, %lld)",
+                         (long long)(*index)[q], (long long)n_neg);
+            Py_DECREF(ix);
+            return NULL;
+        }
+    }
+    return ix;
+}
+
 static int parse_labels(int kind, double tau, PyObject *id_o, PyObject *neg_o, PyObject *idx_o,
                         dnm_matrix *id, dnm_matrix *neg, PyArrayObject **idx,
                         dnm_score_params *p)
@@ -129,25 +156,8 @@ static int parse_labels(int kind, double tau, PyObject *id_o, PyObject *neg_o, P
         PyErr_SetString(PyExc_ValueError, "tau: must lie in (0, 1]");
         return -1;
     }
-    PyArrayObject *ix = (PyArrayObject *)PyArray_FROMANY(idx_o, NPY_INT64, 2, 2,
-                                                         NPY_ARRAY_CARRAY_RO);
+    PyArrayObject *ix = group_index(idx_o, neg->rows, &p->groups, &p->group_size, &p->index);
     if (!ix) return -1;
-    p->groups = PyArray_DIM(ix, 0);
-    p->group_size = PyArray_DIM(ix, 1);
-    p->index = (const int64_t *)PyArray_DATA(ix);
-    if (p->groups < 1 || p->group_size < 1) {
-        Py_DECREF(ix);
-        PyErr_SetString(PyExc_ValueError, "groups: index array must be non-empty");
-        return -1;
-    }
-    for (npy_intp q = 0; q < p->groups * p->group_size; q++) {
-        if (p->index[q] < 0 || p->index[q] >= neg->rows) {
-            PyErr_Format(PyExc_ValueError, "groups: index %lld out of range [0, %lld)",
-                         (long long)p->index[q], (long long)neg->rows);
-            Py_DECREF(ix);
-            return -1;
-        }
-    }
     *idx = ix;
     return 0;
 }
@@ -653,23 +663,8 @@ static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw)
                         NULL, NULL};
     PyArrayObject *ix = NULL;
     if (idx_o != Py_None) {
-        ix = (PyArrayObject *)PyArray_FROMANY(idx_o, NPY_INT64, 2, 2, NPY_ARRAY_CARRAY_RO);
+        ix = group_index(idx_o, lab.rows - n_id, &p.groups, &p.group_size, &p.index);
         if (!ix) return NULL;
-        p.groups = PyArray_DIM(ix, 0);
-        p.group_size = PyArray_DIM(ix, 1);
-        p.index = (const int64_t *)PyArray_DATA(ix);
-        for (npy_intp q = 0; q < p.groups * p.group_size; q++) {
-            if (p.index[q] < 0 || p.index[q] >= lab.rows - n_id) {
-                Py_DECREF(ix);
-                PyErr_SetString(PyExc_ValueError, "groups: index out of range");
-                return NULL;
-            }
-        }
-        if (p.groups < 1 || p.group_size < 1) {
-            Py_DECREF(ix);
-            PyErr_SetString(PyExc_ValueError, "groups: index array must be non-empty");
-            return NULL;
-        }
     }
     npy_intp dims[2] = {img.rows, lab.rows}, n = img.rows, gd[2] = {img.rows, p.groups};
     PyArrayObject *rows = NULL;
@@ -827,18 +822,8 @@ static PyObject *py_softmax_pack(PyObject *self, PyObject *args)
     dnm_tta_params p = {1.0, (int64_t)n_id, 0, 0, NULL, NULL, 0, 0, NULL, 0, NULL, NULL};
     PyArrayObject *ix = NULL;
     if (idx_o != Py_None) {
-        ix = (PyArrayObject *)PyArray_FROMANY(idx_o, NPY_INT64, 2, 2, NPY_ARRAY_CARRAY_RO);
+        ix = group_index(idx_o, lab.rows - n_id, &p.groups, &p.group_size, &p.index);
         if (!ix) return NULL;
-        p.groups = PyArray_DIM(ix, 0);
-        p.group_size = PyArray_DIM(ix, 1);
-        p.index = (const int64_t *)PyArray_DATA(ix);
-        for (npy_intp q = 0; q < p.groups * p.group_size; q++) {
-            if (p.index[q] < 0 || p.index[q] >= lab.rows - n_id) {
-                Py_DECREF(ix);
-                PyErr_SetString(PyExc_ValueError, "groups: index out of range");
-                return NULL;
-            }
-        }
     }
     const int64_t size = dnm_softmax_packed_size(&lab, &p, kernel);
     if (size < 1) {
