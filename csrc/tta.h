@@ -80,7 +80,8 @@ static inline int64_t dnm_tta_lb(int64_t D)
  *    P[i, off .. L) into mean1 (mean2), the rows added in order (as NumPy's
  *    add.reduce over axis 0) and the sum divided by their count; untouched when
  *    there are none.
- *  - copy_rows: row dst_row[k] of dst ((L - off) columns) = P[src[k], off .. L).
+ *  - copy_rows: row dst_row[k] of the float32 dst ((L - off) columns) = P[src[k], off .. L),
+ *    each value the double product rounded to nearest float (the C cast, NumPy's astype).
  * Threads over columns: the bits do not depend on the thread count. */
 void dnm_tta_gather(const double *rows, const double *scales, int64_t N, int64_t L, int64_t lb,
                     int64_t off, const int64_t *sel, int64_t n, double *out, int nthreads);
@@ -89,7 +90,7 @@ void dnm_tta_masked_means(const double *rows, const double *scales, int64_t N, i
                           double *mean2, int nthreads);
 void dnm_tta_copy_rows(const double *rows, const double *scales, int64_t L, int64_t lb,
                        int64_t off, const int64_t *src, const int64_t *dst_row, int64_t n,
-                       double *dst, int nthreads);
+                       float *dst, int nthreads);
 /* AdaNeg's cached images: for rows ridx[0..n) of `rows` (L columns), the segment of len
  * values v_k = row[off + k] (or row[off + pos[k]]: the segment in its own order from rows in
  * another order).  label[i] = the first k of the largest v_k; with H, H[i] = -sum_k p_k
@@ -100,12 +101,13 @@ int dnm_tta_cached(const double *rows, int64_t L, int64_t off, int64_t len, cons
                    const int64_t *ridx, int64_t n, const double *mass, int64_t *label, double *H,
                    int nthreads);
 
-/* out[j] = (sum_{i < n} a[i * K + j], rows added in order) / n, as NumPy's mean over axis
- * 0 of a C-contiguous (n, K) float64 matrix.  With ckpt (every > 0): ckpt[c * K + j] holds
- * the running sum after rows [0, (c + 1) every); the first `valid` of them are taken as
- * they are (rows before valid * every unchanged since they were stored), the sum goes on
- * from there, and the checkpoints it passes are stored: the same bits as summing from 0. */
-void dnm_rows_mean(const double *a, int64_t n, int64_t K, double *out, double *ckpt,
+/* out[j] = (sum_{i < n} a[i * K + j], rows added in order in double) / n, as NumPy's mean
+ * over axis 0 of the C-contiguous (n, K) float32 matrix a converted to float64.  With ckpt
+ * (every > 0): ckpt[c * K + j] holds the running sum (double) after rows [0, (c + 1) every);
+ * the first `valid` of them are taken as they are (rows before valid * every unchanged since
+ * they were stored), the sum goes on from there, and the checkpoints it passes are stored:
+ * the same bits as summing from 0. */
+void dnm_rows_mean(const float *a, int64_t n, int64_t K, double *out, double *ckpt,
                    int64_t every, int64_t valid, int nthreads);
 
 /* Internal: the float32 kernel on dnm's own product kernel (tta_simd.h, built

@@ -35,9 +35,13 @@ consumers apply the factor as they read (``_core.tta_gather`` of the second sele
 ``tta_masked_means`` of the ID-like and OOD-like rows in one pass, ``tta_copy_rows`` into the
 queues, ``rows_mean`` of a queue resumed from running-sum checkpoints every 32 rows before the
 first row that changed; threads over columns, rows added in order as NumPy's mean does), so the
-(B, L) rows are written once and read once.  AdaNeg's cached images get their labels and
-entropies from ``_core.tta_cached`` (threads over rows; the log by a polynomial with correctly
-rounded fma, about 1 ulp, so an entropy can differ from NumPy's in its last bits).  Everything
+(B, L) rows are written once and read once.  TANL's two queues hold float32 activations
+(each row rounded to nearest float32 as it enters a queue, as ``numpy.float32`` rounds);
+their means are summed in double in the same fixed order, so they stay bitwise independent
+of the thread count, and the top-beta selections are taken on those double means.  AdaNeg's
+cached images get their labels and entropies from ``_core.tta_cached`` (threads over rows;
+the log by a polynomial with correctly rounded fma, about 1 ulp, so an entropy can differ
+from NumPy's in its last bits).  Everything
 else (the memory and its proxies, top-beta selection, prefix sums, Otsu) is vectorised NumPy
 over the batch (the activation-aware scores over row ranges on the kernel's threads; Otsu's
 criteria from one sort and prefix sums), without per-image Python loops.  Memory: the state,
@@ -47,12 +51,16 @@ bitwise identical across thread counts.
 
 Precision.  The official runs are float16 on a GPU; dnm computes the products in float32
 (float64 when an input is float64) and everything after them in float64 (dnm's own kernel takes
-the softmax exps in float, 2e-7 relative, far below what the float32 product moves).  Two
+the softmax exps in float, 2e-7 relative, far below what the float32 product moves), except
+TANL's queue entries, stored as float32 for any input (6e-8 relative; their means in float64):
+a top-beta selection between queue-mean differences closer than about 1e-7 relative can
+differ from what float64 queues would pick (not seen on CLIP geometry; near one-hot
+activations, as in small random test problems, do produce such flips).  Two
 behaviours of the float16 run are worth knowing: AdaNeg's entropies are NaN there, so a full
 memory list is never replaced (``replacement="first"`` reproduces that; the default
 ``"entropy"`` is the method as designed), and TANL's scores are quantised.
 
-File format (``save`` / ``load``), format_version 1: one uncompressed ``numpy.savez`` archive
+File format (``save`` / ``load``), format_version 2: one uncompressed ``numpy.savez`` archive
 with a ``metadata`` member (1-D uint8, UTF-8 JSON: ``format`` = ``"dnm.AdaNeg"`` or
 ``"dnm.TANL"``, ``format_version``, ``dnm_version``, ``params``, ``state``, ``arrays`` (member
 -> dtype and shape) and ``sha256``) and the array members listed in ``arrays``.  ``sha256`` is
@@ -60,7 +68,12 @@ computed as for the detector files: the canonical JSON of the metadata without `
 every array member in sorted name order (name, NUL, C-order little-endian bytes).  ``load``
 never unpickles: it parses the ``.npy`` headers, refuses compressed, encrypted, oversized or
 missing members, checks sizes, dtypes, the checksum and the state's consistency, and raises
-:class:`StateFileError` (a ValueError) on any failure.
+:class:`StateFileError` (a ValueError) on any failure.  TANL's ``positive_queue`` and
+``negative_queue`` are float32 (``<f4``) since format_version 2.  Version 1 files (dnm before
+the float32 queues; float64 queues) still load: their queues are rounded to float32 on load
+and the restored stream continues with float32 queues, so from there on its scores can differ
+from those the float64 queues would have given (only where a top-beta selection changes).
+AdaNeg's files are the same in both versions.
 """
 from __future__ import annotations
 
@@ -79,7 +92,7 @@ from .scores import make_groups
 __all__ = ["AdaNeg", "TANL", "adaneg_score", "tanl_score", "noise_images", "evaluation_stream",
            "split_scores", "StateFileError"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: TANL's queues float32 (1: float64, still read); AdaNeg's unchanged
 N_NOISE = 15
 _OUTPUTS = ("combined", "adaptive", "vanilla")
 _RULES = ("entropy", "first")
@@ -686,11 +699,12 @@ _EVERY = 32  # rows per running-sum checkpoint of a queue
 
 
 class _Ring:
-    """The last `length` rows appended, in a fixed (length, K) float64 buffer.  Until it is
-    full the rows sit at [0, n) in order; the mean is over the rows present."""
+    """The last `length` rows appended, in a fixed (length, K) float32 buffer (each row
+    rounded to nearest float32 as it is appended).  Until it is full the rows sit at [0, n)
+    in order; the mean is over the rows present, in double."""
 
     def __init__(self, length, K):
-        self.buf = np.empty((length, K))
+        self.buf = np.empty((length, K), dtype=np.float32)
         self.n = 0
         self.start = 0  # physical row of the oldest entry once full
         self._mean = None  # the mean of the rows as they stand (None: to compute)
@@ -705,7 +719,7 @@ class _Ring:
         self._ck_valid = min(self._ck_valid, first // _EVERY)
 
     def append(self, R, mask=None):
-        """Append the rows of R (those where mask is true), in order."""
+        """Append the rows of R (those where mask is true), in order, rounded to float32."""
         L = self.buf.shape[0]
         idx = np.arange(R.shape[0]) if mask is None else np.flatnonzero(mask)
         idx = idx[-L:]
@@ -728,7 +742,8 @@ class _Ring:
 
     def append_scaled(self, rows, scales, lb, off, idx, nt):
         """Append rows idx (in order) of the unscaled rows (csrc/tta.h: P = rows x scales,
-        columns off..), as append() does with P; one pass in C."""
+        columns off..), as append() does with P (the double product rounded to float32); one
+        pass in C."""
         L = self.buf.shape[0]
         idx = np.asarray(idx, dtype=np.int64)[-L:]
         if idx.size == 0:
@@ -742,8 +757,9 @@ class _Ring:
         self.start = (self.start + rest) % L
 
     def mean(self, nt=0):
-        """The mean of the rows present (in physical order, as NumPy's mean over axis 0;
-        read-only, kept until the next append)."""
+        """The float64 mean of the rows present (summed in double in physical order, as
+        NumPy's mean over axis 0 of the rows as float64; read-only, kept until the next
+        append)."""
         if self._mean is None:
             out = np.empty(self.buf.shape[1])
             if self._ck is None:
@@ -768,9 +784,11 @@ class TANL:
     ``noise_order`` (of the 15 noise rows) order the initial queues; ``None`` draws them from
     ``numpy.random.default_rng(seed)`` (first id_order, then noise_order).
 
-    Memory: two queues of queue_length x K float64 activations (about 167 MB each at K = 69,500)
-    plus one batch of B x (C + K) float64 softmax rows while it is scored, and (dnm's own
-    kernel) a float32 packed copy of [ID; corpus] (about 144 MB at ImageNet size).
+    Memory: two queues of queue_length x K float32 activations (about 83 MB each at K = 69,500;
+    rounded to float32 as they enter a queue, their means summed in double), for a queue of 64
+    rows or more float64 running sums every 32 rows (about 5 MB each), plus one batch of
+    B x (C + K) float64 softmax rows while it is scored, and (dnm's own kernel) a float32 packed
+    copy of [ID; corpus] (about 144 MB at ImageNet size).
     """
 
     _FORMAT = "dnm.TANL"
@@ -910,12 +928,15 @@ class TANL:
 
     @classmethod
     def load(cls, path, *, num_threads=None, progress=False):
-        """Read an object saved by ``save``; it continues the stream with the same bits."""
+        """Read an object saved by ``save``; it continues the stream with the same bits.  A
+        format_version 1 file (float64 queues) is read too: its queues are rounded to float32
+        and the stream continues with float32 queues (module docstring)."""
         f = ("<f2", "<f4", "<f8")
         meta, arr, path = _load(path, cls._FORMAT, {
             "id_labels": f, "corpus": f, "noise": f, "id_order": ("<i8",),
-            "noise_order": ("<i8",), "score_queue": ("<f8",), "positive_queue": ("<f8",),
-            "negative_queue": ("<f8",)})
+            "noise_order": ("<i8",), "score_queue": ("<f8",), "positive_queue": ("<f4", "<f8"),
+            "negative_queue": ("<f4", "<f8")})
+        queue_dtype = np.float64 if meta["format_version"] == 1 else np.float32
         try:
             obj = cls(arr["id_labels"], arr["corpus"], arr["noise"], id_order=arr["id_order"],
                       noise_order=arr["noise_order"], num_threads=num_threads,
@@ -929,11 +950,12 @@ class TANL:
                                 ("negative_queue", obj._qneg, "negative_start")):
             q = arr[name]
             start = st.get(key) if isinstance(st, dict) else None
-            if q.ndim != 2 or q.shape[1] != K or not 1 <= q.shape[0] <= L \
+            if q.dtype != queue_dtype or q.ndim != 2 or q.shape[1] != K \
+                    or not 1 <= q.shape[0] <= L or not ((q >= 0) & (q <= 1)).all() \
                     or isinstance(start, bool) or not isinstance(start, int) \
                     or not 0 <= start < max(1, q.shape[0]) or (start and q.shape[0] != L):
                 raise StateFileError(f"{path}: inconsistent state file: {name}")
-            ring.buf[:q.shape[0]] = q
+            ring.buf[:q.shape[0]] = q  # (version 1: rounded to float32, as append() does)
             ring.n, ring.start = q.shape[0], start
             ring._written(0)
         if sq.ndim != 1 or not 1 <= sq.size <= obj.score_queue_length:

@@ -279,6 +279,62 @@ def test_save_restore_continues_bitwise(prob, tmp_path, which, dtype):
     np.testing.assert_array_equal(np.concatenate([head, tail]), whole)
 
 
+def _rewrite(src, dst, version, **arrays):
+    """The state file src written again as format_version `version`, members replaced."""
+    import json
+
+    from dnm import _npzfile
+    with np.load(src) as f:  # (no pickles: allow_pickle is off)
+        meta = json.loads(f["metadata"].tobytes().decode())
+        old = {k: f[k] for k in f.files if k != "metadata"}
+    meta = {k: v for k, v in meta.items() if k not in ("arrays", "sha256")}
+    meta["format_version"] = version
+    return _npzfile.write(dst, meta, {**old, **arrays}, prefix=".test-")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanl_state_files_float32_queues_and_version_1(prob, tmp_path, dtype):
+    """TANL saves float32 queues (format_version 2); a version-1 file (float64 queues) still
+    loads, its queues rounded to nearest float32, and continues as float32 queues do: here
+    (float64 values within half a float32 ulp of the saved ones) bitwise as the uninterrupted
+    stream.  A version-2 file with float64 queues, a version-1 file with float32 ones and
+    queue values outside [0, 1] are refused."""
+    import json
+    make, X = objects(prob, dtype)[1], objects(prob, dtype)[2]
+    whole = feed(make(), X, 32)
+    obj = make()
+    head = feed(obj, X[:64], 32)
+    path = obj.save(tmp_path / "v2.npz")
+    with np.load(path) as f:
+        meta = json.loads(f["metadata"].tobytes().decode())
+        qpos, qneg = f["positive_queue"], f["negative_queue"]
+    assert meta["format_version"] == tta.FORMAT_VERSION == 2
+    table = meta["arrays"]
+    assert table["positive_queue"]["dtype"] == "<f4" == table["negative_queue"]["dtype"]
+    assert qpos.shape[1] == qneg.shape[1] == obj.n_corpus_
+    # a version-1 file: float64 queues that are not float32 values (nearest float32: the saved)
+    up = lambda q: q.astype(np.float64) * (1 - 1e-9)  # noqa: E731
+    assert (up(qpos) != qpos).any()
+    v1 = _rewrite(path, tmp_path / "v1.npz", 1, positive_queue=up(qpos), negative_queue=up(qneg))
+    back = dnm.TANL.load(v1)
+    assert back._qpos.buf.dtype == np.float32
+    np.testing.assert_array_equal(back._qpos.buf[:back._qpos.n], qpos)
+    np.testing.assert_array_equal(back._qneg.buf[:back._qneg.n], qneg)
+    tail = feed(back, X[64:], 32)
+    np.testing.assert_array_equal(np.concatenate([head, tail]), whole)
+    for bad in (_rewrite(path, tmp_path / "b1.npz", 2, positive_queue=up(qpos)),
+                _rewrite(path, tmp_path / "b2.npz", 1),  # float32 queues in a version-1 file
+                _rewrite(path, tmp_path / "b3.npz", 2, negative_queue=qneg * 2 + 0.5)):
+        with pytest.raises(tta.StateFileError,
+                           match="inconsistent state file: (positive|negative)_queue"):
+            dnm.TANL.load(bad)
+    # AdaNeg's files did not change: a version-1 one loads as it is
+    a = objects(prob, dtype)[0]()
+    feed(a, X[:64], 32)
+    a1 = _rewrite(a.save(tmp_path / "a2.npz"), tmp_path / "a1.npz", 1)
+    np.testing.assert_array_equal(feed(dnm.AdaNeg.load(a1), X[64:], 32), feed(a, X[64:], 32))
+
+
 def test_state_file_refuses_tampering(prob, tmp_path):
     make = objects(prob)[0]
     obj = make()

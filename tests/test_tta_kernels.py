@@ -19,7 +19,10 @@ CODE = {"blas": _core.KERNEL_BLAS, "avx512": _core.KERNEL_AVX512, "avx2": _core.
 # that): well inside the products' share.  Measured worst cases against the float64 twin at
 # T = 0.01, D = 512 (random rows with cosines up to 0.9, five seeds): entries 5.7e-5 on dnm's
 # kernel (one FMA chain per logit; 5.5e-5 with a double exp), 3.2e-5 on the BLAS tiles; ID
-# masses 1.4e-5, group masses 4.9e-5.
+# masses 1.4e-5, group masses 4.9e-5.  TANL's queues store these rows as float32 (rounded
+# to nearest, 6e-8 relative, far inside P_RTOL; the means in double): the twin rounds its
+# queue entries the same way, so the stream tests against it keep atol 1e-12 (a twin with
+# float64 queues differs there, on near one-hot rows, through a flipped top-beta selection).
 P_RTOL = 1.5e-4
 MASS_RTOL = 1e-4
 
@@ -185,8 +188,8 @@ def test_softmax_rows_keep_entries_far_below_the_maximum(rng, kernel):
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_unscaled_rows_and_their_consumers(rng, kernel):
     """With scales=, the rows times their block scales are the scaled rows bit for bit, and
-    the C consumers (gather, masked means, row copies, rows_mean) equal their NumPy twins bit
-    for bit with any thread count."""
+    the C consumers (gather, masked means, row copies into float32 queues, rows_mean of
+    float32 rows in double) equal their NumPy twins bit for bit with any thread count."""
     X, lab, C = data(rng, N=70, L=2000)
     lb = _core.softmax_block(lab, CODE[kernel])
     assert lb == (lab.shape[0] if kernel == "blas" else 1008 // 2)  # D = 512: 504 per block
@@ -214,19 +217,26 @@ def test_unscaled_rows_and_their_consumers(rng, kernel):
         m1[:] = 7.0
         _core.tta_masked_means(R, sc, lb, C, np.zeros(70, np.uint8), m1, m2, nt)
         assert (m1 == 7.0).all()  # no rows: untouched
-        dst = np.full((40, K), -1.0)
-        _core.tta_copy_rows(R, sc, lb, C, src, dst_row, dst, nt)
-        want = np.full((40, K), -1.0)
-        want[dst_row] = P[src, C:]
-        np.testing.assert_array_equal(dst, want)
+        for k in range(4):  # the queue row's start at every 4-byte offset (aligned stores)
+            flat = np.full(40 * K + 3, -1.0, dtype=np.float32)
+            dst = flat[k:k + 40 * K].reshape(40, K)
+            _core.tta_copy_rows(R, sc, lb, C, src, dst_row, dst, nt)
+            want = np.full((40, K), -1.0, dtype=np.float32)
+            want[dst_row] = P[src, C:].astype(np.float32)  # rounded to nearest, as NumPy does
+            np.testing.assert_array_equal(dst, want)
+            assert (flat[:k] == -1).all() and (flat[k + 40 * K:] == -1).all()
         out = np.empty(K)
         _core.rows_mean(dst, 33, out, nt)
-        np.testing.assert_array_equal(out, twin.mean_in_order(dst[:33]))
-        np.testing.assert_array_equal(out, dst[:33].mean(axis=0))
+        np.testing.assert_array_equal(out, twin.mean_in_order(dst[:33].astype(np.float64)))
+        np.testing.assert_array_equal(out, twin.qmean(dst[:33]))
     with pytest.raises(ValueError, match="sel"):
         _core.tta_gather(R, sc, lb, C, np.array([K]), np.empty((70, 1)), 1)
     with pytest.raises(ValueError, match="dst_row"):
         _core.tta_copy_rows(R, sc, lb, C, src[:1], np.array([40]), dst, 1)
+    with pytest.raises(ValueError, match="dst: expected a C-contiguous float32"):
+        _core.tta_copy_rows(R, sc, lb, C, src, dst_row, np.empty((40, K)), 1)
+    with pytest.raises(ValueError, match="a: expected a C-contiguous float32"):
+        _core.rows_mean(np.empty((40, K)), 33, out, 1)
     with pytest.raises(ValueError, match="scales"):
         _core.softmax_rows(X, lab, 0.01, 2, None, C, None, True, kernel=CODE[kernel],
                            scales=np.empty((70, 1 + sc.shape[1])))
@@ -400,19 +410,21 @@ def test_selected_columns_taken_by_the_kernel(rng, kernel):
 
 def test_rows_mean_resumes_from_checkpoints(rng):
     """rows_mean with running-sum checkpoints: resuming after rows changed from row m on,
-    with the checkpoints before m, gives the bits of summing from row 0 (NumPy's mean)."""
-    a = rng.random((150, 1100))
+    with the checkpoints before m, gives the bits of summing from row 0 in double (NumPy's
+    mean of the float32 rows as float64)."""
+    a = rng.random((150, 1100)).astype(np.float32)
     ck = np.full((150 // 32, 1100), np.nan)
     out = np.empty(1100)
     for nt in (1, 2):
         _core.rows_mean(a, 150, out, nt, ck, 32, 0)
-        np.testing.assert_array_equal(out, a.mean(axis=0))
-        np.testing.assert_array_equal(ck[2], a[:96].sum(axis=0))  # the running sum itself
+        np.testing.assert_array_equal(out, a.astype(np.float64).mean(axis=0))
+        # the running sum itself, in double
+        np.testing.assert_array_equal(ck[2], a[:96].astype(np.float64).sum(axis=0))
         for m, n in ((100, 150), (64, 150), (5, 150), (149, 150), (70, 120)):
             a[m:] = rng.random((150 - m, 1100)) ** 3
             _core.rows_mean(a, n, out, nt, ck, 32, m // 32)
-            np.testing.assert_array_equal(out, a[:n].mean(axis=0))
-            np.testing.assert_array_equal(out, twin.mean_in_order(a[:n]))
+            np.testing.assert_array_equal(out, twin.qmean(a[:n]))
+            np.testing.assert_array_equal(out, twin.mean_in_order(a[:n].astype(np.float64)))
     with pytest.raises(ValueError, match="ckpt"):
         _core.rows_mean(a, 150, out, 1, np.empty((2, 1100)), 32, 0)
 

@@ -1,6 +1,7 @@
 """Slow, obvious NumPy twins of the test-time adaptive scores AdaNeg and TANL, in float64,
 written from the method description (per-image Python loops on purpose: every step is the
-text's step, in the text's order)."""
+text's step, in the text's order).  One storage choice of dnm's is mirrored: TANL's queue
+entries are rounded to float32 (their means taken in float64)."""
 import math
 
 import numpy as np
@@ -168,6 +169,17 @@ def otsu(scores):
     return float(grid[cand[len(cand) // 2]])
 
 
+def f32(row):
+    """A queue entry: the float64 activations rounded to nearest float32 (dnm's queues hold
+    float32; the C cast rounds the same way)."""
+    return np.asarray(row, dtype=np.float64).astype(np.float32)
+
+
+def qmean(queue):
+    """A queue's mean in float64: the float32 rows widened (exactly), added in queue order."""
+    return np.mean(np.array(queue, dtype=np.float64), axis=0)
+
+
 class TANLTwin:
     def __init__(self, id_labels, corpus, noise, id_order, noise_order, *, top=1000, step=1,
                  alpha=0.0, gap=0.5, queue_length=300, score_queue_length=20000,
@@ -189,15 +201,15 @@ class TANLTwin:
         return np.array([aas(zi[:self.C], zi[self.C:][sel], self.beta, self.step) for zi in z])
 
     def reset(self):
-        self.qpos = list(self.act(self.t)[self.id_order])[-self.L:]
-        self.qneg = list(self.act(self.z)[self.noise_order])[-self.L:]
-        sel0 = top(np.mean(self.qneg, axis=0) - np.mean(self.qpos, axis=0), self.beta)
+        self.qpos = [f32(r) for r in self.act(self.t)[self.id_order]][-self.L:]
+        self.qneg = [f32(r) for r in self.act(self.z)[self.noise_order]][-self.L:]
+        sel0 = top(qmean(self.qneg) - qmean(self.qpos), self.beta)
         self.squeue = list(self.score(self.t, sel0)) + list(self.score(self.z, sel0))
         self.squeue = self.squeue[-self.SL:]
 
     def batch(self, X):
         R = self.act(X)
-        mpos, mneg = np.mean(self.qpos, axis=0), np.mean(self.qneg, axis=0)
+        mpos, mneg = qmean(self.qpos), qmean(self.qneg)
         sel0 = top(mneg - mpos, self.beta)
         s0 = self.score(X, sel0)
         self.squeue = (self.squeue + list(s0))[-self.SL:]
@@ -208,8 +220,8 @@ class TANLTwin:
         neg = self.alpha * mneg + (1 - self.alpha) * R[oodl].mean(axis=0) if oodl else mneg
         sel1 = top(neg - pos, self.beta)
         out = self.score(X, sel1)
-        self.qpos = (self.qpos + [R[i] for i in idl])[-self.L:]
-        self.qneg = (self.qneg + [R[i] for i in oodl])[-self.L:]
+        self.qpos = (self.qpos + [f32(R[i]) for i in idl])[-self.L:]
+        self.qneg = (self.qneg + [f32(R[i]) for i in oodl])[-self.L:]
         return out
 
 
