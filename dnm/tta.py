@@ -41,13 +41,12 @@ their means are summed in double in the same fixed order, so they stay bitwise i
 of the thread count, and the top-beta selections are taken on those double means.  AdaNeg's
 cached images get their labels and entropies from ``_core.tta_cached`` (threads over rows;
 the log by a polynomial with correctly rounded fma, about 1 ulp, so an entropy can differ
-from NumPy's in its last bits).  Everything
-else (the memory and its proxies, top-beta selection, prefix sums, Otsu) is vectorised NumPy
-over the batch (the activation-aware scores over row ranges on the kernel's threads; Otsu's
-criteria from one sort and prefix sums), without per-image Python loops.  Memory: the state,
-the packed label copies (float32, the size of the label matrices) plus O(B x L) float64 per
-batch, never per stream.  The sample-adaptive AdaNeg proxies are NumPy throughout.  Scores are
-bitwise identical across thread counts.
+from NumPy's in its last bits).  Everything else (the memory and its proxies, top-beta
+selection, prefix sums, Otsu) is vectorised NumPy over the batch (the activation-aware scores
+over row ranges on the kernel's threads; Otsu's criteria from one sort and prefix sums),
+without per-image Python loops.  Memory: the state, the packed label copies (float32, the size
+of the label matrices) plus O(B x L) float64 per batch, never per stream.  The sample-adaptive
+AdaNeg proxies are NumPy throughout.  Scores are bitwise identical across thread counts.
 
 Precision.  The official runs are float16 on a GPU; dnm computes the products in float32
 (float64 when an input is float64) and everything after them in float64 (dnm's own kernel takes
