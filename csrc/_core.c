@@ -519,7 +519,7 @@ static PyObject *py_metrics(PyObject *self, PyObject *args)
 static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw); /* below */
 static PyObject *py_softmax_block(PyObject *self, PyObject *args);
 static PyArrayObject *f64_array(PyObject *o, int ndim, int writeable, const char *name);
-static PyArrayObject *f32_array(PyObject *o, int ndim, int writeable, const char *name);
+static PyArrayObject *queue_array(PyObject *o, int writeable, const char *name);
 static PyArrayObject *i64_array(PyObject *o, const char *name);
 static int in_range(PyArrayObject *a, int64_t lo, int64_t hi, const char *name);
 static PyObject *py_softmax_pack(PyObject *self, PyObject *args);
@@ -575,12 +575,12 @@ static PyMethodDef methods[] = {
      "P[flag == 1, off:] and P[flag == 2, off:]"},
     {"tta_copy_rows", py_tta_copy_rows, METH_VARARGS,
      "tta_copy_rows(rows, scales, lb, off, src, dst_row, dst, num_threads): "
-     "float32 dst[dst_row] = P[src, off:] (rounded to nearest)"},
+     "dst[dst_row] = P[src, off:] (a float32 dst: rounded to nearest; or float64)"},
     {"tta_cached", py_tta_cached, METH_VARARGS,
      "tta_cached(rows, off, len, pos, row_index, mass, want_entropy, label_out, entropy_out, "
      "num_threads): AdaNeg's cached images' labels (argmax) and entropies (tta.h)"},
     {"rows_mean", py_rows_mean, METH_VARARGS,
-     "rows_mean(a, n, out, num_threads, ckpt=None, every=0, valid=0): out = float32 "
+     "rows_mean(a, n, out, num_threads, ckpt=None, every=0, valid=0): out = float32/64 "
      "a[:n].astype(float64).mean(axis=0) (rows in order), resumed from the first `valid` "
      "running-sum checkpoints"},
     {NULL, NULL, 0, NULL}};
@@ -769,13 +769,15 @@ static PyArrayObject *f64_array(PyObject *o, int ndim, int writeable, const char
     return a;
 }
 
-static PyArrayObject *f32_array(PyObject *o, int ndim, int writeable, const char *name)
+/* A TANL queue: a C-contiguous float32 or float64 2-D array. */
+static PyArrayObject *queue_array(PyObject *o, int writeable, const char *name)
 {
     PyArrayObject *a = (PyArrayObject *)o;
-    if (!PyArray_Check(o) || PyArray_TYPE(a) != NPY_FLOAT32 || PyArray_NDIM(a) != ndim ||
-        !PyArray_IS_C_CONTIGUOUS(a) || (writeable && !PyArray_ISWRITEABLE(a))) {
-        PyErr_Format(PyExc_ValueError, "%s: expected a C-contiguous float32 %d-D array%s", name,
-                     ndim, writeable ? " (writeable)" : "");
+    if (!PyArray_Check(o) || (PyArray_TYPE(a) != NPY_FLOAT32 && PyArray_TYPE(a) != NPY_FLOAT64) ||
+        PyArray_NDIM(a) != 2 || !PyArray_IS_C_CONTIGUOUS(a) ||
+        (writeable && !PyArray_ISWRITEABLE(a))) {
+        PyErr_Format(PyExc_ValueError, "%s: expected a C-contiguous float32 or float64 2-D "
+                     "array%s", name, writeable ? " (writeable)" : "");
         return NULL;
     }
     return a;
@@ -954,7 +956,7 @@ static PyObject *py_tta_copy_rows(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "OOLLOOOi", &r_o, &s_o, &lb, &off, &src_o, &dr_o, &dst_o, &nt) ||
         rows_scales(r_o, s_o, lb, off, &r, &sc) || !(src = i64_array(src_o, "src")) ||
-        !(dr = i64_array(dr_o, "dst_row")) || !(dst = f32_array(dst_o, 2, 1, "dst")))
+        !(dr = i64_array(dr_o, "dst_row")) || !(dst = queue_array(dst_o, 1, "dst")))
         return NULL;
     const int64_t N = PyArray_DIM(r, 0), L = PyArray_DIM(r, 1), n = PyArray_DIM(src, 0);
     if (PyArray_DIM(dr, 0) != n || PyArray_DIM(dst, 1) != L - off) {
@@ -966,7 +968,7 @@ static PyObject *py_tta_copy_rows(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     dnm_tta_copy_rows((const double *)PyArray_DATA(r), (const double *)PyArray_DATA(sc), L, lb,
                       off, (const int64_t *)PyArray_DATA(src), (const int64_t *)PyArray_DATA(dr),
-                      n, (float *)PyArray_DATA(dst), nt);
+                      n, PyArray_DATA(dst), PyArray_TYPE(dst) == NPY_FLOAT32, nt);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
@@ -1015,7 +1017,7 @@ static PyObject *py_rows_mean(PyObject *self, PyObject *args)
     PyArrayObject *a, *out, *ck = NULL;
     (void)self;
     if (!PyArg_ParseTuple(args, "OLOi|OLL", &a_o, &n, &out_o, &nt, &ck_o, &every, &valid) ||
-        !(a = f32_array(a_o, 2, 0, "a")) || !(out = f64_array(out_o, 1, 1, "out")) ||
+        !(a = queue_array(a_o, 0, "a")) || !(out = f64_array(out_o, 1, 1, "out")) ||
         (ck_o != Py_None && !(ck = f64_array(ck_o, 2, 1, "ckpt"))))
         return NULL;
     if (n < 1 || n > PyArray_DIM(a, 0) || PyArray_DIM(out, 0) != PyArray_DIM(a, 1) ||
@@ -1026,7 +1028,7 @@ static PyObject *py_rows_mean(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
-    dnm_rows_mean((const float *)PyArray_DATA(a), n, PyArray_DIM(a, 1),
+    dnm_rows_mean(PyArray_DATA(a), PyArray_TYPE(a) == NPY_FLOAT32, n, PyArray_DIM(a, 1),
                   (double *)PyArray_DATA(out), ck ? (double *)PyArray_DATA(ck) : NULL, every,
                   valid, nt);
     Py_END_ALLOW_THREADS

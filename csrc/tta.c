@@ -457,30 +457,41 @@ void dnm_tta_masked_means(const double *rows, const double *scales, int64_t N, i
 
 void dnm_tta_copy_rows(const double *rows, const double *scales, int64_t L, int64_t lb,
                        int64_t off, const int64_t *src, const int64_t *dst_row, int64_t n,
-                       float *dst, int nthreads)
+                       void *dst, int f32, int nthreads)
 {
     const int64_t nb = (L + lb - 1) / lb, K = L - off;
     const int nt = tta_threads(nthreads, (double)n * (double)K);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t k = 0; k < n; k++) {
         const double *r = rows + src[k] * L + off, *sc = scales + src[k] * nb;
-        float *d = dst + dst_row[k] * K;
+        float *d32 = (float *)dst + dst_row[k] * K;
+        double *d64 = (double *)dst + dst_row[k] * K;
         for (int64_t j = 0; j < K;) {
             const int64_t b = (off + j) / lb, e = (b + 1) * lb - off < K ? (b + 1) * lb - off : K;
             const double f = sc[b];
-#if defined(__SSE2__)
             /* the queue rows are read again only by the next batch's mean (far larger than
-             * the caches): streamed past them, four values at a time once aligned (the
-             * product in double, then rounded to nearest float: the bits of the C cast) */
-            for (; j < e && ((uintptr_t)(d + j) & 15); j++) d[j] = (float)(r[j] * f);
-            const __m128d vf = _mm_set1_pd(f);
-            for (; j + 4 <= e; j += 4) {
-                const __m128 lo = _mm_cvtpd_ps(_mm_mul_pd(_mm_loadu_pd(r + j), vf));
-                const __m128 hi = _mm_cvtpd_ps(_mm_mul_pd(_mm_loadu_pd(r + j + 2), vf));
-                _mm_stream_ps(d + j, _mm_movelh_ps(lo, hi));
-            }
+             * the caches): streamed past them once aligned; float32 queues take the product
+             * in double, rounded to nearest float (the bits of the C cast) */
+            if (f32) {
+#if defined(__SSE2__)
+                for (; j < e && ((uintptr_t)(d32 + j) & 15); j++) d32[j] = (float)(r[j] * f);
+                const __m128d vf = _mm_set1_pd(f);
+                for (; j + 4 <= e; j += 4) {
+                    const __m128 lo = _mm_cvtpd_ps(_mm_mul_pd(_mm_loadu_pd(r + j), vf));
+                    const __m128 hi = _mm_cvtpd_ps(_mm_mul_pd(_mm_loadu_pd(r + j + 2), vf));
+                    _mm_stream_ps(d32 + j, _mm_movelh_ps(lo, hi));
+                }
 #endif
-            for (; j < e; j++) d[j] = (float)(r[j] * f);
+                for (; j < e; j++) d32[j] = (float)(r[j] * f);
+            } else {
+#if defined(__SSE2__)
+                for (; j < e && ((uintptr_t)(d64 + j) & 15); j++) d64[j] = r[j] * f;
+                const __m128d vf = _mm_set1_pd(f);
+                for (; j + 2 <= e; j += 2)
+                    _mm_stream_pd(d64 + j, _mm_mul_pd(_mm_loadu_pd(r + j), vf));
+#endif
+                for (; j < e; j++) d64[j] = r[j] * f;
+            }
         }
 #if defined(__SSE2__)
         _mm_sfence(); /* visible to every thread after the loop */
@@ -489,7 +500,7 @@ void dnm_tta_copy_rows(const double *rows, const double *scales, int64_t L, int6
     dnm_threads_end();
 }
 
-void dnm_rows_mean(const float *a, int64_t n, int64_t K, double *out, double *ckpt,
+void dnm_rows_mean(const void *a, int f32, int64_t n, int64_t K, double *out, double *ckpt,
                    int64_t every, int64_t valid, int nthreads)
 {
     if (!ckpt || every < 1) every = 0, valid = 0;
@@ -502,8 +513,13 @@ void dnm_rows_mean(const float *a, int64_t n, int64_t K, double *out, double *ck
         double acc[DNM_TTA_CW];
         for (int64_t j = 0; j < j1 - j0; j++) acc[j] = valid ? ckpt[(valid - 1) * K + j0 + j] : 0.0;
         for (int64_t i = i0; i < n; i++) {
-            const float *r = a + i * K;
-            for (int64_t j = j0; j < j1; j++) acc[j - j0] += (double)r[j];
+            if (f32) {
+                const float *r = (const float *)a + i * K;
+                for (int64_t j = j0; j < j1; j++) acc[j - j0] += (double)r[j];
+            } else {
+                const double *r = (const double *)a + i * K;
+                for (int64_t j = j0; j < j1; j++) acc[j - j0] += r[j];
+            }
             if (every && (i + 1) % every == 0)
                 for (int64_t j = j0; j < j1; j++) ckpt[((i + 1) / every - 1) * K + j] = acc[j - j0];
         }

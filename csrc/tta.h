@@ -80,8 +80,9 @@ static inline int64_t dnm_tta_lb(int64_t D)
  *    P[i, off .. L) into mean1 (mean2), the rows added in order (as NumPy's
  *    add.reduce over axis 0) and the sum divided by their count; untouched when
  *    there are none.
- *  - copy_rows: row dst_row[k] of the float32 dst ((L - off) columns) = P[src[k], off .. L),
- *    each value the double product rounded to nearest float (the C cast, NumPy's astype).
+ *  - copy_rows: row dst_row[k] of dst ((L - off) columns; float32 when f32, each value the
+ *    double product rounded to nearest float (the C cast, NumPy's astype); else float64)
+ *    = P[src[k], off .. L).
  * Threads over columns: the bits do not depend on the thread count. */
 void dnm_tta_gather(const double *rows, const double *scales, int64_t N, int64_t L, int64_t lb,
                     int64_t off, const int64_t *sel, int64_t n, double *out, int nthreads);
@@ -90,7 +91,7 @@ void dnm_tta_masked_means(const double *rows, const double *scales, int64_t N, i
                           double *mean2, int nthreads);
 void dnm_tta_copy_rows(const double *rows, const double *scales, int64_t L, int64_t lb,
                        int64_t off, const int64_t *src, const int64_t *dst_row, int64_t n,
-                       float *dst, int nthreads);
+                       void *dst, int f32, int nthreads);
 /* AdaNeg's cached images: for rows ridx[0..n) of `rows` (L columns), the segment of len
  * values v_k = row[off + k] (or row[off + pos[k]]: the segment in its own order from rows in
  * another order).  label[i] = the first k of the largest v_k; with H, H[i] = -sum_k p_k
@@ -102,12 +103,13 @@ int dnm_tta_cached(const double *rows, int64_t L, int64_t off, int64_t len, cons
                    int nthreads);
 
 /* out[j] = (sum_{i < n} a[i * K + j], rows added in order in double) / n, as NumPy's mean
- * over axis 0 of the C-contiguous (n, K) float32 matrix a converted to float64.  With ckpt
+ * over axis 0 of the C-contiguous (n, K) matrix a (float32 when f32, converted to float64;
+ * else float64).  With ckpt
  * (every > 0): ckpt[c * K + j] holds the running sum (double) after rows [0, (c + 1) every);
  * the first `valid` of them are taken as they are (rows before valid * every unchanged since
  * they were stored), the sum goes on from there, and the checkpoints it passes are stored:
  * the same bits as summing from 0. */
-void dnm_rows_mean(const float *a, int64_t n, int64_t K, double *out, double *ckpt,
+void dnm_rows_mean(const void *a, int f32, int64_t n, int64_t K, double *out, double *ckpt,
                    int64_t every, int64_t valid, int nthreads);
 
 /* Internal: the float32 kernel on dnm's own product kernel (tta_simd.h, built

@@ -35,9 +35,10 @@ consumers apply the factor as they read (``_core.tta_gather`` of the second sele
 ``tta_masked_means`` of the ID-like and OOD-like rows in one pass, ``tta_copy_rows`` into the
 queues, ``rows_mean`` of a queue resumed from running-sum checkpoints every 32 rows before the
 first row that changed; threads over columns, rows added in order as NumPy's mean does), so the
-(B, L) rows are written once and read once.  TANL's two queues hold float32 activations
-(each row rounded to nearest float32 as it enters a queue, as ``numpy.float32`` rounds);
-their means are summed in double in the same fixed order, so they stay bitwise independent
+(B, L) rows are written once and read once.  TANL's two queues hold float32 activations by
+default (``queue_dtype="float32"``: each row rounded to nearest float32 as it enters a queue,
+as ``numpy.float32`` rounds; ``"float64"`` keeps them in double); their means are summed in
+double in the same fixed order, so they stay bitwise independent
 of the thread count, and the top-beta selections are taken on those double means.  AdaNeg's
 cached images get their labels and entropies from ``_core.tta_cached`` (threads over rows;
 the log by a polynomial with correctly rounded fma, about 1 ulp, so an entropy can differ
@@ -51,10 +52,12 @@ AdaNeg proxies are NumPy throughout.  Scores are bitwise identical across thread
 Precision.  The official runs are float16 on a GPU; dnm computes the products in float32
 (float64 when an input is float64) and everything after them in float64 (dnm's own kernel takes
 the softmax exps in float, 2e-7 relative, far below what the float32 product moves), except
-TANL's queue entries, stored as float32 for any input (6e-8 relative; their means in float64):
-a top-beta selection between queue-mean differences closer than about 1e-7 relative can
-differ from what float64 queues would pick (not seen on CLIP geometry; near one-hot
-activations, as in small random test problems, do produce such flips).  Two
+TANL's queue entries, stored as float32 for any input by default (6e-8 relative; their means
+in float64; half the memory, as TTA.md-style estimates assume): a top-beta selection between
+queue-mean differences closer than about 1e-7 relative can differ from what float64 queues
+would pick (not seen on CLIP geometry; near one-hot activations, as in small random test
+problems, do produce such flips).  ``queue_dtype="float64"`` is the double-precision
+reference.  Two
 behaviours of the float16 run are worth knowing: AdaNeg's entropies are NaN there, so a full
 memory list is never replaced (``replacement="first"`` reproduces that; the default
 ``"entropy"`` is the method as designed), and TANL's scores are quantised.
@@ -68,11 +71,10 @@ every array member in sorted name order (name, NUL, C-order little-endian bytes)
 never unpickles: it parses the ``.npy`` headers, refuses compressed, encrypted, oversized or
 missing members, checks sizes, dtypes, the checksum and the state's consistency, and raises
 :class:`StateFileError` (a ValueError) on any failure.  TANL's ``positive_queue`` and
-``negative_queue`` are float32 (``<f4``) since format_version 2.  Version 1 files (dnm before
-the float32 queues; float64 queues) still load: their queues are rounded to float32 on load
-and the restored stream continues with float32 queues, so from there on its scores can differ
-from those the float64 queues would have given (only where a top-beta selection changes).
-AdaNeg's files are the same in both versions.
+``negative_queue`` have the object's ``queue_dtype`` (a parameter since format_version 2).
+Version 1 files (dnm before ``queue_dtype``: float64 queues) still load, as
+``queue_dtype="float64"``, and continue with the same bits.  AdaNeg's files are the same in
+both versions.
 """
 from __future__ import annotations
 
@@ -695,15 +697,16 @@ def _otsu(s):
 
 
 _EVERY = 32  # rows per running-sum checkpoint of a queue
+_QUEUE_DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
 class _Ring:
-    """The last `length` rows appended, in a fixed (length, K) float32 buffer (each row
-    rounded to nearest float32 as it is appended).  Until it is full the rows sit at [0, n)
-    in order; the mean is over the rows present, in double."""
+    """The last `length` rows appended, in a fixed (length, K) buffer of `dtype` (float32:
+    each row rounded to nearest float32 as it is appended; or float64).  Until it is full the
+    rows sit at [0, n) in order; the mean is over the rows present, in double."""
 
-    def __init__(self, length, K):
-        self.buf = np.empty((length, K), dtype=np.float32)
+    def __init__(self, length, K, dtype=np.float32):
+        self.buf = np.empty((length, K), dtype=dtype)
         self.n = 0
         self.start = 0  # physical row of the oldest entry once full
         self._mean = None  # the mean of the rows as they stand (None: to compute)
@@ -718,7 +721,8 @@ class _Ring:
         self._ck_valid = min(self._ck_valid, first // _EVERY)
 
     def append(self, R, mask=None):
-        """Append the rows of R (those where mask is true), in order, rounded to float32."""
+        """Append the rows of R (those where mask is true), in order (rounded to float32 in a
+        float32 queue)."""
         L = self.buf.shape[0]
         idx = np.arange(R.shape[0]) if mask is None else np.flatnonzero(mask)
         idx = idx[-L:]
@@ -741,8 +745,8 @@ class _Ring:
 
     def append_scaled(self, rows, scales, lb, off, idx, nt):
         """Append rows idx (in order) of the unscaled rows (csrc/tta.h: P = rows x scales,
-        columns off..), as append() does with P (the double product rounded to float32); one
-        pass in C."""
+        columns off..), as append() does with P (the double product; rounded to float32 in a
+        float32 queue); one pass in C."""
         L = self.buf.shape[0]
         idx = np.asarray(idx, dtype=np.int64)[-L:]
         if idx.size == 0:
@@ -783,8 +787,12 @@ class TANL:
     ``noise_order`` (of the 15 noise rows) order the initial queues; ``None`` draws them from
     ``numpy.random.default_rng(seed)`` (first id_order, then noise_order).
 
-    Memory: two queues of queue_length x K float32 activations (about 83 MB each at K = 69,500;
-    rounded to float32 as they enter a queue, their means summed in double), for a queue of 64
+    ``queue_dtype``: ``"float32"`` (default) or ``"float64"``, the storage of the queues' rows
+    (module docstring, "Precision").
+
+    Memory: two queues of queue_length x K activations (float32: about 83 MB each at
+    K = 69,500, rounded to float32 as they enter a queue, their means summed in double;
+    float64: twice that), for a queue of 64
     rows or more float64 running sums every 32 rows (about 5 MB each), plus one batch of
     B x (C + K) float64 softmax rows while it is scored, and (dnm's own kernel) a float32 packed
     copy of [ID; corpus] (about 144 MB at ImageNet size).
@@ -794,7 +802,11 @@ class TANL:
 
     def __init__(self, id_labels, corpus, noise, *, top=1000, step=1, alpha=0.0, gap=0.5,
                  queue_length=300, score_queue_length=20000, id_order=None, noise_order=None,
-                 seed=0, temperature=0.01, num_threads=None, progress=False):
+                 seed=0, temperature=0.01, queue_dtype="float32", num_threads=None,
+                 progress=False):
+        if queue_dtype not in _QUEUE_DTYPES:
+            raise ValueError(f"queue_dtype: expected 'float32' or 'float64', got {queue_dtype!r}")
+        self.queue_dtype = queue_dtype
         P, self._t = _labels(id_labels, "id_labels")
         U, u64 = _labels(corpus, "corpus")
         Z, self._z = _labels(noise, "noise")
@@ -845,7 +857,8 @@ class TANL:
     def reset(self):
         """Back to the initial queues (ID texts, noise) and score queue."""
         L, K = self.queue_length, self.n_corpus_
-        self._qpos, self._qneg = _Ring(L, K), _Ring(L, K)
+        qd = _QUEUE_DTYPES[self.queue_dtype]
+        self._qpos, self._qneg = _Ring(L, K, qd), _Ring(L, K, qd)
         self._qpos.append(self._rows(self._t[self.id_order[-L:]])[1])
         self._qneg.append(self._rows(self._z[self.noise_order[-L:]])[1])
         sel0 = _top(self._qneg.mean() - self._qpos.mean(), self.top)
@@ -912,7 +925,7 @@ class TANL:
     def _params(self):
         return {"top": self.top, "step": self.step, "alpha": self.alpha, "gap": self.gap,
                 "queue_length": self.queue_length, "score_queue_length": self.score_queue_length,
-                "temperature": self.temperature}
+                "temperature": self.temperature, "queue_dtype": self.queue_dtype}
 
     def save(self, path):
         """Write the object with its state to ``path`` (.npz, format in the module docstring)."""
@@ -928,18 +941,23 @@ class TANL:
     @classmethod
     def load(cls, path, *, num_threads=None, progress=False):
         """Read an object saved by ``save``; it continues the stream with the same bits.  A
-        format_version 1 file (float64 queues) is read too: its queues are rounded to float32
-        and the stream continues with float32 queues (module docstring)."""
+        format_version 1 file (float64 queues, before ``queue_dtype``) is read as
+        ``queue_dtype="float64"``: the same bits too (module docstring)."""
         f = ("<f2", "<f4", "<f8")
         meta, arr, path = _load(path, cls._FORMAT, {
             "id_labels": f, "corpus": f, "noise": f, "id_order": ("<i8",),
             "noise_order": ("<i8",), "score_queue": ("<f8",), "positive_queue": ("<f4", "<f8"),
             "negative_queue": ("<f4", "<f8")})
-        queue_dtype = np.float64 if meta["format_version"] == 1 else np.float32
+        params = dict(meta["params"])
+        if meta["format_version"] == 1:
+            if "queue_dtype" in params:
+                raise StateFileError(f"{path}: inconsistent state file: queue_dtype in a "
+                                     "format_version 1 file")
+            params["queue_dtype"] = "float64"
         try:
             obj = cls(arr["id_labels"], arr["corpus"], arr["noise"], id_order=arr["id_order"],
                       noise_order=arr["noise_order"], num_threads=num_threads,
-                      progress=progress, **meta["params"])
+                      progress=progress, **params)
         except (TypeError, ValueError) as exc:
             raise StateFileError(f"{path}: inconsistent state file: {exc}") from None
         L, K = obj.queue_length, obj.n_corpus_
@@ -949,12 +967,12 @@ class TANL:
                                 ("negative_queue", obj._qneg, "negative_start")):
             q = arr[name]
             start = st.get(key) if isinstance(st, dict) else None
-            if q.dtype != queue_dtype or q.ndim != 2 or q.shape[1] != K \
+            if q.dtype != obj._qpos.buf.dtype or q.ndim != 2 or q.shape[1] != K \
                     or not 1 <= q.shape[0] <= L or not ((q >= 0) & (q <= 1)).all() \
                     or isinstance(start, bool) or not isinstance(start, int) \
                     or not 0 <= start < max(1, q.shape[0]) or (start and q.shape[0] != L):
                 raise StateFileError(f"{path}: inconsistent state file: {name}")
-            ring.buf[:q.shape[0]] = q  # (version 1: rounded to float32, as append() does)
+            ring.buf[:q.shape[0]] = q
             ring.n, ring.start = q.shape[0], start
             ring._written(0)
         if sq.ndim != 1 or not 1 <= sq.size <= obj.score_queue_length:
@@ -966,14 +984,15 @@ class TANL:
 
 def tanl_score(stream, id_labels, corpus, noise, *, batch_size=256, top=1000, step=1,
                alpha=0.0, gap=0.5, queue_length=300, score_queue_length=20000, id_order=None,
-               noise_order=None, seed=0, temperature=0.01, num_threads=None, progress=False):
+               noise_order=None, seed=0, temperature=0.01, queue_dtype="float32", num_threads=None,
+               progress=False):
     """TANL over a whole stream (N, D) in stream order, fed in batches of ``batch_size`` (the
     last one may be short); the same as a :class:`TANL` fed those batches.
     Returns float64 (N,)."""
     obj = TANL(id_labels, corpus, noise, top=top, step=step, alpha=alpha, gap=gap,
                queue_length=queue_length, score_queue_length=score_queue_length,
                id_order=id_order, noise_order=noise_order, seed=seed, temperature=temperature,
-               num_threads=num_threads)
+               queue_dtype=queue_dtype, num_threads=num_threads)
     return _run_stream(obj, stream, batch_size, progress, "tanl")
 
 

@@ -133,6 +133,7 @@ TANL_CASES = [
     dict(top=500, step=3), dict(top=120, step=1), dict(alpha=0.3), dict(gap=0.2),
     dict(score_queue_length=40), dict(queue_length=5), dict(queue_length=400),
     dict(gap=1.0),  # no image is ever ID-like or OOD-like
+    dict(queue_dtype="float64"), dict(queue_dtype="float64", step=2, alpha=0.3),
 ]
 
 
@@ -279,8 +280,9 @@ def test_save_restore_continues_bitwise(prob, tmp_path, which, dtype):
     np.testing.assert_array_equal(np.concatenate([head, tail]), whole)
 
 
-def _rewrite(src, dst, version, **arrays):
-    """The state file src written again as format_version `version`, members replaced."""
+def _rewrite(src, dst, version, params=None, **arrays):
+    """The state file src written again as format_version `version`, members (and, given,
+    the params) replaced."""
     import json
 
     from dnm import _npzfile
@@ -289,45 +291,60 @@ def _rewrite(src, dst, version, **arrays):
         old = {k: f[k] for k in f.files if k != "metadata"}
     meta = {k: v for k, v in meta.items() if k not in ("arrays", "sha256")}
     meta["format_version"] = version
+    if params is not None:
+        meta["params"] = params
     return _npzfile.write(dst, meta, {**old, **arrays}, prefix=".test-")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_tanl_state_files_float32_queues_and_version_1(prob, tmp_path, dtype):
-    """TANL saves float32 queues (format_version 2); a version-1 file (float64 queues) still
-    loads, its queues rounded to nearest float32, and continues as float32 queues do: here
-    (float64 values within half a float32 ulp of the saved ones) bitwise as the uninterrupted
-    stream.  A version-2 file with float64 queues, a version-1 file with float32 ones and
-    queue values outside [0, 1] are refused."""
+def test_tanl_state_files_queue_dtypes_and_version_1(prob, tmp_path, dtype):
+    """TANL saves its queues in its queue_dtype (float32 by default, format_version 2) and
+    restores them with the same bits; a version-1 file (before queue_dtype: float64 queues)
+    loads as queue_dtype="float64" and continues bitwise as the uninterrupted float64 stream.
+    Queues of the other dtype, queue_dtype in a version-1 file and queue values outside
+    [0, 1] are refused."""
     import json
     make, X = objects(prob, dtype)[1], objects(prob, dtype)[2]
-    whole = feed(make(), X, 32)
-    obj = make()
-    head = feed(obj, X[:64], 32)
-    path = obj.save(tmp_path / "v2.npz")
-    with np.load(path) as f:
+    for qd in ("float32", "float64"):
+        whole = feed(make(queue_dtype=qd), X, 32)
+        obj = make(queue_dtype=qd)
+        head = feed(obj, X[:64], 32)
+        path = obj.save(tmp_path / f"v2-{qd}.npz")
+        with np.load(path) as f:
+            meta = json.loads(f["metadata"].tobytes().decode())
+        assert meta["format_version"] == tta.FORMAT_VERSION == 2
+        assert meta["params"]["queue_dtype"] == qd
+        want = "<f4" if qd == "float32" else "<f8"
+        assert meta["arrays"]["positive_queue"]["dtype"] == want
+        assert meta["arrays"]["negative_queue"]["dtype"] == want
+        back = dnm.TANL.load(path)
+        assert back.queue_dtype == qd and back._qpos.buf.dtype == np.dtype(want)
+        np.testing.assert_array_equal(np.concatenate([head, feed(back, X[64:], 32)]), whole)
+    # a version-1 file: float64 queues, no queue_dtype parameter
+    path64 = tmp_path / "v2-float64.npz"
+    with np.load(path64) as f:
         meta = json.loads(f["metadata"].tobytes().decode())
         qpos, qneg = f["positive_queue"], f["negative_queue"]
-    assert meta["format_version"] == tta.FORMAT_VERSION == 2
-    table = meta["arrays"]
-    assert table["positive_queue"]["dtype"] == "<f4" == table["negative_queue"]["dtype"]
-    assert qpos.shape[1] == qneg.shape[1] == obj.n_corpus_
-    # a version-1 file: float64 queues that are not float32 values (nearest float32: the saved)
-    up = lambda q: q.astype(np.float64) * (1 - 1e-9)  # noqa: E731
-    assert (up(qpos) != qpos).any()
-    v1 = _rewrite(path, tmp_path / "v1.npz", 1, positive_queue=up(qpos), negative_queue=up(qneg))
+    v1 = _rewrite(path64, tmp_path / "v1.npz", 1, params={k: v for k, v in meta["params"].items()
+                                                          if k != "queue_dtype"})
     back = dnm.TANL.load(v1)
-    assert back._qpos.buf.dtype == np.float32
+    assert back.queue_dtype == "float64"
     np.testing.assert_array_equal(back._qpos.buf[:back._qpos.n], qpos)
-    np.testing.assert_array_equal(back._qneg.buf[:back._qneg.n], qneg)
-    tail = feed(back, X[64:], 32)
-    np.testing.assert_array_equal(np.concatenate([head, tail]), whole)
-    for bad in (_rewrite(path, tmp_path / "b1.npz", 2, positive_queue=up(qpos)),
-                _rewrite(path, tmp_path / "b2.npz", 1),  # float32 queues in a version-1 file
-                _rewrite(path, tmp_path / "b3.npz", 2, negative_queue=qneg * 2 + 0.5)):
-        with pytest.raises(tta.StateFileError,
-                           match="inconsistent state file: (positive|negative)_queue"):
+    obj = make(queue_dtype="float64")
+    whole = feed(obj, X, 32)
+    np.testing.assert_array_equal(np.concatenate([feed(make(queue_dtype="float64"), X[:64], 32),
+                                                  feed(back, X[64:], 32)]), whole)
+    path32 = tmp_path / "v2-float32.npz"
+    with np.load(path32) as f:
+        q32 = f["negative_queue"]
+    for bad, what in ((_rewrite(path32, tmp_path / "b1.npz", 2, positive_queue=qpos), "positive_queue"),
+                      (_rewrite(path64, tmp_path / "b2.npz", 1), "queue_dtype"),
+                      (_rewrite(path32, tmp_path / "b3.npz", 2, negative_queue=q32 * 2 + 0.5),
+                       "negative_queue")):
+        with pytest.raises(tta.StateFileError, match=f"inconsistent state file: {what}"):
             dnm.TANL.load(bad)
+    with pytest.raises(ValueError, match="queue_dtype: expected 'float32' or 'float64'"):
+        make(queue_dtype="float16")
     # AdaNeg's files did not change: a version-1 one loads as it is
     a = objects(prob, dtype)[0]()
     feed(a, X[:64], 32)

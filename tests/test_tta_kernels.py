@@ -229,14 +229,23 @@ def test_unscaled_rows_and_their_consumers(rng, kernel):
         _core.rows_mean(dst, 33, out, nt)
         np.testing.assert_array_equal(out, twin.mean_in_order(dst[:33].astype(np.float64)))
         np.testing.assert_array_equal(out, twin.qmean(dst[:33]))
+        for k in range(2):  # float64 queues (queue_dtype="float64"): the double products
+            flat = np.full(40 * K + 1, -1.0)
+            dst64 = flat[k:k + 40 * K].reshape(40, K)
+            _core.tta_copy_rows(R, sc, lb, C, src, dst_row, dst64, nt)
+            want = np.full((40, K), -1.0)
+            want[dst_row] = P[src, C:]
+            np.testing.assert_array_equal(dst64, want)
+            _core.rows_mean(dst64, 33, out, nt)
+            np.testing.assert_array_equal(out, twin.mean_in_order(dst64[:33]))
     with pytest.raises(ValueError, match="sel"):
         _core.tta_gather(R, sc, lb, C, np.array([K]), np.empty((70, 1)), 1)
     with pytest.raises(ValueError, match="dst_row"):
         _core.tta_copy_rows(R, sc, lb, C, src[:1], np.array([40]), dst, 1)
-    with pytest.raises(ValueError, match="dst: expected a C-contiguous float32"):
-        _core.tta_copy_rows(R, sc, lb, C, src, dst_row, np.empty((40, K)), 1)
-    with pytest.raises(ValueError, match="a: expected a C-contiguous float32"):
-        _core.rows_mean(np.empty((40, K)), 33, out, 1)
+    with pytest.raises(ValueError, match="dst: expected a C-contiguous float32 or float64"):
+        _core.tta_copy_rows(R, sc, lb, C, src, dst_row, np.empty((40, K), np.float16), 1)
+    with pytest.raises(ValueError, match="a: expected a C-contiguous float32 or float64"):
+        _core.rows_mean(np.empty((40, K), np.int64), 33, out, 1)
     with pytest.raises(ValueError, match="scales"):
         _core.softmax_rows(X, lab, 0.01, 2, None, C, None, True, kernel=CODE[kernel],
                            scales=np.empty((70, 1 + sc.shape[1])))

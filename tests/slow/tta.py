@@ -1,7 +1,8 @@
 """Slow, obvious NumPy twins of the test-time adaptive scores AdaNeg and TANL, in float64,
 written from the method description (per-image Python loops on purpose: every step is the
 text's step, in the text's order).  One storage choice of dnm's is mirrored: TANL's queue
-entries are rounded to float32 (their means taken in float64)."""
+entries are rounded to float32 (their means taken in float64), or kept in float64 with
+queue_dtype="float64"."""
 import math
 
 import numpy as np
@@ -183,7 +184,7 @@ def qmean(queue):
 class TANLTwin:
     def __init__(self, id_labels, corpus, noise, id_order, noise_order, *, top=1000, step=1,
                  alpha=0.0, gap=0.5, queue_length=300, score_queue_length=20000,
-                 temperature=0.01):
+                 temperature=0.01, queue_dtype="float32"):
         self.t = normalize(id_labels)
         self.u = normalize(corpus)
         self.z = normalize(noise)
@@ -191,6 +192,8 @@ class TANLTwin:
         self.beta, self.step, self.alpha, self.gap = top, step, alpha, gap
         self.L, self.SL, self.T = queue_length, score_queue_length, temperature
         self.id_order, self.noise_order = np.asarray(id_order), np.asarray(noise_order)
+        # a queue entry: rounded to nearest float32 (the default), or kept in float64
+        self.q = f32 if queue_dtype == "float32" else (lambda r: np.asarray(r, dtype=np.float64))
         self.reset()
 
     def act(self, q):
@@ -201,8 +204,8 @@ class TANLTwin:
         return np.array([aas(zi[:self.C], zi[self.C:][sel], self.beta, self.step) for zi in z])
 
     def reset(self):
-        self.qpos = [f32(r) for r in self.act(self.t)[self.id_order]][-self.L:]
-        self.qneg = [f32(r) for r in self.act(self.z)[self.noise_order]][-self.L:]
+        self.qpos = [self.q(r) for r in self.act(self.t)[self.id_order]][-self.L:]
+        self.qneg = [self.q(r) for r in self.act(self.z)[self.noise_order]][-self.L:]
         sel0 = top(qmean(self.qneg) - qmean(self.qpos), self.beta)
         self.squeue = list(self.score(self.t, sel0)) + list(self.score(self.z, sel0))
         self.squeue = self.squeue[-self.SL:]
@@ -220,8 +223,8 @@ class TANLTwin:
         neg = self.alpha * mneg + (1 - self.alpha) * R[oodl].mean(axis=0) if oodl else mneg
         sel1 = top(neg - pos, self.beta)
         out = self.score(X, sel1)
-        self.qpos = (self.qpos + [f32(R[i]) for i in idl])[-self.L:]
-        self.qneg = (self.qneg + [f32(R[i]) for i in oodl])[-self.L:]
+        self.qpos = (self.qpos + [self.q(R[i]) for i in idl])[-self.L:]
+        self.qneg = (self.qneg + [self.q(R[i]) for i in oodl])[-self.L:]
         return out
 
 
