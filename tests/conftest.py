@@ -82,3 +82,22 @@ def pytest_sessionfinish(session, exitstatus):
             tr.write_line(f"DNM_NO_SKIP: {len(skipped)} test(s) skipped - failing the run",
                           red=True)
         session.exitstatus = 1
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A distributed LocalCluster of 2 worker processes x 1 thread (one per test module)."""
+    import logging
+
+    distributed = pytest.importorskip("distributed")
+    for name in ("distributed", "distributed.scheduler", "distributed.nanny",
+                 "distributed.worker", "distributed.core", "distributed.http.proxy"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=logging.ERROR)
+    c = distributed.Client(cluster)
+    try:
+        yield c
+    finally:
+        c.close()
+        cluster.close()

@@ -1,7 +1,6 @@
 """dnm.dask.score_samples: lazy chunked scoring, the detector shipped once, and on a
 2-process distributed.LocalCluster results bitwise equal to one process."""
 import functools
-import logging
 
 import numpy as np
 import pytest
@@ -149,22 +148,7 @@ def test_bad_inputs(data, score_fn):
         bad.compute(scheduler="sync")
 
 
-# ---- distributed: 2 worker processes x 1 thread ---------------------------------------
-
-@pytest.fixture(scope="module")
-def client():
-    distributed = pytest.importorskip("distributed")
-    for name in ("distributed", "distributed.scheduler", "distributed.nanny",
-                 "distributed.worker", "distributed.core", "distributed.http.proxy"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=logging.ERROR)
-    c = distributed.Client(cluster)
-    try:
-        yield c
-    finally:
-        c.close()
-        cluster.close()
+# ---- distributed: 2 worker processes x 1 thread (the `client` fixture of conftest.py) --
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

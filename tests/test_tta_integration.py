@@ -420,24 +420,6 @@ def test_dask_streams_bad_input(prob):
         dd.score_streams(42, {"a": X})
 
 
-@pytest.fixture(scope="module")
-def client():
-    import logging
-
-    distributed = pytest.importorskip("distributed")
-    for name in ("distributed", "distributed.scheduler", "distributed.nanny",
-                 "distributed.worker", "distributed.core", "distributed.http.proxy"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=logging.ERROR)
-    c = distributed.Client(cluster)
-    try:
-        yield c
-    finally:
-        c.close()
-        cluster.close()
-
-
 def test_dask_streams_local_cluster_equal_one_process(client, prob):
     import dask
     import dnm.dask as dd
