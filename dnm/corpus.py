@@ -257,6 +257,11 @@ _CLASS_NAME_ALIASES = {
 CLASS_NAME_SETS: tuple[str, ...] = tuple(_CLASS_NAME_FILES)
 
 
+def _set_key(name: str) -> str:
+    """The canonical name of a class-name set (aliases and case folded)."""
+    return _CLASS_NAME_ALIASES.get(name.lower(), name.lower())
+
+
 @lru_cache(maxsize=None)
 def _class_names(key: str) -> tuple[str, ...]:
     path = Path(__file__).resolve().parent / "data" / "classnames" / _CLASS_NAME_FILES[key]
@@ -287,7 +292,7 @@ def class_names(name: str) -> list[str]:
     """
     if not isinstance(name, str):
         raise TypeError(f"name: expected a class-name set name (str), got {type(name).__name__}")
-    key = _CLASS_NAME_ALIASES.get(name.lower(), name.lower())
+    key = _set_key(name)
     if key not in _CLASS_NAME_FILES:
         raise ValueError(f"name: unknown class-name set {name!r}; the shipped sets are: "
                          f"{', '.join(CLASS_NAME_SETS)}")
@@ -310,7 +315,7 @@ def class_wnids(name: str) -> list[str]:
     dataset orders them; ``"imagenet10"``, ``"imagenet20"``, ``"imagenet100"``: the subsets)."""
     if not isinstance(name, str):
         raise TypeError(f"name: expected a class-name set name (str), got {type(name).__name__}")
-    key = _CLASS_NAME_ALIASES.get(name.lower(), name.lower())
+    key = _set_key(name)
     if key not in _CLASS_WNID_FILES:
         known = ", ".join(_CLASS_WNID_FILES)
         raise ValueError(f"name: the class-name set {name!r} has no shipped WordNet ids "
@@ -324,12 +329,12 @@ def _class_or_synsets(of):
         from .wordnet import _NAME, _WNID
 
         if not (_WNID.match(of.strip()) or _NAME.match(of.strip())):
-            key = _CLASS_NAME_ALIASES.get(of.lower(), of.lower())
+            key = _set_key(of)
             if key not in _CLASS_WNID_FILES:
                 raise ValueError(f"of: {of!r} is neither a WordNet noun synset ('n02084071', "
                                  "'dog.n.01') nor a class-name set with WordNet ids ("
                                  f"{', '.join(_CLASS_WNID_FILES)})")
-            return class_wnids(key)
+            return list(_class_wnids(key))
     return of
 
 
@@ -548,6 +553,10 @@ class Corpus:
         WordNet 3.0 graph); with ``synsets`` (one reference or None per phrase, e.g. LVIS's
         column) a phrase is dropped when its own synset is.  Adjectives are kept.
         """
+        return self[~self._hyponym_hits(of, synsets, include_self)]
+
+    def _hyponym_hits(self, of, synsets=None, include_self=True) -> np.ndarray:
+        """The mask of the phrases :meth:`exclude_hyponyms` drops."""
         from . import wordnet
 
         rows = wordnet._rows(_class_or_synsets(of), "of")
@@ -562,13 +571,17 @@ class Corpus:
         else:
             srows, known = wordnet._row_mask_of(synsets, len(self), "synsets")
             hit = known & below[np.where(known, srows, 0)] & nouns
-        return self[~hit]
+        return hit
 
     def exclude_proper_nouns(self, *, rule: str = "all") -> "Corpus":
         """Drop the nouns that WordNet knows only as proper nouns (instance synsets: cities,
         people, rivers).  ``rule="all"`` (default) drops a noun when every noun sense of it is an
         instance (``mercury``, also an element, stays); ``"any"`` when one sense is.  Phrases
         WordNet does not know, and adjectives, are kept."""
+        return self[~self._proper_noun_hits(rule)]
+
+    def _proper_noun_hits(self, rule="all") -> np.ndarray:
+        """The mask of the phrases :meth:`exclude_proper_nouns` drops."""
         from . import wordnet
 
         if rule not in ("all", "any"):
@@ -579,7 +592,7 @@ class Corpus:
         for i in np.flatnonzero(~self.is_adjective).tolist():
             senses = g.by_lemma.get(_norm(self.phrases[i]))
             hit[i] = bool(senses) and pick(g.is_instance[r] for r in senses)
-        return self[~hit]
+        return hit
 
     def templates(self) -> "TemplateSet":
         """The corpus's prompt ensemble (:attr:`template_set`, default ``"neglabel"``)."""
@@ -707,14 +720,12 @@ def load(
                     None if files is not None else str(preset).lower())
     keep = None if exclude is None else _keep(corpus.phrases, exclude, exclude_synonyms)
     if exclude_hyponyms_of is not None or exclude_proper_nouns:
-        graph_keep = corpus
+        drop = np.zeros(len(corpus), dtype=bool)
         if exclude_hyponyms_of is not None:
-            graph_keep = graph_keep.exclude_hyponyms(exclude_hyponyms_of)
+            drop |= corpus._hyponym_hits(exclude_hyponyms_of)
         if exclude_proper_nouns:
-            graph_keep = graph_keep.exclude_proper_nouns()
-        kept = set(graph_keep.phrases)
-        graph_mask = np.array([p in kept for p in corpus.phrases], dtype=bool)
-        keep = graph_mask if keep is None else keep & graph_mask
+            drop |= corpus._proper_noun_hits()
+        keep = ~drop if keep is None else keep & ~drop
     if conjugated:
         corpus = conjugate(corpus, seed)
     if keep is not None:
