@@ -309,11 +309,9 @@ class NegativeLabelDetector:
                                  "images (dnm.tta.noise_images, encoded by your image encoder)")
             Z = as_matrix(noise, "noise")
             check_same_dim([("id_labels", P), ("noise", Z)])
-            from .tta import N_NOISE
+            from .tta import _check_noise_rows
 
-            if Z.shape[0] != N_NOISE:
-                raise ValueError(f"noise: expected the embeddings of the {N_NOISE} noise images "
-                                 f"(dnm.tta.noise_images), got {Z.shape[0]} rows")
+            _check_noise_rows(Z)
         elif noise is not None:
             raise ValueError(f"noise: only method 'tanl' uses noise embeddings, not {method!r}")
         if rec.needs_negatives:

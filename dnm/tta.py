@@ -93,10 +93,17 @@ from .scores import make_groups
 __all__ = ["AdaNeg", "TANL", "adaneg_score", "tanl_score", "noise_images", "evaluation_stream",
            "split_scores", "StateFileError"]
 
-FORMAT_VERSION = 2  # 2: TANL's queues float32 (1: float64, still read); AdaNeg's unchanged
+FORMAT_VERSION = 2  # 2: TANL's queue_dtype (1: float64 queues, still read); AdaNeg's unchanged
 N_NOISE = 15
 _OUTPUTS = ("combined", "adaptive", "vanilla")
 _RULES = ("entropy", "first")
+
+
+def _check_noise_rows(Z):
+    """The noise embeddings must be one row per noise image (:func:`noise_images`)."""
+    if Z.shape[0] != N_NOISE:
+        raise ValueError(f"noise: expected the embeddings of the {N_NOISE} noise images "
+                         f"(dnm.tta.noise_images), got {Z.shape[0]} rows")
 
 
 class StateFileError(ValueError):
@@ -814,9 +821,7 @@ class TANL:
         for name, a in (("corpus", U), ("noise", Z)):
             if a.shape[1] != D:
                 raise ValueError(f"{name}: has {a.shape[1]} features per row but id_labels has {D}")
-        if Z.shape[0] != N_NOISE:
-            raise ValueError(f"noise: expected the embeddings of the {N_NOISE} noise images "
-                             f"(dnm.tta.noise_images), got {Z.shape[0]} rows")
+        _check_noise_rows(Z)
         self.top = check_int(top, "top", low=1)
         self.step = check_int(step, "step", low=0)
         self.alpha = _check_real(alpha, "alpha", 0.0, 1.0)
