@@ -38,11 +38,12 @@ for preset in ("dnm", "neglabel", "csp"):
     c4 = c3.exclude_proper_nouns()
     lines.append(f"{preset:9} {len(c0):8d} {len(c0) - len(c1):9d} {len(c1) - len(c2):9d} "
                  f"{len(c2) - len(c3):9d} {len(c3) - len(c4):7d} {len(c4):7d}")
+dnm_pool = corpus.load("dnm")
 lines.append("   each filter alone on dnm: hyponyms (with the classes) "
-             f"{len(c0 := corpus.load('dnm')) - len(c0.exclude_hyponyms('imagenet'))}, "
-             f"hyponyms only {len(c0) - len(c0.exclude_hyponyms('imagenet', include_self=False))}, "
-             f"proper nouns {len(c0) - len(c0.exclude_proper_nouns())} "
-             f"(rule 'any': {len(c0) - len(c0.exclude_proper_nouns(rule='any'))})")
+             f"{len(dnm_pool) - len(dnm_pool.exclude_hyponyms('imagenet'))}, hyponyms only "
+             f"{len(dnm_pool) - len(dnm_pool.exclude_hyponyms('imagenet', include_self=False))}, "
+             f"proper nouns {len(dnm_pool) - len(dnm_pool.exclude_proper_nouns())} "
+             f"(rule 'any': {len(dnm_pool) - len(dnm_pool.exclude_proper_nouns(rule='any'))})")
 
 clip = args.shared / "clip"
 rows = [r.split("\t") for r in (clip / "lvis_categories.tsv").read_text().splitlines()[1:]]
