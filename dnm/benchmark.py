@@ -81,6 +81,11 @@ _FEATURE_SUFFIXES = (".npy", ".npz", ".pt", ".pth")
 _NEEDS_NEGATIVES = ("dnm", "neglabel", "csp", "adaneg", "tanl")
 
 
+def _method_name(name):
+    """A method name as the registry keys spell it: lower case, "-" as "_"."""
+    return name.lower().replace("-", "_")
+
+
 def _record(name):
     from . import methods as _methods
 
@@ -171,7 +176,7 @@ def _methods_arg(methods):
         items = []
         for m in methods:
             if isinstance(m, str):
-                label = m.lower().replace("-", "_")
+                label = _method_name(m)
             elif isinstance(m, NegativeLabelDetector):
                 label = m.method
             else:
@@ -194,7 +199,7 @@ def _methods_arg(methods):
         raise ValueError(f"methods: duplicate labels {labels}")
     for label, m in items:
         if isinstance(m, str):
-            if m.lower().replace("-", "_") not in METHODS:
+            if _method_name(m) not in METHODS:
                 raise ValueError(f"methods: unknown method {m!r}; expected one of "
                                  f"{list(METHODS)}, a NegativeLabelDetector, a callable "
                                  "f(X, seed) or an object with score_stream(X, seed)")
@@ -256,7 +261,7 @@ class _Scorer:
         self.direct = None  # (method, params) with given negatives
         self.per_seed = {}
         if isinstance(method, str):
-            name = method.lower().replace("-", "_")
+            name = _method_name(method)
             rec = _record(name)
             if rec is not None and rec.streaming:
                 self._init_stream(name, rec, ctx)
@@ -335,7 +340,7 @@ class _Scorer:
         from .detector import NegativeLabelDetector
 
         if isinstance(method, str):
-            name = method.lower().replace("-", "_")
+            name = _method_name(method)
         elif isinstance(method, NegativeLabelDetector) and not hasattr(method, "id_labels_"):
             name = method.method
         else:
@@ -422,7 +427,7 @@ def _own_pools(items, encoder, id_names, corpus):
 
     pools = {}
     for _, method in items:
-        name = method.lower().replace("-", "_") if isinstance(method, str) else getattr(
+        name = _method_name(method) if isinstance(method, str) else getattr(
             method, "method", None)
         rec = _record(name) if name is not None else None
         if rec is None or rec.pool is None or rec.pool in pools:
