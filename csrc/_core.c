@@ -523,6 +523,7 @@ static PyArrayObject *queue_array(PyObject *o, int writeable, const char *name);
 static PyArrayObject *i64_array(PyObject *o, const char *name);
 static int in_range(PyArrayObject *a, int64_t lo, int64_t hi, const char *name);
 static PyObject *py_softmax_pack(PyObject *self, PyObject *args);
+static PyObject *py_softmax_panel(PyObject *self, PyObject *args);
 static PyObject *py_tta_gather(PyObject *self, PyObject *args);
 static PyObject *py_tta_masked_means(PyObject *self, PyObject *args);
 static PyObject *py_tta_copy_rows(PyObject *self, PyObject *args);
@@ -568,13 +569,15 @@ static PyMethodDef methods[] = {
      "kernel that runs packs nothing; with packed and rows: those label rows repacked in place"},
     {"softmax_block", py_softmax_block, METH_VARARGS,
      "softmax_block(labels, kernel) -> labels per block of the rows' scales"},
+    {"softmax_panel", py_softmax_panel, METH_VARARGS,
+     "softmax_panel(labels, kernel) -> images per panel of the unscaled rows (1: row-major)"},
     {"tta_gather", py_tta_gather, METH_VARARGS,
-     "tta_gather(rows, scales, lb, off, sel, out, num_threads): out = P[:, off + sel]"},
+     "tta_gather(rows, scales, lb, mr, off, sel, out, num_threads): out = P[:, off + sel]"},
     {"tta_masked_means", py_tta_masked_means, METH_VARARGS,
-     "tta_masked_means(rows, scales, lb, off, flag, mean1, mean2, num_threads): the means of "
-     "P[flag == 1, off:] and P[flag == 2, off:]"},
+     "tta_masked_means(rows, scales, lb, mr, off, flag, mean1, mean2, num_threads): the means "
+     "of P[flag == 1, off:] and P[flag == 2, off:]"},
     {"tta_copy_rows", py_tta_copy_rows, METH_VARARGS,
-     "tta_copy_rows(rows, scales, lb, off, src, dst_row, dst, num_threads): "
+     "tta_copy_rows(rows, scales, lb, mr, off, src, dst_row, dst, num_threads): "
      "dst[dst_row] = P[src, off:] (a float32 dst: rounded to nearest; or float64)"},
     {"tta_cached", py_tta_cached, METH_VARARGS,
      "tta_cached(rows, off, len, pos, row_index, mass, want_entropy, label_out, entropy_out, "
@@ -635,18 +638,18 @@ static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"batch", "labels", "temperature", "num_threads", "progress", "n_id",
                              "index", "want_rows", "out", "kernel", "scales", "packed",
-                             "packed_kernel", "packed_rows", "sel", "sel_out", NULL};
+                             "packed_kernel", "packed_rows", "sel", "sel_out", "rows_f32", NULL};
     PyObject *img_o, *lab_o, *progress, *idx_o, *out_o = Py_None, *sc_o = Py_None;
     PyObject *pk_o = Py_None, *sel_o = Py_None, *so_o = Py_None;
-    int pk_kernel = 0, packed_rows = 0;
+    int pk_kernel = 0, packed_rows = 0, rows_f32 = 0;
     double temperature;
     int nthreads, want_rows, kernel = DNM_KERNEL_AUTO;
     long long n_id;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOdiOLOp|OiOOipOO", kwlist, &img_o, &lab_o,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOdiOLOp|OiOOipOOp", kwlist, &img_o, &lab_o,
                                      &temperature, &nthreads, &progress, &n_id, &idx_o,
                                      &want_rows, &out_o, &kernel, &sc_o, &pk_o, &pk_kernel,
-                                     &packed_rows, &sel_o, &so_o))
+                                     &packed_rows, &sel_o, &so_o, &rows_f32))
         return NULL;
     if (check_kernel(kernel)) return NULL;
     dnm_matrix img, lab;
@@ -662,22 +665,31 @@ static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw)
         return NULL;
     }
     dnm_tta_params p = {temperature, (int64_t)n_id, 0, 0, NULL, NULL, 0, packed_rows, NULL, 0,
-                        NULL, NULL};
+                        NULL, NULL, rows_f32};
+    const int rtype = rows_f32 ? NPY_FLOAT32 : NPY_FLOAT64;
+    if (rows_f32 && (!want_rows || out_o == Py_None || sc_o == Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "rows_f32: needs out= (float32) and scales=");
+        return NULL;
+    }
     PyArrayObject *ix = NULL;
     if (idx_o != Py_None) {
         ix = group_index(idx_o, lab.rows - n_id, &p.groups, &p.group_size, &p.index);
         if (!ix) return NULL;
     }
     npy_intp dims[2] = {img.rows, lab.rows}, n = img.rows, gd[2] = {img.rows, p.groups};
+    if (sc_o != Py_None) { /* unscaled rows in panels of mr images (tta.h) */
+        const int64_t mr = dnm_softmax_panel(&lab, kernel);
+        dims[0] = (img.rows + mr - 1) / mr * mr;
+    }
     PyArrayObject *rows = NULL;
     if (want_rows && out_o != Py_None) { /* the caller's buffer for the rows, reused */
         PyArrayObject *o = (PyArrayObject *)out_o;
-        if (!PyArray_Check(out_o) || PyArray_TYPE(o) != NPY_FLOAT64 || PyArray_NDIM(o) != 2 ||
+        if (!PyArray_Check(out_o) || PyArray_TYPE(o) != rtype || PyArray_NDIM(o) != 2 ||
             !PyArray_IS_C_CONTIGUOUS(o) || !PyArray_ISWRITEABLE(o) ||
             PyArray_DIM(o, 0) != dims[0] || PyArray_DIM(o, 1) != dims[1]) {
             Py_XDECREF(ix);
-            PyErr_SetString(PyExc_ValueError, "out: expected a writeable C-contiguous float64 "
-                                              "(N, L) array");
+            PyErr_Format(PyExc_ValueError, "out: expected a writeable C-contiguous %s (%lld, L) "
+                         "array", rows_f32 ? "float32" : "float64", (long long)dims[0]);
             return NULL;
         }
         Py_INCREF(out_o);
@@ -720,7 +732,7 @@ static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw)
         PyArrayObject *o = (PyArrayObject *)sc_o;
         if (!want_rows || ix || lb < 1 || !PyArray_Check(sc_o) || PyArray_TYPE(o) != NPY_FLOAT64 ||
             PyArray_NDIM(o) != 2 || !PyArray_IS_C_CONTIGUOUS(o) || !PyArray_ISWRITEABLE(o) ||
-            PyArray_DIM(o, 0) != dims[0] || PyArray_DIM(o, 1) != (lab.rows + lb - 1) / lb) {
+            PyArray_DIM(o, 0) != img.rows || PyArray_DIM(o, 1) != (lab.rows + lb - 1) / lb) {
             Py_XDECREF(rows);
             Py_XDECREF(ix);
             PyErr_SetString(PyExc_ValueError, "scales: expected a writeable C-contiguous float64 "
@@ -739,7 +751,7 @@ static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw)
     dnm_error err;
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = dnm_softmax_rows(&img, &lab, &p, rows ? (double *)PyArray_DATA(rows) : NULL,
+    rc = dnm_softmax_rows(&img, &lab, &p, rows ? PyArray_DATA(rows) : NULL,
                           (double *)PyArray_DATA(idm), grm ? (double *)PyArray_DATA(grm) : NULL,
                           scales, kernel, nthreads, py_tick, &ctx, &err);
     Py_END_ALLOW_THREADS
@@ -806,16 +818,17 @@ static int in_range(PyArrayObject *a, int64_t lo, int64_t hi, const char *name)
     return 0;
 }
 
-/* rows (N, L), scales (N, ceil(L / lb)), 0 <= off < L */
-static int rows_scales(PyObject *r_o, PyObject *s_o, long long lb, long long off,
+/* unscaled rows (tta.h): scales (N, ceil(L / lb)) float64, rows (ceil(N / mr) * mr, L)
+ * float64 or float32 (softmax_rows(rows_f32=True)) in panels of mr >= 1 rows, 0 <= off < L */
+static int rows_scales(PyObject *r_o, PyObject *s_o, long long lb, long long mr, long long off,
                        PyArrayObject **r, PyArrayObject **sc)
 {
-    if (!(*r = f64_array(r_o, 2, 0, "rows")) || !(*sc = f64_array(s_o, 2, 0, "scales")))
+    if (!(*r = queue_array(r_o, 0, "rows")) || !(*sc = f64_array(s_o, 2, 0, "scales")))
         return -1;
-    const int64_t L = PyArray_DIM(*r, 1);
-    if (lb < 1 || off < 0 || off >= L || PyArray_DIM(*sc, 0) != PyArray_DIM(*r, 0) ||
+    const int64_t L = PyArray_DIM(*r, 1), N = PyArray_DIM(*sc, 0);
+    if (lb < 1 || mr < 1 || off < 0 || off >= L || PyArray_DIM(*r, 0) != (N + mr - 1) / mr * mr ||
         PyArray_DIM(*sc, 1) != (L + lb - 1) / lb) {
-        PyErr_SetString(PyExc_ValueError, "scales: shape does not match the rows and block");
+        PyErr_SetString(PyExc_ValueError, "scales: shape does not match the rows, block and panel");
         return -1;
     }
     return 0;
@@ -835,7 +848,7 @@ static PyObject *py_softmax_pack(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "n_id: out of range");
         return NULL;
     }
-    dnm_tta_params p = {1.0, (int64_t)n_id, 0, 0, NULL, NULL, 0, 0, NULL, 0, NULL, NULL};
+    dnm_tta_params p = {1.0, (int64_t)n_id, 0, 0, NULL, NULL, 0, 0, NULL, 0, NULL, NULL, 0};
     PyArrayObject *ix = NULL;
     if (idx_o != Py_None) {
         ix = group_index(idx_o, lab.rows - n_id, &p.groups, &p.group_size, &p.index);
@@ -896,26 +909,38 @@ static PyObject *py_softmax_block(PyObject *self, PyObject *args)
     return PyLong_FromLongLong((long long)dnm_softmax_block(&lab, kernel));
 }
 
+static PyObject *py_softmax_panel(PyObject *self, PyObject *args)
+{
+    PyObject *lab_o;
+    int kernel;
+    dnm_matrix lab;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Oi", &lab_o, &kernel) || check_kernel(kernel) ||
+        to_matrix(lab_o, "labels", &lab))
+        return NULL;
+    return PyLong_FromLongLong((long long)dnm_softmax_panel(&lab, kernel));
+}
+
 static PyObject *py_tta_gather(PyObject *self, PyObject *args)
 {
     PyObject *r_o, *s_o, *sel_o, *out_o;
-    long long lb, off;
+    long long lb, mr, off;
     int nt;
     PyArrayObject *r, *sc, *sel, *out;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOLLOOi", &r_o, &s_o, &lb, &off, &sel_o, &out_o, &nt) ||
-        rows_scales(r_o, s_o, lb, off, &r, &sc) || !(sel = i64_array(sel_o, "sel")) ||
+    if (!PyArg_ParseTuple(args, "OOLLLOOi", &r_o, &s_o, &lb, &mr, &off, &sel_o, &out_o, &nt) ||
+        rows_scales(r_o, s_o, lb, mr, off, &r, &sc) || !(sel = i64_array(sel_o, "sel")) ||
         !(out = f64_array(out_o, 2, 1, "out")))
         return NULL;
-    const int64_t N = PyArray_DIM(r, 0), L = PyArray_DIM(r, 1), n = PyArray_DIM(sel, 0);
+    const int64_t N = PyArray_DIM(sc, 0), L = PyArray_DIM(r, 1), n = PyArray_DIM(sel, 0);
     if (PyArray_DIM(out, 0) != N || PyArray_DIM(out, 1) != n) {
         PyErr_SetString(PyExc_ValueError, "out: expected shape (N, len(sel))");
         return NULL;
     }
     if (in_range(sel, 0, L - off, "sel")) return NULL;
     Py_BEGIN_ALLOW_THREADS
-    dnm_tta_gather((const double *)PyArray_DATA(r), (const double *)PyArray_DATA(sc), N, L, lb,
-                   off, (const int64_t *)PyArray_DATA(sel), n, (double *)PyArray_DATA(out), nt);
+    dnm_tta_gather(PyArray_DATA(r), PyArray_TYPE(r) == NPY_FLOAT32, mr,
+                   (const double *)PyArray_DATA(sc), N, L, lb, off, (const int64_t *)PyArray_DATA(sel), n, (double *)PyArray_DATA(out), nt);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
@@ -923,15 +948,16 @@ static PyObject *py_tta_gather(PyObject *self, PyObject *args)
 static PyObject *py_tta_masked_means(PyObject *self, PyObject *args)
 {
     PyObject *r_o, *s_o, *f_o, *m1_o, *m2_o;
-    long long lb, off;
+    long long lb, mr, off;
     int nt;
     PyArrayObject *r, *sc, *m1, *m2, *fl = NULL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOLLOOOi", &r_o, &s_o, &lb, &off, &f_o, &m1_o, &m2_o, &nt) ||
-        rows_scales(r_o, s_o, lb, off, &r, &sc) || !(m1 = f64_array(m1_o, 1, 1, "mean1")) ||
+    if (!PyArg_ParseTuple(args, "OOLLLOOOi", &r_o, &s_o, &lb, &mr, &off, &f_o, &m1_o, &m2_o,
+                          &nt) ||
+        rows_scales(r_o, s_o, lb, mr, off, &r, &sc) || !(m1 = f64_array(m1_o, 1, 1, "mean1")) ||
         !(m2 = f64_array(m2_o, 1, 1, "mean2")))
         return NULL;
-    const int64_t N = PyArray_DIM(r, 0), L = PyArray_DIM(r, 1);
+    const int64_t N = PyArray_DIM(sc, 0), L = PyArray_DIM(r, 1);
     fl = (PyArrayObject *)f_o;
     if (!PyArray_Check(f_o) || PyArray_TYPE(fl) != NPY_UINT8 || PyArray_NDIM(fl) != 1 ||
         !PyArray_IS_C_CONTIGUOUS(fl) || PyArray_DIM(fl, 0) != N ||
@@ -940,8 +966,8 @@ static PyObject *py_tta_masked_means(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
-    dnm_tta_masked_means((const double *)PyArray_DATA(r), (const double *)PyArray_DATA(sc), N,
-                         L, lb, off, (const unsigned char *)PyArray_DATA(fl),
+    dnm_tta_masked_means(PyArray_DATA(r), PyArray_TYPE(r) == NPY_FLOAT32, mr,
+                         (const double *)PyArray_DATA(sc), N, L, lb, off, (const unsigned char *)PyArray_DATA(fl),
                          (double *)PyArray_DATA(m1), (double *)PyArray_DATA(m2), nt);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
@@ -950,15 +976,16 @@ static PyObject *py_tta_masked_means(PyObject *self, PyObject *args)
 static PyObject *py_tta_copy_rows(PyObject *self, PyObject *args)
 {
     PyObject *r_o, *s_o, *src_o, *dr_o, *dst_o;
-    long long lb, off;
+    long long lb, mr, off;
     int nt;
     PyArrayObject *r, *sc, *src, *dr, *dst;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOLLOOOi", &r_o, &s_o, &lb, &off, &src_o, &dr_o, &dst_o, &nt) ||
-        rows_scales(r_o, s_o, lb, off, &r, &sc) || !(src = i64_array(src_o, "src")) ||
+    if (!PyArg_ParseTuple(args, "OOLLLOOOi", &r_o, &s_o, &lb, &mr, &off, &src_o, &dr_o, &dst_o,
+                          &nt) ||
+        rows_scales(r_o, s_o, lb, mr, off, &r, &sc) || !(src = i64_array(src_o, "src")) ||
         !(dr = i64_array(dr_o, "dst_row")) || !(dst = queue_array(dst_o, 1, "dst")))
         return NULL;
-    const int64_t N = PyArray_DIM(r, 0), L = PyArray_DIM(r, 1), n = PyArray_DIM(src, 0);
+    const int64_t N = PyArray_DIM(sc, 0), L = PyArray_DIM(r, 1), n = PyArray_DIM(src, 0);
     if (PyArray_DIM(dr, 0) != n || PyArray_DIM(dst, 1) != L - off) {
         PyErr_SetString(PyExc_ValueError, "dst: expected (rows, L - off) and one dst_row per src");
         return NULL;
@@ -966,8 +993,8 @@ static PyObject *py_tta_copy_rows(PyObject *self, PyObject *args)
     if (in_range(src, 0, N, "src") || in_range(dr, 0, PyArray_DIM(dst, 0), "dst_row"))
         return NULL;
     Py_BEGIN_ALLOW_THREADS
-    dnm_tta_copy_rows((const double *)PyArray_DATA(r), (const double *)PyArray_DATA(sc), L, lb,
-                      off, (const int64_t *)PyArray_DATA(src), (const int64_t *)PyArray_DATA(dr),
+    dnm_tta_copy_rows(PyArray_DATA(r), PyArray_TYPE(r) == NPY_FLOAT32, mr,
+                      (const double *)PyArray_DATA(sc), L, lb, off, (const int64_t *)PyArray_DATA(src), (const int64_t *)PyArray_DATA(dr),
                       n, PyArray_DATA(dst), PyArray_TYPE(dst) == NPY_FLOAT32, nt);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;

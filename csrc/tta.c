@@ -202,12 +202,12 @@ static int cmp_first(const void *a, const void *b)
 }
 
 static int softmax_rows_run(const dnm_matrix *images, const dnm_matrix *labels,
-                            const dnm_tta_params *p, double *rows, double *id_mass,
+                            const dnm_tta_params *p, void *rows, double *id_mass,
                             double *group_mass, double *scales, int kr, int nthreads,
                             dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
 
 int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const dnm_tta_params *p,
-                     double *rows, double *id_mass, double *group_mass, double *scales,
+                     void *rows, double *id_mass, double *group_mass, double *scales,
                      int kernel, int nthreads, dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
 {
     const int64_t D = images->cols, L = labels->rows;
@@ -225,7 +225,9 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
     }
     const int kr = dbl ? DNM_KERNEL_BLAS : dnm_kernel_resolve(kernel);
     if (kr < 0 || (p->packed && kr != p->packed_kernel) ||
-        (p->n_sel > 0 && (!rows || !p->sel || !p->sel_out))) {
+        (p->n_sel > 0 && (!rows || !p->sel || !p->sel_out)) ||
+        (p->rows_f32 && (!rows || !scales || G > 0 ||
+                         (kr != DNM_KERNEL_AVX512 && kr != DNM_KERNEL_AVX2)))) {
         err->code = DNM_EDOMAIN;
         return DNM_EDOMAIN;
     }
@@ -251,10 +253,11 @@ int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const d
 }
 
 static int softmax_rows_run(const dnm_matrix *images, const dnm_matrix *labels,
-                            const dnm_tta_params *p, double *rows, double *id_mass,
+                            const dnm_tta_params *p, void *rows_out, double *id_mass,
                             double *group_mass, double *scales, int kr, int nthreads,
                             dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
 {
+    double *rows = (double *)rows_out; /* (float rows: dnm's own kernel only, checked) */
     const int64_t N = images->rows, D = images->cols, L = labels->rows;
     const int64_t C = p->n_id, G = p->groups, Q = p->group_size;
     const int dbl = labels->dtype == DNM_F64;
@@ -274,8 +277,8 @@ static int softmax_rows_run(const dnm_matrix *images, const dnm_matrix *labels,
             const int nt = dnm_threads_begin(nthreads);
             const int rc = (kr == DNM_KERNEL_AVX512 ? dnm_softmax_rows_f_avx512
                                                     : dnm_softmax_rows_f_avx2)(
-                images, labels, p, col, rows, id_mass, group_mass, scales, nt, tick, tick_ctx,
-                err);
+                images, labels, p, col, rows_out, id_mass, group_mass, scales, nt, tick,
+                tick_ctx, err);
             dnm_threads_end();
             free(col);
             return rc;
@@ -386,8 +389,9 @@ static int tta_threads(int nthreads, double work)
     return nt < 1 ? 1 : nt;
 }
 
-void dnm_tta_gather(const double *rows, const double *scales, int64_t N, int64_t L, int64_t lb,
-                    int64_t off, const int64_t *sel, int64_t n, double *out, int nthreads)
+void dnm_tta_gather(const void *rows, int rows_f32, int64_t mr, const double *scales, int64_t N,
+                    int64_t L, int64_t lb, int64_t off, const int64_t *sel, int64_t n,
+                    double *out, int nthreads)
 {
     const int64_t nb = (L + lb - 1) / lb;
     /* (column, output position, block) in column order: each row is read forwards */
@@ -403,24 +407,24 @@ void dnm_tta_gather(const double *rows, const double *scales, int64_t N, int64_t
     const int nt = tta_threads(nthreads, (double)N * (double)n);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < N; i++) {
-        const double *r = rows + i * L, *sc = scales + i * nb;
+        const double *sc = scales + i * nb;
+        const int64_t base = i / mr * L * mr + i % mr; /* column c at base + c * mr */
         double *o = out + i * n;
-        if (t) {
-            for (int64_t k = 0; k < n; k++) o[t[3 * k + 1]] = r[t[3 * k]] * sc[t[3 * k + 2]];
-        } else { /* (no memory for the order: the same values, in the given order) */
-            for (int64_t k = 0; k < n; k++) {
-                const int64_t c = off + sel[k];
-                o[k] = r[c] * sc[c / lb];
-            }
+        for (int64_t k = 0; k < n; k++) {
+            /* (no memory for the order: the same values, in the given order) */
+            const int64_t c = t ? t[3 * k] : off + sel[k], b = t ? t[3 * k + 2] : c / lb;
+            const int64_t at = base + c * mr;
+            o[t ? t[3 * k + 1] : k] =
+                (rows_f32 ? (double)((const float *)rows)[at] : ((const double *)rows)[at]) * sc[b];
         }
     }
     dnm_threads_end();
     free(t);
 }
 
-void dnm_tta_masked_means(const double *rows, const double *scales, int64_t N, int64_t L,
-                          int64_t lb, int64_t off, const unsigned char *flag, double *mean1,
-                          double *mean2, int nthreads)
+void dnm_tta_masked_means(const void *rows, int rows_f32, int64_t mr, const double *scales,
+                          int64_t N, int64_t L, int64_t lb, int64_t off,
+                          const unsigned char *flag, double *mean1, double *mean2, int nthreads)
 {
     const int64_t nb = (L + lb - 1) / lb, K = L - off;
     int64_t n1 = 0, n2 = 0;
@@ -439,12 +443,19 @@ void dnm_tta_masked_means(const double *rows, const double *scales, int64_t N, i
         for (int64_t i = 0; i < N; i++) {
             if (!flag[i] || flag[i] > 2) continue;
             double *acc = flag[i] == 1 ? a1 : a2;
-            const double *r = rows + i * L + off, *sc = scales + i * nb;
+            const double *sc = scales + i * nb;
+            const int64_t base = i / mr * L * mr + i % mr + off * mr; /* column off + j */
             /* the columns of one block share their scale */
             for (int64_t j = j0; j < j1;) {
                 const int64_t b = (off + j) / lb, e = (b + 1) * lb - off < j1 ? (b + 1) * lb - off : j1;
                 const double f = sc[b];
-                for (; j < e; j++) acc[j - j0] += r[j] * f;
+                if (rows_f32) {
+                    const float *r = (const float *)rows + base;
+                    for (; j < e; j++) acc[j - j0] += (double)r[j * mr] * f;
+                } else {
+                    const double *r = (const double *)rows + base;
+                    for (; j < e; j++) acc[j - j0] += r[j * mr] * f;
+                }
             }
         }
         for (int64_t j = j0; j < j1; j++) {
@@ -455,49 +466,55 @@ void dnm_tta_masked_means(const double *rows, const double *scales, int64_t N, i
     dnm_threads_end();
 }
 
-void dnm_tta_copy_rows(const double *rows, const double *scales, int64_t L, int64_t lb,
-                       int64_t off, const int64_t *src, const int64_t *dst_row, int64_t n,
-                       void *dst, int f32, int nthreads)
+#define DNM_TTA_COPY_CW 256 /* columns per task of a row copy */
+
+void dnm_tta_copy_rows(const void *rows, int rows_f32, int64_t mr, const double *scales,
+                       int64_t L, int64_t lb, int64_t off, const int64_t *src,
+                       const int64_t *dst_row, int64_t n, void *dst, int f32, int nthreads)
 {
     const int64_t nb = (L + lb - 1) / lb, K = L - off;
+    const int64_t ntask = (K + DNM_TTA_COPY_CW - 1) / DNM_TTA_COPY_CW;
     const int nt = tta_threads(nthreads, (double)n * (double)K);
+    /* a task = a range of columns of every row copied: the rows of one panel share the
+     * cache lines read; the product in double either way, rounded to nearest float for a
+     * float32 queue (the bits of the C cast) */
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t k = 0; k < n; k++) {
-        const double *r = rows + src[k] * L + off, *sc = scales + src[k] * nb;
-        float *d32 = (float *)dst + dst_row[k] * K;
-        double *d64 = (double *)dst + dst_row[k] * K;
-        for (int64_t j = 0; j < K;) {
-            const int64_t b = (off + j) / lb, e = (b + 1) * lb - off < K ? (b + 1) * lb - off : K;
-            const double f = sc[b];
-            /* the queue rows are read again only by the next batch's mean (far larger than
-             * the caches): streamed past them once aligned; float32 queues take the product
-             * in double, rounded to nearest float (the bits of the C cast) */
-            if (f32) {
-#if defined(__SSE2__)
-                for (; j < e && ((uintptr_t)(d32 + j) & 15); j++) d32[j] = (float)(r[j] * f);
-                const __m128d vf = _mm_set1_pd(f);
-                for (; j + 4 <= e; j += 4) {
-                    const __m128 lo = _mm_cvtpd_ps(_mm_mul_pd(_mm_loadu_pd(r + j), vf));
-                    const __m128 hi = _mm_cvtpd_ps(_mm_mul_pd(_mm_loadu_pd(r + j + 2), vf));
-                    _mm_stream_ps(d32 + j, _mm_movelh_ps(lo, hi));
+    for (int64_t t = 0; t < ntask; t++) {
+        const int64_t j0 = t * DNM_TTA_COPY_CW;
+        const int64_t j1 = j0 + DNM_TTA_COPY_CW < K ? j0 + DNM_TTA_COPY_CW : K;
+        for (int64_t k = 0; k < n; k++) {
+            const int64_t i = src[k], base = i / mr * L * mr + i % mr + off * mr;
+            const double *sc = scales + i * nb;
+            float *d32 = f32 ? (float *)dst + dst_row[k] * K : NULL;
+            double *d64 = f32 ? NULL : (double *)dst + dst_row[k] * K;
+            for (int64_t j = j0; j < j1;) {
+                const int64_t b = (off + j) / lb, e = (b + 1) * lb - off < j1 ? (b + 1) * lb - off : j1;
+                const double f = sc[b];
+                if (rows_f32 && f32) {
+                    const float *r = (const float *)rows + base;
+                    for (; j < e; j++) d32[j] = (float)((double)r[j * mr] * f);
+                } else if (rows_f32) {
+                    const float *r = (const float *)rows + base;
+                    for (; j < e; j++) d64[j] = (double)r[j * mr] * f;
+                } else if (f32) {
+                    const double *r = (const double *)rows + base;
+                    for (; j < e; j++) d32[j] = (float)(r[j * mr] * f);
+                } else {
+                    const double *r = (const double *)rows + base;
+                    for (; j < e; j++) d64[j] = r[j * mr] * f;
                 }
-#endif
-                for (; j < e; j++) d32[j] = (float)(r[j] * f);
-            } else {
-#if defined(__SSE2__)
-                for (; j < e && ((uintptr_t)(d64 + j) & 15); j++) d64[j] = r[j] * f;
-                const __m128d vf = _mm_set1_pd(f);
-                for (; j + 2 <= e; j += 2)
-                    _mm_stream_pd(d64 + j, _mm_mul_pd(_mm_loadu_pd(r + j), vf));
-#endif
-                for (; j < e; j++) d64[j] = r[j] * f;
             }
         }
-#if defined(__SSE2__)
-        _mm_sfence(); /* visible to every thread after the loop */
-#endif
     }
     dnm_threads_end();
+}
+
+/* The labels' panel height of the unscaled rows (tta.h). */
+int64_t dnm_softmax_panel(const dnm_matrix *labels, int kernel)
+{
+    const int kr = tta_own_kernel(labels, kernel);
+    return kr == DNM_KERNEL_AVX512 ? dnm_softmax_mr_avx512()
+                                   : kr == DNM_KERNEL_AVX2 ? dnm_softmax_mr_avx2() : 1;
 }
 
 void dnm_rows_mean(const void *a, int f32, int64_t n, int64_t K, double *out, double *ckpt,

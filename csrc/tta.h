@@ -17,6 +17,11 @@ typedef struct {
     int64_t n_sel;         /* j = sel[k] (the value the scaled rows hold, also with scales: */
     double *sel_out;       /* the same product), taken while the row is in cache */
     const int64_t *sel_pairs; /* internal: (sel[k], k) in column order */
+    int rows_f32;          /* with scales, no groups, on dnm's own kernel only: `rows` is a
+                              float (N, L) buffer, each unscaled value rounded to nearest float
+                              (exact for the float exps; a lane that took the double exp, below
+                              e^-80 of its block's largest value, is rounded: subnormal below
+                              2^-126 of it, 0 below 2^-149); the consumers read it with f32 */
 } dnm_tta_params;
 
 /* Softmax rows: for every image i (rows of `images`, L2-normalised while
@@ -45,15 +50,20 @@ typedef struct {
  * NULL).  The two kernels agree to float32 rounding.  NaN/Inf or zero image
  * rows are errors (which = 0); a kernel the CPU cannot run is DNM_EDOMAIN. */
 int dnm_softmax_rows(const dnm_matrix *images, const dnm_matrix *labels, const dnm_tta_params *p,
-                     double *rows, double *id_mass, double *group_mass, double *scales,
+                     void *rows, double *id_mass, double *group_mass, double *scales,
                      int kernel, int nthreads, dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
 
-/* With `scales` (rows wanted, no groups), the rows are left unscaled: the caller's
- * P_ij = rows[i * L + j] * scales[i * nb + j / lb], with lb = dnm_softmax_block(...)
- * labels per block and nb = ceil(L / lb) (the same product, rounded once, that the
- * scaled rows hold): the consumers below apply it while they read, which saves a
- * pass over the (N, L) rows. */
+/* With `scales` (rows wanted, no groups), the rows are left unscaled and stored in
+ * panels of mr = dnm_softmax_panel(labels, kernel) images (the kernel's MR on dnm's own
+ * kernel, where each block's values go from the epilogue to their place untransposed;
+ * 1, i.e. row-major, on the BLAS tiles):
+ *     P_ij = rows[((i / mr) * L + j) * mr + i % mr] * scales[i * nb + j / lb],
+ * with lb = dnm_softmax_block(...) labels per block and nb = ceil(L / lb) (the same
+ * product, rounded once, that the scaled rows hold); the buffer holds ceil(N / mr) * mr
+ * rows (the padding rows' values are unspecified).  The consumers below apply the scales
+ * while they read, which saves a pass over the (N, L) rows. */
 int64_t dnm_softmax_block(const dnm_matrix *labels, int kernel);
+int64_t dnm_softmax_panel(const dnm_matrix *labels, int kernel);
 
 /* The labels packed once for dnm's own kernel (p->packed): the floats
  * dnm_softmax_pack writes for these labels, groups and kernel, or 0 when the
@@ -74,7 +84,7 @@ static inline int64_t dnm_tta_lb(int64_t D)
     return lb < 42 ? 42 : lb > 882 ? 882 : lb;
 }
 
-/* Consumers of the unscaled rows (P as above; columns off .. L).
+/* Consumers of the unscaled rows (P as above, in panels of mr rows; columns off .. L).
  *  - gather: out[i * n + k] = P[i, off + sel[k]], rows i < N.
  *  - masked_means: for the rows with flag[i] == 1 (== 2), the mean over them of
  *    P[i, off .. L) into mean1 (mean2), the rows added in order (as NumPy's
@@ -83,15 +93,18 @@ static inline int64_t dnm_tta_lb(int64_t D)
  *  - copy_rows: row dst_row[k] of dst ((L - off) columns; float32 when f32, each value the
  *    double product rounded to nearest float (the C cast, NumPy's astype); else float64)
  *    = P[src[k], off .. L).
- * Threads over columns: the bits do not depend on the thread count. */
-void dnm_tta_gather(const double *rows, const double *scales, int64_t N, int64_t L, int64_t lb,
-                    int64_t off, const int64_t *sel, int64_t n, double *out, int nthreads);
-void dnm_tta_masked_means(const double *rows, const double *scales, int64_t N, int64_t L,
-                          int64_t lb, int64_t off, const unsigned char *flag, double *mean1,
-                          double *mean2, int nthreads);
-void dnm_tta_copy_rows(const double *rows, const double *scales, int64_t L, int64_t lb,
-                       int64_t off, const int64_t *src, const int64_t *dst_row, int64_t n,
-                       void *dst, int f32, int nthreads);
+ * rows are double, or float with rows_f32 (p->rows_f32 above; each value converted to double
+ * exactly, then as with double rows).
+ * Threads over rows (gather) or columns: the bits do not depend on the thread count. */
+void dnm_tta_gather(const void *rows, int rows_f32, int64_t mr, const double *scales, int64_t N,
+                    int64_t L, int64_t lb, int64_t off, const int64_t *sel, int64_t n,
+                    double *out, int nthreads);
+void dnm_tta_masked_means(const void *rows, int rows_f32, int64_t mr, const double *scales,
+                          int64_t N, int64_t L, int64_t lb, int64_t off,
+                          const unsigned char *flag, double *mean1, double *mean2, int nthreads);
+void dnm_tta_copy_rows(const void *rows, int rows_f32, int64_t mr, const double *scales,
+                       int64_t L, int64_t lb, int64_t off, const int64_t *src,
+                       const int64_t *dst_row, int64_t n, void *dst, int f32, int nthreads);
 /* AdaNeg's cached images: for rows ridx[0..n) of `rows` (L columns), the segment of len
  * values v_k = row[off + k] (or row[off + pos[k]]: the segment in its own order from rows in
  * another order).  label[i] = the first k of the largest v_k; with H, H[i] = -sum_k p_k
@@ -118,11 +131,12 @@ void dnm_rows_mean(const void *a, int f32, int64_t n, int64_t K, double *out, do
  * identity; nt threads already resolved. */
 #define DNM_DECLARE_TTA_SIMD(ISA)                                                            \
     int dnm_softmax_rows_f_##ISA(const dnm_matrix *images, const dnm_matrix *labels,        \
-                                 const dnm_tta_params *p, const int64_t *col, double *rows, \
+                                 const dnm_tta_params *p, const int64_t *col, void *rows,   \
                                  double *id_mass, double *group_mass, double *scales,      \
                                  int nt, dnm_tick_fn tick, void *tick_ctx, dnm_error *err);
 #define DNM_DECLARE_TTA_PACK(ISA)                                                            \
     int64_t dnm_softmax_packed_floats_##ISA(int64_t L, int64_t D);                          \
+    int64_t dnm_softmax_mr_##ISA(void);                                                     \
     void dnm_softmax_pack_f_##ISA(const float *lab, int64_t L, int64_t D, const int64_t *col, \
                                   const int64_t *pos, const int64_t *rows, int64_t n,        \
                                   float *packed);
@@ -132,7 +146,7 @@ DNM_DECLARE_TTA_PACK(avx512)
 DNM_DECLARE_TTA_PACK(avx2)
 #define DNM_DEFINE_TTA_STUBS(ISA)                                                            \
     int dnm_softmax_rows_f_##ISA(const dnm_matrix *images, const dnm_matrix *labels,        \
-                                 const dnm_tta_params *p, const int64_t *col, double *rows, \
+                                 const dnm_tta_params *p, const int64_t *col, void *rows,   \
                                  double *id_mass, double *group_mass, double *scales,      \
                                  int nt, dnm_tick_fn tick, void *tick_ctx, dnm_error *err) \
     {                                                                                        \
@@ -145,6 +159,10 @@ DNM_DECLARE_TTA_PACK(avx2)
     {                                                                                        \
         (void)L, (void)D;                                                                    \
         return 0;                                                                            \
+    }                                                                                        \
+    int64_t dnm_softmax_mr_##ISA(void)                                                      \
+    {                                                                                        \
+        return 1;                                                                            \
     }                                                                                        \
     void dnm_softmax_pack_f_##ISA(const float *lab, int64_t L, int64_t D, const int64_t *col, \
                                   const int64_t *pos, const int64_t *rows, int64_t n,        \

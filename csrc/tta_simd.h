@@ -69,6 +69,8 @@ int64_t SIMD_FN(dnm_softmax_packed_floats)(int64_t L, int64_t D)
     return ((nb - 1) * LB + (w + NR - 1) / NR * NR) * D;
 }
 
+int64_t SIMD_FN(dnm_softmax_mr)(void) { return MR; }
+
 void SIMD_FN(dnm_softmax_pack_f)(const float *lab, int64_t L, int64_t D, const int64_t *col,
                                  const int64_t *pos, const int64_t *rows, int64_t n,
                                  float *packed)
@@ -113,7 +115,7 @@ TGT static inline int tta_any_below(VF x0, VF x1, float lim)
 
 TGT static void tta_fold(const float *sb, const float *mx, int64_t j0, int64_t w,
                          const int64_t *bnd, int64_t NA, double invT, double *pm, int64_t ld,
-                         double *eb)
+                         double *eb, float *ebf)
 {
     const VF mx0 = vf_load(mx), mx1 = vf_load(mx + W);
     const VD m[4] = {vd_lo(mx0), vd_hi(mx0), vd_lo(mx1), vd_hi(mx1)};
@@ -140,6 +142,15 @@ TGT static void tta_fold(const float *sb, const float *mx, int64_t j0, int64_t w
                 s[h] = vd_add(s[h], e[h]);
                 if (eb) vd_storeu(eb + j * MR + WD * h, e[h]);
             }
+            if (ebf) { /* the float exps as they are; a double exp's lane rounded */
+                vf_storeu(ebf + j * MR, f0);
+                vf_storeu(ebf + j * MR + W, f1);
+                if (tta_any_below(x0, x1, (float)DNM_TTA_FEXP_MIN)) {
+                    double t[MR];
+                    for (int h = 0; h < 4; h++) vd_storeu(t + WD * h, e[h]);
+                    for (int i = 0; i < MR; i++) ebf[j * MR + i] = (float)t[i];
+                }
+            }
         }
         for (int h = 0; h < 4; h++) vd_storeu(pm + (1 + a) * ld + WD * h, s[h]);
     }
@@ -150,11 +161,9 @@ TGT static void tta_fold(const float *sb, const float *mx, int64_t j0, int64_t w
  * [j0, j0 + w) of each: row i at row0 + i * L.  On AVX2, for a full panel whose
  * rows share their alignment (L a multiple of 4), the columns from the first
  * 32-byte boundary on go in 4 x 4 blocks transposed in registers and stored
- * whole, streamed past the caches when `stream` (rows much larger than the
- * caches, read again only after the call); the others one value at a time.  The
- * values are the same either way. */
+ * whole; the others one value at a time.  The values are the same either way. */
 TGT static void tta_write_rows(const double *eb, int64_t w, double *row0, int64_t L, int64_t j0,
-                               int64_t nimg, int stream)
+                               int64_t nimg)
 {
     int64_t a = 0, b = 0; /* [a, b): the columns written in 4 x 4 blocks */
 #if W == 8
@@ -170,22 +179,13 @@ TGT static void tta_write_rows(const double *eb, int64_t w, double *row0, int64_
                 const __m256d c3 = _mm256_loadu_pd(eb + (j + 3) * MR + 4 * h);
                 const __m256d t0 = _mm256_unpacklo_pd(c0, c1), t1 = _mm256_unpackhi_pd(c0, c1);
                 const __m256d t2 = _mm256_unpacklo_pd(c2, c3), t3 = _mm256_unpackhi_pd(c2, c3);
-                const __m256d r[4] = {_mm256_permute2f128_pd(t0, t2, 0x20),
-                                      _mm256_permute2f128_pd(t1, t3, 0x20),
-                                      _mm256_permute2f128_pd(t0, t2, 0x31),
-                                      _mm256_permute2f128_pd(t1, t3, 0x31)};
-                for (int i = 0; i < 4; i++) {
-                    double *dst = row0 + (4 * h + i) * L + j0 + j;
-                    if (stream)
-                        _mm256_stream_pd(dst, r[i]);
-                    else
-                        _mm256_store_pd(dst, r[i]);
-                }
+                _mm256_store_pd(row0 + (4 * h + 0) * L + j0 + j, _mm256_permute2f128_pd(t0, t2, 0x20));
+                _mm256_store_pd(row0 + (4 * h + 1) * L + j0 + j, _mm256_permute2f128_pd(t1, t3, 0x20));
+                _mm256_store_pd(row0 + (4 * h + 2) * L + j0 + j, _mm256_permute2f128_pd(t0, t2, 0x31));
+                _mm256_store_pd(row0 + (4 * h + 3) * L + j0 + j, _mm256_permute2f128_pd(t1, t3, 0x31));
             }
         }
     }
-#else
-    (void)stream;
 #endif
     for (int64_t i = 0; i < nimg; i++) {
         double *row = row0 + i * L + j0;
@@ -226,15 +226,19 @@ TGT static void tta_combine(double *pairs, int64_t nblocks, int64_t NA, int64_t 
 }
 
 int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labels,
-                                const dnm_tta_params *p, const int64_t *col, double *rows,
+                                const dnm_tta_params *p, const int64_t *col, void *rows_out,
                                 double *id_mass, double *group_mass, double *scales, int nt,
                                 dnm_tick_fn tick, void *tick_ctx, dnm_error *err)
 {
     const int64_t N = images->rows, D = images->cols, L = labels->rows;
+    /* float rows (p->rows_f32: unscaled, no groups, checked by the caller) or double rows */
+    float *rows32 = p->rows_f32 ? (float *)rows_out : NULL;
+    double *rows = p->rows_f32 ? NULL : (double *)rows_out;
+    const int want_rows = rows_out != NULL;
     /* with rows and groups outside the packed order (col NULL), the group masses are
      * gathered from the finished row */
     const int64_t C = p->n_id, G = p->groups, Q = p->group_size;
-    const int gather = rows && G > 0 && !col, NA = gather ? 2 : G + 2;
+    const int gather = want_rows && G > 0 && !col, NA = gather ? 2 : G + 2;
     const float *lab = (const float *)labels->data;
     double invT = 1.0 / p->temperature;
     if (!isfinite(invT)) invT = DBL_MAX;
@@ -275,8 +279,9 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
     bnd[1] = C;
     for (int64_t g = 0; g < NA - 2; g++) bnd[2 + g] = C + (g + 1) * Q;
     bnd[NA] = L;
-    /* rows far larger than the last-level cache, read again only after the call */
-    const int stream = rows && scales && (double)IT * (double)L * sizeof(double) > 64e6;
+    /* unscaled rows (scales: no groups, labels in their own order) are written in panels
+     * (tta.h): each block's values go from the epilogue straight to their place */
+    const int panel = want_rows && scales != NULL;
     if ((double)N * (double)L * (double)D < 1e7) nt = 1;
     if (nt > nblocks) nt = (int)nblocks;
     if (nt < 1) nt = 1;
@@ -286,9 +291,10 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
         float *lp = p->packed ? NULL : (float *)alloc64((size_t)LB * (size_t)D * sizeof(float));
         float *sb = (float *)alloc64((size_t)MR * (size_t)(LB + 1) * sizeof(float));
         float *mx = sb ? sb + MR * LB : NULL;
-        double *eb = rows ? (double *)malloc((size_t)LB * MR * sizeof(double)) : NULL;
+        double *eb = want_rows && !panel ? (double *)malloc((size_t)LB * MR * sizeof(double))
+                                        : NULL;
         double *S = (double *)malloc((size_t)NA * MR * sizeof(double));
-        const int ok = (lp || p->packed) && sb && S && (!rows || eb);
+        const int ok = (lp || p->packed) && sb && S && (!want_rows || panel || eb);
         if (!ok) {
             dnm_error_record(err, DNM_ENOMEM, -1, -1);
             stop = 1;
@@ -309,29 +315,33 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
                 const float *lpb = p->packed ? p->packed + j0 * D : lp;
                 if (!p->packed) tta_pack_block(lab, D, col, j0, w, lp);
                 for (int64_t ip = 0; ip < nmp; ip++) {
+                    /* the panel's block: [w][MR] at (panel index * L + j0) * MR */
+                    const int64_t at = ((r0 / MR + ip) * L + j0) * MR;
+                    double *e64 = panel ? (rows ? rows + at : NULL) : eb;
+                    float *e32 = panel && rows32 ? rows32 + at : NULL;
                     block_product(ap + ip * MR * D, lpb, np, w, D, sb, mx);
-                    tta_fold(sb, mx, j0, w, bnd, NA, invT, pb + ip * MR, ld, eb);
-                    if (!rows) continue;
+                    tta_fold(sb, mx, j0, w, bnd, NA, invT, pb + ip * MR, ld, e64, e32);
+                    if (!want_rows) continue;
                     const int64_t i1 = nr - ip * MR < MR ? nr - ip * MR : MR;
-                    if (fuse) {
+                    if (fuse) { /* the values the rows hold */
                         for (int64_t k = selb[b]; k < selb[b + 1]; k++) {
                             const int64_t c = p->sel_pairs[2 * k] - j0, o = p->sel_pairs[2 * k + 1];
                             double *so = p->sel_out + (r0 + ip * MR) * p->n_sel + o;
-                            for (int64_t i = 0; i < i1; i++) so[i * p->n_sel] = eb[c * MR + i];
+                            for (int64_t i = 0; i < i1; i++)
+                                so[i * p->n_sel] = e32 ? (double)e32[c * MR + i] : e64[c * MR + i];
                         }
                     }
-                    if (col && !p->packed_rows) {
+                    if (panel) {
+                        continue;
+                    } else if (col && !p->packed_rows) {
                         for (int64_t i = 0; i < i1; i++) {
                             double *row = rows + (r0 + ip * MR + i) * L;
                             for (int64_t j = 0; j < w; j++) row[col[j0 + j]] = eb[j * MR + i];
                         }
                     } else {
-                        tta_write_rows(eb, w, rows + (r0 + ip * MR) * L, L, j0, i1, stream);
+                        tta_write_rows(eb, w, rows + (r0 + ip * MR) * L, L, j0, i1);
                     }
                 }
-#if W == 8
-                if (stream) _mm_sfence(); /* the streamed rows visible to every thread */
-#endif
                 dnm_tick_done(tick, tick_ctx, &done, total, &stop, err);
             }
 #pragma omp for schedule(static)
@@ -347,8 +357,8 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
                     if (id_mass) id_mass[r] = S[i] * inv;
                     if (group_mass && !gather)
                         for (int64_t g = 0; g < G; g++) group_mass[r * G + g] = S[(1 + g) * MR + i] * inv;
-                    if (!rows) continue;
-                    double *row = rows + r * L;
+                    if (!want_rows) continue;
+                    double *row = rows ? rows + r * L : NULL; /* (float rows: scales only) */
                     for (int64_t b = 0; b < nblocks; b++) {
                         const double c = pairs[b * (NA + 1) * ld + ip * MR + i] * inv;
                         const int64_t j0 = b * LB, j1 = j0 + LB < L ? j0 + LB : L;

@@ -53,7 +53,8 @@ Precision.  The official runs are float16 on a GPU; dnm computes the products in
 (float64 when an input is float64) and everything after them in float64 (dnm's own kernel takes
 the softmax exps in float, 2e-7 relative, far below what the float32 product moves), except
 TANL's queue entries, stored as float32 for any input by default (6e-8 relative; their means
-in float64; half the memory, as TTA.md-style estimates assume): a top-beta selection between
+in float64; half the memory; the batch's activation rows then float32 too on dnm's own
+kernel, exact but for activations below about 2^-150): a top-beta selection between
 queue-mean differences closer than about 1e-7 relative can differ from what float64 queues
 would pick (not seen on CLIP geometry; near one-hot activations, as in small random test
 problems, do produce such flips).  ``queue_dtype="float64"`` is the double-precision
@@ -750,10 +751,10 @@ class _Ring:
             self.start = (self.start + run) % L
             idx = idx[run:]
 
-    def append_scaled(self, rows, scales, lb, off, idx, nt):
-        """Append rows idx (in order) of the unscaled rows (csrc/tta.h: P = rows x scales,
-        columns off..), as append() does with P (the double product; rounded to float32 in a
-        float32 queue); one pass in C."""
+    def append_scaled(self, rows, scales, lb, mr, off, idx, nt):
+        """Append rows idx (in order) of the unscaled rows (csrc/tta.h: P = rows x scales in
+        panels of mr rows, columns off..), as append() does with P (the double product; rounded
+        to float32 in a float32 queue); one pass in C."""
         L = self.buf.shape[0]
         idx = np.asarray(idx, dtype=np.int64)[-L:]
         if idx.size == 0:
@@ -762,7 +763,7 @@ class _Ring:
         rest = idx.size - take
         dst = np.concatenate([self.n + np.arange(take), (self.start + np.arange(rest)) % L])
         self._written(int(dst.min()))
-        _core.tta_copy_rows(rows, scales, lb, off, idx, dst.astype(np.int64), self.buf, nt)
+        _core.tta_copy_rows(rows, scales, lb, mr, off, idx, dst.astype(np.int64), self.buf, nt)
         self.n += take
         self.start = (self.start + rest) % L
 
@@ -801,8 +802,9 @@ class TANL:
     K = 69,500, rounded to float32 as they enter a queue, their means summed in double;
     float64: twice that), for a queue of 64
     rows or more float64 running sums every 32 rows (about 5 MB each), plus one batch of
-    B x (C + K) float64 softmax rows while it is scored, and (dnm's own kernel) a float32 packed
-    copy of [ID; corpus] (about 144 MB at ImageNet size).
+    B x (C + K) softmax rows while it is scored (float32 on dnm's own kernel with float32
+    queues: 72 MB at B = 256; else float64), and (dnm's own kernel) a float32 packed copy of
+    [ID; corpus] (about 144 MB at ImageNet size).
     """
 
     _FORMAT = "dnm.TANL"
@@ -885,9 +887,15 @@ class TANL:
         X = _batch(batch, self.n_features_in_)
         nt = _config.resolve(self.num_threads)
         C, B, L = self.n_id_, X.shape[0], self._labels_cd.shape[0]
-        lb = _core.softmax_block(self._labels_cd, _config.kernel())
-        if self._buf is None or self._buf.shape != (B, L):  # the batch's rows, reused
-            self._buf = np.empty((B, L))
+        k = _config.kernel()
+        # the batch's unscaled rows in panels of mr images (csrc/tta.h); with float32 queues
+        # on dnm's own kernel in float32 (the float exps as they are; module docstring,
+        # "Precision")
+        lb, mr = _core.softmax_block(self._labels_cd, k), _core.softmax_panel(self._labels_cd, k)
+        f32 = self.queue_dtype == "float32" and mr > 1
+        shape, rdt = (-(-B // mr) * mr, L), (np.float32 if f32 else np.float64)
+        if self._buf is None or self._buf.shape != shape or self._buf.dtype != rdt:
+            self._buf = np.empty(shape, dtype=rdt)  # reused by the next batch
         scales = np.empty((B, -(-L // lb)))
         mpos, mneg = self._qpos.mean(nt), self._qneg.mean(nt)
         sel0 = _top(mneg - mpos, self.top)
@@ -896,11 +904,11 @@ class TANL:
         # activations of sel0 are taken by the kernel while each block is in cache
         P, a_id, _ = _softmax(X, self._labels_cd, self.temperature, nt, self.progress, C,
                               out=self._buf, scales=scales, packed=self._packed,
-                              sel=C + sel0, sel_out=R0)
+                              sel=C + sel0, sel_out=R0, rows_f32=f32)
 
         def gather(sel):
             out = np.empty((B, sel.size))
-            _core.tta_gather(P, scales, lb, C, sel, out, nt)
+            _core.tta_gather(P, scales, lb, mr, C, sel, out, nt)
             return out
 
         s0 = _aas(a_id, R0, self.top, self.step, nt)
@@ -910,7 +918,7 @@ class TANL:
         down = s0 < th - self.gap * th
         al = self.alpha
         m_up, m_down = np.empty(self.n_corpus_), np.empty(self.n_corpus_)
-        _core.tta_masked_means(P, scales, lb, C, up.view(np.uint8) + 2 * down.view(np.uint8),
+        _core.tta_masked_means(P, scales, lb, mr, C, up.view(np.uint8) + 2 * down.view(np.uint8),
                                m_up, m_down, nt)  # (up and down are disjoint)
         pos = al * mpos + (1.0 - al) * m_up if up.any() else mpos
         neg = al * mneg + (1.0 - al) * m_down if down.any() else mneg
@@ -918,8 +926,8 @@ class TANL:
         out = _aas(a_id, gather(sel1), self.top, self.step, nt)
         # the state changes only from here on (no step below can fail)
         self._squeue = squeue
-        self._qpos.append_scaled(P, scales, lb, C, np.flatnonzero(up), nt)
-        self._qneg.append_scaled(P, scales, lb, C, np.flatnonzero(down), nt)
+        self._qpos.append_scaled(P, scales, lb, mr, C, np.flatnonzero(up), nt)
+        self._qneg.append_scaled(P, scales, lb, mr, C, np.flatnonzero(down), nt)
         self.n_images_seen_ += X.shape[0]
         self.n_batches_seen_ += 1
         self.last_threshold_ = th

@@ -37,7 +37,7 @@ def prob():
 
 
 def twin_selection(P, U, adj, M, eta=0.95):
-    """The official selection in float64, from TTA.md: order statistic floor(eta C), no
+    """The official selection in float64, as the official code computes it: order statistic floor(eta C), no
     interpolation; floor(M n_adj / N) adjectives, the rest nouns, lowest first."""
     cos = np.sort(normalize(U.astype(np.float64)) @ normalize(P.astype(np.float64)).T, axis=1)
     q = cos[:, int(np.floor(eta * P.shape[0]))]
@@ -452,7 +452,7 @@ def bench_inputs(prob):
 
 
 def official_eval(det, feats, seed, name):
-    """TTA.md: ID + one OOD set, shuffled with the seed, one fresh stream."""
+    """The official evaluation: ID + one OOD set, shuffled with the seed, one fresh stream."""
     X = np.concatenate([feats["ID"], feats[name]])
     perm = np.random.default_rng(seed).permutation(len(X))
     s = np.empty(len(X))

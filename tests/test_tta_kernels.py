@@ -183,23 +183,79 @@ def test_softmax_rows_keep_entries_far_below_the_maximum(rng, kernel):
         np.testing.assert_allclose(P, P0, rtol=P_RTOL * 2, atol=0)
         np.testing.assert_allclose(a, a0, rtol=MASS_RTOL * 2, atol=0)
         np.testing.assert_allclose(g, g0, rtol=MASS_RTOL * 2, atol=0)
+        if kernel in OWN:  # float32 unscaled rows: the double values rounded to nearest float
+            R64, R32, sc, lb, mr = unscaled_pair(X, lab, kernel, C, T)
+            assert (R64 < 2.0 ** -126).mean() > 0.5  # subnormal or 0 as floats
+            np.testing.assert_array_equal(R32, R64.astype(np.float32))
+            in_range = R64 >= np.exp(-80.0)  # the float exps: exact
+            np.testing.assert_array_equal(R32[in_range].astype(np.float64), R64[in_range])
+
+
+def unscaled_pair(X, lab, kernel, C, T=0.01, nt=2):
+    """The unscaled rows of dnm's own kernel in double and in float32 (rows_f32), their
+    scales (equal), the block and the panel height."""
+    k = CODE[kernel]
+    lb, mr = _core.softmax_block(lab, k), _core.softmax_panel(lab, k)
+    N, L = X.shape[0], lab.shape[0]
+    shape = (-(-N // mr) * mr, L)
+    sc, sc32 = np.empty((N, -(-L // lb))), np.empty((N, -(-L // lb)))
+    R64, _, _ = _core.softmax_rows(X, lab, T, nt, None, C, None, True, kernel=k, scales=sc)
+    R32, _, _ = _core.softmax_rows(X, lab, T, nt, None, C, None, True, np.empty(shape, np.float32),
+                                   kernel=k, scales=sc32, rows_f32=True)
+    np.testing.assert_array_equal(sc32, sc)
+    n = N  # the padding rows of the last panel hold unspecified values
+    return (twin.unpanel(R64, mr, n), twin.unpanel(R32, mr, n), sc, lb, mr)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_unscaled_rows_and_their_consumers(rng, kernel):
-    """With scales=, the rows times their block scales are the scaled rows bit for bit, and
-    the C consumers (gather, masked means, row copies into float32 queues, rows_mean of
-    float32 rows in double) equal their NumPy twins bit for bit with any thread count."""
+    """With scales=, the rows (in panels of the kernel's MR images on dnm's own kernel,
+    row-major on the BLAS tiles) times their block scales are the scaled rows bit for bit,
+    and the C consumers (gather, masked means, row copies into float32 queues, rows_mean of
+    float32 rows in double) equal their NumPy twins bit for bit with any thread count, from
+    float64 rows and (dnm's own kernel) float32 rows."""
     X, lab, C = data(rng, N=70, L=2000)
-    lb = _core.softmax_block(lab, CODE[kernel])
+    k = CODE[kernel]
+    lb, mr = _core.softmax_block(lab, k), _core.softmax_panel(lab, k)
     assert lb == (lab.shape[0] if kernel == "blas" else 1008 // 2)  # D = 512: 504 per block
+    assert mr == {"blas": 1, "avx2": 16, "avx512": 32}[kernel]
     L = lab.shape[0]
     sc = np.full((70, -(-L // lb)), np.nan)
-    R, a, _ = _core.softmax_rows(X, lab, 0.01, 2, None, C, None, True, kernel=CODE[kernel],
-                                 scales=sc)
+    R, a, _ = _core.softmax_rows(X, lab, 0.01, 2, None, C, None, True, kernel=k, scales=sc)
+    assert R.shape == (-(-70 // mr) * mr, L)
     P, a0, _ = run(X, lab, kernel, C)
-    np.testing.assert_array_equal(twin.scaled(R, sc, lb), P)
+    np.testing.assert_array_equal(twin.scaled(R, sc, lb, mr), P)
     np.testing.assert_array_equal(a, a0)
+    check_consumers(rng, R, sc, lb, mr, C, P)
+    with pytest.raises(ValueError, match="scales"):
+        _core.softmax_rows(X, lab, 0.01, 2, None, C, None, True, kernel=k,
+                           scales=np.empty((70, 1 + sc.shape[1])))
+    if kernel in OWN:
+        R64, R32, sc, lb, mr = unscaled_pair(X, lab, kernel, C)
+        np.testing.assert_array_equal(R32.astype(np.float64), R64)  # no lane below e^-80 here
+        for off in range(3):  # the buffer at any 4-byte offset
+            flat = np.full((-(-70 // mr) * mr) * L + 3, np.nan, np.float32)
+            buf = flat[off:off + (flat.size - 3)].reshape(-1, L)
+            _core.softmax_rows(X, lab, 0.01, 2, None, C, None, True, buf, kernel=k,
+                               scales=sc, rows_f32=True)
+            np.testing.assert_array_equal(twin.unpanel(buf, mr, 70), R32)
+            assert np.isnan(flat[:off]).all() and np.isnan(flat[off + buf.size:]).all()
+        check_consumers(rng, buf, sc, lb, mr, C, twin.scaled(buf, sc, lb, mr))
+        with pytest.raises(ValueError, match="rows_f32"):
+            _core.softmax_rows(X, lab, 0.01, 2, None, C, None, True, kernel=k, scales=sc,
+                               rows_f32=True)
+        with pytest.raises(ValueError, match="out: expected a writeable C-contiguous float32"):
+            _core.softmax_rows(X, lab, 0.01, 2, None, C, None, True, np.empty(buf.shape),
+                               kernel=k, scales=sc, rows_f32=True)
+    else:  # float32 rows: dnm's own kernel only
+        with pytest.raises(ValueError):
+            _core.softmax_rows(X, lab, 0.01, 2, None, C, None, True,
+                               np.empty((70, L), np.float32), kernel=k, scales=sc, rows_f32=True)
+
+
+def check_consumers(rng, R, sc, lb, mr, C, P):
+    """The C consumers of the unscaled rows R (panels of mr) against NumPy on P."""
+    L = R.shape[1]
     K = L - C
     sel = rng.permutation(K)[:300]
     flag = rng.integers(0, 3, 70).astype(np.uint8)
@@ -207,20 +263,20 @@ def test_unscaled_rows_and_their_consumers(rng, kernel):
     dst_row = rng.permutation(40)[:25]
     for nt in (1, 2, 3):
         g = np.empty((70, 300))
-        _core.tta_gather(R, sc, lb, C, sel, g, nt)
+        _core.tta_gather(R, sc, lb, mr, C, sel, g, nt)
         np.testing.assert_array_equal(g, P[:, C:][:, sel])
         m1, m2 = np.full(K, np.nan), np.full(K, np.nan)
-        _core.tta_masked_means(R, sc, lb, C, flag, m1, m2, nt)
+        _core.tta_masked_means(R, sc, lb, mr, C, flag, m1, m2, nt)
         for m, f in ((m1, 1), (m2, 2)):
             np.testing.assert_array_equal(m, twin.mean_in_order(P[flag == f, C:]))
             np.testing.assert_array_equal(m, P[flag == f, C:].mean(axis=0))  # as NumPy's
         m1[:] = 7.0
-        _core.tta_masked_means(R, sc, lb, C, np.zeros(70, np.uint8), m1, m2, nt)
+        _core.tta_masked_means(R, sc, lb, mr, C, np.zeros(70, np.uint8), m1, m2, nt)
         assert (m1 == 7.0).all()  # no rows: untouched
         for k in range(4):  # the queue row's start at every 4-byte offset (aligned stores)
             flat = np.full(40 * K + 3, -1.0, dtype=np.float32)
             dst = flat[k:k + 40 * K].reshape(40, K)
-            _core.tta_copy_rows(R, sc, lb, C, src, dst_row, dst, nt)
+            _core.tta_copy_rows(R, sc, lb, mr, C, src, dst_row, dst, nt)
             want = np.full((40, K), -1.0, dtype=np.float32)
             want[dst_row] = P[src, C:].astype(np.float32)  # rounded to nearest, as NumPy does
             np.testing.assert_array_equal(dst, want)
@@ -232,23 +288,22 @@ def test_unscaled_rows_and_their_consumers(rng, kernel):
         for k in range(2):  # float64 queues (queue_dtype="float64"): the double products
             flat = np.full(40 * K + 1, -1.0)
             dst64 = flat[k:k + 40 * K].reshape(40, K)
-            _core.tta_copy_rows(R, sc, lb, C, src, dst_row, dst64, nt)
+            _core.tta_copy_rows(R, sc, lb, mr, C, src, dst_row, dst64, nt)
             want = np.full((40, K), -1.0)
             want[dst_row] = P[src, C:]
             np.testing.assert_array_equal(dst64, want)
             _core.rows_mean(dst64, 33, out, nt)
             np.testing.assert_array_equal(out, twin.mean_in_order(dst64[:33]))
     with pytest.raises(ValueError, match="sel"):
-        _core.tta_gather(R, sc, lb, C, np.array([K]), np.empty((70, 1)), 1)
+        _core.tta_gather(R, sc, lb, mr, C, np.array([K]), np.empty((70, 1)), 1)
     with pytest.raises(ValueError, match="dst_row"):
-        _core.tta_copy_rows(R, sc, lb, C, src[:1], np.array([40]), dst, 1)
+        _core.tta_copy_rows(R, sc, lb, mr, C, src[:1], np.array([40]), dst, 1)
     with pytest.raises(ValueError, match="dst: expected a C-contiguous float32 or float64"):
-        _core.tta_copy_rows(R, sc, lb, C, src, dst_row, np.empty((40, K), np.float16), 1)
+        _core.tta_copy_rows(R, sc, lb, mr, C, src, dst_row, np.empty((40, K), np.float16), 1)
     with pytest.raises(ValueError, match="a: expected a C-contiguous float32 or float64"):
         _core.rows_mean(np.empty((40, K), np.int64), 33, out, 1)
-    with pytest.raises(ValueError, match="scales"):
-        _core.softmax_rows(X, lab, 0.01, 2, None, C, None, True, kernel=CODE[kernel],
-                           scales=np.empty((70, 1 + sc.shape[1])))
+    with pytest.raises(ValueError, match="scales: shape does not match"):
+        _core.tta_gather(R[:-1], sc, lb, mr, C, sel, g, 1)  # not the panels of 70 rows
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -358,10 +413,10 @@ def test_streams_with_and_without_packed_labels(rng, monkeypatch):
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
-def test_rows_written_at_any_alignment_and_streamed(rng, kernel):
+def test_rows_written_at_any_alignment_and_large(rng, kernel):
     """The rows' bits do not depend on where the caller's buffer starts (every 8-byte
-    offset), nor on whether they are streamed past the caches (unscaled rows of a tile
-    larger than 64 MB)."""
+    offset); unscaled rows of a large tile (33,000 labels, 260 images: more than one tile,
+    a short last panel) times their scales are the scaled rows."""
     X, lab, C = data(rng, N=100, L=2600)
     want = run(X, lab, kernel, C)[0]
     for k in range(4):
@@ -373,11 +428,11 @@ def test_rows_written_at_any_alignment_and_streamed(rng, kernel):
     lab = normalize(rng.standard_normal((33000, 8))).astype(np.float32)
     X = rng.standard_normal((260, 8)).astype(np.float32)
     want = run(X, lab, kernel, 50)[0]
-    lb = _core.softmax_block(lab, CODE[kernel])
+    lb, mr = _core.softmax_block(lab, CODE[kernel]), _core.softmax_panel(lab, CODE[kernel])
     sc = np.empty((260, -(-lab.shape[0] // lb)))
     R, _, _ = _core.softmax_rows(X, lab, 0.01, 2, None, 50, None, True, kernel=CODE[kernel],
                                  scales=sc)
-    np.testing.assert_array_equal(twin.scaled(R, sc, lb), want)
+    np.testing.assert_array_equal(twin.scaled(R, sc, lb, mr), want)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -390,7 +445,7 @@ def test_selected_columns_taken_by_the_kernel(rng, kernel):
     sel = np.concatenate([rng.permutation(L)[:300], [0, L - 1, 5, 5]])  # repeats allowed
     idx = dnm.make_groups(L - C, 4, 0)
     k = CODE[kernel]
-    lb = _core.softmax_block(lab, k)
+    lb, mr = _core.softmax_block(lab, k), _core.softmax_panel(lab, k)
     for nt in (1, 2):
         out = np.full((70, sel.size), np.nan)
         P, _, _ = _core.softmax_rows(X, lab, 0.01, nt, None, C, None, True, kernel=k,
@@ -399,7 +454,12 @@ def test_selected_columns_taken_by_the_kernel(rng, kernel):
         sc = np.empty((70, -(-L // lb)))
         R, _, _ = _core.softmax_rows(X, lab, 0.01, nt, None, C, None, True, kernel=k,
                                      scales=sc, sel=sel, sel_out=out)
-        np.testing.assert_array_equal(out, twin.scaled(R, sc, lb)[:, sel])
+        np.testing.assert_array_equal(out, twin.scaled(R, sc, lb, mr)[:, sel])
+        if kernel != "blas":  # float32 rows: the values they hold
+            R32, _, _ = _core.softmax_rows(X, lab, 0.01, nt, None, C, None, True,
+                                           np.empty(R.shape, np.float32), kernel=k, scales=sc,
+                                           sel=sel, sel_out=out, rows_f32=True)
+            np.testing.assert_array_equal(out, twin.scaled(R32, sc, lb, mr)[:, sel])
         P, _, _ = _core.softmax_rows(X, lab, 0.01, nt, None, C, idx, True, kernel=k,
                                      sel=sel, sel_out=out)
         np.testing.assert_array_equal(out, P[:, sel])

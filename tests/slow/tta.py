@@ -236,10 +236,18 @@ def tanl(stream, id_labels, corpus, noise, id_order, noise_order, batch_size=256
 
 # ---- consumers of unscaled softmax rows (csrc/tta.h) -----------------------------------------
 
-def scaled(rows, scales, lb):
-    """P = rows x the scale of each column's block (block = lb columns)."""
+def unpanel(rows, mr, n):
+    """The first n rows, row-major, of rows stored in panels of mr (csrc/tta.h: row i's
+    column j at ((i // mr) * L + j) * mr + i % mr of the buffer)."""
     L = rows.shape[1]
-    return rows * np.repeat(scales, lb, axis=1)[:, :L]
+    return rows.reshape(-1, L, mr).transpose(0, 2, 1).reshape(-1, L)[:n]
+
+
+def scaled(rows, scales, lb, mr=1):
+    """P = rows (in panels of mr, float32 or float64) x the scale of each column's block
+    (block = lb columns), in double."""
+    R = unpanel(np.asarray(rows, dtype=np.float64), mr, scales.shape[0])
+    return R * np.repeat(scales, lb, axis=1)[:, :R.shape[1]]
 
 
 def mean_in_order(rows):
