@@ -37,8 +37,9 @@ def prob():
 
 
 def twin_selection(P, U, adj, M, eta=0.95):
-    """The official selection in float64, as the official code computes it: order statistic floor(eta C), no
-    interpolation; floor(M n_adj / N) adjectives, the rest nouns, lowest first."""
+    """The official selection in float64, as the official code computes it: order statistic
+    floor(eta C), no interpolation; floor(M n_adj / N) adjectives, the rest nouns, lowest
+    first."""
     cos = np.sort(normalize(U.astype(np.float64)) @ normalize(P.astype(np.float64)).T, axis=1)
     q = cos[:, int(np.floor(eta * P.shape[0]))]
     m_adj = M * int(adj.sum()) // len(adj)
