@@ -529,6 +529,7 @@ static PyObject *py_tta_masked_means(PyObject *self, PyObject *args);
 static PyObject *py_tta_copy_rows(PyObject *self, PyObject *args);
 static PyObject *py_rows_mean(PyObject *self, PyObject *args);
 static PyObject *py_tta_cached(PyObject *self, PyObject *args);
+static PyObject *py_tta_aas(PyObject *self, PyObject *args);
 
 static PyMethodDef methods[] = {
     {"score", (PyCFunction)(void (*)(void))py_score, METH_VARARGS | METH_KEYWORDS,
@@ -579,6 +580,8 @@ static PyMethodDef methods[] = {
     {"tta_copy_rows", py_tta_copy_rows, METH_VARARGS,
      "tta_copy_rows(rows, scales, lb, mr, off, src, dst_row, dst, num_threads): "
      "dst[dst_row] = P[src, off:] (a float32 dst: rounded to nearest; or float64)"},
+    {"tta_aas", py_tta_aas, METH_VARARGS,
+     "tta_aas(a_id, vals, beta, step, out, num_threads): TANL's activation-aware score"},
     {"tta_cached", py_tta_cached, METH_VARARGS,
      "tta_cached(rows, off, len, pos, row_index, mass, want_entropy, label_out, entropy_out, "
      "num_threads): AdaNeg's cached images' labels (argmax) and entropies (tta.h)"},
@@ -996,6 +999,30 @@ static PyObject *py_tta_copy_rows(PyObject *self, PyObject *args)
     dnm_tta_copy_rows(PyArray_DATA(r), PyArray_TYPE(r) == NPY_FLOAT32, mr,
                       (const double *)PyArray_DATA(sc), L, lb, off, (const int64_t *)PyArray_DATA(src), (const int64_t *)PyArray_DATA(dr),
                       n, PyArray_DATA(dst), PyArray_TYPE(dst) == NPY_FLOAT32, nt);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_tta_aas(PyObject *self, PyObject *args)
+{
+    PyObject *a_o, *v_o, *out_o;
+    long long beta, step;
+    int nt;
+    PyArrayObject *a, *v, *out;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOLLOi", &a_o, &v_o, &beta, &step, &out_o, &nt) ||
+        !(a = f64_array(a_o, 1, 0, "a_id")) || !(v = f64_array(v_o, 2, 0, "vals")) ||
+        !(out = f64_array(out_o, 1, 1, "out")))
+        return NULL;
+    const int64_t N = PyArray_DIM(v, 0), n = PyArray_DIM(v, 1);
+    if (PyArray_DIM(a, 0) != N || PyArray_DIM(out, 0) != N || n < 1 || beta < 1 || step < 0) {
+        PyErr_SetString(PyExc_ValueError, "tta_aas: need a_id and out (N,), vals (N, n >= 1), "
+                                          "beta >= 1, step >= 0");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    dnm_tta_aas((const double *)PyArray_DATA(a), (const double *)PyArray_DATA(v), N, n, beta,
+                step, (double *)PyArray_DATA(out), nt);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }

@@ -509,6 +509,28 @@ void dnm_tta_copy_rows(const void *rows, int rows_f32, int64_t mr, const double 
     dnm_threads_end();
 }
 
+void dnm_tta_aas(const double *a_id, const double *vals, int64_t N, int64_t n, int64_t beta,
+                 int64_t step, double *out, int nthreads)
+{
+    const int64_t m = step > 0 ? (beta + step - 1) / step : 1; /* prefixes */
+    const int nt = tta_threads(nthreads, (double)N * (double)(n + m));
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < N; i++) {
+        const double A = a_id[i], *v = vals + i * n;
+        double cs = 0.0, acc[LANES] = {0};
+        int64_t q = 0;
+        for (int64_t k = 1; k <= m; k++) {
+            const int64_t P = step > 0 && k * step < n ? k * step : n;
+            for (; q < P; q++) cs += v[q]; /* the running sum, as NumPy's cumsum */
+            acc[(k - 1) % LANES] += A / (A + cs);
+        }
+        double s = 0.0;
+        for (int l = 0; l < LANES; l++) s += acc[l];
+        out[i] = s / (double)m;
+    }
+    dnm_threads_end();
+}
+
 /* The labels' panel height of the unscaled rows (tta.h). */
 int64_t dnm_softmax_panel(const dnm_matrix *labels, int kernel)
 {

@@ -105,6 +105,12 @@ void dnm_tta_masked_means(const void *rows, int rows_f32, int64_t mr, const doub
 void dnm_tta_copy_rows(const void *rows, int rows_f32, int64_t mr, const double *scales,
                        int64_t L, int64_t lb, int64_t off, const int64_t *src,
                        const int64_t *dst_row, int64_t n, void *dst, int f32, int nthreads);
+/* TANL's activation-aware score from softmax shares: out[i] = the mean over k = 1..m of
+ * A / (A + sum_{q < P_k} v[i * n + q]), A = a_id[i], P_k = min(k step, n), m = ceil(beta /
+ * step); step 0: m = 1, P_1 = n.  The prefix sums run in double in selection order (NumPy's
+ * cumsum), the m terms are added in 8 fixed lanes.  Threads over rows. */
+void dnm_tta_aas(const double *a_id, const double *vals, int64_t N, int64_t n, int64_t beta,
+                 int64_t step, double *out, int nthreads);
 /* AdaNeg's cached images: for rows ridx[0..n) of `rows` (L columns), the segment of len
  * values v_k = row[off + k] (or row[off + pos[k]]: the segment in its own order from rows in
  * another order).  label[i] = the first k of the largest v_k; with H, H[i] = -sum_k p_k

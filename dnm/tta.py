@@ -82,7 +82,6 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import threading
 
 import numpy as np
 
@@ -208,32 +207,6 @@ def _grouped(a_id, Nj):
     """NegLabel's grouped score from softmax masses: mean_j A / (A + N_j), A = the image's ID
     share, N_j = group j's (the common normaliser cancels in every ratio)."""
     return (a_id[:, None] / (a_id[:, None] + Nj)).mean(axis=1)
-
-
-def _by_rows(fn, n, nt, min_rows=16):
-    """fn(lo, hi) over row ranges [lo, hi) of n rows, on up to nt threads (NumPy releases
-    the GIL); fn must touch only its own rows, so the result does not depend on nt."""
-    nt = min(int(_core.resolve_threads(nt)), n // min_rows)
-    if nt <= 1:
-        fn(0, n)
-        return
-    cuts = [n * k // nt for k in range(nt + 1)]
-    errors = []
-
-    def run(lo, hi):
-        try:
-            fn(lo, hi)
-        except BaseException as exc:  # re-raised in the caller
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(cuts[k], cuts[k + 1])) for k in range(1, nt)]
-    for t in threads:
-        t.start()
-    run(cuts[0], cuts[1])
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
 
 
 def _batch(batch, D, name="batch"):
@@ -652,21 +625,12 @@ def _top(a, beta):
 
 def _aas(a_id, R_sel, beta, step, nt=1):
     """Activation-aware score from softmax rows: a_id (B,) the ID shares, R_sel (B, n) the
-    selected corpus activations in selection order (the common normaliser cancels); row
-    ranges on up to nt threads (each row's arithmetic is its own)."""
-    n = R_sel.shape[1]
+    selected corpus activations in selection order (the common normaliser cancels); in C
+    (csrc/tta.h: prefix sums in selection order, the prefixes' terms in 8 fixed lanes), rows
+    on up to nt threads."""
     out = np.empty(R_sel.shape[0])
-    P = None if step == 0 else np.minimum(np.arange(1, math.ceil(beta / step) + 1) * step, n)
-
-    def part(lo, hi):
-        cs = np.cumsum(R_sel[lo:hi], axis=1)
-        A = a_id[lo:hi, None]
-        if step == 0:
-            out[lo:hi] = (A / (A + cs[:, n - 1:n]))[:, 0]
-        else:
-            out[lo:hi] = (A / (A + cs[:, P - 1])).mean(axis=1)
-
-    _by_rows(part, out.size, nt)
+    _core.tta_aas(np.ascontiguousarray(a_id, dtype=np.float64),
+                  np.ascontiguousarray(R_sel, dtype=np.float64), beta, step, out, nt)
     return out
 
 

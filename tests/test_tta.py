@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import dnm
-from dnm import tta
+from dnm import _core, tta
 from slow import tta as twin
 
 
@@ -212,6 +212,20 @@ def test_top_and_aas_helpers():
     for step, beta in ((0, 9), (1, 9), (2, 9), (4, 30), (50, 9)):
         want = [twin.aas(np.log([A[i]]), np.log(R[i]), beta, step) for i in range(5)]
         np.testing.assert_allclose(tta._aas(A, R, beta, step), want, rtol=1e-13)
+    # the C version (csrc/tta.h): rows on threads, the same bits with any thread count; the
+    # prefix sums are NumPy's cumsum; the terms' mean within the bound of m sequential adds
+    A, R = rng.random(300), rng.random((300, 1000))
+    R[:, 500:] = R[:, :1]  # tie-heavy
+    for step, beta in ((1, 1000), (2, 1000), (3, 1000), (0, 1000), (7, 5000), (2000, 1000)):
+        got = tta._aas(A, R, beta, step, 1)
+        np.testing.assert_array_equal(tta._aas(A, R, beta, step, 2), got)
+        np.testing.assert_array_equal(tta._aas(A, R, beta, step, 3), got)
+        cs = np.cumsum(R, axis=1)
+        P = np.minimum(np.arange(1, -(-beta // step) + 1) * step, 1000) if step else [1000]
+        want = (A[:, None] / (A[:, None] + cs[:, np.asarray(P) - 1])).mean(axis=1)
+        np.testing.assert_allclose(got, want, rtol=1.1e-16 * len(P) + 1e-15, atol=0)
+    with pytest.raises(ValueError, match="tta_aas"):
+        _core.tta_aas(A, R, 0, 1, np.empty(300), 1)
 
 
 def test_otsu_matches_twin(rng):
