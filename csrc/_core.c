@@ -995,6 +995,21 @@ static PyObject *py_tta_copy_rows(PyObject *self, PyObject *args)
     }
     if (in_range(src, 0, N, "src") || in_range(dr, 0, PyArray_DIM(dst, 0), "dst_row"))
         return NULL;
+    { /* distinct destination rows (the copies run in any order) */
+        unsigned char *seen = (unsigned char *)calloc((size_t)PyArray_DIM(dst, 0) + 1, 1);
+        const int64_t *d = (const int64_t *)PyArray_DATA(dr);
+        int dup = 0;
+        if (!seen) return PyErr_NoMemory();
+        for (int64_t k = 0; k < n && !dup; k++) {
+            dup = seen[d[k]];
+            seen[d[k]] = 1;
+        }
+        free(seen);
+        if (dup) {
+            PyErr_SetString(PyExc_ValueError, "dst_row: a row appears twice");
+            return NULL;
+        }
+    }
     Py_BEGIN_ALLOW_THREADS
     dnm_tta_copy_rows(PyArray_DATA(r), PyArray_TYPE(r) == NPY_FLOAT32, mr,
                       (const double *)PyArray_DATA(sc), L, lb, off, (const int64_t *)PyArray_DATA(src), (const int64_t *)PyArray_DATA(dr),

@@ -382,6 +382,13 @@ static int softmax_rows_run(const dnm_matrix *images, const dnm_matrix *labels,
 
 #define DNM_TTA_CW 512 /* columns per task */
 
+/* float rows in panels of a multiple of 8 images, on a CPU with AVX2: the consumers' AVX2
+ * loops (tta_simd.h) */
+static int tta_panel_simd(int rows_f32, int64_t mr)
+{
+    return rows_f32 && mr > 1 && mr % 8 == 0 && dnm_have_avx2();
+}
+
 static int tta_threads(int nthreads, double work)
 {
     int nt = dnm_threads_begin(nthreads);
@@ -435,18 +442,25 @@ void dnm_tta_masked_means(const void *rows, int rows_f32, int64_t mr, const doub
     if (!n1 && !n2) return;
     const int64_t ntask = (K + DNM_TTA_CW - 1) / DNM_TTA_CW;
     const int nt = tta_threads(nthreads, (double)N * (double)K);
+    const int simd = tta_panel_simd(rows_f32, mr);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t t = 0; t < ntask; t++) {
         const int64_t j0 = t * DNM_TTA_CW, j1 = j0 + DNM_TTA_CW < K ? j0 + DNM_TTA_CW : K;
         double a1[DNM_TTA_CW], a2[DNM_TTA_CW];
-        for (int64_t j = 0; j < j1 - j0; j++) a1[j] = a2[j] = 0.0;
-        for (int64_t i = 0; i < N; i++) {
+        int64_t js = j0; /* the columns [js, j1) by the loop below */
+        if (simd) {
+            js = dnm_tta_panel_sums_avx2((const float *)rows, mr, scales, N, L, lb, off, flag, j0,
+                                         j1, a1, a2);
+        } else {
+            for (int64_t j = 0; j < j1 - j0; j++) a1[j] = a2[j] = 0.0;
+        }
+        for (int64_t i = 0; i < N && js < j1; i++) {
             if (!flag[i] || flag[i] > 2) continue;
             double *acc = flag[i] == 1 ? a1 : a2;
             const double *sc = scales + i * nb;
             const int64_t base = i / mr * L * mr + i % mr + off * mr; /* column off + j */
             /* the columns of one block share their scale */
-            for (int64_t j = j0; j < j1;) {
+            for (int64_t j = js; j < j1;) {
                 const int64_t b = (off + j) / lb, e = (b + 1) * lb - off < j1 ? (b + 1) * lb - off : j1;
                 const double f = sc[b];
                 if (rows_f32) {
@@ -475,6 +489,17 @@ void dnm_tta_copy_rows(const void *rows, int rows_f32, int64_t mr, const double 
     const int64_t nb = (L + lb - 1) / lb, K = L - off;
     const int64_t ntask = (K + DNM_TTA_COPY_CW - 1) / DNM_TTA_COPY_CW;
     const int nt = tta_threads(nthreads, (double)n * (double)K);
+    /* float rows in panels on AVX2: the copies by groups of 8 images (the k in src order) */
+    int64_t *order = tta_panel_simd(rows_f32, mr) && n > 0
+                         ? (int64_t *)malloc((size_t)n * 2 * sizeof(int64_t)) : NULL;
+    if (order) {
+        for (int64_t k = 0; k < n; k++) {
+            order[2 * k] = src[k];
+            order[2 * k + 1] = k;
+        }
+        qsort(order, (size_t)n, 2 * sizeof(int64_t), cmp_first); /* (ties: any order) */
+        for (int64_t k = 0; k < n; k++) order[k] = order[2 * k + 1];
+    }
     /* a task = a range of columns of every row copied: the rows of one panel share the
      * cache lines read; the product in double either way, rounded to nearest float for a
      * float32 queue (the bits of the C cast) */
@@ -482,12 +507,16 @@ void dnm_tta_copy_rows(const void *rows, int rows_f32, int64_t mr, const double 
     for (int64_t t = 0; t < ntask; t++) {
         const int64_t j0 = t * DNM_TTA_COPY_CW;
         const int64_t j1 = j0 + DNM_TTA_COPY_CW < K ? j0 + DNM_TTA_COPY_CW : K;
-        for (int64_t k = 0; k < n; k++) {
+        const int64_t js = order ? dnm_tta_panel_copy_avx2((const float *)rows, mr, scales, L, lb,
+                                                           off, src, dst_row, n, dst, f32, j0, j1,
+                                                           order)
+                                 : j0; /* the columns [js, j1) by the loop below */
+        for (int64_t k = 0; k < n && js < j1; k++) {
             const int64_t i = src[k], base = i / mr * L * mr + i % mr + off * mr;
             const double *sc = scales + i * nb;
             float *d32 = f32 ? (float *)dst + dst_row[k] * K : NULL;
             double *d64 = f32 ? NULL : (double *)dst + dst_row[k] * K;
-            for (int64_t j = j0; j < j1;) {
+            for (int64_t j = js; j < j1;) {
                 const int64_t b = (off + j) / lb, e = (b + 1) * lb - off < j1 ? (b + 1) * lb - off : j1;
                 const double f = sc[b];
                 if (rows_f32 && f32) {
@@ -507,6 +536,7 @@ void dnm_tta_copy_rows(const void *rows, int rows_f32, int64_t mr, const double 
         }
     }
     dnm_threads_end();
+    free(order);
 }
 
 void dnm_tta_aas(const double *a_id, const double *vals, int64_t N, int64_t n, int64_t beta,

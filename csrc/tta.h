@@ -131,6 +131,39 @@ int dnm_tta_cached(const double *rows, int64_t L, int64_t off, int64_t len, cons
 void dnm_rows_mean(const void *a, int f32, int64_t n, int64_t K, double *out, double *ckpt,
                    int64_t every, int64_t valid, int nthreads);
 
+/* Internal: the consumers' loops over float rows in panels (mr a multiple of 8) on AVX2
+ * (tta_simd.h, built in score_avx2.c): the masked means' sums and the row copies of the
+ * columns [j0, j1) relative to off, up to the last full group of 8 columns (returned; the
+ * caller does the rest), with the plain loops' operations in their order (the same bits).
+ * panel_sums zeroes a1 / a2 [0, j1 - j0); panel_copy takes the k in src order (`order`) and
+ * distinct dst rows. */
+int64_t dnm_tta_panel_sums_avx2(const float *rows, int64_t mr, const double *scales, int64_t N,
+                                int64_t L, int64_t lb, int64_t off, const unsigned char *flag,
+                                int64_t j0, int64_t j1, double *a1, double *a2);
+int64_t dnm_tta_panel_copy_avx2(const float *rows, int64_t mr, const double *scales, int64_t L,
+                                int64_t lb, int64_t off, const int64_t *src,
+                                const int64_t *dst_row, int64_t n, void *dst, int f32,
+                                int64_t j0, int64_t j1, const int64_t *order);
+#define DNM_DEFINE_TTA_PANEL_STUBS                                                           \
+    int64_t dnm_tta_panel_sums_avx2(const float *rows, int64_t mr, const double *scales,    \
+                                    int64_t N, int64_t L, int64_t lb, int64_t off,          \
+                                    const unsigned char *flag, int64_t j0, int64_t j1,      \
+                                    double *a1, double *a2)                                 \
+    {                                                                                        \
+        (void)rows, (void)mr, (void)scales, (void)N, (void)L, (void)lb, (void)off;          \
+        (void)flag, (void)j1, (void)a1, (void)a2;                                           \
+        return j0;                                                                           \
+    }                                                                                        \
+    int64_t dnm_tta_panel_copy_avx2(const float *rows, int64_t mr, const double *scales,    \
+                                    int64_t L, int64_t lb, int64_t off, const int64_t *src, \
+                                    const int64_t *dst_row, int64_t n, void *dst, int f32,  \
+                                    int64_t j0, int64_t j1, const int64_t *order)           \
+    {                                                                                        \
+        (void)rows, (void)mr, (void)scales, (void)L, (void)lb, (void)off, (void)src;        \
+        (void)dst_row, (void)n, (void)dst, (void)f32, (void)j1, (void)order;                \
+        return j0;                                                                           \
+    }
+
 /* Internal: the float32 kernel on dnm's own product kernel (tta_simd.h, built
  * per instruction set in score_avx512.c / score_avx2.c).  col[p] = the label
  * row at packed position p ([ID; groups in order; the rest]), NULL for the

@@ -410,3 +410,158 @@ out:
     if (err->code == DNM_OK && tick && tick(tick_ctx, total, total)) err->code = DNM_ECANCEL;
     return err->code;
 }
+
+#if W == 8
+/* ---- TANL's panel consumers on AVX2 (dnm_tta_masked_means / dnm_tta_copy_rows, tta.h, for
+ * rows in panels of mr images, mr a multiple of 8): a panel's 8 columns x 8 images are loaded
+ * (8 floats of one column each, contiguous) and transposed in registers, so each image's 8
+ * consecutive columns come out as one vector; then each value is converted to double and
+ * multiplied by its block's scale (a multiply, then an add or a rounding: the same operations,
+ * in the same order per column, as the plain C loops, so the same bits). */
+
+/* in[c] = column c's 8 floats (images 0..7 of a group) -> out[i] = image i's 8 columns */
+TGT static inline void tta_t8x8(const __m256 in[8], __m256 out[8])
+{
+    const __m256 a0 = _mm256_unpacklo_ps(in[0], in[1]), a1 = _mm256_unpackhi_ps(in[0], in[1]);
+    const __m256 a2 = _mm256_unpacklo_ps(in[2], in[3]), a3 = _mm256_unpackhi_ps(in[2], in[3]);
+    const __m256 a4 = _mm256_unpacklo_ps(in[4], in[5]), a5 = _mm256_unpackhi_ps(in[4], in[5]);
+    const __m256 a6 = _mm256_unpacklo_ps(in[6], in[7]), a7 = _mm256_unpackhi_ps(in[6], in[7]);
+    const __m256 b0 = _mm256_shuffle_ps(a0, a2, 0x44), b1 = _mm256_shuffle_ps(a0, a2, 0xEE);
+    const __m256 b2 = _mm256_shuffle_ps(a1, a3, 0x44), b3 = _mm256_shuffle_ps(a1, a3, 0xEE);
+    const __m256 b4 = _mm256_shuffle_ps(a4, a6, 0x44), b5 = _mm256_shuffle_ps(a4, a6, 0xEE);
+    const __m256 b6 = _mm256_shuffle_ps(a5, a7, 0x44), b7 = _mm256_shuffle_ps(a5, a7, 0xEE);
+    out[0] = _mm256_permute2f128_ps(b0, b4, 0x20);
+    out[1] = _mm256_permute2f128_ps(b1, b5, 0x20);
+    out[2] = _mm256_permute2f128_ps(b2, b6, 0x20);
+    out[3] = _mm256_permute2f128_ps(b3, b7, 0x20);
+    out[4] = _mm256_permute2f128_ps(b0, b4, 0x31);
+    out[5] = _mm256_permute2f128_ps(b1, b5, 0x31);
+    out[6] = _mm256_permute2f128_ps(b2, b6, 0x31);
+    out[7] = _mm256_permute2f128_ps(b3, b7, 0x31);
+}
+
+/* the scales of 8 columns from j on of one image (sc = its row of scales): block b up to
+ * column bend (exclusive), block b + 1 after it (a block is 42 columns or more) */
+TGT static inline void tta_scales8(const double *sc, int64_t b, int64_t j, int64_t bend,
+                                   __m256d *f0, __m256d *f1)
+{
+    if (j + 8 <= bend) {
+        *f0 = *f1 = _mm256_set1_pd(sc[b]);
+    } else {
+        double t[8];
+        for (int q = 0; q < 8; q++) t[q] = sc[j + q < bend ? b : b + 1];
+        *f0 = _mm256_loadu_pd(t);
+        *f1 = _mm256_loadu_pd(t + 4);
+    }
+}
+
+/* The masked means' sums of columns [j0, j1) (relative to off) into a1 / a2 (zeroed here),
+ * rows in order; the columns past the last full group of 8 are left to the caller (returned:
+ * the first such column).  Per panel and group of 8 columns the sums stay in registers
+ * while the panel's images are added in order. */
+TGT int64_t SIMD_FN(dnm_tta_panel_sums)(const float *rows, int64_t mr, const double *scales,
+                                        int64_t N, int64_t L, int64_t lb, int64_t off,
+                                        const unsigned char *flag, int64_t j0, int64_t j1,
+                                        double *a1, double *a2)
+{
+    const int64_t nb = (L + lb - 1) / lb, jend = j0 + (j1 - j0) / 8 * 8;
+    for (int64_t j = 0; j < j1 - j0; j++) a1[j] = a2[j] = 0.0;
+    for (int64_t p = 0; p * mr < N; p++) {
+        const int64_t i0 = p * mr, ni = N - i0 < mr ? N - i0 : mr;
+        int any = 0;
+        for (int64_t q = 0; q < ni; q++) any |= flag[i0 + q] == 1 || flag[i0 + q] == 2;
+        if (!any) continue;
+        int64_t b = (off + j0) / lb, bend = (b + 1) * lb - off; /* bend: relative to off */
+        for (int64_t j = j0; j < jend; j += 8) {
+            if (j >= bend) b++, bend += lb;
+            __m256d s10 = _mm256_loadu_pd(a1 + j - j0), s11 = _mm256_loadu_pd(a1 + j - j0 + 4);
+            __m256d s20 = _mm256_loadu_pd(a2 + j - j0), s21 = _mm256_loadu_pd(a2 + j - j0 + 4);
+            const float *src = rows + (p * L + off + j) * mr;
+            for (int64_t g = 0; g < ni; g += 8) { /* images i0 + g .. + 7 */
+                __m256 in[8], v[8];
+                for (int c = 0; c < 8; c++) in[c] = _mm256_loadu_ps(src + c * mr + g);
+                tta_t8x8(in, v);
+                for (int64_t q = 0; q < 8 && g + q < ni; q++) {
+                    const int64_t i = i0 + g + q;
+                    const int fl = flag[i];
+                    if (fl != 1 && fl != 2) continue;
+                    __m256d f0, f1;
+                    tta_scales8(scales + i * nb, b, j, bend, &f0, &f1);
+                    const __m256d x0 = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v[q])), f0);
+                    const __m256d x1 = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v[q], 1)), f1);
+                    if (fl == 1) {
+                        s10 = _mm256_add_pd(s10, x0);
+                        s11 = _mm256_add_pd(s11, x1);
+                    } else {
+                        s20 = _mm256_add_pd(s20, x0);
+                        s21 = _mm256_add_pd(s21, x1);
+                    }
+                }
+            }
+            _mm256_storeu_pd(a1 + j - j0, s10);
+            _mm256_storeu_pd(a1 + j - j0 + 4, s11);
+            _mm256_storeu_pd(a2 + j - j0, s20);
+            _mm256_storeu_pd(a2 + j - j0 + 4, s21);
+        }
+    }
+    SIMD_LEAVE();
+    return jend;
+}
+
+/* Row copies of columns [j0, j1) (relative to off): dst row dst_row[k] = P[src[k]] (rounded to
+ * nearest float when f32; the dst rows distinct); returns the first column left to the caller
+ * (past the last full group of 8).  order: the k sorted by src, so that each panel's columns
+ * are read once (8 columns x 8 images transposed) for all of its copies. */
+TGT int64_t SIMD_FN(dnm_tta_panel_copy)(const float *rows, int64_t mr, const double *scales,
+                                        int64_t L, int64_t lb, int64_t off, const int64_t *src,
+                                        const int64_t *dst_row, int64_t n, void *dst, int f32,
+                                        int64_t j0, int64_t j1, const int64_t *order)
+{
+    const int64_t nb = (L + lb - 1) / lb, K = L - off, jend = j0 + (j1 - j0) / 8 * 8;
+    int64_t grp[64], lane[64]; /* per copy of a panel (mr <= 64 here) */
+    const double *scp[64];
+    float *d32[64];
+    double *d64[64];
+    for (int64_t u = 0; u < n;) {
+        const int64_t p = src[order[u]] / mr;
+        int64_t w = u;
+        while (w < n && w - u < 64 && src[order[w]] / mr == p) w++; /* copies from panel p */
+        for (int64_t x = u; x < w; x++) {
+            const int64_t k = order[x], i = src[k];
+            grp[x - u] = i % mr / 8 * 8;
+            lane[x - u] = i % 8;
+            scp[x - u] = scales + i * nb;
+            d32[x - u] = f32 ? (float *)dst + dst_row[k] * K : NULL;
+            d64[x - u] = f32 ? NULL : (double *)dst + dst_row[k] * K;
+        }
+        int64_t b = (off + j0) / lb, bend = (b + 1) * lb - off;
+        for (int64_t j = j0; j < jend; j += 8) {
+            if (j >= bend) b++, bend += lb;
+            const float *s = rows + (p * L + off + j) * mr;
+            for (int64_t x = 0; x < w - u;) {
+                const int64_t g = grp[x];
+                __m256 in[8], v[8];
+                for (int c = 0; c < 8; c++) in[c] = _mm256_loadu_ps(s + c * mr + g);
+                tta_t8x8(in, v);
+                for (; x < w - u && grp[x] == g; x++) {
+                    __m256d f0, f1;
+                    tta_scales8(scp[x], b, j, bend, &f0, &f1);
+                    const __m256 r = v[lane[x]];
+                    const __m256d y0 = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(r)), f0);
+                    const __m256d y1 = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(r, 1)), f1);
+                    if (f32) {
+                        _mm256_storeu_ps(d32[x] + j,
+                                         _mm256_set_m128(_mm256_cvtpd_ps(y1), _mm256_cvtpd_ps(y0)));
+                    } else {
+                        _mm256_storeu_pd(d64[x] + j, y0);
+                        _mm256_storeu_pd(d64[x] + j + 4, y1);
+                    }
+                }
+            }
+        }
+        u = w;
+    }
+    SIMD_LEAVE();
+    return jend;
+}
+#endif

@@ -253,6 +253,22 @@ def test_unscaled_rows_and_their_consumers(rng, kernel):
                                np.empty((70, L), np.float32), kernel=k, scales=sc, rows_f32=True)
 
 
+@pytest.mark.parametrize("mr", [1, 8, 16, 32])
+def test_panel_consumers_any_layout(rng, mr):
+    """The consumers of unscaled rows in panels of mr images (16: the AVX2 kernel's, 32:
+    AVX-512's, 1: row-major), float32 and float64 rows, with blocks that cut the SIMD loops'
+    groups of 8 columns (lb = 42, an offset of 37, a width that is no multiple of 8) and a
+    short last panel: bit for bit the NumPy twins."""
+    N, L, C = 70, 2003, 37
+    for lb, dt in ((504, np.float32), (42, np.float32), (42, np.float64)):
+        R = (rng.random((N, L)) * rng.choice([1.0, 1e-3, 1e-30], (N, L))).astype(dt)
+        R[5] = R[6]  # a tie
+        sc = rng.random((N, -(-L // lb))) + 0.5
+        buf = twin.panelled(R, mr)
+        assert np.array_equal(twin.unpanel(buf, mr, N), R)
+        check_consumers(rng, buf, sc, lb, mr, C, twin.scaled(buf, sc, lb, mr))
+
+
 def check_consumers(rng, R, sc, lb, mr, C, P):
     """The C consumers of the unscaled rows R (panels of mr) against NumPy on P."""
     L = R.shape[1]
@@ -298,6 +314,8 @@ def check_consumers(rng, R, sc, lb, mr, C, P):
         _core.tta_gather(R, sc, lb, mr, C, np.array([K]), np.empty((70, 1)), 1)
     with pytest.raises(ValueError, match="dst_row"):
         _core.tta_copy_rows(R, sc, lb, mr, C, src[:1], np.array([40]), dst, 1)
+    with pytest.raises(ValueError, match="dst_row: a row appears twice"):
+        _core.tta_copy_rows(R, sc, lb, mr, C, src[:2], np.array([3, 3]), dst, 1)
     with pytest.raises(ValueError, match="dst: expected a C-contiguous float32 or float64"):
         _core.tta_copy_rows(R, sc, lb, mr, C, src, dst_row, np.empty((40, K), np.float16), 1)
     with pytest.raises(ValueError, match="a: expected a C-contiguous float32 or float64"):

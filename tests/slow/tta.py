@@ -243,6 +243,15 @@ def unpanel(rows, mr, n):
     return rows.reshape(-1, L, mr).transpose(0, 2, 1).reshape(-1, L)[:n]
 
 
+def panelled(rows, mr):
+    """rows (N, L) in panels of mr (the inverse of unpanel; padding rows 0)."""
+    N, L = rows.shape
+    n = -(-N // mr) * mr
+    pad = np.zeros((n, L), dtype=rows.dtype)
+    pad[:N] = rows
+    return np.ascontiguousarray(pad.reshape(n // mr, mr, L).transpose(0, 2, 1).reshape(n, L))
+
+
 def scaled(rows, scales, lb, mr=1):
     """P = rows (in panels of mr, float32 or float64) x the scale of each column's block
     (block = lb columns), in double."""
