@@ -148,7 +148,11 @@ def torch_adaneg(X, t, n, bs, G=5, L=10, thr=0.5, gap=0.5, lam=0.1, T=0.01):
 
 
 def torch_tanl(X, t, u, z, bs, beta=1000, step=1, gap=0.5, Lq=300, SL=20000, T=0.01,
-               official_aas=False):
+               official_aas=False, double=False):
+    """TANL in PyTorch.  double=False: float32 throughout, torch.topk (its own tie order);
+    double=True: as dnm's default computes it - the products in float32, the activations in
+    float64 (near-ties in the top beta rank differently in float32), float32 queues with
+    their means in float64, top-beta by a stable descending sort (ties: lower index first)."""
     import torch
     t = torch.nn.functional.normalize(torch.from_numpy(t), dim=1)
     u = torch.nn.functional.normalize(torch.from_numpy(u), dim=1)
@@ -157,8 +161,24 @@ def torch_tanl(X, t, u, z, bs, beta=1000, step=1, gap=0.5, Lq=300, SL=20000, T=0
     lab = torch.cat([t, u])
     g = torch.Generator().manual_seed(0)
 
+    def logits(q):
+        z = q @ lab.T
+        return (z.double() if double else z) / T
+
     def act(q):
-        return torch.softmax(q @ lab.T / T, 1)
+        return torch.softmax(logits(q), 1)
+
+    def top(a):
+        k = min(beta, u.shape[0])
+        if double:
+            return torch.sort(a, descending=True, stable=True).indices[:k]
+        return torch.topk(a, k).indices
+
+    def stored(R):  # a queue's rows (float32 in both versions)
+        return R.float()
+
+    def qmean(q):
+        return q.double().mean(0) if double else q.mean(0)
 
     def aas(P, sel, Z=None):
         if official_aas and Z is not None:  # ceil(beta / step) softmaxes, as the official code
@@ -196,30 +216,30 @@ def torch_tanl(X, t, u, z, bs, beta=1000, step=1, gap=0.5, Lq=300, SL=20000, T=0
         return float(grid[cand[len(cand) // 2]])
 
     Pt = torch.cat([act(t[i:i + 256]) for i in range(0, C, 256)])
-    qpos = Pt[torch.randperm(C, generator=g)][-Lq:, C:]
+    qpos = stored(Pt[torch.randperm(C, generator=g)][-Lq:, C:])
     Pz = act(z)
-    qneg = Pz[torch.randperm(15, generator=g)][:, C:]
-    sel0 = torch.topk(qneg.mean(0) - qpos.mean(0), min(beta, u.shape[0])).indices
+    qneg = stored(Pz[torch.randperm(15, generator=g)][:, C:])
+    sel0 = top(qmean(qneg) - qmean(qpos))
     squeue = torch.cat([aas(Pt, sel0), aas(Pz, sel0)])
     out = []
     t0 = time.perf_counter()
     for i in range(0, len(X), bs):
         x = torch.nn.functional.normalize(torch.from_numpy(X[i:i + bs]), dim=1)
-        Z = x @ lab.T / T
+        Z = logits(x)
         P = torch.softmax(Z, 1)
         R = P[:, C:]
-        mpos, mneg = qpos.mean(0), qneg.mean(0)
-        sel0 = torch.topk(mneg - mpos, min(beta, u.shape[0])).indices
+        mpos, mneg = qmean(qpos), qmean(qneg)
+        sel0 = top(mneg - mpos)
         s0 = aas(P, sel0, Z)
         squeue = torch.cat([squeue, s0])[-SL:]
         th = otsu(squeue)
         up, down = s0 > th + gap * (1 - th), s0 < th - gap * th
         pos = R[up].mean(0) if up.any() else mpos
         neg = R[down].mean(0) if down.any() else mneg
-        sel1 = torch.topk(neg - pos, min(beta, u.shape[0])).indices
+        sel1 = top(neg - pos)
         out.append(aas(P, sel1, Z))
-        qpos = torch.cat([qpos, R[up]])[-Lq:]
-        qneg = torch.cat([qneg, R[down]])[-Lq:]
+        qpos = torch.cat([qpos, stored(R[up])])[-Lq:]
+        qneg = torch.cat([qneg, stored(R[down])])[-Lq:]
     return torch.cat(out).numpy(), time.perf_counter() - t0
 
 
@@ -275,6 +295,10 @@ def main():
             state = obj._qpos.buf.nbytes + obj._qneg.buf.nbytes + obj._squeue.nbytes
             tn = min(args.torch_n, args.n)
             tt = torch_tanl(X[:tn], t, u, z, args.batch)[1] / tn
+            td = torch_tanl(X[:tn], t, u, z, args.batch, double=True)[1] / tn
+            extra.append(f"tanl: PyTorch at dnm's precision (float64 activations, float32 queues "
+                         f"with float64 means, ties to the lower index; {tn} images): "
+                         f"{td * 1e3:.3f} ms/img = {td / (el / args.n):.1f} x dnm")
             on = min(args.official_n, args.n)
             to = torch_tanl(X[:on], t, u, z, args.batch, official_aas=True)[1] / on
             extra.append(f"tanl: PyTorch with the official activation-aware score (one softmax "
@@ -293,7 +317,8 @@ def main():
                  "scores); dnm s = the stream; ratio = dnm s / numpy products; median = the median over "
                  "batches of dnm / numpy, timed in alternation batch by batch (the figure to quote "
                  "on a loaded machine); speedup = torch / "
-                 "dnm per image (torch: the stream of the first --torch-n images, its reset excluded).")
+                 "dnm per image (torch: float32 throughout with torch.topk's tie order, the stream "
+                 "of the first --torch-n images, its reset excluded).")
     text = "\n".join(lines) + "\n"
     print(text)
     out = args.out or str(Path(__file__).resolve().parent / "results" /
