@@ -578,8 +578,9 @@ static PyMethodDef methods[] = {
      "tta_masked_means(rows, scales, lb, mr, off, flag, mean1, mean2, num_threads): the means "
      "of P[flag == 1, off:] and P[flag == 2, off:]"},
     {"tta_copy_rows", py_tta_copy_rows, METH_VARARGS,
-     "tta_copy_rows(rows, scales, lb, mr, off, src, dst_row, dst, num_threads): "
-     "dst[dst_row] = P[src, off:] (a float32 dst: rounded to nearest; or float64)"},
+     "tta_copy_rows(rows, scales, lb, mr, off, jobs, num_threads), jobs a tuple of (src, "
+     "dst_row, dst): dst[dst_row] = P[src, off:] (a float32 dst: rounded to nearest; or "
+     "float64), all jobs in one pass"},
     {"tta_aas", py_tta_aas, METH_VARARGS,
      "tta_aas(a_id, vals, beta, step, out, num_threads): TANL's activation-aware score"},
     {"tta_cached", py_tta_cached, METH_VARARGS,
@@ -976,26 +977,44 @@ static PyObject *py_tta_masked_means(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+#define DNM_TTA_MAX_JOBS 8
+
 static PyObject *py_tta_copy_rows(PyObject *self, PyObject *args)
 {
-    PyObject *r_o, *s_o, *src_o, *dr_o, *dst_o;
+    PyObject *r_o, *s_o, *jobs_o;
     long long lb, mr, off;
     int nt;
-    PyArrayObject *r, *sc, *src, *dr, *dst;
+    PyArrayObject *r, *sc;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOLLLOOOi", &r_o, &s_o, &lb, &mr, &off, &src_o, &dr_o, &dst_o,
-                          &nt) ||
-        rows_scales(r_o, s_o, lb, mr, off, &r, &sc) || !(src = i64_array(src_o, "src")) ||
-        !(dr = i64_array(dr_o, "dst_row")) || !(dst = queue_array(dst_o, 1, "dst")))
+    if (!PyArg_ParseTuple(args, "OOLLLOi", &r_o, &s_o, &lb, &mr, &off, &jobs_o, &nt) ||
+        rows_scales(r_o, s_o, lb, mr, off, &r, &sc))
         return NULL;
-    const int64_t N = PyArray_DIM(sc, 0), L = PyArray_DIM(r, 1), n = PyArray_DIM(src, 0);
-    if (PyArray_DIM(dr, 0) != n || PyArray_DIM(dst, 1) != L - off) {
-        PyErr_SetString(PyExc_ValueError, "dst: expected (rows, L - off) and one dst_row per src");
+    const int64_t N = PyArray_DIM(sc, 0), L = PyArray_DIM(r, 1);
+    if (!PyTuple_Check(jobs_o) || PyTuple_GET_SIZE(jobs_o) > DNM_TTA_MAX_JOBS) {
+        PyErr_SetString(PyExc_ValueError, "jobs: expected a tuple of up to 8 (src, dst_row, dst)");
         return NULL;
     }
-    if (in_range(src, 0, N, "src") || in_range(dr, 0, PyArray_DIM(dst, 0), "dst_row"))
-        return NULL;
-    { /* distinct destination rows (the copies run in any order) */
+    const int njobs = (int)PyTuple_GET_SIZE(jobs_o);
+    dnm_tta_copy jobs[DNM_TTA_MAX_JOBS];
+    for (int q = 0; q < njobs; q++) {
+        PyObject *j = PyTuple_GET_ITEM(jobs_o, q);
+        PyArrayObject *src, *dr, *dst;
+        if (!PyTuple_Check(j) || PyTuple_GET_SIZE(j) != 3) {
+            PyErr_SetString(PyExc_ValueError, "jobs: expected a tuple of up to 8 (src, dst_row, dst)");
+            return NULL;
+        }
+        if (!(src = i64_array(PyTuple_GET_ITEM(j, 0), "src")) ||
+            !(dr = i64_array(PyTuple_GET_ITEM(j, 1), "dst_row")) ||
+            !(dst = queue_array(PyTuple_GET_ITEM(j, 2), 1, "dst")))
+            return NULL;
+        const int64_t n = PyArray_DIM(src, 0);
+        if (PyArray_DIM(dr, 0) != n || PyArray_DIM(dst, 1) != L - off) {
+            PyErr_SetString(PyExc_ValueError, "dst: expected (rows, L - off) and one dst_row per src");
+            return NULL;
+        }
+        if (in_range(src, 0, N, "src") || in_range(dr, 0, PyArray_DIM(dst, 0), "dst_row"))
+            return NULL;
+        /* distinct destination rows (the copies run in any order) */
         unsigned char *seen = (unsigned char *)calloc((size_t)PyArray_DIM(dst, 0) + 1, 1);
         const int64_t *d = (const int64_t *)PyArray_DATA(dr);
         int dup = 0;
@@ -1009,11 +1028,21 @@ static PyObject *py_tta_copy_rows(PyObject *self, PyObject *args)
             PyErr_SetString(PyExc_ValueError, "dst_row: a row appears twice");
             return NULL;
         }
+        for (int p = 0; p < q; p++)
+            if (jobs[p].dst == PyArray_DATA(dst)) {
+                PyErr_SetString(PyExc_ValueError, "dst: two jobs write the same array");
+                return NULL;
+            }
+        jobs[q].src = (const int64_t *)PyArray_DATA(src);
+        jobs[q].dst_row = d;
+        jobs[q].n = n;
+        jobs[q].dst = PyArray_DATA(dst);
+        jobs[q].f32 = PyArray_TYPE(dst) == NPY_FLOAT32;
+        jobs[q].order = NULL;
     }
     Py_BEGIN_ALLOW_THREADS
     dnm_tta_copy_rows(PyArray_DATA(r), PyArray_TYPE(r) == NPY_FLOAT32, mr,
-                      (const double *)PyArray_DATA(sc), L, lb, off, (const int64_t *)PyArray_DATA(src), (const int64_t *)PyArray_DATA(dr),
-                      n, PyArray_DATA(dst), PyArray_TYPE(dst) == NPY_FLOAT32, nt);
+                      (const double *)PyArray_DATA(sc), L, lb, off, jobs, njobs, nt);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }

@@ -483,60 +483,74 @@ void dnm_tta_masked_means(const void *rows, int rows_f32, int64_t mr, const doub
 #define DNM_TTA_COPY_CW 256 /* columns per task of a row copy */
 
 void dnm_tta_copy_rows(const void *rows, int rows_f32, int64_t mr, const double *scales,
-                       int64_t L, int64_t lb, int64_t off, const int64_t *src,
-                       const int64_t *dst_row, int64_t n, void *dst, int f32, int nthreads)
+                       int64_t L, int64_t lb, int64_t off, dnm_tta_copy *jobs, int njobs,
+                       int nthreads)
 {
     const int64_t nb = (L + lb - 1) / lb, K = L - off;
     const int64_t ntask = (K + DNM_TTA_COPY_CW - 1) / DNM_TTA_COPY_CW;
-    const int nt = tta_threads(nthreads, (double)n * (double)K);
-    /* float rows in panels on AVX2: the copies by groups of 8 images (the k in src order) */
-    int64_t *order = tta_panel_simd(rows_f32, mr) && n > 0
-                         ? (int64_t *)malloc((size_t)n * 2 * sizeof(int64_t)) : NULL;
-    if (order) {
-        for (int64_t k = 0; k < n; k++) {
-            order[2 * k] = src[k];
+    int64_t total = 0;
+    for (int q = 0; q < njobs; q++) total += jobs[q].n;
+    const int nt = tta_threads(nthreads, (double)total * (double)K);
+    /* float rows in panels on AVX2: the copies by groups of 8 images (each job's k in src
+     * order) */
+    const int simd = tta_panel_simd(rows_f32, mr);
+    int64_t *orders = simd && total > 0 ? (int64_t *)malloc((size_t)total * 2 * sizeof(int64_t))
+                                        : NULL;
+    int64_t at = 0;
+    for (int q = 0; q < njobs; at += jobs[q].n, q++) {
+        int64_t *order = orders ? orders + 2 * at : NULL;
+        jobs[q].order = order;
+        if (!order) continue;
+        for (int64_t k = 0; k < jobs[q].n; k++) {
+            order[2 * k] = jobs[q].src[k];
             order[2 * k + 1] = k;
         }
-        qsort(order, (size_t)n, 2 * sizeof(int64_t), cmp_first); /* (ties: any order) */
-        for (int64_t k = 0; k < n; k++) order[k] = order[2 * k + 1];
+        qsort(order, (size_t)jobs[q].n, 2 * sizeof(int64_t), cmp_first); /* (ties: any order) */
+        for (int64_t k = 0; k < jobs[q].n; k++) order[k] = order[2 * k + 1];
     }
-    /* a task = a range of columns of every row copied: the rows of one panel share the
-     * cache lines read; the product in double either way, rounded to nearest float for a
-     * float32 queue (the bits of the C cast) */
+    /* a task = a range of columns of every row copied, job after job: the rows of one panel
+     * share the cache lines read; the product in double either way, rounded to nearest float
+     * for a float32 queue (the bits of the C cast) */
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t t = 0; t < ntask; t++) {
         const int64_t j0 = t * DNM_TTA_COPY_CW;
         const int64_t j1 = j0 + DNM_TTA_COPY_CW < K ? j0 + DNM_TTA_COPY_CW : K;
-        const int64_t js = order ? dnm_tta_panel_copy_avx2((const float *)rows, mr, scales, L, lb,
-                                                           off, src, dst_row, n, dst, f32, j0, j1,
-                                                           order)
-                                 : j0; /* the columns [js, j1) by the loop below */
-        for (int64_t k = 0; k < n && js < j1; k++) {
-            const int64_t i = src[k], base = i / mr * L * mr + i % mr + off * mr;
-            const double *sc = scales + i * nb;
-            float *d32 = f32 ? (float *)dst + dst_row[k] * K : NULL;
-            double *d64 = f32 ? NULL : (double *)dst + dst_row[k] * K;
-            for (int64_t j = js; j < j1;) {
-                const int64_t b = (off + j) / lb, e = (b + 1) * lb - off < j1 ? (b + 1) * lb - off : j1;
-                const double f = sc[b];
-                if (rows_f32 && f32) {
-                    const float *r = (const float *)rows + base;
-                    for (; j < e; j++) d32[j] = (float)((double)r[j * mr] * f);
-                } else if (rows_f32) {
-                    const float *r = (const float *)rows + base;
-                    for (; j < e; j++) d64[j] = (double)r[j * mr] * f;
-                } else if (f32) {
-                    const double *r = (const double *)rows + base;
-                    for (; j < e; j++) d32[j] = (float)(r[j * mr] * f);
-                } else {
-                    const double *r = (const double *)rows + base;
-                    for (; j < e; j++) d64[j] = r[j * mr] * f;
+        for (int q = 0; q < njobs; q++) {
+            const dnm_tta_copy *jb = jobs + q;
+            const int f32 = jb->f32;
+            const int64_t js =
+                jb->order ? dnm_tta_panel_copy_avx2((const float *)rows, mr, scales, L, lb, off,
+                                                    jb->src, jb->dst_row, jb->n, jb->dst, f32, j0,
+                                                    j1, jb->order)
+                          : j0; /* the columns [js, j1) by the loop below */
+            for (int64_t k = 0; k < jb->n && js < j1; k++) {
+                const int64_t i = jb->src[k], base = i / mr * L * mr + i % mr + off * mr;
+                const double *sc = scales + i * nb;
+                float *d32 = f32 ? (float *)jb->dst + jb->dst_row[k] * K : NULL;
+                double *d64 = f32 ? NULL : (double *)jb->dst + jb->dst_row[k] * K;
+                for (int64_t j = js; j < j1;) {
+                    const int64_t b = (off + j) / lb;
+                    const int64_t e = (b + 1) * lb - off < j1 ? (b + 1) * lb - off : j1;
+                    const double f = sc[b];
+                    if (rows_f32 && f32) {
+                        const float *r = (const float *)rows + base;
+                        for (; j < e; j++) d32[j] = (float)((double)r[j * mr] * f);
+                    } else if (rows_f32) {
+                        const float *r = (const float *)rows + base;
+                        for (; j < e; j++) d64[j] = (double)r[j * mr] * f;
+                    } else if (f32) {
+                        const double *r = (const double *)rows + base;
+                        for (; j < e; j++) d32[j] = (float)(r[j * mr] * f);
+                    } else {
+                        const double *r = (const double *)rows + base;
+                        for (; j < e; j++) d64[j] = r[j * mr] * f;
+                    }
                 }
             }
         }
     }
     dnm_threads_end();
-    free(order);
+    free(orders);
 }
 
 void dnm_tta_aas(const double *a_id, const double *vals, int64_t N, int64_t n, int64_t beta,

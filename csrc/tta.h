@@ -90,9 +90,9 @@ static inline int64_t dnm_tta_lb(int64_t D)
  *    P[i, off .. L) into mean1 (mean2), the rows added in order (as NumPy's
  *    add.reduce over axis 0) and the sum divided by their count; untouched when
  *    there are none.
- *  - copy_rows: row dst_row[k] of dst ((L - off) columns; float32 when f32, each value the
- *    double product rounded to nearest float (the C cast, NumPy's astype); else float64)
- *    = P[src[k], off .. L).
+ *  - copy_rows: for each job, row dst_row[k] of its dst ((L - off) columns; float32 when f32,
+ *    each value the double product rounded to nearest float (the C cast, NumPy's astype);
+ *    else float64) = P[src[k], off .. L); the jobs in one pass over the rows' columns.
  * rows are double, or float with rows_f32 (p->rows_f32 above; each value converted to double
  * exactly, then as with double rows).
  * Threads over rows (gather) or columns: the bits do not depend on the thread count. */
@@ -102,9 +102,19 @@ void dnm_tta_gather(const void *rows, int rows_f32, int64_t mr, const double *sc
 void dnm_tta_masked_means(const void *rows, int rows_f32, int64_t mr, const double *scales,
                           int64_t N, int64_t L, int64_t lb, int64_t off,
                           const unsigned char *flag, double *mean1, double *mean2, int nthreads);
+/* one copy job of dnm_tta_copy_rows: rows src[0..n) to rows dst_row[0..n) (distinct) of dst
+ * (float32 when f32, else float64); order is internal */
+typedef struct {
+    const int64_t *src;
+    const int64_t *dst_row;
+    int64_t n;
+    void *dst;
+    int f32;
+    const int64_t *order;
+} dnm_tta_copy;
 void dnm_tta_copy_rows(const void *rows, int rows_f32, int64_t mr, const double *scales,
-                       int64_t L, int64_t lb, int64_t off, const int64_t *src,
-                       const int64_t *dst_row, int64_t n, void *dst, int f32, int nthreads);
+                       int64_t L, int64_t lb, int64_t off, dnm_tta_copy *jobs, int njobs,
+                       int nthreads);
 /* TANL's activation-aware score from softmax shares: out[i] = the mean over k = 1..m of
  * A / (A + sum_{q < P_k} v[i * n + q]), A = a_id[i], P_k = min(k step, n), m = ceil(beta /
  * step); step 0: m = 1, P_1 = n.  The prefix sums run in double in selection order (NumPy's

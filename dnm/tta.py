@@ -715,21 +715,37 @@ class _Ring:
             self.start = (self.start + run) % L
             idx = idx[run:]
 
-    def append_scaled(self, rows, scales, lb, mr, off, idx, nt):
-        """Append rows idx (in order) of the unscaled rows (csrc/tta.h: P = rows x scales in
-        panels of mr rows, columns off..), as append() does with P (the double product; rounded
-        to float32 in a float32 queue); one pass in C."""
+    def plan(self, idx):
+        """(idx, dst rows) for appending rows idx (in order) of a batch: the last `length`
+        of them, and the physical rows they go to (nothing changes until commit)."""
         L = self.buf.shape[0]
         idx = np.asarray(idx, dtype=np.int64)[-L:]
-        if idx.size == 0:
-            return
         take = min(L - self.n, idx.size) if self.n < L else 0
         rest = idx.size - take
         dst = np.concatenate([self.n + np.arange(take), (self.start + np.arange(rest)) % L])
+        return idx, dst.astype(np.int64)
+
+    def commit(self, plan):
+        """After the rows of plan were written to buf (append_scaled)."""
+        idx, dst = plan
+        if idx.size == 0:
+            return
+        L = self.buf.shape[0]
+        take = min(L - self.n, idx.size) if self.n < L else 0
         self._written(int(dst.min()))
-        _core.tta_copy_rows(rows, scales, lb, mr, off, idx, dst.astype(np.int64), self.buf, nt)
         self.n += take
-        self.start = (self.start + rest) % L
+        self.start = (self.start + idx.size - take) % L
+
+    @staticmethod
+    def append_scaled(rings, idxs, rows, scales, lb, mr, off, nt):
+        """Append rows idxs[r] (in order) of the unscaled rows (csrc/tta.h: P = rows x scales
+        in panels of mr rows, columns off..) to rings[r], as append() does with P (the double
+        product; rounded to float32 in a float32 queue); all rings in one pass in C."""
+        plans = [ring.plan(idx) for ring, idx in zip(rings, idxs)]
+        _core.tta_copy_rows(rows, scales, lb, mr, off,
+                            tuple((i, d, ring.buf) for ring, (i, d) in zip(rings, plans)), nt)
+        for ring, plan in zip(rings, plans):
+            ring.commit(plan)
 
     def mean(self, nt=0):
         """The float64 mean of the rows present (summed in double in physical order, as
@@ -890,8 +906,8 @@ class TANL:
         out = _aas(a_id, gather(sel1), self.top, self.step, nt)
         # the state changes only from here on (no step below can fail)
         self._squeue = squeue
-        self._qpos.append_scaled(P, scales, lb, mr, C, np.flatnonzero(up), nt)
-        self._qneg.append_scaled(P, scales, lb, mr, C, np.flatnonzero(down), nt)
+        _Ring.append_scaled((self._qpos, self._qneg), (np.flatnonzero(up), np.flatnonzero(down)),
+                            P, scales, lb, mr, C, nt)
         self.n_images_seen_ += X.shape[0]
         self.n_batches_seen_ += 1
         self.last_threshold_ = th

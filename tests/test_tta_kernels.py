@@ -292,7 +292,7 @@ def check_consumers(rng, R, sc, lb, mr, C, P):
         for k in range(4):  # the queue row's start at every 4-byte offset (aligned stores)
             flat = np.full(40 * K + 3, -1.0, dtype=np.float32)
             dst = flat[k:k + 40 * K].reshape(40, K)
-            _core.tta_copy_rows(R, sc, lb, mr, C, src, dst_row, dst, nt)
+            _core.tta_copy_rows(R, sc, lb, mr, C, ((src, dst_row, dst),), nt)
             want = np.full((40, K), -1.0, dtype=np.float32)
             want[dst_row] = P[src, C:].astype(np.float32)  # rounded to nearest, as NumPy does
             np.testing.assert_array_equal(dst, want)
@@ -304,20 +304,36 @@ def check_consumers(rng, R, sc, lb, mr, C, P):
         for k in range(2):  # float64 queues (queue_dtype="float64"): the double products
             flat = np.full(40 * K + 1, -1.0)
             dst64 = flat[k:k + 40 * K].reshape(40, K)
-            _core.tta_copy_rows(R, sc, lb, mr, C, src, dst_row, dst64, nt)
+            _core.tta_copy_rows(R, sc, lb, mr, C, ((src, dst_row, dst64),), nt)
             want = np.full((40, K), -1.0)
             want[dst_row] = P[src, C:]
             np.testing.assert_array_equal(dst64, want)
             _core.rows_mean(dst64, 33, out, nt)
             np.testing.assert_array_equal(out, twin.mean_in_order(dst64[:33]))
+        # two jobs in one pass (TANL's two queues), a float32 and a float64 one: as two calls
+        a, b = np.full((40, K), -1.0, np.float32), np.full((30, K), -1.0)
+        src2, dst2 = rng.permutation(70)[:30], rng.permutation(30)
+        _core.tta_copy_rows(R, sc, lb, mr, C, ((src, dst_row, a), (src2, dst2, b)), nt)
+        want_a = np.full((40, K), -1.0, np.float32)
+        want_a[dst_row] = P[src, C:].astype(np.float32)
+        want_b = np.full((30, K), -1.0)
+        want_b[dst2] = P[src2, C:]
+        np.testing.assert_array_equal(a, want_a)
+        np.testing.assert_array_equal(b, want_b)
     with pytest.raises(ValueError, match="sel"):
         _core.tta_gather(R, sc, lb, mr, C, np.array([K]), np.empty((70, 1)), 1)
     with pytest.raises(ValueError, match="dst_row"):
-        _core.tta_copy_rows(R, sc, lb, mr, C, src[:1], np.array([40]), dst, 1)
+        _core.tta_copy_rows(R, sc, lb, mr, C, ((src[:1], np.array([40]), dst),), 1)
+    with pytest.raises(ValueError, match="dst: two jobs write the same array"):
+        _core.tta_copy_rows(R, sc, lb, mr, C, ((src[:1], dst_row[:1], dst),
+                                               (src[1:2], dst_row[1:2], dst)), 1)
+    with pytest.raises(ValueError, match="jobs"):
+        _core.tta_copy_rows(R, sc, lb, mr, C, [(src, dst_row, dst)], 1)
     with pytest.raises(ValueError, match="dst_row: a row appears twice"):
-        _core.tta_copy_rows(R, sc, lb, mr, C, src[:2], np.array([3, 3]), dst, 1)
+        _core.tta_copy_rows(R, sc, lb, mr, C, ((src[:2], np.array([3, 3]), dst),), 1)
     with pytest.raises(ValueError, match="dst: expected a C-contiguous float32 or float64"):
-        _core.tta_copy_rows(R, sc, lb, mr, C, src, dst_row, np.empty((40, K), np.float16), 1)
+        _core.tta_copy_rows(R, sc, lb, mr, C, ((src, dst_row, np.empty((40, K), np.float16)),),
+                            1)
     with pytest.raises(ValueError, match="a: expected a C-contiguous float32 or float64"):
         _core.rows_mean(np.empty((40, K), np.int64), 33, out, 1)
     with pytest.raises(ValueError, match="scales: shape does not match"):
