@@ -359,8 +359,9 @@ class AdaNeg:
             la, sa, ra = ls[app], slot[app], order[app]
             k = la.size
             undo.append(("append", la, sa, self._pool_n))
-            if self._pool_n + k > self._pool.shape[0]:
-                grown = np.empty((max(2 * self._pool.shape[0], self._pool_n + k, 64),
+            if self._pool_n + k > self._pool.shape[0]:  # doubling, never past the bank's
+                full = self._slot.size  # capacity: (C + M) x (memory_length - 1) images
+                grown = np.empty((min(max(2 * self._pool.shape[0], self._pool_n + k, 64), full),
                                   self._pool.shape[1]), dtype=self._dtype)
                 grown[:self._pool_n] = self._pool[:self._pool_n]
                 self._pool = grown

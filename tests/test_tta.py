@@ -75,6 +75,19 @@ def test_adaneg_memory_really_replaces(prob):
     assert np.ptp(e.entropies_[e.counts_ == 2]) > 0.1  # varied entropies, not all tied
 
 
+def test_adaneg_memory_never_allocates_past_its_capacity(rng):
+    """The cached images are stored once, grown by doubling as slots fill, never beyond the
+    bank's (C + M) x (memory_length - 1) images, however long the stream."""
+    t, n, u, z, X = problem(rng, N=400)
+    obj = dnm.AdaNeg(t[:3], n[:9], groups=3, memory_length=4, temperature=0.03)
+    cap = (3 + 9) * 3
+    for rep in range(6):
+        for lo in range(0, len(X), 50):
+            obj.update(X[lo:lo + 50])
+        assert obj._pool_n <= obj._pool.shape[0] <= cap
+    assert obj._pool_n == cap == obj._pool.shape[0]  # full, and not one row more
+
+
 def test_adaneg_batch_size_one_and_short_last_batch(rng):
     t, n, u, z, X = problem(rng, N=37)
     for bs in (1, 10):  # 37 = 3 x 10 + 7
