@@ -29,6 +29,7 @@ typedef __m256d VM; /* all-ones lanes where true */
 TGT static inline VF vf_load(const float *p) { return _mm256_load_ps(p); }
 TGT static inline void vf_store(float *p, VF v) { _mm256_store_ps(p, v); }
 TGT static inline void vf_storeu(float *p, VF v) { _mm256_storeu_ps(p, v); }
+TGT static inline void vf_stream(float *p, VF v) { _mm256_stream_ps(p, v); }
 TGT static inline VF vf_set1(float x) { return _mm256_set1_ps(x); }
 TGT static inline VF vf_zero(void) { return _mm256_setzero_ps(); }
 TGT static inline VF vf_fma(VF a, VF b, VF c) { return _mm256_fmadd_ps(a, b, c); }

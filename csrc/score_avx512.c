@@ -28,6 +28,7 @@ typedef __mmask8 VM;
 TGT static inline VF vf_load(const float *p) { return _mm512_load_ps(p); }
 TGT static inline void vf_store(float *p, VF v) { _mm512_store_ps(p, v); }
 TGT static inline void vf_storeu(float *p, VF v) { _mm512_storeu_ps(p, v); }
+TGT static inline void vf_stream(float *p, VF v) { _mm512_stream_ps(p, v); }
 TGT static inline VF vf_set1(float x) { return _mm512_set1_ps(x); }
 TGT static inline VF vf_zero(void) { return _mm512_setzero_ps(); }
 TGT static inline VF vf_fma(VF a, VF b, VF c) { return _mm512_fmadd_ps(a, b, c); }

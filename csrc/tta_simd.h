@@ -115,7 +115,7 @@ TGT static inline int tta_any_below(VF x0, VF x1, float lim)
 
 TGT static void tta_fold(const float *sb, const float *mx, int64_t j0, int64_t w,
                          const int64_t *bnd, int64_t NA, double invT, double *pm, int64_t ld,
-                         double *eb, float *ebf)
+                         double *eb, float *ebf, int stream)
 {
     const VF mx0 = vf_load(mx), mx1 = vf_load(mx + W);
     const VD m[4] = {vd_lo(mx0), vd_hi(mx0), vd_lo(mx1), vd_hi(mx1)};
@@ -143,12 +143,21 @@ TGT static void tta_fold(const float *sb, const float *mx, int64_t j0, int64_t w
                 if (eb) vd_storeu(eb + j * MR + WD * h, e[h]);
             }
             if (ebf) { /* the float exps as they are; a double exp's lane rounded */
-                vf_storeu(ebf + j * MR, f0);
-                vf_storeu(ebf + j * MR + W, f1);
+                VF g0 = f0, g1 = f1;
                 if (tta_any_below(x0, x1, (float)DNM_TTA_FEXP_MIN)) {
                     double t[MR];
+                    float tf[MR] __attribute__((aligned(64)));
                     for (int h = 0; h < 4; h++) vd_storeu(t + WD * h, e[h]);
-                    for (int i = 0; i < MR; i++) ebf[j * MR + i] = (float)t[i];
+                    for (int i = 0; i < MR; i++) tf[i] = (float)t[i];
+                    g0 = vf_load(tf);
+                    g1 = vf_load(tf + W);
+                }
+                if (stream) { /* 64-byte aligned rows, read again only after the call */
+                    vf_stream(ebf + j * MR, g0);
+                    vf_stream(ebf + j * MR + W, g1);
+                } else {
+                    vf_storeu(ebf + j * MR, g0);
+                    vf_storeu(ebf + j * MR + W, g1);
                 }
             }
         }
@@ -282,6 +291,10 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
     /* unscaled rows (scales: no groups, labels in their own order) are written in panels
      * (tta.h): each block's values go from the epilogue straight to their place */
     const int panel = want_rows && scales != NULL;
+    /* float panels from a 64-byte boundary (every store of the epilogue is then aligned)
+     * larger than the caches: streamed past them */
+    const int stream = panel && rows32 && ((uintptr_t)rows32 & 63) == 0 &&
+                       (double)N * (double)L * sizeof(float) > 32e6;
     if ((double)N * (double)L * (double)D < 1e7) nt = 1;
     if (nt > nblocks) nt = (int)nblocks;
     if (nt < 1) nt = 1;
@@ -320,7 +333,7 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
                     double *e64 = panel ? (rows ? rows + at : NULL) : eb;
                     float *e32 = panel && rows32 ? rows32 + at : NULL;
                     block_product(ap + ip * MR * D, lpb, np, w, D, sb, mx);
-                    tta_fold(sb, mx, j0, w, bnd, NA, invT, pb + ip * MR, ld, e64, e32);
+                    tta_fold(sb, mx, j0, w, bnd, NA, invT, pb + ip * MR, ld, e64, e32, stream);
                     if (!want_rows) continue;
                     const int64_t i1 = nr - ip * MR < MR ? nr - ip * MR : MR;
                     if (fuse) { /* the values the rows hold */
@@ -342,6 +355,7 @@ int SIMD_FN(dnm_softmax_rows_f)(const dnm_matrix *images, const dnm_matrix *labe
                         tta_write_rows(eb, w, rows + (r0 + ip * MR) * L, L, j0, i1);
                     }
                 }
+                if (stream) _mm_sfence(); /* the streamed rows visible to every thread */
                 dnm_tick_done(tick, tick_ctx, &done, total, &stop, err);
             }
 #pragma omp for schedule(static)

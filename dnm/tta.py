@@ -209,6 +209,16 @@ def _grouped(a_id, Nj):
     return (a_id[:, None] / (a_id[:, None] + Nj)).mean(axis=1)
 
 
+def _aligned_empty(shape, dtype, align=64):
+    """An uninitialised C-contiguous array starting at an `align`-byte boundary (the
+    kernel streams its rows past the caches only from one)."""
+    dt = np.dtype(dtype)
+    n = int(np.prod(shape))
+    raw = np.empty(n * dt.itemsize + align, dtype=np.uint8)
+    skip = -raw.ctypes.data % align
+    return raw[skip:skip + n * dt.itemsize].view(dt).reshape(shape)
+
+
 def _batch(batch, D, name="batch"):
     X = as_matrix(batch, name)
     if X.shape[1] != D:
@@ -876,7 +886,7 @@ class TANL:
         f32 = self.queue_dtype == "float32" and mr > 1
         shape, rdt = (-(-B // mr) * mr, L), (np.float32 if f32 else np.float64)
         if self._buf is None or self._buf.shape != shape or self._buf.dtype != rdt:
-            self._buf = np.empty(shape, dtype=rdt)  # reused by the next batch
+            self._buf = _aligned_empty(shape, rdt)  # reused by the next batch
         scales = np.empty((B, -(-L // lb)))
         mpos, mneg = self._qpos.mean(nt), self._qneg.mean(nt)
         sel0 = _top(mneg - mpos, self.top)

@@ -467,6 +467,16 @@ def test_rows_written_at_any_alignment_and_large(rng, kernel):
     R, _, _ = _core.softmax_rows(X, lab, 0.01, 2, None, 50, None, True, kernel=CODE[kernel],
                                  scales=sc)
     np.testing.assert_array_equal(twin.scaled(R, sc, lb, mr), want)
+    if kernel in OWN:  # float32 panels over 32 MB from a 64-byte boundary: streamed stores
+        from dnm.tta import _aligned_empty
+        buf = _aligned_empty(R.shape, np.float32)
+        assert buf.ctypes.data % 64 == 0 and buf.nbytes > 32e6
+        sc32 = np.empty_like(sc)
+        _core.softmax_rows(X, lab, 0.01, 2, None, 50, None, True, buf, kernel=CODE[kernel],
+                           scales=sc32, rows_f32=True)
+        np.testing.assert_array_equal(sc32, sc)
+        np.testing.assert_array_equal(twin.unpanel(buf, mr, 260),
+                                      twin.unpanel(R, mr, 260).astype(np.float32))
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
