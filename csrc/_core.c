@@ -562,7 +562,9 @@ static PyMethodDef methods[] = {
      "out=None, kernel=0) "
      "-> (rows or None, id_mass, group_mass or None): softmax over the labels of the logits "
      "of the normalised rows, its ID mass and group masses (csrc/tta.c); with scales= (a "
-     "float64 (N, ceil(L / softmax_block)) buffer) the rows are left unscaled; packed_rows=True: "
+     "float64 (N, ceil(L / softmax_block)) buffer) the rows are left unscaled, in panels of "
+     "softmax_panel images (ceil(N / panel) * panel rows; tta.h), and rows_f32=True (with a "
+     "float32 out=, dnm's own kernel only) stores them as float32; packed_rows=True: "
      "the rows in the packed order of softmax_pack (dnm's own kernel only; tta.h)"},
     {"softmax_pack", py_softmax_pack, METH_VARARGS,
      "softmax_pack(labels, n_id, index, kernel, packed=None, rows=None) -> (float32 packed "
@@ -636,7 +638,9 @@ PyMODINIT_FUNC PyInit__core(void)
 #include "tta.h"
 
 /* softmax_rows(batch, labels, temperature, num_threads, progress, n_id, index, want_rows,
- *              out=None: a float64 (N, L) buffer for the rows, kernel=0 (DNM_KERNEL_*))
+ *              out=None: a float64 (N, L) buffer for the rows, kernel=0 (DNM_KERNEL_*), ...;
+ *              with scales= the rows are unscaled, in panels, and out is (ceil(N / mr) * mr,
+ *              L), float32 with rows_f32=True)
  *   -> (rows (N, L) float64 or None, id_mass (N,), group_mass (N, G) or None) */
 static PyObject *py_softmax_rows(PyObject *self, PyObject *args, PyObject *kw)
 {

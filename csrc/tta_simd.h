@@ -21,7 +21,9 @@
  * e_j = exp((z_j - m_b) / T), one exp per logit, in float (the double exp for a
  * lane whose argument is below -80; see tta_fold); it sums them in double per
  * accumulator (ID, each group, the rest) in column order, lane by lane, and
- * writes them (as doubles) to the image's row when rows are wanted.  Once every block is
+ * writes them (as doubles) to the image's row when rows are wanted (unscaled rows, with
+ * scales: straight from the epilogue into the panel layout of tta.h, [block columns][MR
+ * images] as it computes them, double or, with p->rows_f32, float).  Once every block is
  * done, each image combines its blocks in block order: m = max m_b,
  * f_b = exp((m_b - m) / T), S_a = sum_b f_b s_ab, S = sum_a S_a; the masses
  * are S_a / S and the row's block b is scaled by f_b / S (one more pass over
