@@ -202,8 +202,8 @@ def _mine_closeness(id_labels, candidates, is_adjective, p, *, num_threads=None,
 def official_selection(id_labels, candidates, is_adjective, n_negatives, percentile=0.95, *,
                        num_threads=None, progress=False):
     """The negatives of the official AdaNeg / TANL code: int64 indices, nouns then adjectives
-    (dnm's order for every selection; the method's description does not fix it, and it only matters through the
-    grouping permutation and the M mod G dropped negatives).
+    (dnm's order for every selection; the method's description does not fix it, and it only
+    matters through the grouping permutation and the M mod G dropped negatives).
 
     Closeness of a candidate = the order statistic at index ``floor(percentile * C)`` (in
     double) of its ascending cosines to the C ID labels, without interpolation; of the M =

@@ -79,7 +79,6 @@ both versions.
 """
 from __future__ import annotations
 
-import math
 import numbers
 import os
 
@@ -703,49 +702,31 @@ class _Ring:
         self._mean = None
         self._ck_valid = min(self._ck_valid, first // _EVERY)
 
-    def append(self, R, mask=None):
-        """Append the rows of R (those where mask is true), in order (rounded to float32 in a
-        float32 queue)."""
-        L = self.buf.shape[0]
-        idx = np.arange(R.shape[0]) if mask is None else np.flatnonzero(mask)
-        idx = idx[-L:]
-        if idx.size == 0:
-            return
-        if self.n < L:  # fills [n, L), then (more rows than that) wraps to 0
-            self._written(self.n if idx.size <= L - self.n else 0)
-        else:
-            self._written(self.start if self.start + idx.size <= L else 0)
-        if self.n < L:
-            take = min(L - self.n, idx.size)
-            self.buf[self.n:self.n + take] = R[idx[:take]]  # (np.take(out=) buffers: slower)
-            self.n += take
-            idx = idx[take:]
-        while idx.size:  # full: overwrite the oldest rows, in contiguous runs
-            run = min(L - self.start, idx.size)
-            self.buf[self.start:self.start + run] = R[idx[:run]]
-            self.start = (self.start + run) % L
-            idx = idx[run:]
+    def append(self, R):
+        """Append the rows of R, in order (rounded to float32 in a float32 queue)."""
+        plan = self.plan(np.arange(R.shape[0]))
+        self.buf[plan[1]] = R[plan[0]]
+        self.commit(plan)
 
     def plan(self, idx):
-        """(idx, dst rows) for appending rows idx (in order) of a batch: the last `length`
-        of them, and the physical rows they go to (nothing changes until commit)."""
+        """(idx, dst rows, take) for appending rows idx (in order) of a batch: the last
+        `length` of them, the physical rows they go to, and how many fill free rows (the
+        others overwrite the oldest); nothing changes until commit."""
         L = self.buf.shape[0]
         idx = np.asarray(idx, dtype=np.int64)[-L:]
         take = min(L - self.n, idx.size) if self.n < L else 0
         rest = idx.size - take
         dst = np.concatenate([self.n + np.arange(take), (self.start + np.arange(rest)) % L])
-        return idx, dst.astype(np.int64)
+        return idx, dst.astype(np.int64), take
 
     def commit(self, plan):
-        """After the rows of plan were written to buf (append_scaled)."""
-        idx, dst = plan
+        """After the rows of plan were written to buf."""
+        idx, dst, take = plan
         if idx.size == 0:
             return
-        L = self.buf.shape[0]
-        take = min(L - self.n, idx.size) if self.n < L else 0
         self._written(int(dst.min()))
         self.n += take
-        self.start = (self.start + idx.size - take) % L
+        self.start = (self.start + idx.size - take) % self.buf.shape[0]
 
     @staticmethod
     def append_scaled(rings, idxs, rows, scales, lb, mr, off, nt):
@@ -754,7 +735,7 @@ class _Ring:
         product; rounded to float32 in a float32 queue); all rings in one pass in C."""
         plans = [ring.plan(idx) for ring, idx in zip(rings, idxs)]
         _core.tta_copy_rows(rows, scales, lb, mr, off,
-                            tuple((i, d, ring.buf) for ring, (i, d) in zip(rings, plans)), nt)
+                            tuple((i, d, ring.buf) for ring, (i, d, _) in zip(rings, plans)), nt)
         for ring, plan in zip(rings, plans):
             ring.commit(plan)
 
