@@ -905,28 +905,28 @@ static PyObject *py_softmax_pack(PyObject *self, PyObject *args)
     return Py_BuildValue("Ni", pk, dnm_kernel_resolve(kernel));
 }
 
-static PyObject *py_softmax_block(PyObject *self, PyObject *args)
+/* f(labels, kernel) for the (labels, kernel) arguments of softmax_block / softmax_panel */
+static PyObject *labels_kernel_query(PyObject *args, int64_t (*f)(const dnm_matrix *, int))
 {
     PyObject *lab_o;
     int kernel;
     dnm_matrix lab;
-    (void)self;
     if (!PyArg_ParseTuple(args, "Oi", &lab_o, &kernel) || check_kernel(kernel) ||
         to_matrix(lab_o, "labels", &lab))
         return NULL;
-    return PyLong_FromLongLong((long long)dnm_softmax_block(&lab, kernel));
+    return PyLong_FromLongLong((long long)f(&lab, kernel));
+}
+
+static PyObject *py_softmax_block(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return labels_kernel_query(args, dnm_softmax_block);
 }
 
 static PyObject *py_softmax_panel(PyObject *self, PyObject *args)
 {
-    PyObject *lab_o;
-    int kernel;
-    dnm_matrix lab;
     (void)self;
-    if (!PyArg_ParseTuple(args, "Oi", &lab_o, &kernel) || check_kernel(kernel) ||
-        to_matrix(lab_o, "labels", &lab))
-        return NULL;
-    return PyLong_FromLongLong((long long)dnm_softmax_panel(&lab, kernel));
+    return labels_kernel_query(args, dnm_softmax_panel);
 }
 
 static PyObject *py_tta_gather(PyObject *self, PyObject *args)
