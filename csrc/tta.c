@@ -53,6 +53,19 @@ static inline double exp_le0(double x)
     return q * v.d * under;
 }
 
+/* z[0..n) summed in 8 fixed lanes, then the lanes added in order */
+static double lane_sum(const double *z, int64_t n)
+{
+    double acc[LANES] = {0};
+    int64_t j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int l = 0; l < LANES; l++) acc[l] += z[j + l];
+    for (int l = 0; j < n; j++, l++) acc[l] += z[j];
+    double s = 0.0;
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    return s;
+}
+
 /* One row of cosines z[0..L) in place -> exp((z - max) / T); returns their sum (8 fixed
  * lanes, then added in lane order). */
 DNM_TCLONES static double exp_row(double *z, int64_t L, double invT)
@@ -66,31 +79,12 @@ DNM_TCLONES static double exp_row(double *z, int64_t L, double invT)
     for (; k < L; k++) m = z[k] > m ? z[k] : m;
     for (int l = 0; l < LANES; l++) m = mx[l] > m ? mx[l] : m; /* the max: exact in any order */
     for (int64_t j = 0; j < L; j++) z[j] = exp_le0((z[j] - m) * invT);
-    double acc[LANES] = {0};
-    int64_t j = 0;
-    for (; j + LANES <= L; j += LANES)
-        for (int l = 0; l < LANES; l++) acc[l] += z[j + l];
-    for (int l = 0; j < L; j++, l++) acc[l] += z[j];
-    double s = 0.0;
-    for (int l = 0; l < LANES; l++) s += acc[l];
-    return s;
+    return lane_sum(z, L);
 }
 
 DNM_TCLONES static void scale_row(double *z, int64_t L, double f)
 {
     for (int64_t j = 0; j < L; j++) z[j] *= f;
-}
-
-static double lane_sum(const double *z, int64_t n)
-{
-    double acc[LANES] = {0};
-    int64_t j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++) acc[l] += z[j + l];
-    for (int l = 0; j < n; j++, l++) acc[l] += z[j];
-    double s = 0.0;
-    for (int l = 0; l < LANES; l++) s += acc[l];
-    return s;
 }
 
 int64_t dnm_softmax_block(const dnm_matrix *labels, int kernel)
