@@ -190,10 +190,11 @@ TGT static void tta_write_rows(const double *eb, int64_t w, double *row0, int64_
                 const __m256d c3 = _mm256_loadu_pd(eb + (j + 3) * MR + 4 * h);
                 const __m256d t0 = _mm256_unpacklo_pd(c0, c1), t1 = _mm256_unpackhi_pd(c0, c1);
                 const __m256d t2 = _mm256_unpacklo_pd(c2, c3), t3 = _mm256_unpackhi_pd(c2, c3);
-                _mm256_store_pd(row0 + (4 * h + 0) * L + j0 + j, _mm256_permute2f128_pd(t0, t2, 0x20));
-                _mm256_store_pd(row0 + (4 * h + 1) * L + j0 + j, _mm256_permute2f128_pd(t1, t3, 0x20));
-                _mm256_store_pd(row0 + (4 * h + 2) * L + j0 + j, _mm256_permute2f128_pd(t0, t2, 0x31));
-                _mm256_store_pd(row0 + (4 * h + 3) * L + j0 + j, _mm256_permute2f128_pd(t1, t3, 0x31));
+                const __m256d r[4] = {_mm256_permute2f128_pd(t0, t2, 0x20),
+                                      _mm256_permute2f128_pd(t1, t3, 0x20),
+                                      _mm256_permute2f128_pd(t0, t2, 0x31),
+                                      _mm256_permute2f128_pd(t1, t3, 0x31)};
+                for (int i = 0; i < 4; i++) _mm256_store_pd(row0 + (4 * h + i) * L + j0 + j, r[i]);
             }
         }
     }
@@ -435,9 +436,12 @@ out:
  * multiplied by its block's scale (a multiply, then an add or a rounding: the same operations,
  * in the same order per column, as the plain C loops, so the same bits). */
 
-/* in[c] = column c's 8 floats (images 0..7 of a group) -> out[i] = image i's 8 columns */
-TGT static inline void tta_t8x8(const __m256 in[8], __m256 out[8])
+/* 8 columns of a panel's group of 8 images (column c's 8 floats at src + c * mr) ->
+ * out[i] = image i's 8 columns */
+TGT static inline void tta_t8x8(const float *src, int64_t mr, __m256 out[8])
 {
+    __m256 in[8];
+    for (int c = 0; c < 8; c++) in[c] = _mm256_loadu_ps(src + c * mr);
     const __m256 a0 = _mm256_unpacklo_ps(in[0], in[1]), a1 = _mm256_unpackhi_ps(in[0], in[1]);
     const __m256 a2 = _mm256_unpacklo_ps(in[2], in[3]), a3 = _mm256_unpackhi_ps(in[2], in[3]);
     const __m256 a4 = _mm256_unpacklo_ps(in[4], in[5]), a5 = _mm256_unpackhi_ps(in[4], in[5]);
@@ -494,9 +498,8 @@ TGT int64_t SIMD_FN(dnm_tta_panel_sums)(const float *rows, int64_t mr, const dou
             __m256d s20 = _mm256_loadu_pd(a2 + j - j0), s21 = _mm256_loadu_pd(a2 + j - j0 + 4);
             const float *src = rows + (p * L + off + j) * mr;
             for (int64_t g = 0; g < ni; g += 8) { /* images i0 + g .. + 7 */
-                __m256 in[8], v[8];
-                for (int c = 0; c < 8; c++) in[c] = _mm256_loadu_ps(src + c * mr + g);
-                tta_t8x8(in, v);
+                __m256 v[8];
+                tta_t8x8(src + g, mr, v);
                 for (int64_t q = 0; q < 8 && g + q < ni; q++) {
                     const int64_t i = i0 + g + q;
                     const int fl = flag[i];
@@ -556,9 +559,8 @@ TGT int64_t SIMD_FN(dnm_tta_panel_copy)(const float *rows, int64_t mr, const dou
             const float *s = rows + (p * L + off + j) * mr;
             for (int64_t x = 0; x < w - u;) {
                 const int64_t g = grp[x];
-                __m256 in[8], v[8];
-                for (int c = 0; c < 8; c++) in[c] = _mm256_loadu_ps(s + c * mr + g);
-                tta_t8x8(in, v);
+                __m256 v[8];
+                tta_t8x8(s + g, mr, v);
                 for (; x < w - u && grp[x] == g; x++) {
                     __m256d f0, f1;
                     tta_scales8(scp[x], b, j, bend, &f0, &f1);
