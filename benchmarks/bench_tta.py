@@ -75,36 +75,62 @@ def data(args, seed=0):
     return t, n, u, z, X
 
 
-def round_robin(obj, X, lab, bs, times):
+def round_robin(obj, X, lab, bs, times, torch_steps=(), torch_n=0):
     """The stream through obj and NumPy's product(s) of each batch, batch by batch in
-    alternation (which goes first alternates too), so that both see the same load of a
-    shared machine.  Returns (dnm s, numpy s, median over batches of dnm / numpy)."""
+    alternation, so that all see the same load of a shared machine; the PyTorch steppers
+    (name, step) take the first torch_n images in the same alternation (which contender goes
+    first rotates batch by batch).  Returns (dnm s, numpy s, median over batches of dnm / numpy,
+    {name: (torch s, dnm s on the same batches, median over those batches of torch / dnm,
+    largest |torch score - dnm score|)})."""
     L = lab.T.copy()
     td, tn = [], []
+    tt = {name: [] for name, _ in torch_steps}
+    diff = {name: 0.0 for name, _ in torch_steps}
+
+    def run(c, xb):
+        t0 = time.perf_counter()
+        if c == 0:
+            got = obj.update(xb)
+        elif c == 1:
+            for _ in range(times):
+                xb @ L
+            got = None
+        else:
+            got = torch_steps[c - 2][1](xb)
+        return time.perf_counter() - t0, got
+
     for b, i in enumerate(range(0, len(X), bs)):
         xb = X[i:i + bs]
-        for first in ((0, 1) if b % 2 == 0 else (1, 0)):
-            t0 = time.perf_counter()
-            if first == 0:
-                obj.update(xb)
-            else:
-                for _ in range(times):
-                    xb @ L
-            (td if first == 0 else tn).append(time.perf_counter() - t0)
+        order = [0, 1] + ([2 + k for k in range(len(torch_steps))] if i + bs <= torch_n else [])
+        order = order[b % len(order):] + order[:b % len(order)]
+        scores = {}
+        for c in order:
+            dt, scores[c] = run(c, xb)
+            (td if c == 0 else tn if c == 1 else tt[torch_steps[c - 2][0]]).append(dt)
+        for k, (name, _) in enumerate(torch_steps):
+            if 2 + k in scores:
+                diff[name] = max(diff[name], float(np.abs(scores[2 + k] - scores[0]).max()))
     td, tn = np.array(td), np.array(tn)
-    return td.sum(), tn.sum(), float(np.median(td / tn))
+    versus = {}
+    for name, v in tt.items():
+        v, d = np.array(v), td[:len(v)]
+        versus[name] = (v.sum(), d.sum(), float(np.median(v / d)) if len(v) else float("nan"),
+                        diff[name])
+    return td.sum(), tn.sum(), float(np.median(td / tn)), versus
 
 
 # ---- PyTorch versions (float32, as the official code on a CPU) --------------------------------
 
-def torch_adaneg(X, t, n, bs, G=5, L=10, thr=0.5, gap=0.5, lam=0.1, T=0.01):
+def torch_adaneg(t, n, index, L=10, thr=0.5, gap=0.5, lam=0.1, T=0.01):
+    """AdaNeg in PyTorch, float32, with the groups of negatives ``index`` (G, Q) (dnm's, so
+    both compute the same scores): returns step(batch) -> the batch's scores (the state kept
+    between calls)."""
     import torch
     t = torch.nn.functional.normalize(torch.from_numpy(t), dim=1)
     n = torch.nn.functional.normalize(torch.from_numpy(n), dim=1)
     C, M, D = t.shape[0], n.shape[0], t.shape[1]
-    keep = M - M % G
-    g = torch.Generator().manual_seed(0)
-    perm = torch.randperm(keep, generator=g)
+    G = index.shape[0]
+    perm = torch.from_numpy(np.ascontiguousarray(index.ravel()))
     labels = torch.cat([t, n])
     mem = torch.zeros(C + M, L, D)
     mem[:, 0] = labels
@@ -119,10 +145,8 @@ def torch_adaneg(X, t, n, bs, G=5, L=10, thr=0.5, gap=0.5, lam=0.1, T=0.01):
         N = torch.exp(b - m[:, :, None]).sum(2)
         return (S / (S + N)).mean(1)
 
-    out = []
-    t0 = time.perf_counter()
-    for i in range(0, len(X), bs):
-        x = torch.nn.functional.normalize(torch.from_numpy(X[i:i + bs]), dim=1)
+    def step(xb):
+        x = torch.nn.functional.normalize(torch.from_numpy(xb), dim=1)
         z = x @ labels.T / T
         v = grouped(z)
         pid = torch.softmax(z[:, :C], 1)
@@ -143,16 +167,18 @@ def torch_adaneg(X, t, n, bs, G=5, L=10, thr=0.5, gap=0.5, lam=0.1, T=0.01):
                     ent[lab, k] = H
         prox = torch.nn.functional.normalize(mem.sum(1), dim=1)
         a = grouped(x @ prox.T / T)
-        out.append(a + lam * v)
-    return torch.cat(out).numpy(), time.perf_counter() - t0
+        return (a + lam * v).numpy()
+
+    return step
 
 
-def torch_tanl(X, t, u, z, bs, beta=1000, step=1, gap=0.5, Lq=300, SL=20000, T=0.01,
+def torch_tanl(t, u, z, beta=1000, step=1, gap=0.5, Lq=300, SL=20000, T=0.01,
                official_aas=False, double=False):
     """TANL in PyTorch.  double=False: float32 throughout, torch.topk (its own tie order);
     double=True: as dnm's default computes it - the products in float32, the activations in
     float64 (near-ties in the top beta rank differently in float32), float32 queues with
-    their means in float64, top-beta by a stable descending sort (ties: lower index first)."""
+    their means in float64, top-beta by a stable descending sort (ties: lower index first).
+    Returns advance(batch) -> the batch's scores (the state kept between calls)."""
     import torch
     t = torch.nn.functional.normalize(torch.from_numpy(t), dim=1)
     u = torch.nn.functional.normalize(torch.from_numpy(u), dim=1)
@@ -221,10 +247,11 @@ def torch_tanl(X, t, u, z, bs, beta=1000, step=1, gap=0.5, Lq=300, SL=20000, T=0
     qneg = stored(Pz[torch.randperm(15, generator=g)][:, C:])
     sel0 = top(qmean(qneg) - qmean(qpos))
     squeue = torch.cat([aas(Pt, sel0), aas(Pz, sel0)])
-    out = []
-    t0 = time.perf_counter()
-    for i in range(0, len(X), bs):
-        x = torch.nn.functional.normalize(torch.from_numpy(X[i:i + bs]), dim=1)
+    state = {"qpos": qpos, "qneg": qneg, "squeue": squeue}
+
+    def advance(xb):
+        qpos, qneg, squeue = state["qpos"], state["qneg"], state["squeue"]
+        x = torch.nn.functional.normalize(torch.from_numpy(xb), dim=1)
         Z = logits(x)
         P = torch.softmax(Z, 1)
         R = P[:, C:]
@@ -237,10 +264,21 @@ def torch_tanl(X, t, u, z, bs, beta=1000, step=1, gap=0.5, Lq=300, SL=20000, T=0
         pos = R[up].mean(0) if up.any() else mpos
         neg = R[down].mean(0) if down.any() else mneg
         sel1 = top(neg - pos)
-        out.append(aas(P, sel1, Z))
-        qpos = torch.cat([qpos, stored(R[up])])[-Lq:]
-        qneg = torch.cat([qneg, stored(R[down])])[-Lq:]
-    return torch.cat(out).numpy(), time.perf_counter() - t0
+        out = aas(P, sel1, Z)
+        state["qpos"] = torch.cat([qpos, stored(R[up])])[-Lq:]
+        state["qneg"] = torch.cat([qneg, stored(R[down])])[-Lq:]
+        state["squeue"] = squeue
+        return out.numpy()
+
+    return advance
+
+
+def timed_stream(step, X, bs):
+    """Seconds for step over the stream X in batches of bs."""
+    t0 = time.perf_counter()
+    for i in range(0, len(X), bs):
+        step(X[i:i + bs])
+    return time.perf_counter() - t0
 
 
 def main():
@@ -274,41 +312,48 @@ def main():
         f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '')}",
         f"{'method':8s} {'reset s':>7s} {'dnm s':>8s} {'dnm ms/img':>10s} {'numpy s':>8s} {'ratio':>6s} "
         f"{'median':>6s} "
-        f"{'torch ms/img':>12s} {'speedup':>8s} {'state MiB':>9s} {'peak RSS MiB':>12s}",
+        f"{'torch ms/img':>12s} {'speedup':>8s} {'median':>7s} {'state MiB':>9s} "
+        f"{'peak RSS MiB':>12s}",
     ]
     extra = []
     for method in args.methods.split(","):
+        tn = min(args.torch_n, args.n)
         if method == "adaneg":
             t0 = time.perf_counter()
             obj = dnm.AdaNeg(t, n)
             t_reset = time.perf_counter() - t0
-            el, yard, med = round_robin(obj, X, np.concatenate([t, n]), args.batch, 2)
+            el, yard, med, vs = round_robin(obj, X, np.concatenate([t, n]), args.batch, 2,
+                                            [("f32", torch_adaneg(t, n, obj.index))], tn)
             state = (obj._pool[:obj._pool_n].nbytes + obj._proxies.nbytes + obj.entropies_.nbytes
                      + obj._slot.nbytes)
-            tn = min(args.torch_n, args.n)
-            tt = torch_adaneg(X[:tn], t, n, args.batch)[1] / tn
         else:
             t0 = time.perf_counter()
             obj = dnm.TANL(t, u, z)
             t_reset = time.perf_counter() - t0
-            el, yard, med = round_robin(obj, X, np.concatenate([t, u]), args.batch, 1)
+            el, yard, med, vs = round_robin(obj, X, np.concatenate([t, u]), args.batch, 1,
+                                            [("f32", torch_tanl(t, u, z)),
+                                             ("f64", torch_tanl(t, u, z, double=True))], tn)
             state = obj._qpos.buf.nbytes + obj._qneg.buf.nbytes + obj._squeue.nbytes
-            tn = min(args.torch_n, args.n)
-            tt = torch_tanl(X[:tn], t, u, z, args.batch)[1] / tn
-            td = torch_tanl(X[:tn], t, u, z, args.batch, double=True)[1] / tn
+            ts, ds, dm, _ = vs["f64"]
             extra.append(f"tanl: PyTorch at dnm's precision (float64 activations, float32 queues "
-                         f"with float64 means, ties to the lower index; {tn} images): "
-                         f"{td * 1e3:.3f} ms/img = {td / (el / args.n):.1f} x dnm")
+                         f"with float64 means, ties to the lower index; the first {tn} images, "
+                         f"in the alternation): {ts / tn * 1e3:.3f} ms/img = {ts / ds:.1f} x dnm "
+                         f"on the same batches (median over batches {dm:.1f})")
             on = min(args.official_n, args.n)
-            to = torch_tanl(X[:on], t, u, z, args.batch, official_aas=True)[1] / on
+            to = timed_stream(torch_tanl(t, u, z, official_aas=True), X[:on], args.batch) / on
             extra.append(f"tanl: PyTorch with the official activation-aware score (one softmax "
                          f"per prefix, {on} images): {to * 1e3:.3f} ms/img = "
                          f"{to / (el / args.n):.1f} x dnm")
+        ts, ds, tmed, dmax = vs["f32"]
+        tt = ts / tn
+        extra.append(f"{method}: float32 PyTorch's scores against dnm's on those batches: largest "
+                     f"difference {dmax:.1e}" + ("" if method == "tanl" else
+                                                 " (the same groups of negatives)"))
         del obj
         per = el / args.n
         lines.append(f"{method:8s} {t_reset:7.2f} {el:8.2f} {per * 1e3:10.3f} {yard:8.2f} {el / yard:6.2f} "
                      f"{med:6.2f} "
-                     f"{tt * 1e3:12.3f} {tt / per:8.1f} {state / MIB:9.0f} "
+                     f"{tt * 1e3:12.3f} {ts / ds:8.1f} {tmed:7.1f} {state / MIB:9.0f} "
                      f"{proc_status('VmHWM') / MIB:12.0f}")
         print(lines[-1], flush=True)
     lines += extra
@@ -316,9 +361,10 @@ def main():
     lines.append("reset s = construction (TANL: the ID texts' activation rows and initial "
                  "scores); dnm s = the stream; ratio = dnm s / numpy products; median = the median over "
                  "batches of dnm / numpy, timed in alternation batch by batch (the figure to quote "
-                 "on a loaded machine); speedup = torch / "
-                 "dnm per image (torch: float32 throughout with torch.topk's tie order, the stream "
-                 "of the first --torch-n images, its reset excluded).")
+                 "on a loaded machine); speedup = torch s / dnm s over the first --torch-n images "
+                 "of the stream (torch: float32 throughout with torch.topk's tie order, its reset "
+                 "excluded), both timed in the same alternation batch by batch; its median = the "
+                 "median over those batches of torch / dnm.")
     text = "\n".join(lines) + "\n"
     print(text)
     out = args.out or str(Path(__file__).resolve().parent / "results" /
