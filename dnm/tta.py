@@ -178,6 +178,13 @@ class _Packed:
         return {} if self._packed is None else {"packed": self._packed,
                                                 "packed_kernel": self._kernel}
 
+    def copy_of(self, other):
+        """Take other's packing (other packs labels equal to these, with this n_id and index)."""
+        other.kwargs()
+        self._kernel = other._kernel
+        self._packed = None if other._packed is None else other._packed.copy()
+        return self
+
     def repack(self, rows):
         """After labels[rows] changed."""
         if self._packed is not None and len(rows):
@@ -344,7 +351,9 @@ class AdaNeg:
         self._pool = np.empty((0, D), dtype=self._dtype)
         self._pool_n = 0
         self._proxies = self._labels_cd.copy()
-        self._packed_proxies = _Packed(self._proxies, self.n_id_, self.index)
+        # the texts packed here (not in the first batch), the proxies given a copy
+        self._packed_proxies = _Packed(self._proxies, self.n_id_, self.index).copy_of(
+            self._packed_text)
         self.n_images_seen_ = 0
         self.n_batches_seen_ = 0
         return self

@@ -88,6 +88,41 @@ def test_adaneg_memory_never_allocates_past_its_capacity(rng):
     assert obj._pool_n == cap == obj._pool.shape[0]  # full, and not one row more
 
 
+def test_adaneg_packs_at_construction_and_reset(rng):
+    """The labels are packed when the object is made, and reset() hands the proxies a copy
+    of that packing (the proxies equal the texts then): the first batch packs nothing whole,
+    and the copy is what packing the proxies gives."""
+    t, n, u, z, X = problem(rng, N=40)
+    t, n = t.astype(np.float32), n.astype(np.float32)
+    real = tta._core
+
+    class Spy:
+        def __getattr__(self, name):
+            if name == "softmax_pack":
+                return lambda *a, **k: calls.append(len(a)) or real.softmax_pack(*a, **k)
+            return getattr(real, name)
+
+    for reset in (False, True):
+        obj = dnm.AdaNeg(t, n, groups=4, memory_length=3, temperature=0.03)
+        if reset:
+            obj.update(X[:20])
+            obj.reset()
+        packs = not obj._packed_text.kwargs() == {}  # (the BLAS tiles pack nothing)
+        if packs:
+            fresh = _core.softmax_pack(obj._proxies, obj.n_id_, obj.index,
+                                       dnm._config.kernel())[0]
+            np.testing.assert_array_equal(obj._packed_proxies._packed, fresh)
+            assert obj._packed_proxies._packed is not obj._packed_text._packed  # a copy
+        calls = []
+        tta._core = Spy()
+        try:
+            obj.update(X[20:])
+        finally:
+            tta._core = real
+        assert all(c >= 6 for c in calls)  # only repacks of changed proxy rows
+        assert not packs or calls  # (and there were some)
+
+
 def test_adaneg_batch_size_one_and_short_last_batch(rng):
     t, n, u, z, X = problem(rng, N=37)
     for bs in (1, 10):  # 37 = 3 x 10 + 7
