@@ -169,21 +169,21 @@ TGT static void tta_fold(const float *sb, const float *mx, int64_t j0, int64_t w
 }
 
 /* eb ([w][MR], as tta_fold stores it) into the rows of nimg images, columns
- * [j0, j0 + w) of each: row i at row0 + i * L.  On AVX2, for a full panel whose
- * rows share their alignment (L a multiple of 4), the columns from the first
- * 32-byte boundary on go in 4 x 4 blocks transposed in registers and stored
- * whole; the others one value at a time.  The values are the same either way. */
+ * [j0, j0 + w) of each: row i at row0 + i * L.  For a full panel whose rows
+ * share their alignment (L a multiple of 4), the columns from the first 32-byte
+ * boundary on go in 4 x 4 blocks transposed in registers and stored whole (in
+ * both builds: MR / 4 such blocks per 4 columns); the others one value at a
+ * time.  The values are the same either way. */
 TGT static void tta_write_rows(const double *eb, int64_t w, double *row0, int64_t L, int64_t j0,
                                int64_t nimg)
 {
     int64_t a = 0, b = 0; /* [a, b): the columns written in 4 x 4 blocks */
-#if W == 8
     if (nimg == MR && L % 4 == 0 && ((uintptr_t)row0 & 7) == 0) {
         a = (int64_t)((32 - ((uintptr_t)(row0 + j0) & 31)) & 31) / 8;
         a = a < w ? a : w;
         b = a + (w - a) / 4 * 4;
         for (int64_t j = a; j < b; j += 4) {
-            for (int h = 0; h < 4; h++) {
+            for (int h = 0; h < MR / 4; h++) {
                 const __m256d c0 = _mm256_loadu_pd(eb + (j + 0) * MR + 4 * h);
                 const __m256d c1 = _mm256_loadu_pd(eb + (j + 1) * MR + 4 * h);
                 const __m256d c2 = _mm256_loadu_pd(eb + (j + 2) * MR + 4 * h);
@@ -198,7 +198,6 @@ TGT static void tta_write_rows(const double *eb, int64_t w, double *row0, int64_
             }
         }
     }
-#endif
     for (int64_t i = 0; i < nimg; i++) {
         double *row = row0 + i * L + j0;
         for (int64_t j = 0; j < a; j++) row[j] = eb[j * MR + i];
