@@ -22,7 +22,7 @@
 #define LANES 8
 
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(DNM_NO_CLONES)
-#define DNM_TCLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define DNM_TCLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define DNM_TCLONES
 #endif
