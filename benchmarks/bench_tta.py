@@ -13,8 +13,10 @@ synthetic (half the images near an ID label, half pure noise).  In one run, per 
       with (a), batch by batch, and reported also as the median over batches of the ratio;
   (c) PyTorch (CPU, float32, torch's threads): the method vectorised over the batch
       (AdaNeg's memory insertion a loop over the cached images, as in the official code; TANL's
-      activation-aware score by prefix sums), on the first --torch-n images, time per image of
-      the stream (the reset excluded); and TANL once more with the official code's
+      activation-aware score by prefix sums; AdaNeg on dnm's groups of negatives, so both
+      compute the same scores: their largest difference is reported), on the first --torch-n
+      images, in the same batch-by-batch alternation as (a) and (b) (the reset excluded): the
+      speedup over those batches and its median over them; and TANL once more with the official code's
       activation-aware score (ceil(beta / step) softmaxes per image) on --official-n images;
   (d) peak resident memory of the process and the size of the method's state.
 --quick: N = 2,048, K = 20,000 (a minute or so).  Writes benchmarks/results/tta.txt (or
@@ -337,8 +339,8 @@ def main():
             ts, ds, dm, _ = vs["f64"]
             extra.append(f"tanl: PyTorch at dnm's precision (float64 activations, float32 queues "
                          f"with float64 means, ties to the lower index; the first {tn} images, "
-                         f"in the alternation): {ts / tn * 1e3:.3f} ms/img = {ts / ds:.1f} x dnm "
-                         f"on the same batches (median over batches {dm:.1f})")
+                         f"in the alternation): {ts / tn * 1e3:.3f} ms/img = {ts / ds:.2f} x dnm "
+                         f"on the same batches (median over batches {dm:.2f})")
             on = min(args.official_n, args.n)
             to = timed_stream(torch_tanl(t, u, z, official_aas=True), X[:on], args.batch) / on
             extra.append(f"tanl: PyTorch with the official activation-aware score (one softmax "
@@ -353,7 +355,7 @@ def main():
         per = el / args.n
         lines.append(f"{method:8s} {t_reset:7.2f} {el:8.2f} {per * 1e3:10.3f} {yard:8.2f} {el / yard:6.2f} "
                      f"{med:6.2f} "
-                     f"{tt * 1e3:12.3f} {ts / ds:8.1f} {tmed:7.1f} {state / MIB:9.0f} "
+                     f"{tt * 1e3:12.3f} {ts / ds:8.2f} {tmed:7.2f} {state / MIB:9.0f} "
                      f"{proc_status('VmHWM') / MIB:12.0f}")
         print(lines[-1], flush=True)
     lines += extra
