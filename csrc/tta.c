@@ -53,17 +53,30 @@ static inline double exp_le0(double x)
     return q * v.d * under;
 }
 
-/* z[0..n) summed in 8 fixed lanes, then the lanes added in order */
-static double lane_sum(const double *z, int64_t n)
+/* z[0..n) added to 8 fixed lanes: z[j] to lane j mod 8 (n mod 8 == 0 keeps that for the
+ * next call), in order within each lane */
+static inline void lane_add(double acc[LANES], const double *z, int64_t n)
 {
-    double acc[LANES] = {0};
     int64_t j = 0;
     for (; j + LANES <= n; j += LANES)
         for (int l = 0; l < LANES; l++) acc[l] += z[j + l];
     for (int l = 0; j < n; j++, l++) acc[l] += z[j];
+}
+
+/* the lanes added in order */
+static inline double lane_total(const double acc[LANES])
+{
     double s = 0.0;
     for (int l = 0; l < LANES; l++) s += acc[l];
     return s;
+}
+
+/* z[0..n) summed in 8 fixed lanes, then the lanes added in order */
+static double lane_sum(const double *z, int64_t n)
+{
+    double acc[LANES] = {0};
+    lane_add(acc, z, n);
+    return lane_total(acc);
 }
 
 /* One row of cosines z[0..L) in place -> exp((z - max) / T); returns their sum (8 fixed
@@ -346,9 +359,7 @@ static int softmax_rows_run(const dnm_matrix *images, const dnm_matrix *labels,
                         for (; q + LANES <= Q; q += LANES)
                             for (int l = 0; l < LANES; l++) acc[l] += zn[ix[q + l]];
                         for (int l = 0; q < Q; q++, l++) acc[l] += zn[ix[q]];
-                        double sg = 0.0;
-                        for (int l = 0; l < LANES; l++) sg += acc[l];
-                        group_mass[(r0 + r) * G + g] = sg * f;
+                        group_mass[(r0 + r) * G + g] = lane_total(acc) * f;
                     }
                 }
                 if (scales)
@@ -562,9 +573,7 @@ void dnm_tta_aas(const double *a_id, const double *vals, int64_t N, int64_t n, i
             for (; q < P; q++) cs += v[q]; /* the running sum, as NumPy's cumsum */
             acc[(k - 1) % LANES] += A / (A + cs);
         }
-        double s = 0.0;
-        for (int l = 0; l < LANES; l++) s += acc[l];
-        out[i] = s / (double)m;
+        out[i] = lane_total(acc) / (double)m;
     }
     dnm_threads_end();
 }
@@ -651,14 +660,9 @@ DNM_TCLONES static double entropy_row(const double *v, int64_t len, double mass)
             const double p = v[c0 + k] * inv;
             t[k] = p * log_pos(p + 1e-8);
         }
-        int64_t k = 0;
-        for (; k + LANES <= w; k += LANES)
-            for (int l = 0; l < LANES; l++) acc[l] += t[k + l];
-        for (int l = 0; k < w; k++, l++) acc[l] += t[k];
+        lane_add(acc, t, w); /* (chunks of 512: lane k mod 8 throughout) */
     }
-    double h = 0.0;
-    for (int l = 0; l < LANES; l++) h += acc[l];
-    return -h;
+    return -lane_total(acc);
 }
 
 int dnm_tta_cached(const double *rows, int64_t L, int64_t off, int64_t len, const int64_t *pos,
